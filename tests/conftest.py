@@ -1,0 +1,48 @@
+"""Tests run on the `nano` preset with real MLX, with the optimised BLAS preloaded like every workbench process."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from workbench import runtime
+from workbench.paths import REPO_ROOT
+
+os.environ.setdefault("WORKBENCH_CACHE", str(REPO_ROOT / "outputs" / "cache"))
+
+
+def pytest_configure(config):
+    """Re-execute pytest once with the optimised BLAS preloaded (Linux), before any test imports MLX."""
+    if runtime.needs_reexec():
+        capture = config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:
+            capture.stop_global_capturing()
+        runtime.ensure_optimised_blas()
+
+
+@pytest.fixture(autouse=True)
+def _outputs(tmp_path, monkeypatch):
+    """Every test writes its results into its own folder, never into outputs/."""
+    monkeypatch.setenv("WORKBENCH_OUTPUTS", str(tmp_path / "outputs"))
+    return tmp_path / "outputs"
+
+
+@pytest.fixture(scope="session")
+def nano_path() -> Path:
+    from workbench import build
+
+    return build.build_model("nano", progress=False)
+
+
+@pytest.fixture(scope="session")
+def nano(nano_path):
+    from workbench import models
+
+    return models.load(str(nano_path))
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    from workbench.kernel import install_kernel
+
+    return install_kernel()

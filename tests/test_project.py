@@ -1,0 +1,37 @@
+"""Project hygiene: the two dependency lists agree; outputs/ is ignored; the README gives the two commands."""
+
+import re
+import tomllib
+
+import yaml
+
+from workbench.paths import REPO_ROOT
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"]} | {_name(r) for r in project["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    listed = set()
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            listed |= {_name(d) for d in dep["pip"] if not d.startswith("-")}
+        else:
+            listed.add(_name(dep))
+    listed -= {"python", "pip"}
+    assert listed == wanted
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_tests():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    assert "make test" in (REPO_ROOT / ".ci" / "run").read_text()
+
+
+def test_outputs_is_ignored_but_kept():
+    assert (REPO_ROOT / "outputs" / ".gitkeep").exists()
+    assert "outputs/*" in (REPO_ROOT / ".gitignore").read_text()

@@ -1,0 +1,19 @@
+"""Committed model weights: used when their recipe hash matches the current recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ASSETS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def find_committed(recipe) -> Path | None:
+    """The committed directory built from exactly this recipe, if there is one."""
+    candidate = ASSETS_DIR / recipe.preset
+    info = candidate / "build.json"
+    if not info.exists():
+        return None
+    if json.loads(info.read_text()).get("recipe_hash") != recipe.hash():
+        return None
+    return candidate

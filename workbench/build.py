@@ -1,0 +1,316 @@
+"""Build the embedded model family offline: a BPE tokenizer and small Llama models.
+
+The tokenizer is trained with `tokenizers` on the standard library's docstrings plus the
+built-in retrieval task; the models are mlx-lm `llama` models trained with MLX on a mix
+of both. The result is a plain mlx-lm directory (`config.json`, `model.safetensors`,
+tokenizer files), so `mlx_lm.load`, `generate`, `benchmark`, `convert` and `perplexity`
+work on it unchanged.
+
+Builds are deterministic for a seed and cached by the hash of their recipe:
+
+    workbench build-model --preset default
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench import corpus, tasks
+from workbench.paths import atomic_dir, cache_dir
+
+BUILD_VERSION = 1
+SPECIAL = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines a built model; its hash names the cache entry."""
+
+    preset: str
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    vocab_size: int = 2048
+    steps: int = 3000
+    batch_size: int = 32
+    sequence_length: int = 128
+    learning_rate: float = 3e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    task_fraction: float = 0.75
+    answer_weight: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ValueError(f"recipe.{field.name} must be >= 0, got {value}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("recipe.hidden_size must be a multiple of num_attention_heads")
+        if not 0.0 <= self.task_fraction <= 1.0:
+            raise ValueError(f"recipe.task_fraction must be in [0, 1], got {self.task_fraction}")
+
+    def tokenizer_key(self) -> dict:
+        return {"vocab_size": self.vocab_size, "corpus": corpus.corpus_hash(), "version": BUILD_VERSION}
+
+    def hash(self) -> str:
+        payload = {**dataclasses.asdict(self), "tokenizer": self.tokenizer_key(), "version": BUILD_VERSION}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def model_config(self) -> dict:
+        return {
+            "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"],
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_attention_heads,
+            "intermediate_size": self.intermediate_size,
+            "vocab_size": self.vocab_size,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "max_position_embeddings": 4096,
+            "tie_word_embeddings": True,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+        }
+
+
+PRESETS = {
+    "nano": Recipe("nano", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                   steps=100, batch_size=8, warmup_steps=20),
+    "default": Recipe("default", hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                      intermediate_size=512, steps=2400, batch_size=16),
+    "student": Recipe("student", hidden_size=128, num_hidden_layers=3, num_attention_heads=4,
+                      intermediate_size=256, steps=2400, batch_size=16),
+}
+
+
+def get_recipe(preset: str) -> Recipe:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def tokenizer_texts(seed: int = 0, task_docs: int = 4000) -> list[str]:
+    rng = random.Random(f"facts-tokenizer-{seed}")
+    return list(corpus.stdlib_docstrings()[0]) + [tasks.make_training_text(rng) for _ in range(task_docs)]
+
+
+def build_tokenizer(recipe: Recipe) -> Path:
+    """Train (or reuse) the byte-level BPE tokenizer shared by every preset of this vocab."""
+    key = hashlib.sha256(json.dumps(recipe.tokenizer_key(), sort_keys=True).encode()).hexdigest()[:16]
+    target = cache_dir() / "tokenizers" / key
+    if (target / "tokenizer.json").exists():
+        return target
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=recipe.vocab_size,
+        special_tokens=[SPECIAL],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(tokenizer_texts(), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(single=f"{SPECIAL} $A", special_tokens=[(SPECIAL, 0)])
+    with atomic_dir(target) as tmp:
+        tok.save(str(tmp / "tokenizer.json"))
+        config = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": SPECIAL,
+            "eos_token": SPECIAL,
+            "unk_token": SPECIAL,
+            "model_max_length": 1 << 30,
+            "clean_up_tokenization_spaces": False,
+        }
+        (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+        (tmp / "special_tokens_map.json").write_text(
+            json.dumps({"bos_token": SPECIAL, "eos_token": SPECIAL, "unk_token": SPECIAL}, indent=2)
+        )
+    return target
+
+
+# ---------------------------------------------------------------- data
+
+
+class Batches:
+    """Deterministic packed batches: task documents and docstring chunks, BOS/EOS separated."""
+
+    def __init__(self, recipe: Recipe, tokenizer):
+        import numpy as np
+
+        self.recipe = recipe
+        self.tokenizer = tokenizer
+        self.rng = random.Random(f"facts-train-{recipe.seed}")
+        docs = corpus.stdlib_docstrings()[0]
+        ids = []
+        for doc in docs:
+            ids.extend(tokenizer.encode(doc + "\n").ids[1:] + [0])
+        self.text_ids = np.array(ids, dtype=np.int32)
+
+        self.answer_marker = [tokenizer.token_to_id("A"), tokenizer.token_to_id(":")]
+
+    def _task_row(self, length: int) -> list[int]:
+        row = []
+        while len(row) < length:
+            row.extend(self.tokenizer.encode(tasks.make_training_text(self.rng)).ids + [0])
+        return row[:length]
+
+    def next(self):
+        """(tokens, loss weights): answer tokens weigh `recipe.answer_weight`, others 1."""
+        import numpy as np
+
+        length = self.recipe.sequence_length + 1
+        rows = []
+        for _ in range(self.recipe.batch_size):
+            if self.rng.random() < self.recipe.task_fraction:
+                rows.append(self._task_row(length))
+            else:
+                start = self.rng.randrange(0, len(self.text_ids) - length)
+                rows.append(self.text_ids[start : start + length].tolist())
+        tokens = np.array(rows, dtype=np.int32)
+        a, colon = self.answer_marker
+        is_answer = (tokens[:, :-2] == a) & (tokens[:, 1:-1] == colon)
+        weights = np.ones(tokens[:, 1:].shape, dtype=np.float32)
+        weights[:, 1:][is_answer] = self.recipe.answer_weight
+        return tokens, weights
+
+
+# ---------------------------------------------------------------- model
+
+
+def init_model(recipe: Recipe):
+    import mlx.core as mx
+    from mlx_lm.models import llama
+
+    mx.random.seed(recipe.seed)
+    model = llama.Model(llama.ModelArgs.from_dict(recipe.model_config()))
+    mx.eval(model.parameters())
+    return model
+
+
+def train(recipe: Recipe, tokenizer, *, progress: bool = True):
+    """Train a model for `recipe.steps` steps; returns (model, loss history)."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    from tqdm import tqdm
+
+    model = init_model(recipe)
+    batches = Batches(recipe, tokenizer)
+    warmup = optim.linear_schedule(1e-7, recipe.learning_rate, max(recipe.warmup_steps, 1))
+    decay = optim.cosine_decay(recipe.learning_rate, max(recipe.steps - recipe.warmup_steps, 1), 1e-5)
+    schedule = optim.join_schedules([warmup, decay], [max(recipe.warmup_steps, 1)])
+    optimizer = optim.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay)
+
+    def loss_fn(model, tokens, weights):
+        losses = nn.losses.cross_entropy(model(tokens[:, :-1]), tokens[:, 1:])
+        return (losses * weights).sum() / weights.sum()
+
+    loss_and_grad = nn.value_and_grad(model, loss_fn)
+    state = [model.state, optimizer.state]
+
+    def step(tokens, weights):
+        loss, grads = loss_and_grad(model, tokens, weights)
+        grads, _ = optim.clip_grad_norm(grads, 1.0)
+        optimizer.update(model, grads)
+        return loss
+
+    step = mx.compile(step, inputs=state, outputs=state)
+    probe = AnswerProbe(tokenizer)
+    history = []
+    accuracy = math.nan
+    bar = tqdm(range(recipe.steps), desc=f"train {recipe.preset}", disable=not progress, mininterval=1.0)
+    for i in bar:
+        tokens, weights = batches.next()
+        loss = step(mx.array(tokens), mx.array(weights))
+        mx.eval(state, loss)
+        history.append(loss.item())
+        if (i + 1) % 200 == 0 or i + 1 == recipe.steps:
+            accuracy = probe(model)
+        if i % 10 == 0:
+            bar.set_postfix(loss=f"{sum(history[-10:]) / len(history[-10:]):.3f}", answer_acc=f"{accuracy:.2f}")
+    return model, history
+
+
+class AnswerProbe:
+    """Teacher-forced accuracy of the first answer token on held-out task items (cheap progress signal)."""
+
+    def __init__(self, tokenizer, count: int = 64):
+        import numpy as np
+
+        items = tasks.make_items(count, seed=12345)
+        prompts = [tokenizer.encode(item.prompt).ids for item in items]
+        width = max(map(len, prompts))
+        # left-pad with EOS so the last position is the prompt's last token
+        self.tokens = np.array([[0] * (width - len(p)) + p for p in prompts], dtype=np.int32)
+        self.answers = np.array([tokenizer.encode(" " + item.reference).ids[1] for item in items])
+
+    def __call__(self, model) -> float:
+        import mlx.core as mx
+
+        logits = model(mx.array(self.tokens))[:, -1, :]
+        return float((mx.argmax(logits, axis=-1) == mx.array(self.answers)).mean().item())
+
+
+def save_model_dir(target: Path, model, recipe: Recipe, tokenizer_dir: Path, extra: dict) -> None:
+    from mlx_lm.utils import save_config, save_model
+
+    with atomic_dir(target) as tmp:
+        save_model(tmp, model)
+        save_config(recipe.model_config(), tmp / "config.json")
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy(tokenizer_dir / name, tmp / name)
+        info = {"recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(), **extra}
+        (tmp / "build.json").write_text(json.dumps(info, indent=2))
+
+
+def model_path(preset: str) -> Path:
+    recipe = get_recipe(preset)
+    return cache_dir() / "models" / f"{preset}-{recipe.hash()}"
+
+
+def build_model(preset: str, *, progress: bool = True, force: bool = False) -> Path:
+    """Build (or reuse from the cache) a preset; returns its mlx-lm directory."""
+    recipe = get_recipe(preset)
+    target = model_path(preset)
+    if (target / "build.json").exists() and not force:
+        return target
+    from workbench.assets import find_committed
+
+    committed = find_committed(recipe)
+    if committed is not None and not force:
+        return committed
+    from tokenizers import Tokenizer
+
+    start = time.perf_counter()
+    tokenizer_dir = build_tokenizer(recipe)
+    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    model, history = train(recipe, tokenizer, progress=progress)
+    tail = history[-50:] or [math.nan]
+    extra = {
+        "answer_probe_accuracy": AnswerProbe(tokenizer)(model),
+        "build_seconds": round(time.perf_counter() - start, 1),
+        "final_loss": sum(tail) / len(tail),
+        "initial_loss": history[0] if history else math.nan,
+    }
+    if target.exists():
+        shutil.rmtree(target)
+    save_model_dir(target, model, recipe, tokenizer_dir, extra)
+    return target

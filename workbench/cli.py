@@ -1,0 +1,225 @@
+"""`workbench` command line: doctor, build-model, bench, eval.
+
+Bad input ends with one line `workbench: error: ...` on stderr and exit code 2, before
+anything is written. `--json` prints one JSON object as the last line of output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def build_parser() -> Parser:
+    from workbench.build import PRESETS
+    from workbench.tasks import TASKS
+
+    parser = Parser(prog="workbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    doctor = sub.add_parser("doctor", help="backend, versions, BLAS, hardware, readiness")
+    doctor.add_argument("--json", action="store_true")
+
+    build = sub.add_parser("build-model", help="build (or load from cache) an embedded model")
+    build.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    build.add_argument("--force", action="store_true", help="rebuild even if cached or committed")
+    build.add_argument("--output", help="also copy the model directory here")
+    build.add_argument("--json", action="store_true")
+
+    bench = sub.add_parser("bench", help="TTFT, ITL, TPOT, E2E and throughput on synthetic prompts")
+    bench.add_argument("--model", default="default", help="preset, mlx-lm directory or Hugging Face repo id")
+    bench.add_argument("--prompt-tokens", type=positive_int, default=128)
+    bench.add_argument("--gen-tokens", type=positive_int, default=64)
+    bench.add_argument("--batch", type=positive_int, default=1)
+    bench.add_argument("--trials", type=positive_int, default=3)
+    bench.add_argument("--warmup", type=non_negative_int, default=1)
+    bench.add_argument("--no-save", action="store_true", help="do not write a run folder")
+    bench.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("eval", help="perplexity, task accuracy and fidelity to a baseline")
+    ev.add_argument("--model", default="default")
+    ev.add_argument("--text", help="text file for perplexity, or 'stdlib' for held-out stdlib docstrings")
+    ev.add_argument("--sequence-length", type=positive_int, default=128)
+    ev.add_argument("--max-chunks", type=positive_int, default=64)
+    ev.add_argument("--task", choices=TASKS)
+    ev.add_argument("--task-count", type=positive_int, default=100)
+    ev.add_argument("--baseline", help="model to measure fidelity against")
+    ev.add_argument("--no-save", action="store_true")
+    ev.add_argument("--json", action="store_true")
+    sub.add_parser("install-kernel", help="register the 'workbench' Jupyter kernel (BLAS preloaded)")
+
+    demo = sub.add_parser("demo", help="run the quickstart notebook on the default model with papermill")
+    demo.add_argument("--model", default="default")
+    demo.add_argument("--trials", type=positive_int, default=3)
+    return parser
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def print_table(summary: dict) -> None:
+    width = max(map(len, summary), default=0)
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {_fmt(value)}")
+
+
+def cmd_doctor(args) -> int:
+    from workbench import runtime
+
+    info, problems = runtime.doctor()
+    info["ready"] = not problems
+    info["problems"] = problems
+    args.summary = info
+    if not args.json:
+        print_table({k: v for k, v in info.items() if k != "problems"})
+        for problem in problems:
+            print(f"problem: {problem}")
+    return 0 if not problems else 1
+
+
+def cmd_build(args) -> int:
+    import shutil
+    import time
+
+    from workbench import build, models
+
+    start = time.perf_counter()
+    path = build.build_model(args.preset, force=args.force)
+    loaded = models.load(str(path))
+    info = json.loads((path / "build.json").read_text())
+    if args.output:
+        shutil.copytree(path, args.output, dirs_exist_ok=True)
+    summary = {"preset": args.preset, "path": str(path), "recipe_hash": info["recipe_hash"],
+               "parameters": models.parameter_count(loaded.model), "seconds": time.perf_counter() - start,
+               "build_seconds": info.get("build_seconds"), "final_loss": info.get("final_loss")}
+    if not args.json:
+        print_table(summary)
+    args.summary = summary
+    return 0
+
+
+def _check_text(args) -> None:
+    from pathlib import Path
+
+    if args.text and args.text != "stdlib" and not Path(args.text).is_file():
+        raise UsageError(f"--text {args.text}: no such file")
+    if not (args.text or args.task or args.baseline):
+        raise UsageError("eval needs at least one of --text, --task, --baseline")
+
+
+def cmd_bench(args) -> int:
+    from workbench import bench
+
+    frame, summary = bench.run_bench(args.model, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens,
+                                     batch_size=args.batch, trials=args.trials, warmup=args.warmup)
+    if not args.no_save:
+        summary["run_dir"] = str(bench.save(frame, params={"command": "bench", **_params(args)}))
+    if not args.json:
+        print_table(summary)
+    args.summary = summary
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from workbench import bench
+
+    _check_text(args)
+    frame, summary = bench.run_eval(args.model, text=args.text, sequence_length=args.sequence_length,
+                                    max_chunks=args.max_chunks, task=args.task, task_count=args.task_count,
+                                    baseline=args.baseline)
+    if not args.no_save:
+        summary["run_dir"] = str(bench.save(frame, params={"command": "eval", **_params(args)}))
+    if not args.json:
+        print_table({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    args.summary = summary
+    return 0
+
+
+def _params(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in {"json", "summary", "func"}}
+
+
+def cmd_install_kernel(args) -> int:
+    from workbench.kernel import install_kernel
+
+    print(f"installed Jupyter kernel 'workbench' at {install_kernel()}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from workbench.demo import run_demo
+
+    out_dir = run_demo(model=args.model, trials=args.trials)
+    print(f"executed notebook: {out_dir / 'executed.ipynb'}")
+    print(f"results:           {out_dir / 'results.parquet'}")
+    return 0
+
+
+COMMANDS = {"doctor": cmd_doctor, "build-model": cmd_build, "bench": cmd_bench, "eval": cmd_eval,
+            "install-kernel": cmd_install_kernel, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from workbench import runtime
+
+    if argv is None:
+        runtime.ensure_optimised_blas()
+    from workbench.models import ModelError
+
+    try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "model", None) is not None:
+            from workbench.models import resolve
+
+            resolve(args.model, build_missing=False)  # fail fast on a missing model, before any work
+        if getattr(args, "baseline", None):
+            resolve(args.baseline, build_missing=False)
+        if args.command == "eval":
+            _check_text(args)
+        code = COMMANDS[args.command](args)
+    except (UsageError, ModelError, ValueError) as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if getattr(args, "json", False):
+        print(json.dumps(getattr(args, "summary", None), default=str))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

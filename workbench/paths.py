@@ -1,0 +1,61 @@
+"""Where the workbench keeps things, and how it writes them without leaving half a file.
+
+A reader never sees a partial result: files and directories are written under a
+temporary name in the same directory, flushed, then renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def outputs_dir() -> Path:
+    """`$WORKBENCH_OUTPUTS`, else `outputs/` of the checkout."""
+    return Path(os.environ.get("WORKBENCH_OUTPUTS", REPO_ROOT / "outputs"))
+
+
+def cache_dir() -> Path:
+    """Built and converted models and tokenizers: `$WORKBENCH_CACHE`, else `outputs/cache`."""
+    return Path(os.environ.get("WORKBENCH_CACHE", outputs_dir() / "cache"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path):
+    """Yield a temporary sibling directory; rename it to `target` when the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

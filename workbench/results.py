@@ -1,0 +1,135 @@
+"""The result schema, atomic run folders, and reading results back.
+
+One row per measured unit: a request in a trial (`kind="speed"`), a task item
+(`"task"`), a fidelity sequence (`"fidelity"`) or a perplexity chunk (`"perplexity"`).
+Every row carries the run, model, backend and workload identity and the variant's
+parameters, so summaries are always computed from rows. See docs/results.md.
+
+    outputs/runs/<run_id>/{params.yaml, env.json, results.parquet}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import math
+import secrets
+from pathlib import Path
+
+import polars as pl
+
+from workbench.paths import atomic_write_bytes, atomic_write_text, outputs_dir
+
+IDENTITY = {
+    "run_id": pl.String,
+    "created_at": pl.String,
+    "experiment": pl.String,
+    "variant": pl.String,
+    "kind": pl.String,
+    "model_id": pl.String,
+    "model_hash": pl.String,
+    "backend": pl.String,
+    "blas": pl.String,
+    "workload": pl.String,
+    "workload_hash": pl.String,
+    "params_json": pl.String,
+}
+MEASURES = {
+    "trial": pl.Int32,
+    "request_index": pl.Int32,
+    "batch_size": pl.Int32,
+    "prompt_tokens": pl.Int32,
+    "generated_tokens": pl.Int32,
+    "ttft_s": pl.Float64,
+    "tpot_s": pl.Float64,
+    "e2e_s": pl.Float64,
+    "prefill_tps": pl.Float64,
+    "decode_tps": pl.Float64,
+    "itl_s": pl.List(pl.Float64),
+    "window_s": pl.Float64,
+    "peak_mem_bytes": pl.Int64,
+    "rss_bytes": pl.Int64,
+    "load_s": pl.Float64,
+    "mlx_prompt_tps": pl.Float64,
+    "mlx_generation_tps": pl.Float64,
+    "nll_mean": pl.Float64,
+    "eval_tokens": pl.Int32,
+    "exact_match": pl.Float64,
+    "token_f1": pl.Float64,
+    "prediction": pl.String,
+    "reference": pl.String,
+    "kl_mean": pl.Float64,
+    "greedy_agreement": pl.Float64,
+    "first_divergence": pl.Int32,
+    "positions": pl.Int32,
+}
+SCHEMA = {**IDENTITY, **MEASURES}
+KINDS = ("speed", "task", "fidelity", "perplexity")
+
+
+def new_run_id(prefix: str = "run") -> str:
+    return f"{prefix}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def to_frame(rows: list[dict], **identity) -> pl.DataFrame:
+    """Rows (dicts of measures) plus shared identity columns -> a frame in SCHEMA order and types."""
+    unknown = set(identity) - set(IDENTITY)
+    if unknown:
+        raise ValueError(f"unknown identity columns: {sorted(unknown)}")
+    if isinstance(identity.get("params_json"), dict):
+        identity["params_json"] = json.dumps(identity["params_json"], sort_keys=True, default=str)
+    identity.setdefault("created_at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    records = []
+    for row in rows:
+        if row.get("kind", identity.get("kind")) not in KINDS:
+            raise ValueError(f"row kind must be one of {KINDS}")
+        record = {**identity, **{k: v for k, v in row.items() if k in SCHEMA}}
+        for key, value in record.items():
+            if isinstance(value, float) and math.isnan(value):
+                record[key] = None
+        records.append(record)
+    frame = pl.DataFrame(records, schema=SCHEMA) if records else pl.DataFrame(schema=SCHEMA)
+    return frame
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
+    """Write a parquet file atomically: a reader sees the old file, or the complete new one."""
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def write_run(frame: pl.DataFrame, *, params: dict, env: dict, run_dir: Path | None = None) -> Path:
+    """Write params.yaml, env.json, then results.parquet last: a run is finished when its parquet exists."""
+    import yaml
+
+    run_id = frame["run_id"][0] if frame.height else new_run_id()
+    run_dir = Path(run_dir) if run_dir else outputs_dir() / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(params, sort_keys=True))
+    atomic_write_text(run_dir / "env.json", json.dumps(env, indent=2, sort_keys=True, default=str))
+    write_parquet(frame, run_dir / "results.parquet")
+    return run_dir
+
+
+def load(*runs, root: Path | None = None) -> pl.LazyFrame:
+    """A LazyFrame across finished runs: run ids, run folders or parquet files (default: all runs)."""
+    root = Path(root) if root else outputs_dir() / "runs"
+    paths = []
+    for run in runs or [None]:
+        if run is None:
+            paths.extend(sorted(root.glob("*/results.parquet")))
+            continue
+        candidate = Path(run)
+        if not candidate.exists():
+            candidate = root / str(run)
+        if candidate.is_dir():
+            candidate = candidate / "results.parquet"
+        if not candidate.is_file():
+            raise FileNotFoundError(f"no finished run at {candidate}")
+        paths.append(candidate)
+    if not paths:
+        return pl.DataFrame(schema=SCHEMA).lazy()
+    return pl.concat([pl.scan_parquet(p) for p in paths], how="diagonal_relaxed")

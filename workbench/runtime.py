@@ -1,0 +1,169 @@
+"""Which MLX backend and which BLAS a process runs on, and the fingerprint every result carries.
+
+On Linux the `mlx-cpu` wheel bundles the *reference* BLAS. An optimised one (Debian's
+`libopenblas0-pthread`) preloaded with `LD_PRELOAD` makes fp32 matmuls an order of
+magnitude faster. `LD_PRELOAD` only acts when a process starts, so entry points call
+`ensure_optimised_blas()` first: it re-executes the process once with the library
+preloaded. Jupyter kernels get it through the kernel spec's `env`.
+
+    workbench doctor
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import glob
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+FIX_COMMAND = "sudo apt-get install -y libopenblas0-pthread"
+NO_REEXEC = "WORKBENCH_NO_BLAS_REEXEC"
+_REEXEC_MARK = "WORKBENCH_BLAS_REEXEC"
+_OPTIMISED = ("openblas", "mkl_rt", "libblis", "libflexiblas")
+
+
+def find_optimised_blas() -> str | None:
+    """Path of an optimised BLAS to preload on Linux, or None (and always None elsewhere)."""
+    if sys.platform != "linux":
+        return None
+    override = os.environ.get("WORKBENCH_BLAS")
+    if override:
+        return override if Path(override).exists() else None
+    patterns = [
+        "/usr/lib/*-linux-gnu/openblas-pthread/libopenblas.so.0",
+        "/usr/lib/*-linux-gnu/libopenblas.so.0",
+        "/usr/lib64/libopenblas.so.0",
+        "/usr/lib64/libopenblasp.so.0",
+    ]
+    for pattern in patterns:
+        hits = sorted(glob.glob(pattern))
+        if hits:
+            return hits[0]
+    found = ctypes.util.find_library("openblas")
+    return found if found and Path(found).is_absolute() else None
+
+
+def blas_env(env: dict | None = None) -> dict:
+    """A copy of `env` (default: os.environ) with the optimised BLAS preloaded, if there is one."""
+    env = dict(os.environ if env is None else env)
+    library = find_optimised_blas()
+    if library and library not in env.get("LD_PRELOAD", ""):
+        env["LD_PRELOAD"] = ":".join(p for p in (library, env.get("LD_PRELOAD")) if p)
+    return env
+
+
+def needs_reexec() -> bool:
+    """True on Linux when an optimised BLAS exists but this process did not start with it."""
+    if sys.platform != "linux" or os.environ.get(NO_REEXEC) or os.environ.get(_REEXEC_MARK):
+        return False
+    library = find_optimised_blas()
+    return library is not None and library not in os.environ.get("LD_PRELOAD", "")
+
+
+def ensure_optimised_blas() -> None:
+    """Re-execute this process once with the optimised BLAS preloaded (Linux only)."""
+    if not needs_reexec():
+        return
+    env = blas_env()
+    env[_REEXEC_MARK] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, list(sys.orig_argv), env)
+
+
+def active_blas() -> str:
+    """The BLAS this process has loaded, by name, as seen in its memory map."""
+    if sys.platform == "darwin":
+        return "Accelerate"
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "unknown"
+    libraries = {line.split()[-1] for line in maps.splitlines() if ".so" in line}
+    for library in sorted(libraries):
+        if any(name in Path(library).name.lower() for name in _OPTIMISED):
+            return f"optimised ({Path(library).name})"
+    if any("mlx_cpu.libs" in lib and "libblas" in lib for lib in libraries):
+        return "reference (bundled with mlx-cpu)"
+    return "not loaded yet"
+
+
+def backend() -> str:
+    """'metal', 'cuda' or 'cpu': the device MLX computes on by default."""
+    import mlx.core as mx
+
+    if mx.default_device() == mx.gpu:
+        if getattr(mx, "metal", None) is not None and mx.metal.is_available():
+            return "metal"
+        if getattr(mx, "cuda", None) is not None and mx.cuda.is_available():
+            return "cuda"
+        return "gpu"
+    return "cpu"
+
+
+def cpu_name() -> str:
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_sha() -> str | None:
+    from workbench.paths import REPO_ROOT
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def fingerprint() -> dict:
+    """Hardware and software facts recorded in every run's env.json."""
+    from importlib.metadata import version
+
+    import mlx.core as mx
+    import psutil
+
+    info = {
+        "backend": backend(),
+        "device": str(mx.default_device()),
+        "blas": active_blas(),
+        "mlx": version("mlx"),
+        "mlx_lm": version("mlx-lm"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "git_sha": git_sha(),
+    }
+    if info["backend"] == "metal":
+        info["gpu"] = mx.metal.device_info().get("device_name")
+    return info
+
+
+def doctor() -> tuple[dict, list[str]]:
+    """The fingerprint plus the problems that stop this machine from measuring well."""
+    info = fingerprint()
+    problems = []
+    if sys.platform == "linux" and info["backend"] == "cpu" and not info["blas"].startswith("optimised"):
+        if find_optimised_blas() is None:
+            problems.append(f"no optimised BLAS found; fix with: {FIX_COMMAND}")
+        else:
+            problems.append("an optimised BLAS is installed but not preloaded; run through `workbench` "
+                            "or set LD_PRELOAD=" + str(find_optimised_blas()))
+    return info, problems

@@ -1,0 +1,104 @@
+"""Built-in retrieval task: a context of facts, a question, an answer copied from the context.
+
+It mirrors a RAG workload (long prompt, short answer) and needs no download: every item
+is generated from a seed. Facts assign random values to random people, so the answer
+cannot be guessed from priors; the model has to find it in the context.
+
+    >>> item = make_items(1, seed=0)[0]
+    >>> item.prompt.endswith("A:")
+    True
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+NAMES = (
+    "Ana Ben Cara Dan Eva Finn Gia Hugo Ida Jon Kai Lena Milo Nora Omar Pia Quin Rosa Sam "
+    "Tara Uma Vic Wes Xena Yara Zed Abel Bea Cole Dora Emil Faye Gus Hana Ivan Jade Kurt "
+    "Lila Max Nell Otto Pam Ravi Sara Theo Ulla Vera Will Yuri Zoe"
+).split()
+
+ATTRIBUTES = {
+    "city": (
+        "{name} lives in {value}.",
+        "Where does {name} live?",
+        "Paris Rome Oslo Lima Cairo Tokyo Delhi Berlin Madrid Vienna Prague Dublin "
+        "Seoul Quito Accra Hanoi Riga Bern Kiev Sofia Athens Milan Porto Lyon".split(),
+    ),
+    "pet": (
+        "{name} owns a {value}.",
+        "What pet does {name} own?",
+        "cat dog horse rabbit parrot goat fish mouse snake turtle hamster pony "
+        "frog duck lizard ferret sheep pig crab owl".split(),
+    ),
+    "job": (
+        "{name} works as a {value}.",
+        "What is the job of {name}?",
+        "baker doctor pilot farmer lawyer teacher nurse driver singer painter "
+        "chef miner tailor judge sailor writer dancer guard clerk barber".split(),
+    ),
+    "colour": (
+        "{name} likes {value}.",
+        "Which colour does {name} like?",
+        "red blue green yellow orange purple pink brown black white grey gold "
+        "silver violet teal navy olive amber cyan beige".split(),
+    ),
+    "food": (
+        "{name} eats {value}.",
+        "What does {name} eat?",
+        "bread rice soup pasta cheese apples beans fish eggs salad pizza cake "
+        "plums honey nuts melon grapes corn tofu figs".split(),
+    ),
+}
+
+TASKS = ("facts",)
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    prompt: str
+    reference: str
+    context: str
+    question: str
+
+
+def make_context(rng: random.Random, num_facts: int) -> tuple[str, list[tuple[str, str, str]]]:
+    """A context passage and its (name, attribute, value) facts, each name used once."""
+    names = rng.sample(NAMES, num_facts)
+    facts = []
+    for name in names:
+        attribute = rng.choice(sorted(ATTRIBUTES))
+        facts.append((name, attribute, rng.choice(ATTRIBUTES[attribute][2])))
+    text = " ".join(ATTRIBUTES[a][0].format(name=n, value=v) for n, a, v in facts)
+    return f"Context: {text}\n", facts
+
+
+def format_question(name: str, attribute: str) -> str:
+    return f"Q: {ATTRIBUTES[attribute][1].format(name=name)}\nA:"
+
+
+def make_training_text(rng: random.Random, *, min_facts: int = 3, max_facts: int = 8, questions: int = 3) -> str:
+    """One training document: a context followed by several answered questions."""
+    context, facts = make_context(rng, rng.randint(min_facts, max_facts))
+    asked = rng.sample(facts, min(questions, len(facts)))
+    qa = "".join(f"{format_question(n, a)} {v}\n" for n, a, v in asked)
+    return context + qa
+
+
+def make_items(count: int, *, seed: int, min_facts: int = 4, max_facts: int = 8) -> list[TaskItem]:
+    """Held-out evaluation items: one question per context, the answer as reference."""
+    rng = random.Random(f"facts-eval-{seed}")
+    items = []
+    for _ in range(count):
+        context, facts = make_context(rng, rng.randint(min_facts, max_facts))
+        name, attribute, value = rng.choice(facts)
+        question = format_question(name, attribute)
+        items.append(TaskItem(prompt=context + question, reference=value, context=context, question=question))
+    return items
+
+
+def extract_answer(generated: str) -> str:
+    """The answer part of a generation: the first line, stripped."""
+    return generated.strip().split("\n", 1)[0].strip()
