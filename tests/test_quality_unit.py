@@ -36,5 +36,5 @@ def test_task_items_are_answerable_from_their_context_and_deterministic():
     assert items != tasks.make_items(50, seed=4)
     for item in items:
         assert f" {item.reference}." in item.context
-        assert item.prompt.endswith("A:")
-    assert tasks.extract_answer(" Paris\nQ: next") == "Paris"
+        assert item.prompt.splitlines()[-1].startswith("A: ")
+    assert tasks.extract_answer(" Paris.\nQ: next") == "Paris"

@@ -14,6 +14,6 @@ def find_committed(recipe) -> Path | None:
     info = candidate / "build.json"
     if not info.exists():
         return None
-    if json.loads(info.read_text()).get("recipe_hash") != recipe.hash():
+    if json.loads(info.read_text()).get("portable_hash") != recipe.hash(portable=True):
         return None
     return candidate

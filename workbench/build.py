@@ -26,7 +26,7 @@ from pathlib import Path
 from workbench import corpus, tasks
 from workbench.paths import atomic_dir, cache_dir
 
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 SPECIAL = "<|endoftext|>"
 
 
@@ -63,8 +63,11 @@ class Recipe:
     def tokenizer_key(self) -> dict:
         return {"vocab_size": self.vocab_size, "corpus": corpus.corpus_hash(), "version": BUILD_VERSION}
 
-    def hash(self) -> str:
-        payload = {**dataclasses.asdict(self), "tokenizer": self.tokenizer_key(), "version": BUILD_VERSION}
+    def hash(self, *, portable: bool = False) -> str:
+        """Cache key. `portable` leaves out the stdlib corpus hash (which moves with the Python
+        version), so committed weights built from this recipe are found on any machine."""
+        tokenizer = {k: v for k, v in self.tokenizer_key().items() if not (portable and k == "corpus")}
+        payload = {**dataclasses.asdict(self), "tokenizer": tokenizer, "version": BUILD_VERSION}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def model_config(self) -> dict:
@@ -164,31 +167,35 @@ class Batches:
             ids.extend(tokenizer.encode(doc + "\n").ids[1:] + [0])
         self.text_ids = np.array(ids, dtype=np.int32)
 
-        self.answer_marker = [tokenizer.token_to_id("A"), tokenizer.token_to_id(":")]
 
-    def _task_row(self, length: int) -> list[int]:
-        row = []
+    def _task_row(self, length: int) -> tuple[list[int], list[bool]]:
+        """Packed task documents, BOS-separated, and which tokens are answers."""
+        row, answer = [], []
         while len(row) < length:
-            row.extend(self.tokenizer.encode(tasks.make_training_text(self.rng)).ids + [0])
-        return row[:length]
+            row.append(0)
+            answer.append(False)
+            for text, is_answer in tasks.make_training_segments(self.rng):
+                ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+                row.extend(ids)
+                answer.extend([is_answer] * len(ids))
+        return row[:length], answer[:length]
 
     def next(self):
         """(tokens, loss weights): answer tokens weigh `recipe.answer_weight`, others 1."""
         import numpy as np
 
         length = self.recipe.sequence_length + 1
-        rows = []
+        rows, answers = [], []
         for _ in range(self.recipe.batch_size):
             if self.rng.random() < self.recipe.task_fraction:
-                rows.append(self._task_row(length))
+                row, answer = self._task_row(length)
             else:
                 start = self.rng.randrange(0, len(self.text_ids) - length)
-                rows.append(self.text_ids[start : start + length].tolist())
+                row, answer = self.text_ids[start : start + length].tolist(), [False] * length
+            rows.append(row)
+            answers.append(answer)
         tokens = np.array(rows, dtype=np.int32)
-        a, colon = self.answer_marker
-        is_answer = (tokens[:, :-2] == a) & (tokens[:, 1:-1] == colon)
-        weights = np.ones(tokens[:, 1:].shape, dtype=np.float32)
-        weights[:, 1:][is_answer] = self.recipe.answer_weight
+        weights = np.where(np.array(answers)[:, 1:], self.recipe.answer_weight, 1.0).astype(np.float32)
         return tokens, weights
 
 
@@ -277,7 +284,8 @@ def save_model_dir(target: Path, model, recipe: Recipe, tokenizer_dir: Path, ext
         save_config(recipe.model_config(), tmp / "config.json")
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
             shutil.copy(tokenizer_dir / name, tmp / name)
-        info = {"recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(), **extra}
+        info = {"recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(),
+                "portable_hash": recipe.hash(portable=True), "corpus": corpus.corpus_hash(), **extra}
         (tmp / "build.json").write_text(json.dumps(info, indent=2))
 
 

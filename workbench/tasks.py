@@ -5,7 +5,7 @@ is generated from a seed. Facts assign random values to random people, so the an
 cannot be guessed from priors; the model has to find it in the context.
 
     >>> item = make_items(1, seed=0)[0]
-    >>> item.prompt.endswith("A:")
+    >>> item.prompt.splitlines()[-1].startswith("A: ")
     True
 """
 
@@ -20,34 +20,41 @@ NAMES = (
     "Lila Max Nell Otto Pam Ravi Sara Theo Ulla Vera Will Yuri Zoe"
 ).split()
 
+# attribute: (fact template, question, answer stem, values). The answer stem repeats the
+# fact's wording so the answer is the next word, as in cloze-style QA prompts.
 ATTRIBUTES = {
     "city": (
         "{name} lives in {value}.",
         "Where does {name} live?",
+        "{name} lives in",
         "Paris Rome Oslo Lima Cairo Tokyo Delhi Berlin Madrid Vienna Prague Dublin "
         "Seoul Quito Accra Hanoi Riga Bern Kiev Sofia Athens Milan Porto Lyon".split(),
     ),
     "pet": (
         "{name} owns a {value}.",
         "What pet does {name} own?",
+        "{name} owns a",
         "cat dog horse rabbit parrot goat fish mouse snake turtle hamster pony "
         "frog duck lizard ferret sheep pig crab owl".split(),
     ),
     "job": (
         "{name} works as a {value}.",
         "What is the job of {name}?",
+        "{name} works as a",
         "baker doctor pilot farmer lawyer teacher nurse driver singer painter "
         "chef miner tailor judge sailor writer dancer guard clerk barber".split(),
     ),
     "colour": (
         "{name} likes {value}.",
         "Which colour does {name} like?",
+        "{name} likes",
         "red blue green yellow orange purple pink brown black white grey gold "
         "silver violet teal navy olive amber cyan beige".split(),
     ),
     "food": (
         "{name} eats {value}.",
         "What does {name} eat?",
+        "{name} eats",
         "bread rice soup pasta cheese apples beans fish eggs salad pizza cake "
         "plums honey nuts melon grapes corn tofu figs".split(),
     ),
@@ -70,21 +77,28 @@ def make_context(rng: random.Random, num_facts: int) -> tuple[str, list[tuple[st
     facts = []
     for name in names:
         attribute = rng.choice(sorted(ATTRIBUTES))
-        facts.append((name, attribute, rng.choice(ATTRIBUTES[attribute][2])))
+        facts.append((name, attribute, rng.choice(ATTRIBUTES[attribute][3])))
     text = " ".join(ATTRIBUTES[a][0].format(name=n, value=v) for n, a, v in facts)
     return f"Context: {text}\n", facts
 
 
 def format_question(name: str, attribute: str) -> str:
-    return f"Q: {ATTRIBUTES[attribute][1].format(name=name)}\nA:"
+    _, question, stem, _ = ATTRIBUTES[attribute]
+    return f"Q: {question.format(name=name)}\nA: {stem.format(name=name)}"
 
 
-def make_training_text(rng: random.Random, *, min_facts: int = 3, max_facts: int = 8, questions: int = 3) -> str:
-    """One training document: a context followed by several answered questions."""
+def make_training_segments(rng: random.Random, *, min_facts: int = 2, max_facts: int = 8,
+                           questions: int = 4) -> list[tuple[str, bool]]:
+    """One training document as (text, is_answer) segments: a context, then answered questions."""
     context, facts = make_context(rng, rng.randint(min_facts, max_facts))
-    asked = rng.sample(facts, min(questions, len(facts)))
-    qa = "".join(f"{format_question(n, a)} {v}\n" for n, a, v in asked)
-    return context + qa
+    segments = [(context, False)]
+    for name, attribute, value in rng.sample(facts, min(questions, len(facts))):
+        segments += [(format_question(name, attribute), False), (f" {value}", True), (".\n", False)]
+    return segments
+
+
+def make_training_text(rng: random.Random, **kwargs) -> str:
+    return "".join(text for text, _ in make_training_segments(rng, **kwargs))
 
 
 def make_items(count: int, *, seed: int, min_facts: int = 4, max_facts: int = 8) -> list[TaskItem]:
@@ -100,5 +114,5 @@ def make_items(count: int, *, seed: int, min_facts: int = 4, max_facts: int = 8)
 
 
 def extract_answer(generated: str) -> str:
-    """The answer part of a generation: the first line, stripped."""
-    return generated.strip().split("\n", 1)[0].strip()
+    """The answer part of a generation: its first line, without the closing full stop."""
+    return generated.strip().split("\n", 1)[0].strip().rstrip(".").strip()
