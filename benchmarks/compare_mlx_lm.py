@@ -34,7 +34,7 @@ def run_mlx_lm(path: str, p: int, g: int, n: int) -> dict:
             benchmark.main()
     finally:
         sys.argv = argv
-    line = next(l for l in out.getvalue().splitlines() if l.startswith("Averages"))
+    line = next(x for x in out.getvalue().splitlines() if x.startswith("Averages"))
     values = dict(re.findall(r"(\w+)=([\d.]+)", line))
     return {"prompt_tps": float(values["prompt_tps"]), "generation_tps": float(values["generation_tps"])}
 

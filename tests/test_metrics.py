@@ -48,7 +48,7 @@ def test_confidence_interval_contains_mean_and_shrinks():
 def test_run_summary_throughput_over_windows():
     rows = []
     for trial, window in enumerate([2.0, 2.0]):
-        for i in range(2):
+        for _ in range(2):
             r = measure.request_metrics(0.0, [0.1, 0.2, 0.3, 0.4, 0.5], prompt_tokens=8)
             r.update(trial=trial, window_s=window, peak_mem_bytes=10 + trial, rss_bytes=5)
             rows.append(r)

@@ -21,7 +21,8 @@ def test_committed_clean_and_thin(path):
             continue
         assert not cell.get("outputs") and cell.get("execution_count") is None, "notebook carries outputs"
         source = "".join(cell["source"])
-        assert not any(line.startswith(("def ", "class ")) for line in source.splitlines()), "logic belongs in workbench/"
+        defines = any(line.startswith(("def ", "class ")) for line in source.splitlines())
+        assert not defines, "logic belongs in workbench/"
 
 
 def test_quickstart_runs_under_papermill(tmp_path, nano_path, kernel):

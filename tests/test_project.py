@@ -1,8 +1,8 @@
 """Project hygiene: the two dependency lists agree; outputs/ is ignored; the README gives the two commands."""
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from workbench.paths import REPO_ROOT

@@ -92,10 +92,12 @@ class Recipe:
 PRESETS = {
     "nano": Recipe("nano", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                    steps=100, batch_size=8, warmup_steps=20),
-    "default": Recipe("default", hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                      intermediate_size=512, steps=2400, batch_size=16),
-    "student": Recipe("student", hidden_size=128, num_hidden_layers=3, num_attention_heads=4,
-                      intermediate_size=256, steps=2400, batch_size=16),
+    "default": Recipe("default", hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
+                      intermediate_size=384, steps=2400, batch_size=32, sequence_length=96, warmup_steps=50,
+                      task_fraction=0.85),
+    "student": Recipe("student", hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                      intermediate_size=192, steps=2400, batch_size=32, sequence_length=96, warmup_steps=50,
+                      task_fraction=0.85),
 }
 
 
@@ -212,24 +214,31 @@ def init_model(recipe: Recipe):
     return model
 
 
+def cross_entropy_loss(model, tokens, weights):
+    """Next-token cross-entropy, answer tokens weighted by the recipe's `answer_weight`."""
+    import mlx.nn as nn
+
+    losses = nn.losses.cross_entropy(model(tokens[:, :-1]), tokens[:, 1:])
+    return (losses * weights).sum() / weights.sum()
+
+
 def train(recipe: Recipe, tokenizer, *, progress: bool = True):
-    """Train a model for `recipe.steps` steps; returns (model, loss history)."""
+    """Train a fresh model for `recipe.steps` steps; returns (model, loss history)."""
+    return fit(init_model(recipe), recipe, tokenizer, cross_entropy_loss, progress=progress)
+
+
+def fit(model, recipe: Recipe, tokenizer, loss_fn, *, progress: bool = True, desc: str | None = None):
+    """AdamW with linear warm-up and cosine decay on the recipe's batches; `loss_fn(model, tokens, weights)`."""
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
     from tqdm import tqdm
 
-    model = init_model(recipe)
     batches = Batches(recipe, tokenizer)
     warmup = optim.linear_schedule(1e-7, recipe.learning_rate, max(recipe.warmup_steps, 1))
     decay = optim.cosine_decay(recipe.learning_rate, max(recipe.steps - recipe.warmup_steps, 1), 1e-5)
     schedule = optim.join_schedules([warmup, decay], [max(recipe.warmup_steps, 1)])
     optimizer = optim.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay)
-
-    def loss_fn(model, tokens, weights):
-        losses = nn.losses.cross_entropy(model(tokens[:, :-1]), tokens[:, 1:])
-        return (losses * weights).sum() / weights.sum()
-
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     state = [model.state, optimizer.state]
 
@@ -243,7 +252,7 @@ def train(recipe: Recipe, tokenizer, *, progress: bool = True):
     probe = AnswerProbe(tokenizer)
     history = []
     accuracy = math.nan
-    bar = tqdm(range(recipe.steps), desc=f"train {recipe.preset}", disable=not progress, mininterval=1.0)
+    bar = tqdm(range(recipe.steps), desc=desc or f"train {recipe.preset}", disable=not progress, mininterval=1.0)
     for i in bar:
         tokens, weights = batches.next()
         loss = step(mx.array(tokens), mx.array(weights))

@@ -45,6 +45,7 @@ def non_negative_int(text: str) -> int:
 
 def build_parser() -> Parser:
     from workbench.build import PRESETS
+    from workbench.experiments import NAMES as EXPERIMENT_NAMES
     from workbench.tasks import TASKS
 
     parser = Parser(prog="workbench", description=__doc__.splitlines()[0])
@@ -57,6 +58,7 @@ def build_parser() -> Parser:
     build.add_argument("--preset", default="default", choices=sorted(PRESETS))
     build.add_argument("--force", action="store_true", help="rebuild even if cached or committed")
     build.add_argument("--output", help="also copy the model directory here")
+    build.add_argument("--no-eval", action="store_true", help="skip the held-out perplexity and task check")
     build.add_argument("--json", action="store_true")
 
     bench = sub.add_parser("bench", help="TTFT, ITL, TPOT, E2E and throughput on synthetic prompts")
@@ -79,6 +81,13 @@ def build_parser() -> Parser:
     ev.add_argument("--baseline", help="model to measure fidelity against")
     ev.add_argument("--no-save", action="store_true")
     ev.add_argument("--json", action="store_true")
+    run = sub.add_parser("run", help="run an optimisation experiment from its params file")
+    run.add_argument("experiment", choices=EXPERIMENT_NAMES)
+    run.add_argument("--params", required=True, help="params/<experiment>.yaml")
+    run.add_argument("--model", help="replace the model under test (preset, mlx-lm directory or repo id)")
+    run.add_argument("--no-save", action="store_true")
+    run.add_argument("--json", action="store_true")
+
     sub.add_parser("install-kernel", help="register the 'workbench' Jupyter kernel (BLAS preloaded)")
 
     demo = sub.add_parser("demo", help="run the quickstart notebook on the default model with papermill")
@@ -128,10 +137,24 @@ def cmd_build(args) -> int:
     summary = {"preset": args.preset, "path": str(path), "recipe_hash": info["recipe_hash"],
                "parameters": models.parameter_count(loaded.model), "seconds": time.perf_counter() - start,
                "build_seconds": info.get("build_seconds"), "final_loss": info.get("final_loss")}
+    if not args.no_eval:
+        summary.update(build_quality(loaded, build.get_recipe(args.preset)))
     if not args.json:
         print_table(summary)
     args.summary = summary
     return 0
+
+
+def build_quality(loaded, recipe) -> dict:
+    """Held-out perplexity of the trained model against its untrained self, and task accuracy."""
+    from workbench import bench, build, corpus, quality
+
+    chunks = quality.chunk_tokens(loaded.tokenizer.encode(corpus.heldout_text()), 128, 64)
+    untrained = quality.perplexity(build.init_model(recipe), chunks)["perplexity"]
+    _, measured = bench.run_eval(loaded, text="stdlib", sequence_length=128, max_chunks=64, task="facts",
+                                 task_count=200)
+    return {"heldout_perplexity": measured["perplexity"], "untrained_perplexity": untrained,
+            "task_accuracy": measured["task_accuracy"], "task_f1": measured["task_f1"]}
 
 
 def _check_text(args) -> None:
@@ -159,7 +182,6 @@ def cmd_bench(args) -> int:
 def cmd_eval(args) -> int:
     from workbench import bench
 
-    _check_text(args)
     frame, summary = bench.run_eval(args.model, text=args.text, sequence_length=args.sequence_length,
                                     max_chunks=args.max_chunks, task=args.task, task_count=args.task_count,
                                     baseline=args.baseline)
@@ -173,6 +195,41 @@ def cmd_eval(args) -> int:
 
 def _params(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in {"json", "summary", "func"}}
+
+
+def load_experiment_config(args):
+    from workbench import experiments
+
+    from workbench.models import resolve
+
+    config_cls, _ = experiments.get(args.experiment)
+    config = config_cls.from_yaml(args.params, model=args.model)
+    for spec in config.model_specs():
+        resolve(spec, build_missing=False)
+    return config
+
+
+def cmd_run(args) -> int:
+    from workbench import experiments, results, runtime
+
+    config = args.config
+    _, run = experiments.get(args.experiment)
+    frame = run(config)
+    summaries = experiments.summarise(args.experiment, frame)
+    if not args.no_save:
+        run_dir = results.write_run(frame, params={"experiment": args.experiment, **config.to_dict()},
+                                    env=runtime.fingerprint())
+        print(f"results: {run_dir / 'results.parquet'}")
+    if not args.json:
+        import polars as pl
+
+        keys = ["variant", "ttft_s", "decode_tps", "throughput_tps", "peak_mem_bytes", "perplexity",
+                "task_accuracy", "kl_mean", "greedy_agreement", "identical_to_baseline"]
+        table = pl.DataFrame([{k: s.get(k) for k in keys} for s in summaries], strict=False)
+        with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200):
+            print(table)
+    args.summary = summaries
+    return 0
 
 
 def cmd_install_kernel(args) -> int:
@@ -192,7 +249,7 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"doctor": cmd_doctor, "build-model": cmd_build, "bench": cmd_bench, "eval": cmd_eval,
-            "install-kernel": cmd_install_kernel, "demo": cmd_demo}
+            "install-kernel": cmd_install_kernel, "demo": cmd_demo, "run": cmd_run}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "model", None) is not None:
+        if getattr(args, "model", None) is not None and args.command != "run":
             from workbench.models import resolve
 
             resolve(args.model, build_missing=False)  # fail fast on a missing model, before any work
@@ -212,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             resolve(args.baseline, build_missing=False)
         if args.command == "eval":
             _check_text(args)
+        if args.command == "run":
+            args.config = load_experiment_config(args)
         code = COMMANDS[args.command](args)
     except (UsageError, ModelError, ValueError) as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)

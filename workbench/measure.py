@@ -79,15 +79,18 @@ def _stream_one(model, tokenizer, prompt: list[int], gen_tokens: int, **kwargs) 
     import mlx.core as mx
     from mlx_lm import stream_generate
 
-    times, tokens = [], []
+    times, tokens, drafted = [], [], []
     response = None
     t0 = time.perf_counter()
     for response in stream_generate(model, tokenizer, mx.array(prompt), max_tokens=gen_tokens, **kwargs):
         times.append(time.perf_counter())
         tokens.append(response.token)
+        drafted.append(response.from_draft)
+    if "draft_model" not in kwargs:
+        drafted = []
     row = request_metrics(t0, times, len(prompt))
-    row["mlx_prompt_tps"] = response.prompt_tps
-    row["mlx_generation_tps"] = response.generation_tps
+    row.update(mlx_prompt_tps=response.prompt_tps, mlx_generation_tps=response.generation_tps,
+               output_tokens=tokens, from_draft=[bool(r) for r in drafted] if drafted else None)
     return row, tokens
 
 
@@ -101,19 +104,21 @@ def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: int, stop: bo
         t0 = time.perf_counter()
         uids = gen.insert(prompts, [gen_tokens] * len(prompts))
         times = {uid: [] for uid in uids}
+        tokens = {uid: [] for uid in uids}
         with gen.stats() as stats:
             while responses := gen.next_generated():
                 now = time.perf_counter()
                 for r in responses:
                     if r.finish_reason != "stop":
                         times[r.uid].append(now)
+                        tokens[r.uid].append(r.token)
     finally:
         gen.close()
     rows = []
     for uid, prompt in zip(uids, prompts):
         row = request_metrics(t0, times[uid], len(prompt))
-        row["mlx_prompt_tps"] = stats.prompt_tps
-        row["mlx_generation_tps"] = stats.generation_tps
+        row.update(mlx_prompt_tps=stats.prompt_tps, mlx_generation_tps=stats.generation_tps,
+                   output_tokens=tokens[uid])
         rows.append(row)
     return rows
 
