@@ -199,7 +199,6 @@ def _params(args) -> dict:
 
 def load_experiment_config(args):
     from workbench import experiments
-
     from workbench.models import resolve
 
     config_cls, _ = experiments.get(args.experiment)
