@@ -29,7 +29,7 @@ class DistillConfig(ExperimentConfig):
     student: str = "student"
     temperature: float = 2.0
     alpha: float = 0.5
-    steps: int = 600
+    steps: int = 1200
     learning_rate: float = 3e-3
     batch_size: int = 32
 
