@@ -117,6 +117,32 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
+GENERATED_SPECS = ("distilled", "quantised:")
+
+
+def is_generated(spec: str) -> bool:
+    """Specs that name a model derived from the model under test rather than a model on disk."""
+    return spec == "distilled" or spec.startswith("quantised:")
+
+
+def load_spec(spec: str, target: models.LoadedModel, model_spec: str) -> models.LoadedModel:
+    """Load a model spec; `quantised:BITS` is a quantised copy of the model under test, `distilled` the KD
+    student that `params/distill.yaml`'s defaults train from it (both cached after the first time)."""
+    if spec.startswith("quantised:"):
+        bits = spec.split(":", 1)[1]
+        if not bits.isdigit():
+            raise ConfigError(f"model spec {spec!r}: expected quantised:BITS")
+        return models.load(str(models.quantised(model_spec, bits=int(bits))))
+    if spec == "distilled":
+        from workbench.experiments.distill import DistillConfig, train_student
+
+        config = DistillConfig(model=model_spec)
+        return models.load(str(train_student(target, config, alpha=config.alpha)))
+    if spec == model_spec:
+        return target
+    return models.load(spec)
+
+
 def measure_variant(loaded: models.LoadedModel, config: ExperimentConfig, *, variant: str, run_id: str,
                     params: dict | None = None, baseline: models.LoadedModel | None = None,
                     generate_kwargs: dict | None = None, batch_size: int = 1, speed: bool = True,

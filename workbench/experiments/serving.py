@@ -5,7 +5,8 @@
   given): hit rate, latency percentiles, and the cache's memory;
 - tiering: each request goes to the `fast`, `balanced` or `complex` model by prompt length
   (thresholds in tokens), against sending everything to the `complex` model: latency vs
-  task accuracy.
+  task accuracy. Tiers are model specs; `distilled` and `quantised:BITS` derive from the
+  model under test.
 
     workbench run serving --params params/serving.yaml [--model M] [--json]
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from workbench import models, quality, results, runtime, tasks, workloads
-from workbench.experiments.base import ExperimentConfig
+from workbench.experiments.base import ExperimentConfig, is_generated, load_spec
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,15 @@ class ServingConfig(ExperimentConfig):
     gen_tokens: int = 6
     cache_entries: int = 1024
     redis_url: str | None = None
-    tiers: dict = field(default_factory=lambda: {"fast": "student", "balanced": "student", "complex": "default"})
+    tiers: dict = field(default_factory=lambda: {"fast": "distilled", "balanced": "quantised:8",
+                                                 "complex": "default"})
     tier_thresholds: list = field(default_factory=lambda: [60, 90])
     tiering_requests: int = 48
 
     name = "serving"
 
     def model_specs(self) -> list[str]:
-        return [self.model, *self.tiers.values()]
+        return [self.model, *(spec for spec in self.tiers.values() if not is_generated(spec))]
 
     def validate(self):
         self.require(self.unique_queries >= 1, "unique_queries", "must be >= 1")
@@ -120,7 +122,7 @@ def run(config: ServingConfig) -> pl.DataFrame:
     loaded = models.load(config.model)
     frames = [response_cache_rows(loaded, config, run_id)]
     if config.tiering_requests:
-        frames.append(tiering_rows(config, run_id))
+        frames.append(tiering_rows(loaded, config, run_id))
     return pl.concat(frames, how="vertical")
 
 
@@ -168,8 +170,8 @@ def route(prompt_tokens: int, thresholds: list[int]) -> str:
     return "fast" if prompt_tokens <= thresholds[0] else "balanced" if prompt_tokens <= thresholds[1] else "complex"
 
 
-def tiering_rows(config: ServingConfig, run_id: str) -> pl.DataFrame:
-    loaded = {tier: models.load(spec) for tier, spec in config.tiers.items()}
+def tiering_rows(target, config: ServingConfig, run_id: str) -> pl.DataFrame:
+    loaded = {tier: load_spec(spec, target, config.model) for tier, spec in config.tiers.items()}
     items = tasks.make_items(config.tiering_requests, seed=config.seed + 11, min_facts=2, max_facts=12)
     workload = workloads.Workload("tiering_task", tuple(i.prompt for i in items), tuple(i.reference for i in items),
                                   params={"seed": config.seed + 11, "min_facts": 2, "max_facts": 12})

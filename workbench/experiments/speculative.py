@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from workbench import models, results
-from workbench.experiments.base import ExperimentConfig, measure_variant
+from workbench.experiments.base import ExperimentConfig, is_generated, load_spec, measure_variant
 
 
 @dataclass(frozen=True)
@@ -28,27 +28,12 @@ class SpeculativeConfig(ExperimentConfig):
     name = "speculative"
 
     def model_specs(self) -> list[str]:
-        generated = self.draft.startswith("quantised:") or self.draft == "distilled"
-        return [self.model] + ([] if generated else [self.draft])
+        return [self.model] + ([] if is_generated(self.draft) else [self.draft])
 
     def validate(self):
         self.require(len(self.num_draft_tokens) > 0 and all(isinstance(k, int) and 1 <= k <= 32
                                                              for k in self.num_draft_tokens),
                      "num_draft_tokens", "must be a non-empty list of integers in [1, 32]")
-
-
-def load_draft(spec: str, target: models.LoadedModel, model_spec: str) -> models.LoadedModel:
-    """`quantised:BITS`: a quantised copy of the model under test; `distilled`: the KD student of
-    `params/distill.yaml`'s defaults trained from it (cached); anything else is a model spec."""
-    if spec.startswith("quantised:"):
-        bits = int(spec.split(":", 1)[1])
-        return models.load(str(models.quantised(model_spec, bits=bits)))
-    if spec == "distilled":
-        from workbench.experiments.distill import DistillConfig, train_student
-
-        config = DistillConfig(model=model_spec)
-        return models.load(str(train_student(target, config, alpha=config.alpha)))
-    return models.load(spec)
 
 
 def acceptance(from_draft: list[bool], k: int) -> tuple[int, int, list[int], list[int]]:
@@ -76,7 +61,7 @@ def acceptance(from_draft: list[bool], k: int) -> tuple[int, int, list[int], lis
 def run(config: SpeculativeConfig) -> pl.DataFrame:
     run_id = results.new_run_id("speculative")
     target = models.load(config.model)
-    draft = load_draft(config.draft, target, config.model)
+    draft = load_spec(config.draft, target, config.model)
     if draft.tokenizer.vocab_size != target.tokenizer.vocab_size:
         raise models.ModelError(f"draft {config.draft!r} has another vocabulary than {config.model!r}")
     frames = [measure_variant(target, config, variant="baseline", run_id=run_id, quality=False)]
