@@ -88,6 +88,18 @@ def build_parser() -> Parser:
     run.add_argument("--no-save", action="store_true")
     run.add_argument("--json", action="store_true")
 
+    sw = sub.add_parser("sweep", help="expand a sweep file and execute its points with papermill (resumable)")
+    sw.add_argument("params", help="params/<sweep>.yaml")
+    sw.add_argument("--workers", type=positive_int)
+    sw.add_argument("--executor", choices=("local", "dask"), default="local")
+    sw.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    sw.add_argument("--timeout", type=positive_int, help="seconds per notebook cell")
+    sw.add_argument("--retries", type=non_negative_int)
+    sw.add_argument("--prepare-only", action="store_true", help="write parameterised notebooks, run nothing")
+    sw.add_argument("--json", action="store_true")
+
+    sub.add_parser("sweeps", help="list sweeps with their done/failed point counts")
+
     sub.add_parser("install-kernel", help="register the 'workbench' Jupyter kernel (BLAS preloaded)")
 
     demo = sub.add_parser("demo", help="run the quickstart notebook on the default model with papermill")
@@ -231,6 +243,37 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from workbench import sweep as sweeps
+
+    plan = args.sweep_plan
+    if args.prepare_only:
+        for point in plan.points:
+            print(sweeps.prepare_point(plan, point) / "prepared.ipynb")
+        args.summary = {"sweep": plan.name, "points": len(plan.points), "prepared": len(plan.points)}
+        return 0
+    outcomes = sweeps.run_sweep(plan, workers=args.workers or sweeps.default_workers(), executor=args.executor,
+                                scheduler=args.scheduler, timeout_s=args.timeout, retries=args.retries)
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    summary = {"sweep": plan.name, "points": len(plan.points), "ran": sum(o["status"] == "done" for o in outcomes),
+               "skipped": sum(o["status"] == "skipped" for o in outcomes), "failed": len(failed),
+               "root": str(plan.root)}
+    if not args.json:
+        print_table(summary)
+        for o in failed:
+            print(f"failed {o['point_id']}: {o['error']} (see {o['executed_notebook']})")
+    args.summary = {**summary, "failures": failed}
+    return 1 if failed else 0
+
+
+def cmd_sweeps(args) -> int:
+    from workbench.sweep import list_sweeps
+
+    for row in list_sweeps():
+        print(f"{row['sweep']:<30} done {row['done']:>4}  failed {row['failed']:>4}")
+    return 0
+
+
 def cmd_install_kernel(args) -> int:
     from workbench.kernel import install_kernel
 
@@ -248,7 +291,8 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"doctor": cmd_doctor, "build-model": cmd_build, "bench": cmd_bench, "eval": cmd_eval,
-            "install-kernel": cmd_install_kernel, "demo": cmd_demo, "run": cmd_run}
+            "install-kernel": cmd_install_kernel, "demo": cmd_demo, "run": cmd_run, "sweep": cmd_sweep,
+            "sweeps": cmd_sweeps}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             _check_text(args)
         if args.command == "run":
             args.config = load_experiment_config(args)
+        if args.command == "sweep":
+            from workbench.sweep import load_sweep
+
+            args.sweep_plan = load_sweep(args.params)
         code = COMMANDS[args.command](args)
     except (UsageError, ModelError, ValueError) as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)

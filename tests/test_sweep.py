@@ -1,0 +1,145 @@
+"""Sweeps through real papermill on the nano model: expansion, validation, resume, kill, Dask."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+import yaml
+
+from workbench import sweep
+from workbench.paths import REPO_ROOT
+
+SMOKE = REPO_ROOT / "params" / "smoke.yaml"
+
+
+def write_sweep(tmp_path, name, **changes):
+    spec = yaml.safe_load(SMOKE.read_text())
+    spec["name"] = name
+    for key, value in changes.items():
+        if value is None:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def cli(*args, outputs):
+    env = {**os.environ, "WORKBENCH_OUTPUTS": str(outputs)}
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_grid_expansion_and_stable_ids():
+    points = sweep.expand({"model": "nano"}, {"b": [1, 2], "a": ["x", "y", "z"]}, None)
+    assert len(points) == 6 and all(p["model"] == "nano" for p in points)
+    assert sweep.point_id({"a": 1, "b": [1, 2]}) == sweep.point_id({"b": [1, 2], "a": 1})
+    assert sweep.point_id({"a": 1}) != sweep.point_id({"a": 2})
+    assert sweep.expand({"m": 1}, None, [{"a": 1}, {"a": 2}]) == [{"m": 1, "a": 1}, {"m": 1, "a": 2}]
+    plan = sweep.load_sweep(SMOKE)
+    assert len(plan.points) >= 3 and len({p.point_id for p in plan.points}) == len(plan.points)
+    assert [p.point_id for p in sweep.load_sweep(SMOKE).points] == [p.point_id for p in plan.points]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"colour": "red"}, ":colour: unknown key"),
+    ({"experiment": "teleport"}, ":experiment: must be one of"),
+    ({"grid": {"variants": [[{"bits": 7}]]}}, ":variants:"),
+    ({"grid": {"trials": [0]}}, ":trials:"),
+    ({"experiment": "batching"}, ":kv_bits: unknown key"),
+    ({"grid": {"trials": [1, "two"]}}, ":trials:"),
+    ({"fixed": {"model": "/no/such/model"}}, ":model:"),
+    ({"timeout_s": 0}, ":timeout_s:"),
+    ({"grid": {"trials": []}}, ":grid:"),
+    ({"points": [{"trials": 1}]}, ":grid: give either"),
+])
+def test_bad_sweep_files_exit_2_and_write_nothing(tmp_path, changes, message):
+    path = write_sweep(tmp_path, "bad", **changes)
+    outputs = tmp_path / "outputs"
+    proc = cli("sweep", str(path), outputs=outputs)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line and f"{path}" in line and message in line, line
+    assert not outputs.exists()
+
+
+def test_smoke_sweep_prepare_run_resume_and_load(tmp_path, nano_path, kernel, _outputs):
+    proc = cli("sweep", str(SMOKE), "--prepare-only", outputs=_outputs)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((_outputs / "sweeps" / "smoke").glob("*/prepared.ipynb"))) == 3
+    assert not list((_outputs / "sweeps" / "smoke").glob("*/results.parquet"))
+
+    proc = cli("sweep", str(SMOKE), "--workers", "2", "--json", outputs=_outputs)
+    assert proc.returncode == 0, proc.stderr
+    assert '"ran": 3' in proc.stdout.splitlines()[-1]
+    for point in (_outputs / "sweeps" / "smoke").iterdir():
+        assert {"point.yaml", "params.yaml", "env.json", "results.parquet", "executed.ipynb"} <= {
+            p.name for p in point.iterdir()}
+
+    proc = cli("sweep", str(SMOKE), "--json", outputs=_outputs)
+    assert '"ran": 0' in proc.stdout.splitlines()[-1] and '"skipped": 3' in proc.stdout.splitlines()[-1]
+
+    frame = sweep.load_sweep_results("smoke").collect()
+    assert frame["point_id"].n_unique() == 3
+    assert "param_variants" in frame.columns and frame["param_variants"].n_unique() == 3
+    assert "smoke" in cli("sweeps", outputs=_outputs).stdout
+
+
+def test_failed_point_is_recorded_the_sweep_goes_on_and_a_rerun_completes_it(tmp_path, nano_path, kernel, _outputs):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(nano_path, broken)
+    weights = (broken / "model.safetensors").read_bytes()
+    path = write_sweep(tmp_path, "flaky", grid=None,
+                       points=[{"model": str(nano_path)}, {"model": str(broken)}])
+    (broken / "model.safetensors").write_bytes(b"garbage")
+    proc = cli("sweep", str(path), "--retries", "0", "--json", outputs=_outputs)
+    assert proc.returncode == 1
+    assert '"failed": 1' in proc.stdout.splitlines()[-1]
+    errors = list((_outputs / "sweeps" / "flaky").glob("*/error.json"))
+    assert len(errors) == 1 and "executed_notebook" in errors[0].read_text()
+
+    (broken / "model.safetensors").write_bytes(weights)
+    proc = cli("sweep", str(path), "--json", outputs=_outputs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    last = proc.stdout.splitlines()[-1]
+    assert '"ran": 1' in last and '"skipped": 1' in last
+    assert not list((_outputs / "sweeps" / "flaky").glob("*/error.json"))
+
+
+def test_killed_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, nano_path, kernel, _outputs):
+    path = write_sweep(tmp_path, "killed")
+    env = {**os.environ, "WORKBENCH_OUTPUTS": str(_outputs)}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "sweep", str(path), "--workers", "1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    root = _outputs / "sweeps" / "killed"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(root.glob("*/results.parquet")):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished_before = {p.parent.name for p in root.glob("*/results.parquet")}
+    assert 1 <= len(finished_before) < 3
+    for parquet in root.glob("*/results.parquet"):
+        pl.read_parquet(parquet)  # every file a reader sees as finished is complete
+
+    done = cli("sweep", str(path), "--json", outputs=_outputs)
+    assert done.returncode == 0, done.stderr
+    assert f'"skipped": {len(finished_before)}' in done.stdout.splitlines()[-1]
+    frame = sweep.load_sweep_results("killed").collect()
+    assert frame["point_id"].n_unique() == 3
+    per_point = frame.group_by("point_id").agg(pl.col("run_id").n_unique().alias("runs"))
+    assert per_point["runs"].to_list() == [1, 1, 1]
+
+
+def test_dask_executor_with_a_local_cluster(tmp_path, nano_path, kernel, _outputs):
+    path = write_sweep(tmp_path, "dasky", grid={"variants": [[{"bits": 4}], [{"bits": 8}]]})
+    plan = sweep.load_sweep(path)
+    outcomes = sweep.run_sweep(plan, workers=1, executor="dask", progress=False)
+    assert sorted(o["status"] for o in outcomes) == ["done", "done"]
+    assert sweep.load_sweep_results("dasky").collect()["point_id"].n_unique() == 2
