@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@$(MAKE) --no-print-directory blas
 	$(BIN)/workbench install-kernel
+	-@git rev-parse --git-dir >/dev/null 2>&1 && $(BIN)/nbdime config-git --enable >/dev/null
 	@touch $@
 
 # Linux: mlx-cpu bundles the reference BLAS; install an optimised one that the workbench preloads.

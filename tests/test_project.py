@@ -35,3 +35,8 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_tests():
 def test_outputs_is_ignored_but_kept():
     assert (REPO_ROOT / "outputs" / ".gitkeep").exists()
     assert "outputs/*" in (REPO_ROOT / ".gitignore").read_text()
+
+
+def test_notebooks_use_nbdime_drivers():
+    assert "*.ipynb diff=jupyternotebook merge=jupyternotebook" in (REPO_ROOT / ".gitattributes").read_text()
+    assert "nbdime config-git --enable" in (REPO_ROOT / "Makefile").read_text()
