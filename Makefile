@@ -30,7 +30,9 @@ blas:
 
 demo: setup
 	$(BIN)/workbench build-model --preset default
+	$(BIN)/workbench build-model --preset nano --no-eval
 	$(BIN)/workbench demo
+	$(BIN)/workbench sweep params/default.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q

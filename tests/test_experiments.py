@@ -28,6 +28,7 @@ def small_overrides(name, nano):
         "distill": dict(student="nano", steps=4),
         "serving": dict(unique_queries=4, requests=8, tiering_requests=4,
                         tiers={"fast": nano, "balanced": nano, "complex": nano}),
+        "tradeoff": dict(bits=4, batch_size=2),
     }[name]
 
 

@@ -46,6 +46,7 @@ EXPERIMENT_NOTEBOOKS = {
     "40_speculative": {"num_draft_tokens": [2], "gen_tokens": 8},
     "50_caching": {"prefix_tokens": 32, "requests": 2},
     "60_serving": {"unique_queries": 2, "requests": 4, "tiering_requests": 2},
+    "70_tradeoff": {"bits": 4, "batch_size": 2},
 }
 
 

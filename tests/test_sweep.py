@@ -143,3 +143,23 @@ def test_dask_executor_with_a_local_cluster(tmp_path, nano_path, kernel, _output
     outcomes = sweep.run_sweep(plan, workers=1, executor="dask", progress=False)
     assert sorted(o["status"] for o in outcomes) == ["done", "done"]
     assert sweep.load_sweep_results("dasky").collect()["point_id"].n_unique() == 2
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_params_file_validates(path):
+    from workbench import experiments
+
+    spec = yaml.safe_load(path.read_text())
+    if "fixed" in spec or "grid" in spec or "points" in spec:
+        assert sweep.load_sweep(path).points
+    else:
+        config_cls, _ = experiments.get(path.stem)
+        config_cls.from_yaml(path)
+
+
+def test_tradeoff_rejects_speculation_with_batches():
+    from workbench.experiments.base import ConfigError
+    from workbench.experiments.tradeoff import TradeoffConfig
+
+    with pytest.raises(ConfigError, match="tradeoff.speculative"):
+        TradeoffConfig(speculative=True, batch_size=4)

@@ -30,6 +30,7 @@ NOTEBOOKS = {
     "speculative": "notebooks/40_speculative.ipynb",
     "prompt_cache": "notebooks/50_caching.ipynb",
     "serving": "notebooks/60_serving.ipynb",
+    "tradeoff": "notebooks/70_tradeoff.ipynb",
 }
 SWEEP_KEYS = {"name", "description", "experiment", "notebook", "fixed", "grid", "points", "timeout_s", "retries"}
 

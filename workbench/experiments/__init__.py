@@ -22,6 +22,7 @@ MODULES = {
     "speculative": ("speculative", "SpeculativeConfig"),
     "prompt_cache": ("prompt_cache", "PromptCacheConfig"),
     "serving": ("serving", "ServingConfig"),
+    "tradeoff": ("tradeoff", "TradeoffConfig"),
 }
 NAMES = tuple(MODULES)
 
