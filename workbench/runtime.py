@@ -84,7 +84,11 @@ def active_blas() -> str:
         return "unknown"
     libraries = {line.split()[-1] for line in maps.splitlines() if ".so" in line}
     for library in sorted(libraries):
-        if any(name in Path(library).name.lower() for name in _OPTIMISED):
+        name = Path(library).name.lower()
+        # numpy's wheel bundles a symbol-prefixed OpenBLAS (scipy_openblas) that MLX cannot use
+        if "scipy_openblas" in name:
+            continue
+        if any(candidate in name for candidate in _OPTIMISED):
             return f"optimised ({Path(library).name})"
     if any("mlx_cpu.libs" in lib and "libblas" in lib for lib in libraries):
         return "reference (bundled with mlx-cpu)"
