@@ -107,6 +107,13 @@ def parameter_count(model) -> int:
     return sum(v.size for _, v in tree_flatten(model.parameters()))
 
 
+def weights_bytes(model) -> int:
+    """Bytes the model's arrays occupy in memory (quantised weights, scales and biases included)."""
+    from mlx.utils import tree_flatten
+
+    return sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+
+
 QUANT_METHODS = ("affine", "gptq", "awq")
 QUANT_BITS = (2, 3, 4, 5, 6, 8)
 QUANT_GROUP_SIZES = (32, 64, 128)

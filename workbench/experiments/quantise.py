@@ -4,7 +4,9 @@ Every variant is measured on the same speed workload and the same quality checks
 full-precision baseline, in the same run: bits per weight, size on disk, peak memory,
 TTFT, decode tok/s, perplexity, KL and greedy agreement vs the baseline, task accuracy.
 On the Linux CPU backend quantised matmuls are slower than fp32: there quantisation buys
-memory, not speed; each row is labelled with its backend.
+memory, not speed; each row is labelled with its backend. `peak_mem_bytes` is the
+process's MLX peak (the baseline stays loaded for fidelity), so compare variants by
+`weights_bytes` and `size_on_disk_bytes`.
 
     workbench run quantise --params params/quantise.yaml [--model M] [--json]
 """
@@ -73,6 +75,7 @@ def run(config: QuantiseConfig) -> pl.DataFrame:
     run_id = results.new_run_id("quantise")
     baseline = models.load(config.model)
     base_facts = {"bits_per_weight": compute_bits_per_weight(baseline.model),
+                  "weights_bytes": models.weights_bytes(baseline.model),
                   "size_on_disk_bytes": models.size_on_disk(baseline.path) if baseline.path else None}
     frames = [measure_variant(baseline, config, variant="baseline", run_id=run_id, params=base_facts)]
     for variant in config.variants:
@@ -81,6 +84,7 @@ def run(config: QuantiseConfig) -> pl.DataFrame:
                                 method=variant.get("method", "affine"), recipe=variant.get("recipe"))
         loaded = models.load(str(path))
         facts = {**variant, "group_size": group_size, "bits_per_weight": compute_bits_per_weight(loaded.model),
+                 "weights_bytes": models.weights_bytes(loaded.model),
                  "size_on_disk_bytes": models.size_on_disk(path)}
         frames.append(measure_variant(loaded, config, variant=variant_name(variant, config.group_size),
                                       run_id=run_id, params=facts, baseline=baseline))
