@@ -2,7 +2,8 @@
 
 mlx-lm's benchmark is run in this process through its own `main()` (its printed
 "Averages" line is parsed); the workbench's `measure_generation` runs right after on the
-same loaded weights, and the two are interleaved over rounds to cancel drift.
+same weights and the same prompt (mlx-lm's seed-0 random tokens), and the two are
+interleaved over rounds to cancel drift.
 
     .venv/bin/python benchmarks/compare_mlx_lm.py [--model default] [-p 512] [-g 128] [-n 5] [--rounds 2]
 
@@ -39,12 +40,20 @@ def run_mlx_lm(path: str, p: int, g: int, n: int) -> dict:
     return {"prompt_tps": float(values["prompt_tps"]), "generation_tps": float(values["generation_tps"])}
 
 
+def benchmark_prompt(vocab_size: int, p: int) -> list[int]:
+    """The prompt `mlx_lm.benchmark` draws (seed 0, uniform token ids), so both sides decode the same text."""
+    import mlx.core as mx
+
+    mx.random.seed(0)
+    return mx.random.randint(0, vocab_size, (1, p)).tolist()[0]
+
+
 def run_workbench(loaded, p: int, g: int, n: int) -> dict:
     import numpy as np
 
-    from workbench import measure, workloads
+    from workbench import measure
 
-    prompts = workloads.synthetic(prompt_tokens=p, vocab_size=loaded.config["vocab_size"]).token_prompts(None)
+    prompts = [benchmark_prompt(loaded.config["vocab_size"], p)]
     rows = measure.measure_generation(loaded.model, loaded.tokenizer, prompts, gen_tokens=g, trials=n)
     return {"prefill_tps": float(np.mean([r["prefill_tps"] for r in rows])),
             "decode_tps": float(np.mean([r["decode_tps"] for r in rows]))}
