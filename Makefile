@@ -33,6 +33,7 @@ demo: setup
 	$(BIN)/workbench build-model --preset nano --no-eval
 	$(BIN)/workbench demo
 	$(BIN)/workbench sweep params/default.yaml
+	$(BIN)/workbench report default -o outputs/reports/default.html
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -12,11 +12,18 @@ import polars as pl
 QUALITY_TITLES = {"task_accuracy": "task exact match", "perplexity": "held-out perplexity", "kl_mean": "KL vs baseline"}
 
 
+AXIS_TITLES = {"ttft_s_p90": "TTFT p90 (s)", "ttft_s": "TTFT p50 (s)", "e2e_s": "E2E p50 (s)",
+               "throughput_tps": "throughput (generated tok/s)", "decode_tps": "decode tok/s",
+               "throughput_rps": "requests/s"}
+
+
 def tradeoff_scatter(configs: pl.DataFrame, *, quality: str = "task_accuracy", slo_ttft_s: float | None = None,
-                     slo_throughput_tps: float | None = None) -> alt.LayerChart:
-    """x = TTFT p90, y = throughput, colour = quality, shape = family; Pareto points ringed and connected."""
-    data = configs.select("variant", "family", "point_id", "ttft_s_p90", "throughput_tps", quality,
-                          "pareto")
+                     slo_throughput_tps: float | None = None, x: str = "ttft_s_p90",
+                     y: str = "throughput_tps") -> alt.LayerChart:
+    """x = TTFT p90, y = throughput (by default), colour = quality, shape = family; Pareto points ringed and
+    connected. The SLO rules are drawn on the default axes."""
+    data = configs.select(*dict.fromkeys(["variant", "family", "point_id", "ttft_s_p90", "throughput_tps", x, y,
+                                          quality, "pareto"]))
     legend = alt.selection_point(fields=["family"], bind="legend")
     higher_better = quality not in ("perplexity", "kl_mean")
     values = data[quality].drop_nulls()
@@ -26,24 +33,24 @@ def tradeoff_scatter(configs: pl.DataFrame, *, quality: str = "task_accuracy", s
                                              name=f"{QUALITY_TITLES.get(quality, quality)} floor "))
     keep = (alt.datum[quality] >= floor) if higher_better else (alt.datum[quality] <= floor)
     base = alt.Chart(data).encode(
-        x=alt.X("ttft_s_p90:Q", title="TTFT p90 (s)", scale=alt.Scale(zero=False)),
-        y=alt.Y("throughput_tps:Q", title="throughput (generated tok/s)"),
+        x=alt.X(f"{x}:Q", title=AXIS_TITLES.get(x, x), scale=alt.Scale(zero=False)),
+        y=alt.Y(f"{y}:Q", title=AXIS_TITLES.get(y, y)),
     )
     points = base.mark_point(filled=True, size=110).encode(
         color=alt.Color(f"{quality}:Q", title=QUALITY_TITLES.get(quality, quality),
                         scale=alt.Scale(scheme="viridis", reverse=not higher_better)),
         shape=alt.Shape("family:N", title="optimisation"),
         opacity=alt.condition(legend, alt.value(1.0), alt.value(0.15)),
-        tooltip=["variant", "family", "point_id", "ttft_s_p90", "throughput_tps", quality, "pareto"],
+        tooltip=list(dict.fromkeys(["variant", "family", "point_id", x, y, quality, "pareto"])),
     ).add_params(legend, floor).transform_filter(keep | alt.expr.isNaN(alt.datum[quality]))
     front = base.transform_filter(alt.datum.pareto).mark_line(color="#d62728", strokeDash=[4, 2]).encode(
-        order="ttft_s_p90:Q")
+        order=f"{x}:Q")
     ring = base.transform_filter(alt.datum.pareto).mark_point(size=320, color="#d62728", strokeWidth=2)
     layers = [front, ring, points]
-    if slo_ttft_s is not None:
+    if slo_ttft_s is not None and x == "ttft_s_p90":
         layers.append(alt.Chart(pl.DataFrame({"x": [slo_ttft_s]})).mark_rule(color="grey", strokeDash=[6, 3])
                       .encode(x="x:Q"))
-    if slo_throughput_tps:
+    if slo_throughput_tps and y == "throughput_tps":
         layers.append(alt.Chart(pl.DataFrame({"y": [slo_throughput_tps]}))
                       .mark_rule(color="grey", strokeDash=[6, 3]).encode(y="y:Q"))
     return alt.layer(*layers).properties(title="Speed/quality tradeoff (Pareto front in red)", width=520, height=340)
@@ -94,5 +101,6 @@ def memory_by_variant(configs: pl.DataFrame) -> alt.Chart:
     data = configs.select("variant", "family", "peak_mem_bytes").with_columns(
         (pl.col("peak_mem_bytes") / 2**20).alias("peak_mib"))
     return alt.Chart(data).mark_bar().encode(
-        x=alt.X("peak_mib:Q", title="peak MLX memory (MiB)"), y=alt.Y("variant:N", sort="-x"), color="family:N",
+        x=alt.X("mean(peak_mib):Q", title="peak MLX memory (MiB), mean over runs"), y=alt.Y("variant:N", sort="-x"),
+        color="family:N",
     ).properties(title="Peak memory by variant", width=420, height=alt.Step(16))

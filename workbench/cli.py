@@ -100,6 +100,13 @@ def build_parser() -> Parser:
 
     sub.add_parser("sweeps", help="list sweeps with their done/failed point counts")
 
+    rep = sub.add_parser("report", help="render a sweep's stakeholder report to one offline HTML file")
+    rep.add_argument("sweep", help="name of a sweep under outputs/sweeps/")
+    rep.add_argument("--baseline", help="a previous sweep to check for regressions")
+    rep.add_argument("--slo", help="YAML of SLO targets (ttft_s_p90_max, throughput_tps_min, task_accuracy_min, ...)")
+    rep.add_argument("--quality", choices=("task_accuracy", "perplexity", "kl_mean"), default="task_accuracy")
+    rep.add_argument("-o", "--output", default=None, help="report.html path (default: outputs/reports/<sweep>.html)")
+
     sub.add_parser("install-kernel", help="register the 'workbench' Jupyter kernel (BLAS preloaded)")
 
     demo = sub.add_parser("demo", help="run the quickstart notebook on the default model with papermill")
@@ -274,6 +281,36 @@ def cmd_sweeps(args) -> int:
     return 0
 
 
+def _check_report(args) -> None:
+    from pathlib import Path
+
+    from workbench.paths import outputs_dir
+
+    for name in filter(None, (args.sweep, args.baseline)):
+        if not list((outputs_dir() / "sweeps" / name).glob("*/results.parquet")):
+            raise UsageError(f"sweep {name!r} has no finished points under {outputs_dir() / 'sweeps'}")
+    if args.slo:
+        from workbench.analysis import load_slo
+
+        if not Path(args.slo).is_file():
+            raise UsageError(f"--slo {args.slo}: no such file")
+        load_slo(args.slo)
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from workbench import report
+    from workbench.paths import outputs_dir
+
+    output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
+    path = report.render(args.sweep, output, baseline_sweep=args.baseline, slo_file=args.slo, quality=args.quality)
+    print(f"report: {path}")
+    print(f"charts: {path.parent / (path.stem + '_charts')}")
+    args.summary = {"report": str(path)}
+    return 0
+
+
 def cmd_install_kernel(args) -> int:
     from workbench.kernel import install_kernel
 
@@ -292,7 +329,7 @@ def cmd_demo(args) -> int:
 
 COMMANDS = {"doctor": cmd_doctor, "build-model": cmd_build, "bench": cmd_bench, "eval": cmd_eval,
             "install-kernel": cmd_install_kernel, "demo": cmd_demo, "run": cmd_run, "sweep": cmd_sweep,
-            "sweeps": cmd_sweeps}
+            "sweeps": cmd_sweeps, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             _check_text(args)
         if args.command == "run":
             args.config = load_experiment_config(args)
+        if args.command == "report":
+            _check_report(args)
         if args.command == "sweep":
             from workbench.sweep import load_sweep
 
