@@ -94,12 +94,12 @@ def compare(rows: pl.DataFrame, run_id: str, variant: str, metric: str, baseline
 
 def load_slo(path=None) -> dict:
     """SLO targets; keys `ttft_s_p90_max`, `throughput_tps_min`, `task_accuracy_min`, `perplexity_max`."""
-    import yaml
+    from workbench.paths import read_yaml_mapping
 
     defaults = {"ttft_s_p90_max": 1.0, "throughput_tps_min": 0.0, "task_accuracy_min": 0.0}
     if path is None:
         return defaults
-    values = yaml.safe_load(open(path).read()) or {}
+    values = read_yaml_mapping(path)
     unknown = set(values) - {"ttft_s_p90_max", "throughput_tps_min", "task_accuracy_min", "perplexity_max"}
     if unknown:
         raise ValueError(f"{path}:{sorted(unknown)[0]}: unknown SLO key")

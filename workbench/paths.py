@@ -60,3 +60,19 @@ def atomic_dir(target: Path):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_yaml_mapping(path: Path, error=ValueError) -> dict:
+    """A YAML file that must hold a mapping; problems raise `error` with one line `path: problem`."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such file")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise error(f"{path}: expected a mapping of keys to values")
+    return values

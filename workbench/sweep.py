@@ -77,20 +77,12 @@ def expand(fixed: dict, grid: dict | None, points: list | None) -> list[dict]:
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file completely; raises SweepError naming `file:key`."""
-    import yaml
-
     from workbench import experiments, models
     from workbench.experiments.base import is_generated
+    from workbench.paths import read_yaml_mapping
 
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"{path}: no such sweep file")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise SweepError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(spec, dict):
-        raise SweepError(f"{path}: expected a mapping")
+    spec = read_yaml_mapping(path, SweepError)
     unknown = sorted(set(spec) - SWEEP_KEYS)
     if unknown:
         raise SweepError(f"{path}:{unknown[0]}: unknown key (known: {', '.join(sorted(SWEEP_KEYS))})")

@@ -100,18 +100,9 @@ class ExperimentConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides):
-        import yaml
+        from workbench.paths import read_yaml_mapping
 
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such params file")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of parameters")
-        return cls.from_dict(values, **overrides)
+        return cls.from_dict(read_yaml_mapping(Path(path), ConfigError), **overrides)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
