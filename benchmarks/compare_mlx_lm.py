@@ -68,7 +68,7 @@ def main() -> int:
     parser.add_argument("-p", "--prompt-tokens", type=int, default=512)
     parser.add_argument("-g", "--generation-tokens", type=int, default=128)
     parser.add_argument("-n", "--num-trials", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     from workbench import models
@@ -76,9 +76,9 @@ def main() -> int:
     loaded = models.load(args.model)
     p, g, n = args.prompt_tokens, args.generation_tokens, args.num_trials
     theirs, ours = [], []
-    for _ in range(args.rounds):
+    for _ in range(args.rounds):  # mlx_lm.benchmark loads the model afresh each time; so do we
         theirs.append(run_mlx_lm(str(loaded.path), p, g, n))
-        ours.append(run_workbench(loaded, p, g, n))
+        ours.append(run_workbench(models.load(args.model), p, g, n))
     mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
     mlx_prompt, mlx_gen = mean(theirs, "prompt_tps"), mean(theirs, "generation_tps")
     wb_prefill, wb_decode = mean(ours, "prefill_tps"), mean(ours, "decode_tps")
