@@ -44,7 +44,27 @@ def configurations(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
             p = json.loads(params.get(row["variant"]) or "{}")
             out.append({"run_id": run_id, "point_id": point, **row, "family": family(p) if row["variant"] !=
                         "baseline" else "baseline", "params": json.dumps(p, sort_keys=True, default=str)})
-    return pl.DataFrame(out, infer_schema_length=None)
+    frame = pl.DataFrame(out, infer_schema_length=None)
+    return _inherit_baseline_quality(frame)
+
+
+QUALITY_COLUMNS = ("perplexity", "task_accuracy", "task_f1", "kl_mean", "greedy_agreement")
+
+
+def _inherit_baseline_quality(frame: pl.DataFrame) -> pl.DataFrame:
+    """Batching and speculative decoding leave the weights alone, so a variant measured without quality rows
+    (and without quantisation) has its run's baseline quality; KL 0 and agreement 1 by construction."""
+    if frame.is_empty():
+        return frame
+    cols = [c for c in QUALITY_COLUMNS if c in frame.columns]
+    base = frame.filter(pl.col("variant") == "baseline").select("run_id", *[pl.col(c).alias(f"_b_{c}") for c in cols])
+    same_weights = ~pl.col("family").str.contains("quantisation") & (pl.col("variant") != "baseline") \
+        & pl.col("variant").str.starts_with("student").not_()
+    frame = frame.join(base, on="run_id", how="left")
+    exact = {"kl_mean": 0.0, "greedy_agreement": 1.0}
+    return frame.with_columns(
+        pl.when(same_weights & pl.col(c).is_null()).then(pl.lit(exact[c]) if c in exact else pl.col(f"_b_{c}"))
+        .otherwise(pl.col(c)).alias(c) for c in cols).drop([f"_b_{c}" for c in cols])
 
 
 def pareto_mask(df: pl.DataFrame, objectives: dict[str, bool]) -> list[bool]:
