@@ -19,8 +19,10 @@ def report(title: str, ratio: float, target: float, extra: dict) -> int:
     from workbench import runtime
 
     met = ratio >= target
-    print(f"{title}: {ratio:.2f}x (target >= {target}x: {'met' if met else 'MISSED'}) on {runtime.backend()}, "
-          f"{runtime.active_blas()}")
+    print(
+        f"{title}: {ratio:.2f}x (target >= {target}x: {'met' if met else 'MISSED'}) on {runtime.backend()}, "
+        f"{runtime.active_blas()}"
+    )
     print(json.dumps({"ratio": ratio, "target": target, "met": met, **extra}, default=str))
     return 0
 

@@ -41,8 +41,11 @@ def child(model_spec: str, repeats: int) -> dict:
     b = mx.random.normal((512, 512), key=mx.random.key(1))
     loaded = models.load(model_spec)
     tokens = mx.random.randint(0, loaded.config["vocab_size"], (4, 128), key=mx.random.key(2))
-    return {"blas": runtime.active_blas(), "matmul_s": timed(lambda: a @ b),
-            "forward_s": timed(lambda: loaded.model(tokens))}
+    return {
+        "blas": runtime.active_blas(),
+        "matmul_s": timed(lambda: a @ b),
+        "forward_s": timed(lambda: loaded.model(tokens)),
+    }
 
 
 def main() -> int:
@@ -75,10 +78,19 @@ def main() -> int:
         print(f"{name:10} {r['blas']:40} {r['matmul_s'] * 1e3:11.2f} ms {r['forward_s'] * 1e3:11.1f} ms")
     matmul_ratio = stock["matmul_s"] / fast["matmul_s"]
     forward_ratio = stock["forward_s"] / fast["forward_s"]
-    print(f"speedup: matmul {matmul_ratio:.1f}x, forward pass {forward_ratio:.1f}x "
-          f"(target >= {TARGET_FORWARD:.0f}x: {'met' if forward_ratio >= TARGET_FORWARD else 'MISSED'})")
-    print(json.dumps({"matmul_speedup": matmul_ratio, "forward_speedup": forward_ratio, **{
-        f"{n}_{k}": v for n, r in runs.items() for k, v in r.items()}}))
+    print(
+        f"speedup: matmul {matmul_ratio:.1f}x, forward pass {forward_ratio:.1f}x "
+        f"(target >= {TARGET_FORWARD:.0f}x: {'met' if forward_ratio >= TARGET_FORWARD else 'MISSED'})"
+    )
+    print(
+        json.dumps(
+            {
+                "matmul_speedup": matmul_ratio,
+                "forward_speedup": forward_ratio,
+                **{f"{n}_{k}": v for n, r in runs.items() for k, v in r.items()},
+            }
+        )
+    )
     return 0
 
 

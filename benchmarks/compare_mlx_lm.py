@@ -55,8 +55,10 @@ def run_workbench(loaded, p: int, g: int, n: int) -> dict:
 
     prompts = [benchmark_prompt(loaded.config["vocab_size"], p)]
     rows = measure.measure_generation(loaded.model, loaded.tokenizer, prompts, gen_tokens=g, trials=n)
-    return {"prefill_tps": float(np.mean([r["prefill_tps"] for r in rows])),
-            "decode_tps": float(np.mean([r["decode_tps"] for r in rows]))}
+    return {
+        "prefill_tps": float(np.mean([r["prefill_tps"] for r in rows])),
+        "decode_tps": float(np.mean([r["decode_tps"] for r in rows])),
+    }
 
 
 def main() -> int:
@@ -85,16 +87,28 @@ def main() -> int:
     prefill_ratio = wb_prefill / mlx_prompt
     decode_ratio = wb_decode / mlx_gen
     decode_ratio_same_def = wb_decode * g / (g - 1) / mlx_gen
-    print(f"model {loaded.model_id} on {runtime.backend()} ({runtime.active_blas()}), p={p} g={g} trials={n} "
-          f"rounds={args.rounds}")
+    print(
+        f"model {loaded.model_id} on {runtime.backend()} ({runtime.active_blas()}), p={p} g={g} trials={n} "
+        f"rounds={args.rounds}"
+    )
     print(f"{'':22}{'mlx_lm.benchmark':>18}{'workbench':>12}{'ratio':>8}")
     print(f"{'prefill tok/s':22}{mlx_prompt:18.1f}{wb_prefill:12.1f}{prefill_ratio:8.3f}")
     print(f"{'decode tok/s':22}{mlx_gen:18.1f}{wb_decode:12.1f}{decode_ratio:8.3f}")
     print(f"{'decode, N/(tN-t1)':22}{mlx_gen:18.1f}{wb_decode * g / (g - 1):12.1f}{decode_ratio_same_def:8.3f}")
     ok = all(abs(r - 1) <= TOLERANCE for r in (prefill_ratio, decode_ratio))
     print(f"agreement within +-{TOLERANCE:.0%}: {'yes' if ok else 'NO'}")
-    print(json.dumps({"mlx_prompt_tps": mlx_prompt, "mlx_generation_tps": mlx_gen, "prefill_tps": wb_prefill,
-                      "decode_tps": wb_decode, "prefill_ratio": prefill_ratio, "decode_ratio": decode_ratio}))
+    print(
+        json.dumps(
+            {
+                "mlx_prompt_tps": mlx_prompt,
+                "mlx_generation_tps": mlx_gen,
+                "prefill_tps": wb_prefill,
+                "decode_tps": wb_decode,
+                "prefill_ratio": prefill_ratio,
+                "decode_ratio": decode_ratio,
+            }
+        )
+    )
     return 0 if ok else 1
 
 

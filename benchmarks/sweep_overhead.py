@@ -24,10 +24,21 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = {"prompt_tokens": 16, "gen_tokens": 8, "requests": 2, "trials": 1, "perplexity_chunks": 4, "task_count": 8,
-          "fidelity_count": 2, "kv_bits": [], "variants": [{"bits": 4}]}
-DIRECT = ("import sys, json; from workbench import experiments; c, run = experiments.get('quantise'); "
-          "run(c.from_dict(json.loads(sys.argv[1])))")
+CONFIG = {
+    "prompt_tokens": 16,
+    "gen_tokens": 8,
+    "requests": 2,
+    "trials": 1,
+    "perplexity_chunks": 4,
+    "task_count": 8,
+    "fidelity_count": 2,
+    "kv_bits": [],
+    "variants": [{"bits": 4}],
+}
+DIRECT = (
+    "import sys, json; from workbench import experiments; c, run = experiments.get('quantise'); "
+    "run(c.from_dict(json.loads(sys.argv[1])))"
+)
 
 
 def main() -> int:
@@ -45,14 +56,17 @@ def main() -> int:
         for r in range(args.rounds):
             config = {**CONFIG, "model": nano, "seed": r}
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", DIRECT, json.dumps(config)], env=env, check=True,
-                           capture_output=True)
+            subprocess.run([sys.executable, "-c", DIRECT, json.dumps(config)], env=env, check=True, capture_output=True)
             direct.append(time.perf_counter() - start)
             sweep_file = Path(tmp) / f"overhead{r}.yaml"
             sweep_file.write_text(yaml.safe_dump({"name": f"overhead{r}", "experiment": "quantise", "fixed": config}))
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "workbench.cli", "sweep", str(sweep_file), "--workers", "1"],
-                           env=env, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "workbench.cli", "sweep", str(sweep_file), "--workers", "1"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             swept.append(time.perf_counter() - start)
     d, s = statistics.median(direct), statistics.median(swept)
     print(f"direct run(config) in a fresh process: {d:.2f} s (median of {args.rounds})")

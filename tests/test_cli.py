@@ -15,18 +15,21 @@ def run(*args, outputs):
     return subprocess.run([*WORKBENCH, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["bench", "--model", "/no/such/model"], "not found"),
-    (["bench", "--model", "nano", "--prompt-tokens", "-3"], "positive integer"),
-    (["bench", "--model", "nano", "--gen-tokens", "ten"], "positive integer"),
-    (["bench", "--model", "nano", "--trials", "0"], "positive integer"),
-    (["build-model", "--preset", "giant"], "invalid choice"),
-    (["eval", "--model", "nano", "--task", "trivia"], "invalid choice"),
-    (["eval", "--model", "nano", "--text", "/no/such.txt"], "no such file"),
-    (["eval", "--model", "nano"], "at least one of"),
-    (["eval", "--model", "nano", "--task", "facts", "--baseline", "./missing"], "not found"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bench", "--model", "/no/such/model"], "not found"),
+        (["bench", "--model", "nano", "--prompt-tokens", "-3"], "positive integer"),
+        (["bench", "--model", "nano", "--gen-tokens", "ten"], "positive integer"),
+        (["bench", "--model", "nano", "--trials", "0"], "positive integer"),
+        (["build-model", "--preset", "giant"], "invalid choice"),
+        (["eval", "--model", "nano", "--task", "trivia"], "invalid choice"),
+        (["eval", "--model", "nano", "--text", "/no/such.txt"], "no such file"),
+        (["eval", "--model", "nano"], "at least one of"),
+        (["eval", "--model", "nano", "--task", "facts", "--baseline", "./missing"], "not found"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     outputs = tmp_path / "outputs"
     proc = run(*args, outputs=outputs)
@@ -37,8 +40,19 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
 
 
 def test_bench_json_last_line(tmp_path, nano_path):
-    proc = run("bench", "--model", str(nano_path), "--prompt-tokens", "16", "--gen-tokens", "8", "--trials", "2",
-               "--json", outputs=tmp_path / "outputs")
+    proc = run(
+        "bench",
+        "--model",
+        str(nano_path),
+        "--prompt-tokens",
+        "16",
+        "--gen-tokens",
+        "8",
+        "--trials",
+        "2",
+        "--json",
+        outputs=tmp_path / "outputs",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("ttft_s", "prefill_tps", "decode_tps", "tpot_s", "e2e_s", "peak_mem_bytes"):
@@ -56,8 +70,24 @@ def test_eval_json_with_an_unseen_model_directory(tmp_path, nano_path):
     (unseen / "build.json").unlink()
     text = tmp_path / "text.txt"
     text.write_text("Plain English sentences about nothing in particular. " * 60)
-    proc = run("eval", "--model", str(unseen), "--text", str(text), "--sequence-length", "32", "--task", "facts",
-               "--task-count", "4", "--baseline", str(nano_path), "--json", "--no-save", outputs=tmp_path / "outputs")
+    proc = run(
+        "eval",
+        "--model",
+        str(unseen),
+        "--text",
+        str(text),
+        "--sequence-length",
+        "32",
+        "--task",
+        "facts",
+        "--task-count",
+        "4",
+        "--baseline",
+        str(nano_path),
+        "--json",
+        "--no-save",
+        outputs=tmp_path / "outputs",
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["perplexity"] > 1

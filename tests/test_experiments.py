@@ -15,8 +15,9 @@ from workbench.paths import REPO_ROOT
 
 PARAMS = sorted((REPO_ROOT / "params").glob("*.yaml"))
 EXPERIMENT_PARAMS = [p for p in PARAMS if p.stem in experiments.NAMES]
-SMALL = dict(prompt_tokens=16, gen_tokens=8, requests=2, trials=1, warmup=1, perplexity_chunks=2, task_count=4,
-             fidelity_count=2)
+SMALL = dict(
+    prompt_tokens=16, gen_tokens=8, requests=2, trials=1, warmup=1, perplexity_chunks=2, task_count=4, fidelity_count=2
+)
 
 
 def small_overrides(name, nano):
@@ -26,8 +27,9 @@ def small_overrides(name, nano):
         "prompt_cache": dict(prefix_tokens=64, requests=3),
         "batching": dict(batch_sizes=[1, 4], requests=4, continuous_requests=6, arrival_rate_rps=50.0),
         "distill": dict(student="nano", steps=4),
-        "serving": dict(unique_queries=4, requests=8, tiering_requests=4,
-                        tiers={"fast": nano, "balanced": nano, "complex": nano}),
+        "serving": dict(
+            unique_queries=4, requests=8, tiering_requests=4, tiers={"fast": nano, "balanced": nano, "complex": nano}
+        ),
         "tradeoff": dict(bits=4, batch_size=2),
     }[name]
 
@@ -40,8 +42,12 @@ def test_params_file_runs_on_nano(path, nano_path):
     name = path.stem
     config_cls, run = experiments.get(name)
     config_cls.from_yaml(path)
-    values = {**yaml.safe_load(path.read_text()), **SMALL, **small_overrides(name, str(nano_path)),
-              "model": str(nano_path)}
+    values = {
+        **yaml.safe_load(path.read_text()),
+        **SMALL,
+        **small_overrides(name, str(nano_path)),
+        "model": str(nano_path),
+    }
     frame = run(config_cls.from_dict(values))
     assert list(frame.columns) == list(results.SCHEMA)
     assert "baseline" in set(frame["variant"]) or name == "serving" and "all-complex" in set(frame["variant"])
@@ -60,9 +66,13 @@ def test_lossless_optimisations_keep_greedy_outputs(nano_path):
     }
     for name, variants in checks.items():
         config_cls, run = experiments.get(name)
-        frame = run(config_cls.from_dict({**SMALL, **small_overrides(name, nano), "model": nano,
-                                          "continuous": False} if name == "batching" else
-                                         {**SMALL, **small_overrides(name, nano), "model": nano}))
+        frame = run(
+            config_cls.from_dict(
+                {**SMALL, **small_overrides(name, nano), "model": nano, "continuous": False}
+                if name == "batching"
+                else {**SMALL, **small_overrides(name, nano), "model": nano}
+            )
+        )
         summary = {s["variant"]: s for s in experiments.summarise(name, frame)}
         for variant in variants:
             assert summary[variant]["identical_to_baseline"] is True, (name, variant)
@@ -70,8 +80,7 @@ def test_lossless_optimisations_keep_greedy_outputs(nano_path):
 
 def test_quantisation_moves_quality_and_bits(nano_path):
     config_cls, run = experiments.get("quantise")
-    frame = run(config_cls.from_dict({**SMALL, **small_overrides("quantise", str(nano_path)),
-                                      "model": str(nano_path)}))
+    frame = run(config_cls.from_dict({**SMALL, **small_overrides("quantise", str(nano_path)), "model": str(nano_path)}))
     summary = {s["variant"]: s for s in experiments.summarise("quantise", frame)}
     assert summary["baseline"]["bits_per_weight"] == 32
     assert summary["q2"]["bits_per_weight"] < summary["q4"]["bits_per_weight"] < 32
@@ -94,8 +103,9 @@ def test_continuous_scheduler_serves_urgent_first_under_a_backlog(nano):
 
     prompts = [list(range(1, 17))] * 8
     requests = [scheduler.Request(i, p, 0.0, priority=0 if i >= 6 else 1) for i, p in enumerate(prompts)]
-    rows, facts = scheduler.run_continuous(nano.model, nano.tokenizer, requests, gen_tokens=4, initial_batch=2,
-                                           max_batch=2, adaptive=False)
+    rows, facts = scheduler.run_continuous(
+        nano.model, nano.tokenizer, requests, gen_tokens=4, initial_batch=2, max_batch=2, adaptive=False
+    )
     ttft = {r["request_index"]: r["ttft_s"] for r in rows}
     assert max(ttft[6], ttft[7]) < min(ttft[i] for i in range(2, 6))
     assert all(r["generated_tokens"] == 4 for r in rows)
@@ -106,26 +116,31 @@ def test_adaptive_batch_halves_on_memory_pressure_and_grows_without(nano):
     from workbench import scheduler
 
     requests = [scheduler.Request(i, list(range(1, 9)), 0.0) for i in range(12)]
-    _, grown = scheduler.run_continuous(nano.model, nano.tokenizer, requests, gen_tokens=12, initial_batch=2,
-                                        max_batch=8, grow_every_steps=2)
+    _, grown = scheduler.run_continuous(
+        nano.model, nano.tokenizer, requests, gen_tokens=12, initial_batch=2, max_batch=8, grow_every_steps=2
+    )
     assert grown["final_batch_limit"] > 2
-    _, squeezed = scheduler.run_continuous(nano.model, nano.tokenizer, requests, gen_tokens=12, initial_batch=4,
-                                           max_batch=8, memory_limit_bytes=1)
+    _, squeezed = scheduler.run_continuous(
+        nano.model, nano.tokenizer, requests, gen_tokens=12, initial_batch=4, max_batch=8, memory_limit_bytes=1
+    )
     assert squeezed["final_batch_limit"] == 1
 
 
-@pytest.mark.parametrize("name, values, message", [
-    ("quantise", {"variants": [{"bits": 7}]}, "quantise.variants"),
-    ("quantise", {"group_size": 48}, "quantise.group_size"),
-    ("batching", {"batch_sizes": [0]}, "batching.batch_sizes"),
-    ("batching", {"arrival": "bursty"}, "batching.arrival"),
-    ("speculative", {"num_draft_tokens": []}, "speculative.num_draft_tokens"),
-    ("distill", {"alpha": 1.5}, "distill.alpha"),
-    ("prompt_cache", {"prefix_tokens": "many"}, "prompt_cache.prefix_tokens"),
-    ("serving", {"tiers": {"fast": "nano"}}, "serving.tiers"),
-    ("batching", {"trials": 0}, "batching.trials"),
-    ("quantise", {"colour": "red"}, "quantise.colour: unknown key"),
-])
+@pytest.mark.parametrize(
+    "name, values, message",
+    [
+        ("quantise", {"variants": [{"bits": 7}]}, "quantise.variants"),
+        ("quantise", {"group_size": 48}, "quantise.group_size"),
+        ("batching", {"batch_sizes": [0]}, "batching.batch_sizes"),
+        ("batching", {"arrival": "bursty"}, "batching.arrival"),
+        ("speculative", {"num_draft_tokens": []}, "speculative.num_draft_tokens"),
+        ("distill", {"alpha": 1.5}, "distill.alpha"),
+        ("prompt_cache", {"prefix_tokens": "many"}, "prompt_cache.prefix_tokens"),
+        ("serving", {"tiers": {"fast": "nano"}}, "serving.tiers"),
+        ("batching", {"trials": 0}, "batching.trials"),
+        ("quantise", {"colour": "red"}, "quantise.colour: unknown key"),
+    ],
+)
 def test_impossible_configs_name_the_field(name, values, message):
     config_cls, _ = experiments.get(name)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
@@ -134,15 +149,19 @@ def test_impossible_configs_name_the_field(name, values, message):
 
 def _cli(*args, outputs: Path):
     env = {**os.environ, "WORKBENCH_OUTPUTS": str(outputs)}
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_cli_run_bad_params_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("variants:\n  - {bits: 7}\n")
-    for args in (["run", "quantise", "--params", str(bad)], ["run", "quantise", "--params", str(tmp_path / "x")],
-                 ["run", "speculative", "--params", str(REPO_ROOT / "params/speculative.yaml"), "--model", "/nope"]):
+    for args in (
+        ["run", "quantise", "--params", str(bad)],
+        ["run", "quantise", "--params", str(tmp_path / "x")],
+        ["run", "speculative", "--params", str(REPO_ROOT / "params/speculative.yaml"), "--model", "/nope"],
+    ):
         proc = _cli(*args, outputs=tmp_path / "out")
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -152,8 +171,9 @@ def test_cli_run_bad_params_is_one_line_exit_2(tmp_path):
 def test_cli_run_json_summaries(tmp_path, nano_path):
     params = tmp_path / "p.yaml"
     params.write_text(json.dumps({**SMALL, "prefix_tokens": 64, "requests": 2}))
-    proc = _cli("run", "prompt_cache", "--params", str(params), "--model", str(nano_path), "--json",
-                outputs=tmp_path / "out")
+    proc = _cli(
+        "run", "prompt_cache", "--params", str(params), "--model", str(nano_path), "--json", outputs=tmp_path / "out"
+    )
     assert proc.returncode == 0, proc.stderr
     summaries = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [s["variant"] for s in summaries] == ["baseline", "cached"]

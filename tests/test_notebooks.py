@@ -29,8 +29,9 @@ def test_quickstart_runs_under_papermill(tmp_path, nano_path, kernel):
     from workbench.demo import QUICKSTART, execute_notebook
 
     out = tmp_path / "demo"
-    executed = execute_notebook(QUICKSTART, out, {"model": str(nano_path), "prompt_tokens": 16, "gen_tokens": 8,
-                                                  "trials": 1, "task_count": 4})
+    executed = execute_notebook(
+        QUICKSTART, out, {"model": str(nano_path), "prompt_tokens": 16, "gen_tokens": 8, "trials": 1, "task_count": 4}
+    )
     assert Path(executed).is_file()
     frame = pl.read_parquet(out / "results.parquet")
     assert set(frame["kind"]) == {"speed", "perplexity", "task"}
@@ -55,8 +56,16 @@ def test_experiment_notebook_runs_under_papermill(stem, tmp_path, nano_path, ker
     from workbench.demo import execute_notebook
 
     nano = str(nano_path)
-    small = {"model": nano, "prompt_tokens": 16, "gen_tokens": 6, "requests": 2, "trials": 1,
-             "perplexity_chunks": 2, "task_count": 3, "fidelity_count": 1}
+    small = {
+        "model": nano,
+        "prompt_tokens": 16,
+        "gen_tokens": 6,
+        "requests": 2,
+        "trials": 1,
+        "perplexity_chunks": 2,
+        "task_count": 3,
+        "fidelity_count": 1,
+    }
     extra = dict(EXPERIMENT_NOTEBOOKS[stem])
     if stem == "40_speculative":
         extra["draft"] = nano

@@ -5,11 +5,22 @@ from workbench import results
 
 
 def _frame(run_id):
-    rows = [{"kind": "speed", "trial": 0, "request_index": i, "ttft_s": 0.1 * i, "itl_s": [0.01, 0.02]}
-            for i in range(3)]
-    return results.to_frame(rows, run_id=run_id, experiment="bench", variant="baseline", model_id="m",
-                            model_hash="h", backend="cpu", blas="b", workload="w", workload_hash="wh",
-                            params_json={"a": 1})
+    rows = [
+        {"kind": "speed", "trial": 0, "request_index": i, "ttft_s": 0.1 * i, "itl_s": [0.01, 0.02]} for i in range(3)
+    ]
+    return results.to_frame(
+        rows,
+        run_id=run_id,
+        experiment="bench",
+        variant="baseline",
+        model_id="m",
+        model_hash="h",
+        backend="cpu",
+        blas="b",
+        workload="w",
+        workload_hash="wh",
+        params_json={"a": 1},
+    )
 
 
 def test_schema_and_round_trip(tmp_path):

@@ -21,8 +21,10 @@ def test_this_test_process_runs_with_the_optimised_blas():
 def test_stock_process_is_seen_as_reference_blas_and_doctor_says_how_to_fix():
     env = {k: v for k, v in os.environ.items() if k not in {"LD_PRELOAD", "WORKBENCH_BLAS_REEXEC"}}
     env.update(WORKBENCH_NO_BLAS_REEXEC="1", WORKBENCH_BLAS="/nonexistent/libopenblas.so.0")
-    code = ("import numpy, mlx_lm; from workbench import runtime; info, problems = runtime.doctor(); "
-            "print(info['blas']); print(problems[0])")
+    code = (
+        "import numpy, mlx_lm; from workbench import runtime; info, problems = runtime.doctor(); "
+        "print(info['blas']); print(problems[0])"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     blas, problem = out.strip().splitlines()
     assert blas.startswith("reference")
@@ -32,8 +34,9 @@ def test_stock_process_is_seen_as_reference_blas_and_doctor_says_how_to_fix():
 @pytest.mark.skipif(not LINUX or runtime.find_optimised_blas() is None, reason="needs Linux with OpenBLAS installed")
 def test_cli_re_executes_itself_with_the_blas_preloaded():
     env = {k: v for k, v in os.environ.items() if k not in {"LD_PRELOAD", "WORKBENCH_BLAS_REEXEC"}}
-    out = subprocess.run([sys.executable, "-m", "workbench.cli", "doctor", "--json"], env=env, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "doctor", "--json"], env=env, capture_output=True, text=True
+    ).stdout
     assert '"blas": "optimised' in out.splitlines()[-1]
 
 

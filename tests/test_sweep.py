@@ -32,8 +32,9 @@ def write_sweep(tmp_path, name, **changes):
 
 def cli(*args, outputs):
     env = {**os.environ, "WORKBENCH_OUTPUTS": str(outputs)}
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_grid_expansion_and_stable_ids():
@@ -47,18 +48,21 @@ def test_grid_expansion_and_stable_ids():
     assert [p.point_id for p in sweep.load_sweep(SMOKE).points] == [p.point_id for p in plan.points]
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"colour": "red"}, ":colour: unknown key"),
-    ({"experiment": "teleport"}, ":experiment: must be one of"),
-    ({"grid": {"variants": [[{"bits": 7}]]}}, ":variants:"),
-    ({"grid": {"trials": [0]}}, ":trials:"),
-    ({"experiment": "batching"}, ":kv_bits: unknown key"),
-    ({"grid": {"trials": [1, "two"]}}, ":trials:"),
-    ({"fixed": {"model": "/no/such/model"}}, ":model:"),
-    ({"timeout_s": 0}, ":timeout_s:"),
-    ({"grid": {"trials": []}}, ":grid:"),
-    ({"points": [{"trials": 1}]}, ":grid: give either"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"colour": "red"}, ":colour: unknown key"),
+        ({"experiment": "teleport"}, ":experiment: must be one of"),
+        ({"grid": {"variants": [[{"bits": 7}]]}}, ":variants:"),
+        ({"grid": {"trials": [0]}}, ":trials:"),
+        ({"experiment": "batching"}, ":kv_bits: unknown key"),
+        ({"grid": {"trials": [1, "two"]}}, ":trials:"),
+        ({"fixed": {"model": "/no/such/model"}}, ":model:"),
+        ({"timeout_s": 0}, ":timeout_s:"),
+        ({"grid": {"trials": []}}, ":grid:"),
+        ({"points": [{"trials": 1}]}, ":grid: give either"),
+    ],
+)
 def test_bad_sweep_files_exit_2_and_write_nothing(tmp_path, changes, message):
     path = write_sweep(tmp_path, "bad", **changes)
     outputs = tmp_path / "outputs"
@@ -80,7 +84,8 @@ def test_smoke_sweep_prepare_run_resume_and_load(tmp_path, nano_path, kernel, _o
     assert '"ran": 3' in proc.stdout.splitlines()[-1]
     for point in (_outputs / "sweeps" / "smoke").iterdir():
         assert {"point.yaml", "params.yaml", "env.json", "results.parquet", "executed.ipynb"} <= {
-            p.name for p in point.iterdir()}
+            p.name for p in point.iterdir()
+        }
 
     proc = cli("sweep", str(SMOKE), "--json", outputs=_outputs)
     assert '"ran": 0' in proc.stdout.splitlines()[-1] and '"skipped": 3' in proc.stdout.splitlines()[-1]
@@ -95,8 +100,7 @@ def test_failed_point_is_recorded_the_sweep_goes_on_and_a_rerun_completes_it(tmp
     broken = tmp_path / "broken-model"
     shutil.copytree(nano_path, broken)
     weights = (broken / "model.safetensors").read_bytes()
-    path = write_sweep(tmp_path, "flaky", grid=None,
-                       points=[{"model": str(nano_path)}, {"model": str(broken)}])
+    path = write_sweep(tmp_path, "flaky", grid=None, points=[{"model": str(nano_path)}, {"model": str(broken)}])
     (broken / "model.safetensors").write_bytes(b"garbage")
     proc = cli("sweep", str(path), "--retries", "0", "--json", outputs=_outputs)
     assert proc.returncode == 1
@@ -115,8 +119,13 @@ def test_failed_point_is_recorded_the_sweep_goes_on_and_a_rerun_completes_it(tmp
 def test_killed_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, nano_path, kernel, _outputs):
     path = write_sweep(tmp_path, "killed")
     env = {**os.environ, "WORKBENCH_OUTPUTS": str(_outputs)}
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "sweep", str(path), "--workers", "1"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "sweep", str(path), "--workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     root = _outputs / "sweeps" / "killed"
     deadline = time.time() + 240
     while time.time() < deadline and not list(root.glob("*/results.parquet")):

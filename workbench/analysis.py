@@ -15,9 +15,17 @@ import polars as pl
 
 from workbench import results
 
-HIGHER_IS_BETTER = {"throughput_tps": True, "decode_tps": True, "task_accuracy": True, "ttft_s": False,
-                    "ttft_s_p90": False, "e2e_s": False, "perplexity": False, "kl_mean": False,
-                    "peak_mem_bytes": False}
+HIGHER_IS_BETTER = {
+    "throughput_tps": True,
+    "decode_tps": True,
+    "task_accuracy": True,
+    "ttft_s": False,
+    "ttft_s_p90": False,
+    "e2e_s": False,
+    "perplexity": False,
+    "kl_mean": False,
+    "peak_mem_bytes": False,
+}
 
 
 def family(params: dict) -> str:
@@ -42,8 +50,15 @@ def configurations(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         point = group["point_id"][0] if "point_id" in group.columns else run_id
         for row in summary.to_dicts():
             p = json.loads(params.get(row["variant"]) or "{}")
-            out.append({"run_id": run_id, "point_id": point, **row, "family": family(p) if row["variant"] !=
-                        "baseline" else "baseline", "params": json.dumps(p, sort_keys=True, default=str)})
+            out.append(
+                {
+                    "run_id": run_id,
+                    "point_id": point,
+                    **row,
+                    "family": family(p) if row["variant"] != "baseline" else "baseline",
+                    "params": json.dumps(p, sort_keys=True, default=str),
+                }
+            )
     frame = pl.DataFrame(out, infer_schema_length=None)
     return _inherit_baseline_quality(frame)
 
@@ -58,13 +73,20 @@ def _inherit_baseline_quality(frame: pl.DataFrame) -> pl.DataFrame:
         return frame
     cols = [c for c in QUALITY_COLUMNS if c in frame.columns]
     base = frame.filter(pl.col("variant") == "baseline").select("run_id", *[pl.col(c).alias(f"_b_{c}") for c in cols])
-    same_weights = ~pl.col("family").str.contains("quantisation") & (pl.col("variant") != "baseline") \
+    same_weights = (
+        ~pl.col("family").str.contains("quantisation")
+        & (pl.col("variant") != "baseline")
         & pl.col("variant").str.starts_with("student").not_()
+    )
     frame = frame.join(base, on="run_id", how="left")
     exact = {"kl_mean": 0.0, "greedy_agreement": 1.0}
     return frame.with_columns(
-        pl.when(same_weights & pl.col(c).is_null()).then(pl.lit(exact[c]) if c in exact else pl.col(f"_b_{c}"))
-        .otherwise(pl.col(c)).alias(c) for c in cols).drop([f"_b_{c}" for c in cols])
+        pl.when(same_weights & pl.col(c).is_null())
+        .then(pl.lit(exact[c]) if c in exact else pl.col(f"_b_{c}"))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in cols
+    ).drop([f"_b_{c}" for c in cols])
 
 
 def pareto_mask(df: pl.DataFrame, objectives: dict[str, bool]) -> list[bool]:
@@ -77,8 +99,11 @@ def pareto_mask(df: pl.DataFrame, objectives: dict[str, bool]) -> list[bool]:
         if np.isnan(row).any():
             mask.append(False)
             continue
-        dominated = any(np.all(other >= row) and np.any(other > row)
-                        for j, other in enumerate(scores) if j != i and not np.isnan(other).any())
+        dominated = any(
+            np.all(other >= row) and np.any(other > row)
+            for j, other in enumerate(scores)
+            if j != i and not np.isnan(other).any()
+        )
         mask.append(not dominated)
     return mask
 
@@ -96,20 +121,25 @@ def compare(rows: pl.DataFrame, run_id: str, variant: str, metric: str, baseline
     def samples(name):
         part = speed.filter(variant=name)
         if metric == "throughput_tps":  # one value per trial: tokens over the trial's window
-            per_trial = part.group_by("trial").agg((pl.col("generated_tokens").sum() / pl.col("window_s").first())
-                                                   .alias("v"))
+            per_trial = part.group_by("trial").agg(
+                (pl.col("generated_tokens").sum() / pl.col("window_s").first()).alias("v")
+            )
             return per_trial["v"].drop_nulls().to_numpy()
         return part[metric].drop_nulls().to_numpy()
 
     a, b = samples(baseline), samples(variant)
     if a.size < 2 or b.size < 2:
-        return {"metric": metric, "ratio": math.nan, "diff": math.nan, "ci": (math.nan, math.nan),
-                "significant": False}
+        return {"metric": metric, "ratio": math.nan, "diff": math.nan, "ci": (math.nan, math.nan), "significant": False}
     diff = float(b.mean() - a.mean())
     se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
     half = 1.96 * se
-    return {"metric": metric, "ratio": float(b.mean() / a.mean()) if a.mean() else math.nan, "diff": diff,
-            "ci": (diff - half, diff + half), "significant": abs(diff) > half}
+    return {
+        "metric": metric,
+        "ratio": float(b.mean() / a.mean()) if a.mean() else math.nan,
+        "diff": diff,
+        "ci": (diff - half, diff + half),
+        "significant": abs(diff) > half,
+    }
 
 
 def load_slo(path=None) -> dict:
@@ -136,8 +166,9 @@ def slo_checks(config: dict, slo: dict) -> list[dict]:
     return checks
 
 
-def recommendations(rows: pl.DataFrame, configs: pl.DataFrame, slo: dict, objective: str = "throughput_tps"
-                    ) -> pl.DataFrame:
+def recommendations(
+    rows: pl.DataFrame, configs: pl.DataFrame, slo: dict, objective: str = "throughput_tps"
+) -> pl.DataFrame:
     """Pareto-optimal configurations that meet every SLO, ranked by `objective`, each with its measured change
     against the baseline of its own run. Differences within noise are reported as such, not ranked."""
     out = []
@@ -149,20 +180,32 @@ def recommendations(rows: pl.DataFrame, configs: pl.DataFrame, slo: dict, object
         change = compare(rows, config["run_id"], config["variant"], metric)
         base_obj = base[0].get(objective) if base else None
         gain = config[objective] / base_obj - 1 if base_obj else math.nan
-        out.append({"variant": config["variant"], "family": config["family"], "point_id": config["point_id"],
-                    objective: config[objective], f"{objective}_gain": gain, "ttft_s_p90": config["ttft_s_p90"],
-                    "task_accuracy": config.get("task_accuracy"), "perplexity": config.get("perplexity"),
-                    "evidence_metric": metric, "change": change["diff"], "ci_low": change["ci"][0],
-                    "ci_high": change["ci"][1],
-                    "verdict": "significant" if change["significant"] else "no significant difference"})
+        out.append(
+            {
+                "variant": config["variant"],
+                "family": config["family"],
+                "point_id": config["point_id"],
+                objective: config[objective],
+                f"{objective}_gain": gain,
+                "ttft_s_p90": config["ttft_s_p90"],
+                "task_accuracy": config.get("task_accuracy"),
+                "perplexity": config.get("perplexity"),
+                "evidence_metric": metric,
+                "change": change["diff"],
+                "ci_low": change["ci"][0],
+                "ci_high": change["ci"][1],
+                "verdict": "significant" if change["significant"] else "no significant difference",
+            }
+        )
     frame = pl.DataFrame(out) if out else pl.DataFrame(schema={"variant": pl.String, "verdict": pl.String})
     if out:
         frame = frame.sort([pl.col("verdict") == "significant", objective], descending=True)
     return frame
 
 
-def risks(configs: pl.DataFrame, *, failures: int = 0, points: int = 0, memory_total_bytes: int | None = None
-          ) -> pl.DataFrame:
+def risks(
+    configs: pl.DataFrame, *, failures: int = 0, points: int = 0, memory_total_bytes: int | None = None
+) -> pl.DataFrame:
     """Risk / mitigation rows derived from the measurements, each with its evidence."""
     out = []
     base = configs.filter(pl.col("variant") == "baseline")
@@ -172,29 +215,59 @@ def risks(configs: pl.DataFrame, *, failures: int = 0, points: int = 0, memory_t
         if c.get("perplexity") and base_ppl:
             delta = c["perplexity"] / base_ppl - 1
             if delta > 0.02:
-                out.append({"risk": f"{c['variant']}: perplexity +{delta:.1%}", "evidence":
-                            f"held-out perplexity {c['perplexity']:.2f} vs {base_ppl:.2f}",
-                            "mitigation": "use more bits or a calibrated method (GPTQ/AWQ)"})
+                out.append(
+                    {
+                        "risk": f"{c['variant']}: perplexity +{delta:.1%}",
+                        "evidence": f"held-out perplexity {c['perplexity']:.2f} vs {base_ppl:.2f}",
+                        "mitigation": "use more bits or a calibrated method (GPTQ/AWQ)",
+                    }
+                )
         if c.get("task_accuracy") is not None and base_acc is not None and c["task_accuracy"] < base_acc - 0.02:
-            out.append({"risk": f"{c['variant']}: task accuracy {c['task_accuracy'] - base_acc:+.1%}",
-                        "evidence": f"exact match {c['task_accuracy']:.1%} vs {base_acc:.1%}",
-                        "mitigation": "gate on a task-accuracy SLO; keep the baseline for hard requests (tiering)"})
+            out.append(
+                {
+                    "risk": f"{c['variant']}: task accuracy {c['task_accuracy'] - base_acc:+.1%}",
+                    "evidence": f"exact match {c['task_accuracy']:.1%} vs {base_acc:.1%}",
+                    "mitigation": "gate on a task-accuracy SLO; keep the baseline for hard requests (tiering)",
+                }
+            )
         if c.get("kl_mean") and c["kl_mean"] > 0.05:
-            out.append({"risk": f"{c['variant']}: output drift", "evidence": f"KL {c['kl_mean']:.3f}, greedy "
-                        f"agreement {c.get('greedy_agreement') or float('nan'):.1%}",
-                        "mitigation": "review generations; prefer variants with KL < 0.05"})
+            out.append(
+                {
+                    "risk": f"{c['variant']}: output drift",
+                    "evidence": f"KL {c['kl_mean']:.3f}, greedy "
+                    f"agreement {c.get('greedy_agreement') or float('nan'):.1%}",
+                    "mitigation": "review generations; prefer variants with KL < 0.05",
+                }
+            )
         if c.get("identical_to_baseline") is False and c["family"] in ("batching", "speculative"):
-            out.append({"risk": f"{c['variant']}: outputs differ from baseline", "evidence":
-                        "greedy tokens differ on the benchmark prompts", "mitigation": "investigate numerics"})
+            out.append(
+                {
+                    "risk": f"{c['variant']}: outputs differ from baseline",
+                    "evidence": "greedy tokens differ on the benchmark prompts",
+                    "mitigation": "investigate numerics",
+                }
+            )
         if memory_total_bytes and c.get("peak_mem_bytes") and c["peak_mem_bytes"] > 0.8 * memory_total_bytes:
-            out.append({"risk": f"{c['variant']}: memory headroom", "evidence":
-                        f"peak {c['peak_mem_bytes'] / 2**30:.2f} GiB of {memory_total_bytes / 2**30:.1f} GiB",
-                        "mitigation": "lower batch size or quantise"})
+            out.append(
+                {
+                    "risk": f"{c['variant']}: memory headroom",
+                    "evidence": f"peak {c['peak_mem_bytes'] / 2**30:.2f} GiB of {memory_total_bytes / 2**30:.1f} GiB",
+                    "mitigation": "lower batch size or quantise",
+                }
+            )
     if failures:
-        out.append({"risk": f"{failures} of {points} sweep points failed", "evidence": "error.json in their folders",
-                    "mitigation": "re-run the sweep; failed points run again"})
-    return pl.DataFrame(out) if out else pl.DataFrame(schema={"risk": pl.String, "evidence": pl.String,
-                                                              "mitigation": pl.String})
+        out.append(
+            {
+                "risk": f"{failures} of {points} sweep points failed",
+                "evidence": "error.json in their folders",
+                "mitigation": "re-run the sweep; failed points run again",
+            }
+        )
+    return (
+        pl.DataFrame(out)
+        if out
+        else pl.DataFrame(schema={"risk": pl.String, "evidence": pl.String, "mitigation": pl.String})
+    )
 
 
 def regressions(current: pl.DataFrame, previous: pl.DataFrame, *, tolerance: float = 0.10) -> pl.DataFrame:
@@ -210,6 +283,14 @@ def regressions(current: pl.DataFrame, previous: pl.DataFrame, *, tolerance: flo
                 continue
             change = new / old - 1
             worse = -change if HIGHER_IS_BETTER[m] else change
-            out.append({"variant": row["variant"], "metric": m, "previous": old, "current": new, "change": change,
-                        "regression": worse > tolerance})
+            out.append(
+                {
+                    "variant": row["variant"],
+                    "metric": m,
+                    "previous": old,
+                    "current": new,
+                    "change": change,
+                    "regression": worse > tolerance,
+                }
+            )
     return pl.DataFrame(out) if out else pl.DataFrame(schema={"variant": pl.String, "regression": pl.Boolean})

@@ -90,14 +90,40 @@ class Recipe:
 
 
 PRESETS = {
-    "nano": Recipe("nano", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                   steps=100, batch_size=8, warmup_steps=20),
-    "default": Recipe("default", hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
-                      intermediate_size=384, steps=2400, batch_size=32, sequence_length=96, warmup_steps=50,
-                      task_fraction=0.85),
-    "student": Recipe("student", hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
-                      intermediate_size=192, steps=2400, batch_size=32, sequence_length=96, warmup_steps=50,
-                      task_fraction=0.85),
+    "nano": Recipe(
+        "nano",
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        steps=100,
+        batch_size=8,
+        warmup_steps=20,
+    ),
+    "default": Recipe(
+        "default",
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=384,
+        steps=2400,
+        batch_size=32,
+        sequence_length=96,
+        warmup_steps=50,
+        task_fraction=0.85,
+    ),
+    "student": Recipe(
+        "student",
+        hidden_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=192,
+        steps=2400,
+        batch_size=32,
+        sequence_length=96,
+        warmup_steps=50,
+        task_fraction=0.85,
+    ),
 }
 
 
@@ -168,7 +194,6 @@ class Batches:
         for doc in docs:
             ids.extend(tokenizer.encode(doc + "\n").ids[1:] + [0])
         self.text_ids = np.array(ids, dtype=np.int32)
-
 
     def _task_row(self, length: int) -> tuple[list[int], list[bool]]:
         """Packed task documents, BOS-separated, and which tokens are answers."""
@@ -293,8 +318,13 @@ def save_model_dir(target: Path, model, recipe: Recipe, tokenizer_dir: Path, ext
         save_config(recipe.model_config(), tmp / "config.json")
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
             shutil.copy(tokenizer_dir / name, tmp / name)
-        info = {"recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(),
-                "portable_hash": recipe.hash(portable=True), "corpus": corpus.corpus_hash(), **extra}
+        info = {
+            "recipe": dataclasses.asdict(recipe),
+            "recipe_hash": recipe.hash(),
+            "portable_hash": recipe.hash(portable=True),
+            "corpus": corpus.corpus_hash(),
+            **extra,
+        }
         (tmp / "build.json").write_text(json.dumps(info, indent=2))
 
 

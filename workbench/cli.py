@@ -153,9 +153,15 @@ def cmd_build(args) -> int:
     info = json.loads((path / "build.json").read_text())
     if args.output:
         shutil.copytree(path, args.output, dirs_exist_ok=True)
-    summary = {"preset": args.preset, "path": str(path), "recipe_hash": info["recipe_hash"],
-               "parameters": models.parameter_count(loaded.model), "seconds": time.perf_counter() - start,
-               "build_seconds": info.get("build_seconds"), "final_loss": info.get("final_loss")}
+    summary = {
+        "preset": args.preset,
+        "path": str(path),
+        "recipe_hash": info["recipe_hash"],
+        "parameters": models.parameter_count(loaded.model),
+        "seconds": time.perf_counter() - start,
+        "build_seconds": info.get("build_seconds"),
+        "final_loss": info.get("final_loss"),
+    }
     if not args.no_eval:
         summary.update(build_quality(loaded, build.get_recipe(args.preset)))
     if not args.json:
@@ -170,10 +176,15 @@ def build_quality(loaded, recipe) -> dict:
 
     chunks = quality.chunk_tokens(loaded.tokenizer.encode(corpus.heldout_text()), 128, 64)
     untrained = quality.perplexity(build.init_model(recipe), chunks)["perplexity"]
-    _, measured = bench.run_eval(loaded, text="stdlib", sequence_length=128, max_chunks=64, task="facts",
-                                 task_count=200)
-    return {"heldout_perplexity": measured["perplexity"], "untrained_perplexity": untrained,
-            "task_accuracy": measured["task_accuracy"], "task_f1": measured["task_f1"]}
+    _, measured = bench.run_eval(
+        loaded, text="stdlib", sequence_length=128, max_chunks=64, task="facts", task_count=200
+    )
+    return {
+        "heldout_perplexity": measured["perplexity"],
+        "untrained_perplexity": untrained,
+        "task_accuracy": measured["task_accuracy"],
+        "task_f1": measured["task_f1"],
+    }
 
 
 def _check_text(args) -> None:
@@ -188,8 +199,14 @@ def _check_text(args) -> None:
 def cmd_bench(args) -> int:
     from workbench import bench
 
-    frame, summary = bench.run_bench(args.model, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens,
-                                     batch_size=args.batch, trials=args.trials, warmup=args.warmup)
+    frame, summary = bench.run_bench(
+        args.model,
+        prompt_tokens=args.prompt_tokens,
+        gen_tokens=args.gen_tokens,
+        batch_size=args.batch,
+        trials=args.trials,
+        warmup=args.warmup,
+    )
     if not args.no_save:
         summary["run_dir"] = str(bench.save(frame, params={"command": "bench", **_params(args)}))
     if not args.json:
@@ -201,9 +218,15 @@ def cmd_bench(args) -> int:
 def cmd_eval(args) -> int:
     from workbench import bench
 
-    frame, summary = bench.run_eval(args.model, text=args.text, sequence_length=args.sequence_length,
-                                    max_chunks=args.max_chunks, task=args.task, task_count=args.task_count,
-                                    baseline=args.baseline)
+    frame, summary = bench.run_eval(
+        args.model,
+        text=args.text,
+        sequence_length=args.sequence_length,
+        max_chunks=args.max_chunks,
+        task=args.task,
+        task_count=args.task_count,
+        baseline=args.baseline,
+    )
     if not args.no_save:
         summary["run_dir"] = str(bench.save(frame, params={"command": "eval", **_params(args)}))
     if not args.json:
@@ -235,14 +258,25 @@ def cmd_run(args) -> int:
     frame = run(config)
     summaries = experiments.summarise(args.experiment, frame)
     if not args.no_save:
-        run_dir = results.write_run(frame, params={"experiment": args.experiment, **config.to_dict()},
-                                    env=runtime.fingerprint())
+        run_dir = results.write_run(
+            frame, params={"experiment": args.experiment, **config.to_dict()}, env=runtime.fingerprint()
+        )
         print(f"results: {run_dir / 'results.parquet'}")
     if not args.json:
         import polars as pl
 
-        keys = ["variant", "ttft_s", "decode_tps", "throughput_tps", "peak_mem_bytes", "perplexity",
-                "task_accuracy", "kl_mean", "greedy_agreement", "identical_to_baseline"]
+        keys = [
+            "variant",
+            "ttft_s",
+            "decode_tps",
+            "throughput_tps",
+            "peak_mem_bytes",
+            "perplexity",
+            "task_accuracy",
+            "kl_mean",
+            "greedy_agreement",
+            "identical_to_baseline",
+        ]
         table = pl.DataFrame([{k: s.get(k) for k in keys} for s in summaries], strict=False)
         with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200):
             print(table)
@@ -259,12 +293,23 @@ def cmd_sweep(args) -> int:
             print(sweeps.prepare_point(plan, point) / "prepared.ipynb")
         args.summary = {"sweep": plan.name, "points": len(plan.points), "prepared": len(plan.points)}
         return 0
-    outcomes = sweeps.run_sweep(plan, workers=args.workers or sweeps.default_workers(), executor=args.executor,
-                                scheduler=args.scheduler, timeout_s=args.timeout, retries=args.retries)
+    outcomes = sweeps.run_sweep(
+        plan,
+        workers=args.workers or sweeps.default_workers(),
+        executor=args.executor,
+        scheduler=args.scheduler,
+        timeout_s=args.timeout,
+        retries=args.retries,
+    )
     failed = [o for o in outcomes if o["status"] == "failed"]
-    summary = {"sweep": plan.name, "points": len(plan.points), "ran": sum(o["status"] == "done" for o in outcomes),
-               "skipped": sum(o["status"] == "skipped" for o in outcomes), "failed": len(failed),
-               "root": str(plan.root)}
+    summary = {
+        "sweep": plan.name,
+        "points": len(plan.points),
+        "ran": sum(o["status"] == "done" for o in outcomes),
+        "skipped": sum(o["status"] == "skipped" for o in outcomes),
+        "failed": len(failed),
+        "root": str(plan.root),
+    }
     if not args.json:
         print_table(summary)
         for o in failed:
@@ -327,9 +372,18 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"doctor": cmd_doctor, "build-model": cmd_build, "bench": cmd_bench, "eval": cmd_eval,
-            "install-kernel": cmd_install_kernel, "demo": cmd_demo, "run": cmd_run, "sweep": cmd_sweep,
-            "sweeps": cmd_sweeps, "report": cmd_report}
+COMMANDS = {
+    "doctor": cmd_doctor,
+    "build-model": cmd_build,
+    "bench": cmd_bench,
+    "eval": cmd_eval,
+    "install-kernel": cmd_install_kernel,
+    "demo": cmd_demo,
+    "run": cmd_run,
+    "sweep": cmd_sweep,
+    "sweeps": cmd_sweeps,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,25 +35,42 @@ class Dashboard:
             raise FileNotFoundError("no sweep with finished points; run `workbench sweep params/smoke.yaml` first")
         style = {"description_width": "initial"}
         self.sweep = widgets.Dropdown(options=names, value=names[0], description="sweep", style=style)
-        self.baseline = widgets.Dropdown(options=["(none)", *names], value="(none)", description="compare with",
-                                         style=style)
+        self.baseline = widgets.Dropdown(
+            options=["(none)", *names], value="(none)", description="compare with", style=style
+        )
         self.quality = widgets.Dropdown(options=QUALITIES, value=QUALITIES[0], description="quality", style=style)
         self.x_axis = widgets.Dropdown(options=X_AXES, value=X_AXES[0], description="x", style=style)
         self.y_axis = widgets.Dropdown(options=Y_AXES, value=Y_AXES[0], description="y", style=style)
-        self.quality_floor = widgets.FloatText(value=0.0, description="quality floor (accuracy ≥ / ppl, KL ≤)",
-                                               style=style)
+        self.quality_floor = widgets.FloatText(
+            value=0.0, description="quality floor (accuracy ≥ / ppl, KL ≤)", style=style
+        )
         self.slo_ttft = widgets.FloatText(value=1.0, description="SLO: TTFT p90 ≤ (s)", style=style)
         self.slo_throughput = widgets.FloatText(value=0.0, description="SLO: throughput ≥ (tok/s)", style=style)
         self.chart = alt.JupyterChart(alt.Chart(pl.DataFrame({"x": [0]})).mark_point())
         self.table = widgets.HTML()
         self.regressions = widgets.HTML()
-        controls = [self.sweep, self.baseline, self.quality, self.x_axis, self.y_axis, self.quality_floor,
-                    self.slo_ttft, self.slo_throughput]
+        controls = [
+            self.sweep,
+            self.baseline,
+            self.quality,
+            self.x_axis,
+            self.y_axis,
+            self.quality_floor,
+            self.slo_ttft,
+            self.slo_throughput,
+        ]
         for control in controls:
             control.observe(lambda _: self.refresh(), names="value")
-        self.widget = widgets.VBox([widgets.HBox(controls[:5]), widgets.HBox(controls[5:]), self.chart,
-                                    widgets.HTML("<b>Configurations meeting the SLOs</b>"), self.table,
-                                    self.regressions])
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox(controls[:5]),
+                widgets.HBox(controls[5:]),
+                self.chart,
+                widgets.HTML("<b>Configurations meeting the SLOs</b>"),
+                self.table,
+                self.regressions,
+            ]
+        )
         self.refresh()
 
     def slo(self) -> dict:
@@ -69,15 +86,31 @@ class Dashboard:
         configs = analysis.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
         slo = self.slo()
         keep = [all(c["pass"] for c in analysis.slo_checks(row, slo)) for row in configs.to_dicts()]
-        return configs.filter(pl.Series(keep)).select(
-            "variant", "family", "point_id", "ttft_s_p90", "throughput_tps", "decode_tps", self.quality.value,
-            "pareto").sort("throughput_tps", descending=True)
+        return (
+            configs.filter(pl.Series(keep))
+            .select(
+                "variant",
+                "family",
+                "point_id",
+                "ttft_s_p90",
+                "throughput_tps",
+                "decode_tps",
+                self.quality.value,
+                "pareto",
+            )
+            .sort("throughput_tps", descending=True)
+        )
 
     def refresh(self) -> None:
         configs = analysis.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
         self.chart.chart = charts.tradeoff_scatter(
-            configs, quality=self.quality.value, slo_ttft_s=self.slo_ttft.value,
-            slo_throughput_tps=self.slo_throughput.value or None, x=self.x_axis.value, y=self.y_axis.value)
+            configs,
+            quality=self.quality.value,
+            slo_ttft_s=self.slo_ttft.value,
+            slo_throughput_tps=self.slo_throughput.value or None,
+            x=self.x_axis.value,
+            y=self.y_axis.value,
+        )
         self.table.value = _html_table(self.meeting_slo())
         if self.baseline.value != "(none)":
             found = analysis.regressions(configs, _configs(self.baseline.value))

@@ -20,15 +20,31 @@ def execute_notebook(notebook: Path, out_dir: Path, parameters: dict, *, timeout
 
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / "executed.ipynb"
-    papermill.execute_notebook(str(notebook), str(executed), parameters={**parameters, "output_dir": str(out_dir)},
-                               kernel_name=KERNEL_NAME, cwd=str(REPO_ROOT), progress_bar=False,
-                               execution_timeout=timeout_s)
+    papermill.execute_notebook(
+        str(notebook),
+        str(executed),
+        parameters={**parameters, "output_dir": str(out_dir)},
+        kernel_name=KERNEL_NAME,
+        cwd=str(REPO_ROOT),
+        progress_bar=False,
+        execution_timeout=timeout_s,
+    )
     return executed
 
 
-def run_demo(*, model: str = "default", prompt_tokens: int = 128, gen_tokens: int = 64, trials: int = 3,
-             task_count: int = 100) -> Path:
+def run_demo(
+    *, model: str = "default", prompt_tokens: int = 128, gen_tokens: int = 64, trials: int = 3, task_count: int = 100
+) -> Path:
     out_dir = outputs_dir() / "demo" / new_run_id("demo")
-    execute_notebook(QUICKSTART, out_dir, {"model": model, "prompt_tokens": prompt_tokens,
-                                           "gen_tokens": gen_tokens, "trials": trials, "task_count": task_count})
+    execute_notebook(
+        QUICKSTART,
+        out_dir,
+        {
+            "model": model,
+            "prompt_tokens": prompt_tokens,
+            "gen_tokens": gen_tokens,
+            "trials": trials,
+            "task_count": task_count,
+        },
+    )
     return out_dir

@@ -89,8 +89,12 @@ def _stream_one(model, tokenizer, prompt: list[int], gen_tokens: int, **kwargs) 
     if "draft_model" not in kwargs:
         drafted = []
     row = request_metrics(t0, times, len(prompt))
-    row.update(mlx_prompt_tps=response.prompt_tps, mlx_generation_tps=response.generation_tps,
-               output_tokens=tokens, from_draft=[bool(r) for r in drafted] if drafted else None)
+    row.update(
+        mlx_prompt_tps=response.prompt_tps,
+        mlx_generation_tps=response.generation_tps,
+        output_tokens=tokens,
+        from_draft=[bool(r) for r in drafted] if drafted else None,
+    )
     return row, tokens
 
 
@@ -98,8 +102,9 @@ def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: int, stop: bo
     from mlx_lm.generate import BatchGenerator
 
     stop_tokens = [[t] for t in tokenizer.eos_token_ids] if stop else None
-    gen = BatchGenerator(model, stop_tokens=stop_tokens, completion_batch_size=len(prompts),
-                         prefill_batch_size=len(prompts), **kwargs)
+    gen = BatchGenerator(
+        model, stop_tokens=stop_tokens, completion_batch_size=len(prompts), prefill_batch_size=len(prompts), **kwargs
+    )
     try:
         t0 = time.perf_counter()
         uids = gen.insert(prompts, [gen_tokens] * len(prompts))
@@ -117,14 +122,23 @@ def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: int, stop: bo
     rows = []
     for uid, prompt in zip(uids, prompts):
         row = request_metrics(t0, times[uid], len(prompt))
-        row.update(mlx_prompt_tps=stats.prompt_tps, mlx_generation_tps=stats.generation_tps,
-                   output_tokens=tokens[uid])
+        row.update(mlx_prompt_tps=stats.prompt_tps, mlx_generation_tps=stats.generation_tps, output_tokens=tokens[uid])
         rows.append(row)
     return rows
 
 
-def measure_generation(model, tokenizer, prompts: list[list[int]], *, gen_tokens: int, trials: int = 3,
-                       warmup: int = 1, batch_size: int = 1, ignore_eos: bool = True, **generate_kwargs) -> list[dict]:
+def measure_generation(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    *,
+    gen_tokens: int,
+    trials: int = 3,
+    warmup: int = 1,
+    batch_size: int = 1,
+    ignore_eos: bool = True,
+    **generate_kwargs,
+) -> list[dict]:
     """One row per request per trial. Warm-up passes are run first and discarded.
 
     Requests are sent `batch_size` at a time; within a trial they run back to back, so

@@ -60,8 +60,10 @@ def resolve(spec: str, *, build_missing: bool = True) -> tuple[Path | str, str]:
     if path.exists():
         return _check_dir(path.resolve()), path.resolve().name
     if spec.startswith((".", "/", "~")) or not HF_REPO_ID.match(spec):
-        raise ModelError(f"model {spec!r} not found: not a preset ({', '.join(build.PRESETS)}), "
-                         "a model directory or a Hugging Face repo id")
+        raise ModelError(
+            f"model {spec!r} not found: not a preset ({', '.join(build.PRESETS)}), "
+            "a model directory or a Hugging Face repo id"
+        )
     return spec, spec
 
 
@@ -97,8 +99,15 @@ def load(spec: str, **load_kwargs) -> LoadedModel:
         raise ModelError(f"cannot load model {spec!r} from {target}: {reason}") from exc
     load_s = time.perf_counter() - start
     model_hash = fingerprint_dir(target) if isinstance(target, Path) else f"hf:{spec}"
-    return LoadedModel(model=model, tokenizer=tokenizer, path=target if isinstance(target, Path) else None,
-                       model_id=model_id, model_hash=model_hash, load_s=load_s, config=config)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        path=target if isinstance(target, Path) else None,
+        model_id=model_id,
+        model_hash=model_hash,
+        load_s=load_s,
+        config=config,
+    )
 
 
 def parameter_count(model) -> int:
@@ -138,8 +147,9 @@ def calibration_tokens(tokenizer, *, samples: int = 32, sequence_length: int = 2
     return chunks[:samples]
 
 
-def quantised(spec: str, *, bits: int = 4, group_size: int = 64, method: str = "affine",
-              recipe: str | None = None) -> Path:
+def quantised(
+    spec: str, *, bits: int = 4, group_size: int = 64, method: str = "affine", recipe: str | None = None
+) -> Path:
     """A quantised copy of a model, built once and cached by (source model hash, recipe).
 
     `method="affine"` is `mlx_lm.convert` (optionally with one of its mixed recipes,
@@ -159,8 +169,17 @@ def quantised(spec: str, *, bits: int = 4, group_size: int = 64, method: str = "
         raise ModelError(f"quantising needs a local model directory, got {spec!r}")
     from importlib.metadata import version
 
-    key = json.dumps({"source": fingerprint_dir(source), "bits": bits, "group_size": group_size,
-                      "method": method, "recipe": recipe, "mlx_lm": version("mlx-lm")}, sort_keys=True)
+    key = json.dumps(
+        {
+            "source": fingerprint_dir(source),
+            "bits": bits,
+            "group_size": group_size,
+            "method": method,
+            "recipe": recipe,
+            "mlx_lm": version("mlx-lm"),
+        },
+        sort_keys=True,
+    )
     name = f"{source.name}-{method}{bits}g{group_size}{'-' + recipe if recipe else ''}"
     target = cache_dir() / "quantised" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (target / "config.json").exists():
@@ -170,8 +189,7 @@ def quantised(spec: str, *, bits: int = 4, group_size: int = 64, method: str = "
         if method == "affine":
             from mlx_lm import convert
 
-            convert(str(source), str(out), quantize=True, q_bits=bits, q_group_size=group_size,
-                    quant_predicate=recipe)
+            convert(str(source), str(out), quantize=True, q_bits=bits, q_group_size=group_size, quant_predicate=recipe)
         else:
             _calibrated_quantise(source, out, method=method, bits=bits, group_size=group_size)
         for item in out.iterdir():
@@ -199,8 +217,9 @@ def _calibrated_quantise(source: Path, out: Path, *, method: str, bits: int, gro
         awq_config = AWQ_MODEL_CONFIGS.get(config["model_type"])
         if awq_config is None:
             raise ModelError(f"AWQ has no recipe for model_type {config['model_type']!r} in this mlx-lm")
-        awq_quantize(model, data, awq_config, bits=bits, group_size=group_size, embed_bits=8,
-                     embed_group_size=group_size)
+        awq_quantize(
+            model, data, awq_config, bits=bits, group_size=group_size, embed_bits=8, embed_group_size=group_size
+        )
         config = update_config(model, config)
     save(str(out), str(source), model, tokenizer, config)
 

@@ -73,12 +73,14 @@ def fidelity(baseline, variant, sequences: list[list[int]]) -> list[dict]:
         mx.eval(kl, same)
         same = np.array(same)
         diverged = np.flatnonzero(~same)
-        rows.append({
-            "kl_mean": float(np.array(kl).mean()),
-            "greedy_agreement": float(same.mean()),
-            "first_divergence": int(diverged[0]) if diverged.size else -1,
-            "positions": int(same.size),
-        })
+        rows.append(
+            {
+                "kl_mean": float(np.array(kl).mean()),
+                "greedy_agreement": float(same.mean()),
+                "first_divergence": int(diverged[0]) if diverged.size else -1,
+                "positions": int(same.size),
+            }
+        )
     return rows
 
 
@@ -121,8 +123,14 @@ def task_rows(model, tokenizer, prompts: list[str], references: list[str], *, ma
     rows = []
     for tokens, reference in zip(greedy_continuations(model, tokenizer, encoded, max_tokens), references):
         answer = extract_answer(tokenizer.decode(tokens))
-        rows.append({"prediction": answer, "reference": reference,
-                     "exact_match": exact_match(answer, reference), "token_f1": token_f1(answer, reference)})
+        rows.append(
+            {
+                "prediction": answer,
+                "reference": reference,
+                "exact_match": exact_match(answer, reference),
+                "token_f1": token_f1(answer, reference),
+            }
+        )
     return rows
 
 

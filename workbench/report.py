@@ -22,9 +22,11 @@ RENDERER = "workbench_offline"
 def _offline_renderer(spec: dict, **_) -> dict:
     """A chart as a div + a vegaEmbed call; the library itself is inlined once by `setup_offline_charts`."""
     div = f"vis-{uuid.uuid4().hex[:10]}"
-    html = (f'<div id="{div}" class="workbench-chart"></div><script type="text/javascript">'
-            f'vegaEmbed("#{div}", {json.dumps(spec)}, {{"renderer": "svg", "actions": false}})'
-            '.catch(console.error);</script>')
+    html = (
+        f'<div id="{div}" class="workbench-chart"></div><script type="text/javascript">'
+        f'vegaEmbed("#{div}", {json.dumps(spec)}, {{"renderer": "svg", "actions": false}})'
+        ".catch(console.error);</script>"
+    )
     return {"text/html": html}
 
 
@@ -93,8 +95,14 @@ def export_pngs(charts: dict, directory: str | Path) -> list[Path]:
     return paths
 
 
-def render(sweep: str, output: Path, *, baseline_sweep: str | None = None, slo_file: str | None = None,
-           quality: str = "task_accuracy") -> Path:
+def render(
+    sweep: str,
+    output: Path,
+    *,
+    baseline_sweep: str | None = None,
+    slo_file: str | None = None,
+    quality: str = "task_accuracy",
+) -> Path:
     """Execute the report notebook for a sweep and write a self-contained HTML file (+ PNGs beside it)."""
     import papermill
     from nbconvert import HTMLExporter
@@ -104,10 +112,20 @@ def render(sweep: str, output: Path, *, baseline_sweep: str | None = None, slo_f
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     executed = output.with_suffix(".ipynb")
-    papermill.execute_notebook(str(REPORT_NOTEBOOK), str(executed), kernel_name=KERNEL_NAME, cwd=str(REPO_ROOT),
-                               progress_bar=False, parameters={
-                                   "sweep": sweep, "baseline_sweep": baseline_sweep, "slo_file": slo_file,
-                                   "quality": quality, "assets_dir": str(output.parent / f"{output.stem}_charts")})
+    papermill.execute_notebook(
+        str(REPORT_NOTEBOOK),
+        str(executed),
+        kernel_name=KERNEL_NAME,
+        cwd=str(REPO_ROOT),
+        progress_bar=False,
+        parameters={
+            "sweep": sweep,
+            "baseline_sweep": baseline_sweep,
+            "slo_file": slo_file,
+            "quality": quality,
+            "assets_dir": str(output.parent / f"{output.stem}_charts"),
+        },
+    )
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     html, _ = exporter.from_filename(str(executed))
     html = strip_remote_assets(html)

@@ -147,31 +147,53 @@ def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "base
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     speed = df.filter(kind="speed")
     per_variant = speed.group_by("variant", maintain_order=True).agg(
-        pl.col("ttft_s").median(), pl.col("ttft_s").quantile(0.9).alias("ttft_s_p90"),
-        pl.col("tpot_s").median(), pl.col("e2e_s").median(), pl.col("decode_tps").median(),
-        pl.col("prefill_tps").median(), pl.col("peak_mem_bytes").max(), pl.col("generated_tokens").sum(),
+        pl.col("ttft_s").median(),
+        pl.col("ttft_s").quantile(0.9).alias("ttft_s_p90"),
+        pl.col("tpot_s").median(),
+        pl.col("e2e_s").median(),
+        pl.col("decode_tps").median(),
+        pl.col("prefill_tps").median(),
+        pl.col("peak_mem_bytes").max(),
+        pl.col("generated_tokens").sum(),
         pl.len().alias("requests"),
     )
-    windows = speed.group_by("variant", "trial").agg(pl.col("window_s").first()).group_by("variant").agg(
-        pl.col("window_s").sum())
-    per_variant = per_variant.join(windows, on="variant", how="left").with_columns(
-        throughput_tps=pl.col("generated_tokens") / pl.col("window_s"),
-        throughput_rps=pl.col("requests") / pl.col("window_s"),
-    ).drop("window_s")
+    windows = (
+        speed.group_by("variant", "trial")
+        .agg(pl.col("window_s").first())
+        .group_by("variant")
+        .agg(pl.col("window_s").sum())
+    )
+    per_variant = (
+        per_variant.join(windows, on="variant", how="left")
+        .with_columns(
+            throughput_tps=pl.col("generated_tokens") / pl.col("window_s"),
+            throughput_rps=pl.col("requests") / pl.col("window_s"),
+        )
+        .drop("window_s")
+    )
     quality = df.group_by("variant", maintain_order=True).agg(
         pl.col("nll_mean").filter(pl.col("kind") == "perplexity").mean().exp().alias("perplexity"),
         pl.col("exact_match").filter(pl.col("kind") == "task").mean().alias("task_accuracy"),
         pl.col("token_f1").filter(pl.col("kind") == "task").mean().alias("task_f1"),
         pl.col("kl_mean").filter(pl.col("kind") == "fidelity").mean().alias("kl_mean"),
-        ((pl.col("greedy_agreement") * pl.col("positions")).filter(pl.col("kind") == "fidelity").sum()
-         / pl.col("positions").filter(pl.col("kind") == "fidelity").sum()).alias("greedy_agreement"),
+        (
+            (pl.col("greedy_agreement") * pl.col("positions")).filter(pl.col("kind") == "fidelity").sum()
+            / pl.col("positions").filter(pl.col("kind") == "fidelity").sum()
+        ).alias("greedy_agreement"),
     )
     summary = quality.join(per_variant, on="variant", how="left", maintain_order="left")
     if baseline in set(speed["variant"]):
         keys = ["trial", "request_index"]
         base = speed.filter(variant=baseline).select(*keys, pl.col("output_tokens").alias("_base"))
-        same = speed.join(base, on=keys, how="left").group_by("variant").agg(
-            pl.when(pl.col("output_tokens").is_null().any() | pl.col("_base").is_null().any()).then(None)
-            .otherwise((pl.col("output_tokens") == pl.col("_base")).all()).alias("identical_to_baseline"))
+        same = (
+            speed.join(base, on=keys, how="left")
+            .group_by("variant")
+            .agg(
+                pl.when(pl.col("output_tokens").is_null().any() | pl.col("_base").is_null().any())
+                .then(None)
+                .otherwise((pl.col("output_tokens") == pl.col("_base")).all())
+                .alias("identical_to_baseline")
+            )
+        )
         summary = summary.join(same, on="variant", how="left", maintain_order="left")
     return summary

@@ -111,8 +111,9 @@ def backend() -> str:
 def cpu_name() -> str:
     if sys.platform == "darwin":
         try:
-            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                                  text=True, check=True).stdout.strip()
+            return subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return platform.processor()
     try:
@@ -128,8 +129,7 @@ def git_sha() -> str | None:
     from workbench.paths import REPO_ROOT
 
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -168,6 +168,8 @@ def doctor() -> tuple[dict, list[str]]:
         if find_optimised_blas() is None:
             problems.append(f"no optimised BLAS found; fix with: {FIX_COMMAND}")
         else:
-            problems.append("an optimised BLAS is installed but not preloaded; run through `workbench` "
-                            "or set LD_PRELOAD=" + str(find_optimised_blas()))
+            problems.append(
+                "an optimised BLAS is installed but not preloaded; run through `workbench` "
+                "or set LD_PRELOAD=" + str(find_optimised_blas())
+            )
     return info, problems

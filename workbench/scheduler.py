@@ -39,9 +39,19 @@ def assign_priorities(count: int, urgent_fraction: float, seed: int) -> list[int
     return [0 if rng.random() < urgent_fraction else 1 for _ in range(count)]
 
 
-def run_continuous(model, tokenizer, requests: list[Request], *, gen_tokens: int, concurrency: int | None = None,
-                   initial_batch: int = 4, max_batch: int = 32, adaptive: bool = True,
-                   memory_limit_bytes: int | None = None, grow_every_steps: int = 8) -> tuple[list[dict], dict]:
+def run_continuous(
+    model,
+    tokenizer,
+    requests: list[Request],
+    *,
+    gen_tokens: int,
+    concurrency: int | None = None,
+    initial_batch: int = 4,
+    max_batch: int = 32,
+    adaptive: bool = True,
+    memory_limit_bytes: int | None = None,
+    grow_every_steps: int = 8,
+) -> tuple[list[dict], dict]:
     """Serve `requests`; returns one row per request and scheduler facts (final limit, resizes)."""
     import mlx.core as mx
     from mlx_lm.generate import BatchGenerator
@@ -98,8 +108,7 @@ def run_continuous(model, tokenizer, requests: list[Request], *, gen_tokens: int
                     limit = max(1, limit // 2)
                     resizes.append((round(t, 4), limit))
                     steps_since_resize = 0
-                elif not over and steps_since_resize >= grow_every_steps and limit < max_batch \
-                        and len(active) >= limit:
+                elif not over and steps_since_resize >= grow_every_steps and limit < max_batch and len(active) >= limit:
                     limit = min(max_batch, limit * 2)
                     resizes.append((round(t, 4), limit))
                     steps_since_resize = 0

@@ -119,9 +119,16 @@ def load_sweep(path: str | Path) -> Sweep:
             key = key.split(".", 1)[1] if key.startswith(f"{experiment}.") else "model"
             raise SweepError(f"{path}:{key}: {problem or message}") from None
         points.append(Point(point_id(params), params))
-    return Sweep(name=spec.get("name", path.stem), path=path, experiment=experiment, notebook=notebook,
-                 points=tuple(points), timeout_s=spec.get("timeout_s", 1800), retries=spec.get("retries", 2),
-                 fixed=fixed)
+    return Sweep(
+        name=spec.get("name", path.stem),
+        path=path,
+        experiment=experiment,
+        notebook=notebook,
+        points=tuple(points),
+        timeout_s=spec.get("timeout_s", 1800),
+        retries=spec.get("retries", 2),
+        fixed=fixed,
+    )
 
 
 def point_dir(sweep: Sweep, point: Point) -> Path:
@@ -140,17 +147,29 @@ def prepare_point(sweep: Sweep, point: Point) -> Path:
 
     directory = point_dir(sweep, point)
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / "point.yaml", yaml.safe_dump(
-        {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment, "params": point.params}))
-    papermill.execute_notebook(str(sweep.notebook), str(directory / "prepared.ipynb"),
-                               parameters=notebook_parameters(sweep, point, directory), prepare_only=True,
-                               kernel_name="workbench", progress_bar=False)
+    atomic_write_text(
+        directory / "point.yaml",
+        yaml.safe_dump(
+            {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment, "params": point.params}
+        ),
+    )
+    papermill.execute_notebook(
+        str(sweep.notebook),
+        str(directory / "prepared.ipynb"),
+        parameters=notebook_parameters(sweep, point, directory),
+        prepare_only=True,
+        kernel_name="workbench",
+        progress_bar=False,
+    )
     return directory
 
 
 def notebook_parameters(sweep: Sweep, point: Point, directory: Path) -> dict:
-    return {"params_file": str(REPO_ROOT / "params" / f"{sweep.experiment}.yaml"), "params": point.params,
-            "output_dir": str(directory)}
+    return {
+        "params_file": str(REPO_ROOT / "params" / f"{sweep.experiment}.yaml"),
+        "params": point.params,
+        "output_dir": str(directory),
+    }
 
 
 def execute_point(sweep: Sweep, point: Point, *, timeout_s: int | None = None, retries: int | None = None) -> dict:
@@ -171,10 +190,15 @@ def execute_point(sweep: Sweep, point: Point, *, timeout_s: int | None = None, r
     error = None
     for attempt in range(retries + 1):
         try:
-            papermill.execute_notebook(str(sweep.notebook), str(executed),
-                                       parameters=notebook_parameters(sweep, point, directory),
-                                       kernel_name=KERNEL_NAME, cwd=str(REPO_ROOT), progress_bar=False,
-                                       execution_timeout=timeout_s or sweep.timeout_s)
+            papermill.execute_notebook(
+                str(sweep.notebook),
+                str(executed),
+                parameters=notebook_parameters(sweep, point, directory),
+                kernel_name=KERNEL_NAME,
+                cwd=str(REPO_ROOT),
+                progress_bar=False,
+                execution_timeout=timeout_s or sweep.timeout_s,
+            )
             error = None
             break
         except PapermillExecutionError as exc:  # a cell raised: deterministic, no retry
@@ -187,8 +211,10 @@ def execute_point(sweep: Sweep, point: Point, *, timeout_s: int | None = None, r
     if error is None and is_finished(directory):
         return {"point_id": point.point_id, "status": "done"}
     error = error or "notebook finished without writing results.parquet"
-    atomic_write_text(directory / "error.json", json.dumps(
-        {"error": error, "executed_notebook": str(executed), "params": point.params}, indent=2, default=str))
+    atomic_write_text(
+        directory / "error.json",
+        json.dumps({"error": error, "executed_notebook": str(executed), "params": point.params}, indent=2, default=str),
+    )
     return {"point_id": point.point_id, "status": "failed", "error": error, "executed_notebook": str(executed)}
 
 
@@ -200,16 +226,25 @@ def clean_unfinished(sweep: Sweep) -> None:
             shutil.rmtree(directory)
 
 
-def run_sweep(sweep: Sweep, *, workers: int = 1, executor: str = "local", scheduler: str | None = None,
-              timeout_s: int | None = None, retries: int | None = None, progress: bool = True) -> list[dict]:
+def run_sweep(
+    sweep: Sweep,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    scheduler: str | None = None,
+    timeout_s: int | None = None,
+    retries: int | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Execute every unfinished point; returns one status dict per point."""
     from tqdm import tqdm
 
     clean_unfinished(sweep)
     todo = [p for p in sweep.points if not is_finished(point_dir(sweep, p))]
     outcomes = [{"point_id": p.point_id, "status": "skipped"} for p in sweep.points if p not in todo]
-    bar = tqdm(total=len(sweep.points), initial=len(outcomes), desc=f"sweep {sweep.name}", disable=not progress,
-               unit="point")
+    bar = tqdm(
+        total=len(sweep.points), initial=len(outcomes), desc=f"sweep {sweep.name}", disable=not progress, unit="point"
+    )
     failed = 0
 
     def record(outcome):
@@ -217,17 +252,24 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, executor: str = "local", schedu
         outcomes.append(outcome)
         failed += outcome["status"] == "failed"
         bar.update(1)
-        bar.set_postfix(done=sum(o["status"] != "failed" for o in outcomes), failed=failed,
-                        remaining=len(sweep.points) - len(outcomes))
+        bar.set_postfix(
+            done=sum(o["status"] != "failed" for o in outcomes),
+            failed=failed,
+            remaining=len(sweep.points) - len(outcomes),
+        )
 
     if executor == "dask":
         from distributed import Client, LocalCluster, as_completed
 
-        cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                      dashboard_address=None)
+        cluster = (
+            None
+            if scheduler
+            else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        )
         with Client(scheduler or cluster) as client:
-            futures = [client.submit(execute_point, sweep, p, timeout_s=timeout_s, retries=retries, pure=False)
-                       for p in todo]
+            futures = [
+                client.submit(execute_point, sweep, p, timeout_s=timeout_s, retries=retries, pure=False) for p in todo
+            ]
             for future in as_completed(futures):
                 record(future.result())
         if cluster is not None:
@@ -261,11 +303,17 @@ def load_sweep_results(name: str):
     frames = []
     for parquet in sorted(root.glob("*/results.parquet")):
         meta = yaml.safe_load((parquet.parent / "point.yaml").read_text())
-        columns = {f"param_{k}": (v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v))
-                   for k, v in meta["params"].items()}
-        frames.append(pl.scan_parquet(parquet).with_columns(
-            pl.lit(meta["point_id"]).alias("point_id"), pl.lit(name).alias("sweep"),
-            *[pl.lit(v).alias(k) for k, v in columns.items()]))
+        columns = {
+            f"param_{k}": (v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v))
+            for k, v in meta["params"].items()
+        }
+        frames.append(
+            pl.scan_parquet(parquet).with_columns(
+                pl.lit(meta["point_id"]).alias("point_id"),
+                pl.lit(name).alias("sweep"),
+                *[pl.lit(v).alias(k) for k, v in columns.items()],
+            )
+        )
     if not frames:
         raise FileNotFoundError(f"sweep {name!r} has no finished points under {root}")
     return pl.concat(frames, how="diagonal_relaxed")
@@ -276,6 +324,11 @@ def list_sweeps() -> list[dict]:
     out = []
     for directory in sorted(p for p in root.glob("*") if p.is_dir()):
         points = [p for p in directory.iterdir() if p.is_dir()]
-        out.append({"sweep": directory.name, "done": sum(is_finished(p) for p in points),
-                    "failed": sum((p / "error.json").exists() and not is_finished(p) for p in points)})
+        out.append(
+            {
+                "sweep": directory.name,
+                "done": sum(is_finished(p) for p in points),
+                "failed": sum((p / "error.json").exists() and not is_finished(p) for p in points),
+            }
+        )
     return out

@@ -87,8 +87,9 @@ def format_question(name: str, attribute: str) -> str:
     return f"Q: {question.format(name=name)}\nA: {stem.format(name=name)}"
 
 
-def make_training_segments(rng: random.Random, *, min_facts: int = 2, max_facts: int = 8,
-                           questions: int = 4) -> list[tuple[str, bool]]:
+def make_training_segments(
+    rng: random.Random, *, min_facts: int = 2, max_facts: int = 8, questions: int = 4
+) -> list[tuple[str, bool]]:
     """One training document as (text, is_answer) segments: a context, then answered questions."""
     context, facts = make_context(rng, rng.randint(min_facts, max_facts))
     segments = [(context, False)]

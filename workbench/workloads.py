@@ -29,8 +29,13 @@ class Workload:
 
     @property
     def hash(self) -> str:
-        payload = {"name": self.name, "version": self.version, "params": self.params,
-                   "prompts": list(self.prompts), "references": list(self.references)}
+        payload = {
+            "name": self.name,
+            "version": self.version,
+            "params": self.params,
+            "prompts": list(self.prompts),
+            "references": list(self.references),
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def __len__(self) -> int:
@@ -46,8 +51,11 @@ def synthetic(*, prompt_tokens: int, count: int = 1, vocab_size: int, seed: int 
         raise ValueError("synthetic workload needs prompt_tokens >= 1, count >= 1, vocab_size >= 2")
     rng = random.Random(f"synthetic-{seed}")
     prompts = tuple(tuple(rng.randrange(vocab_size) for _ in range(prompt_tokens)) for _ in range(count))
-    return Workload("synthetic", prompts, params={"prompt_tokens": prompt_tokens, "count": count,
-                                                  "vocab_size": vocab_size, "seed": seed})
+    return Workload(
+        "synthetic",
+        prompts,
+        params={"prompt_tokens": prompt_tokens, "count": count, "vocab_size": vocab_size, "seed": seed},
+    )
 
 
 def task(name: str = "facts", *, count: int = 100, seed: int = 0) -> Workload:
@@ -55,8 +63,12 @@ def task(name: str = "facts", *, count: int = 100, seed: int = 0) -> Workload:
     if name not in tasks.TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(tasks.TASKS)}")
     items = tasks.make_items(count, seed=seed)
-    return Workload(f"task:{name}", tuple(i.prompt for i in items), tuple(i.reference for i in items),
-                    params={"task": name, "count": count, "seed": seed})
+    return Workload(
+        f"task:{name}",
+        tuple(i.prompt for i in items),
+        tuple(i.reference for i in items),
+        params={"task": name, "count": count, "seed": seed},
+    )
 
 
 def shared_prefix(*, num_facts: int = 40, count: int = 8, seed: int = 0) -> Workload:
@@ -66,5 +78,9 @@ def shared_prefix(*, num_facts: int = 40, count: int = 8, seed: int = 0) -> Work
     context, facts = tasks.make_context(rng, num_facts)
     asked = [facts[i % len(facts)] for i in range(count)]
     prompts = tuple(context + tasks.format_question(n, a) for n, a, _ in asked)
-    return Workload("shared_prefix", prompts, tuple(v for _, _, v in asked),
-                    params={"num_facts": num_facts, "count": count, "seed": seed, "prefix": context})
+    return Workload(
+        "shared_prefix",
+        prompts,
+        tuple(v for _, _, v in asked),
+        params={"num_facts": num_facts, "count": count, "seed": seed, "prefix": context},
+    )

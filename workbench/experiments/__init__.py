@@ -72,9 +72,12 @@ def summarise(name: str, frame: pl.DataFrame) -> list[dict]:
             variant_rows[variant[0]]["acceptance_by_position"] = group["position_acceptance"].to_list()
     if name == "serving":
         stats = speed.group_by("variant").agg(
-            pl.col("cache_hit").mean().alias("hit_rate"), pl.col("exact_match").mean().alias("task_accuracy"),
-            pl.col("e2e_s").quantile(0.5).alias("e2e_s_p50"), pl.col("e2e_s").quantile(0.9).alias("e2e_s_p90"),
-            pl.col("e2e_s").quantile(0.99).alias("e2e_s_p99"))
+            pl.col("cache_hit").mean().alias("hit_rate"),
+            pl.col("exact_match").mean().alias("task_accuracy"),
+            pl.col("e2e_s").quantile(0.5).alias("e2e_s_p50"),
+            pl.col("e2e_s").quantile(0.9).alias("e2e_s_p90"),
+            pl.col("e2e_s").quantile(0.99).alias("e2e_s_p99"),
+        )
         for stat in stats.to_dicts():
             variant_rows[stat["variant"]].update({k: v for k, v in stat.items() if k != "variant"})
     if name == "batching":

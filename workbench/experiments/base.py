@@ -134,26 +134,53 @@ def load_spec(spec: str, target: models.LoadedModel, model_spec: str) -> models.
     return models.load(spec)
 
 
-def measure_variant(loaded: models.LoadedModel, config: ExperimentConfig, *, variant: str, run_id: str,
-                    params: dict | None = None, baseline: models.LoadedModel | None = None,
-                    generate_kwargs: dict | None = None, batch_size: int = 1, speed: bool = True,
-                    quality: bool = True) -> pl.DataFrame:
+def measure_variant(
+    loaded: models.LoadedModel,
+    config: ExperimentConfig,
+    *,
+    variant: str,
+    run_id: str,
+    params: dict | None = None,
+    baseline: models.LoadedModel | None = None,
+    generate_kwargs: dict | None = None,
+    batch_size: int = 1,
+    speed: bool = True,
+    quality: bool = True,
+) -> pl.DataFrame:
     """Speed rows on the shared synthetic workload and quality rows (perplexity, task, fidelity to `baseline`)."""
     frames = []
     params = {"variant": variant, **(params or {})}
     if speed:
-        frame, _ = bench.run_bench(loaded, prompt_tokens=config.prompt_tokens, gen_tokens=config.gen_tokens,
-                                   batch_size=batch_size, trials=config.trials, warmup=config.warmup,
-                                   requests=config.requests, seed=config.seed, run_id=run_id, variant=variant,
-                                   experiment=config.name, params=params, generate_kwargs=generate_kwargs)
+        frame, _ = bench.run_bench(
+            loaded,
+            prompt_tokens=config.prompt_tokens,
+            gen_tokens=config.gen_tokens,
+            batch_size=batch_size,
+            trials=config.trials,
+            warmup=config.warmup,
+            requests=config.requests,
+            seed=config.seed,
+            run_id=run_id,
+            variant=variant,
+            experiment=config.name,
+            params=params,
+            generate_kwargs=generate_kwargs,
+        )
         frames.append(frame)
     if quality and (config.perplexity_chunks or config.task_count or (baseline and config.fidelity_count)):
         frame, _ = bench.run_eval(
-            loaded, text="stdlib" if config.perplexity_chunks else None,
-            sequence_length=config.perplexity_sequence_length, max_chunks=config.perplexity_chunks or None,
-            task="facts" if config.task_count else None, task_count=config.task_count,
+            loaded,
+            text="stdlib" if config.perplexity_chunks else None,
+            sequence_length=config.perplexity_sequence_length,
+            max_chunks=config.perplexity_chunks or None,
+            task="facts" if config.task_count else None,
+            task_count=config.task_count,
             baseline=baseline if baseline is not None and config.fidelity_count else None,
-            fidelity_count=config.fidelity_count, run_id=run_id, variant=variant, experiment=config.name,
-            params=params)
+            fidelity_count=config.fidelity_count,
+            run_id=run_id,
+            variant=variant,
+            experiment=config.name,
+            params=params,
+        )
         frames.append(frame)
     return pl.concat(frames, how="vertical")

@@ -40,8 +40,11 @@ class BatchingConfig(ExperimentConfig):
     name = "batching"
 
     def validate(self):
-        self.require(len(self.batch_sizes) > 0 and all(isinstance(b, int) and b >= 1 for b in self.batch_sizes),
-                     "batch_sizes", "must be a non-empty list of integers >= 1")
+        self.require(
+            len(self.batch_sizes) > 0 and all(isinstance(b, int) and b >= 1 for b in self.batch_sizes),
+            "batch_sizes",
+            "must be a non-empty list of integers >= 1",
+        )
         self.require(self.arrival in ("poisson", "concurrency"), "arrival", "must be 'poisson' or 'concurrency'")
         self.require(self.arrival_rate_rps > 0, "arrival_rate_rps", "must be > 0")
         self.require(self.concurrency >= 1, "concurrency", "must be >= 1")
@@ -57,11 +60,20 @@ def run(config: BatchingConfig) -> pl.DataFrame:
     loaded = models.load(config.model)
     frames = []
     for b in sorted(set(config.batch_sizes)):
-        frame, _ = bench.run_bench(loaded, prompt_tokens=config.prompt_tokens, gen_tokens=config.gen_tokens,
-                                   batch_size=b, trials=config.trials, warmup=config.warmup,
-                                   requests=config.requests, seed=config.seed, run_id=run_id,
-                                   variant="baseline" if b == 1 else f"batch{b}", experiment=config.name,
-                                   params={"mode": "static", "batch_size": b})
+        frame, _ = bench.run_bench(
+            loaded,
+            prompt_tokens=config.prompt_tokens,
+            gen_tokens=config.gen_tokens,
+            batch_size=b,
+            trials=config.trials,
+            warmup=config.warmup,
+            requests=config.requests,
+            seed=config.seed,
+            run_id=run_id,
+            variant="baseline" if b == 1 else f"batch{b}",
+            experiment=config.name,
+            params={"mode": "static", "batch_size": b},
+        )
         frames.append(frame)
     if config.continuous:
         frames.append(run_continuous(loaded, config, run_id))
@@ -70,30 +82,58 @@ def run(config: BatchingConfig) -> pl.DataFrame:
 
 def run_continuous(loaded: models.LoadedModel, config: BatchingConfig, run_id: str) -> pl.DataFrame:
     vocab = loaded.config["vocab_size"]
-    workload = workloads.synthetic(prompt_tokens=config.prompt_tokens, count=config.continuous_requests,
-                                   vocab_size=vocab, seed=config.seed + 1)
+    workload = workloads.synthetic(
+        prompt_tokens=config.prompt_tokens, count=config.continuous_requests, vocab_size=vocab, seed=config.seed + 1
+    )
     prompts = workload.token_prompts(loaded.tokenizer)
     n = len(prompts)
-    arrivals = scheduler.poisson_arrivals(n, config.arrival_rate_rps, config.seed) if config.arrival == "poisson" \
+    arrivals = (
+        scheduler.poisson_arrivals(n, config.arrival_rate_rps, config.seed)
+        if config.arrival == "poisson"
         else [0.0] * n
+    )
     priorities = scheduler.assign_priorities(n, config.urgent_fraction, config.seed)
     requests = [scheduler.Request(i, p, a, pr) for i, (p, a, pr) in enumerate(zip(prompts, arrivals, priorities))]
     rows, facts = scheduler.run_continuous(
-        loaded.model, loaded.tokenizer, requests, gen_tokens=config.gen_tokens,
+        loaded.model,
+        loaded.tokenizer,
+        requests,
+        gen_tokens=config.gen_tokens,
         concurrency=config.concurrency if config.arrival == "concurrency" else None,
-        initial_batch=config.initial_batch, max_batch=config.max_batch, adaptive=config.adaptive,
-        memory_limit_bytes=config.memory_limit_bytes)
+        initial_batch=config.initial_batch,
+        max_batch=config.max_batch,
+        adaptive=config.adaptive,
+        memory_limit_bytes=config.memory_limit_bytes,
+    )
     for row in rows:
         row.update(kind="speed", trial=0, window_s=facts["wall_s"], batch_size=facts["max_active"])
-    params = {"mode": "continuous", "arrival": config.arrival, "arrival_rate_rps": config.arrival_rate_rps,
-              "concurrency": config.concurrency, "adaptive": config.adaptive, "initial_batch": config.initial_batch,
-              "max_batch": config.max_batch, "final_batch_limit": facts["final_batch_limit"],
-              "resizes": facts["resizes"], "slo_ttft_s": config.slo_ttft_s, "slo_e2e_s": config.slo_e2e_s}
+    params = {
+        "mode": "continuous",
+        "arrival": config.arrival,
+        "arrival_rate_rps": config.arrival_rate_rps,
+        "concurrency": config.concurrency,
+        "adaptive": config.adaptive,
+        "initial_batch": config.initial_batch,
+        "max_batch": config.max_batch,
+        "final_batch_limit": facts["final_batch_limit"],
+        "resizes": facts["resizes"],
+        "slo_ttft_s": config.slo_ttft_s,
+        "slo_e2e_s": config.slo_e2e_s,
+    }
     variant = f"continuous-{config.arrival}"
-    return results.to_frame(rows, run_id=run_id, experiment=config.name, variant=variant,
-                            model_id=loaded.model_id, model_hash=loaded.model_hash, backend=runtime.backend(),
-                            blas=runtime.active_blas(), workload=workload.name, workload_hash=workload.hash,
-                            params_json=params)
+    return results.to_frame(
+        rows,
+        run_id=run_id,
+        experiment=config.name,
+        variant=variant,
+        model_id=loaded.model_id,
+        model_hash=loaded.model_hash,
+        backend=runtime.backend(),
+        blas=runtime.active_blas(),
+        workload=workload.name,
+        workload_hash=workload.hash,
+        params_json=params,
+    )
 
 
 def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: float) -> pl.DataFrame:
@@ -107,8 +147,11 @@ def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: floa
     def agg(group):
         return group.agg(
             pl.len().alias("requests"),
-            *[pl.col(c).quantile(q).alias(f"{c}_p{int(q * 100)}") for c in ("ttft_s", "e2e_s")
-              for q in (0.5, 0.9, 0.99)],
+            *[
+                pl.col(c).quantile(q).alias(f"{c}_p{int(q * 100)}")
+                for c in ("ttft_s", "e2e_s")
+                for q in (0.5, 0.9, 0.99)
+            ],
             pl.col("itl_s").explode().quantile(0.5).alias("itl_s_p50"),
             pl.col("itl_s").explode().quantile(0.99).alias("itl_s_p99"),
             (pl.col("generated_tokens").sum() / wall).alias("throughput_tps"),
@@ -118,6 +161,9 @@ def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: floa
         )
 
     overall = agg(df.with_columns(pl.lit("all").alias("class")).group_by("class"))
-    per_class = agg(df.with_columns(pl.when(pl.col("priority") == 0).then(pl.lit("urgent"))
-                                    .otherwise(pl.lit("normal")).alias("class")).group_by("class"))
+    per_class = agg(
+        df.with_columns(
+            pl.when(pl.col("priority") == 0).then(pl.lit("urgent")).otherwise(pl.lit("normal")).alias("class")
+        ).group_by("class")
+    )
     return pl.concat([overall, per_class.sort("class")])

@@ -67,22 +67,39 @@ def kd_loss(teacher, temperature: float, alpha: float):
 def train_student(teacher: models.LoadedModel, config: DistillConfig, *, alpha: float, progress: bool = True) -> Path:
     from tokenizers import Tokenizer
 
-    recipe = dataclasses.replace(build.get_recipe(config.student), steps=config.steps,
-                                 learning_rate=config.learning_rate, batch_size=config.batch_size,
-                                 warmup_steps=min(50, config.steps // 10 + 1))
-    key = json.dumps({"teacher": teacher.model_hash, "recipe": dataclasses.asdict(recipe),
-                      "temperature": config.temperature, "alpha": alpha, "version": build.BUILD_VERSION},
-                     sort_keys=True)
+    recipe = dataclasses.replace(
+        build.get_recipe(config.student),
+        steps=config.steps,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        warmup_steps=min(50, config.steps // 10 + 1),
+    )
+    key = json.dumps(
+        {
+            "teacher": teacher.model_hash,
+            "recipe": dataclasses.asdict(recipe),
+            "temperature": config.temperature,
+            "alpha": alpha,
+            "version": build.BUILD_VERSION,
+        },
+        sort_keys=True,
+    )
     target = cache_dir() / "students" / f"{config.student}-a{alpha}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (target / "build.json").exists():
         return target
     tokenizer_dir = teacher.path
     tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-    model, history = build.fit(build.init_model(recipe), recipe, tokenizer,
-                               kd_loss(teacher.model, config.temperature, alpha), progress=progress,
-                               desc=f"{'KD' if alpha else 'control'} student")
-    build.save_model_dir(target, model, recipe, tokenizer_dir, {"distill": json.loads(key),
-                                                                "final_loss": sum(history[-20:]) / 20})
+    model, history = build.fit(
+        build.init_model(recipe),
+        recipe,
+        tokenizer,
+        kd_loss(teacher.model, config.temperature, alpha),
+        progress=progress,
+        desc=f"{'KD' if alpha else 'control'} student",
+    )
+    build.save_model_dir(
+        target, model, recipe, tokenizer_dir, {"distill": json.loads(key), "final_loss": sum(history[-20:]) / 20}
+    )
     return target
 
 
@@ -91,12 +108,23 @@ def run(config: DistillConfig) -> pl.DataFrame:
     teacher = models.load(config.model)
     if teacher.path is None:
         raise models.ModelError("distillation needs a local teacher directory (for its tokenizer)")
-    frames = [measure_variant(teacher, config, variant="baseline", run_id=run_id,
-                              params={"role": "teacher", "parameters": models.parameter_count(teacher.model)})]
+    frames = [
+        measure_variant(
+            teacher,
+            config,
+            variant="baseline",
+            run_id=run_id,
+            params={"role": "teacher", "parameters": models.parameter_count(teacher.model)},
+        )
+    ]
     for variant, alpha in (("student-kd", config.alpha), ("student-control", 0.0)):
         student = models.load(str(train_student(teacher, config, alpha=alpha)))
-        params = {"role": variant, "alpha": alpha, "temperature": config.temperature, "steps": config.steps,
-                  "parameters": models.parameter_count(student.model)}
-        frames.append(measure_variant(student, config, variant=variant, run_id=run_id, params=params,
-                                      baseline=teacher))
+        params = {
+            "role": variant,
+            "alpha": alpha,
+            "temperature": config.temperature,
+            "steps": config.steps,
+            "parameters": models.parameter_count(student.model),
+        }
+        frames.append(measure_variant(student, config, variant=variant, run_id=run_id, params=params, baseline=teacher))
     return pl.concat(frames, how="vertical")

@@ -39,10 +39,13 @@ def build_workload(tokenizer, config: PromptCacheConfig) -> tuple[list[int], lis
     preamble = tokenizer.encode(corpus.heldout_text()[: 20 * config.prefix_tokens])
     context_ids = tokenizer.encode(context, add_special_tokens=False)
     keep = max(config.prefix_tokens - len(context_ids), 1)
-    prefix = (preamble[:keep] + context_ids)[-config.prefix_tokens:]
-    suffixes = [tokenizer.encode(p[len(context):], add_special_tokens=False) for p in shared.prompts]
-    workload = workloads.Workload("shared_prefix_tokens", (tuple(prefix), *map(tuple, suffixes)),
-                                  params={**shared.params, "prefix_tokens": config.prefix_tokens})
+    prefix = (preamble[:keep] + context_ids)[-config.prefix_tokens :]
+    suffixes = [tokenizer.encode(p[len(context) :], add_special_tokens=False) for p in shared.prompts]
+    workload = workloads.Workload(
+        "shared_prefix_tokens",
+        (tuple(prefix), *map(tuple, suffixes)),
+        params={**shared.params, "prefix_tokens": config.prefix_tokens},
+    )
     return prefix, suffixes, workload
 
 
@@ -77,8 +80,9 @@ def run(config: PromptCacheConfig) -> pl.DataFrame:
     with measure.eos_disabled(tokenizer):
         for _ in range(config.warmup):
             _generate(model, tokenizer, prefix + suffixes[0], config.gen_tokens, time.perf_counter())
-            _generate(model, tokenizer, suffixes[0], config.gen_tokens, time.perf_counter(),
-                      prompt_cache=copy.deepcopy(cache))
+            _generate(
+                model, tokenizer, suffixes[0], config.gen_tokens, time.perf_counter(), prompt_cache=copy.deepcopy(cache)
+            )
         for trial in range(config.trials):
             for i, suffix in enumerate(suffixes):
                 for variant in ("baseline", "cached"):
@@ -87,21 +91,41 @@ def run(config: PromptCacheConfig) -> pl.DataFrame:
                     if variant == "baseline":
                         times, out = _generate(model, tokenizer, prefix + suffix, config.gen_tokens, t0)
                     else:
-                        times, out = _generate(model, tokenizer, suffix, config.gen_tokens, t0,
-                                               prompt_cache=copy.deepcopy(cache))
+                        times, out = _generate(
+                            model, tokenizer, suffix, config.gen_tokens, t0, prompt_cache=copy.deepcopy(cache)
+                        )
                     row = measure.request_metrics(t0, times, len(prefix) + len(suffix))
-                    row.update(kind="speed", variant=variant, trial=trial, request_index=i, batch_size=1,
-                               window_s=times[-1] - t0, output_tokens=out, peak_mem_bytes=mx.get_peak_memory())
+                    row.update(
+                        kind="speed",
+                        variant=variant,
+                        trial=trial,
+                        request_index=i,
+                        batch_size=1,
+                        window_s=times[-1] - t0,
+                        output_tokens=out,
+                        peak_mem_bytes=mx.get_peak_memory(),
+                    )
                     rows.append(row)
     frames = []
     for variant in ("baseline", "cached"):
-        params = {"prefix_tokens": len(prefix), "cache_bytes": cache_bytes if variant == "cached" else 0,
-                  "cache_build_s": build_s if variant == "cached" else 0.0}
-        frames.append(results.to_frame(
-            [{k: v for k, v in r.items() if k != "variant"} for r in rows if r["variant"] == variant],
-            run_id=run_id, experiment=config.name, variant=variant, model_id=loaded.model_id,
-            model_hash=loaded.model_hash, backend=runtime.backend(), blas=runtime.active_blas(),
-            workload=workload.name, workload_hash=workload.hash, params_json=params))
+        params = {
+            "prefix_tokens": len(prefix),
+            "cache_bytes": cache_bytes if variant == "cached" else 0,
+            "cache_build_s": build_s if variant == "cached" else 0.0,
+        }
+        frames.append(
+            results.to_frame(
+                [{k: v for k, v in r.items() if k != "variant"} for r in rows if r["variant"] == variant],
+                run_id=run_id,
+                experiment=config.name,
+                variant=variant,
+                model_id=loaded.model_id,
+                model_hash=loaded.model_hash,
+                backend=runtime.backend(),
+                blas=runtime.active_blas(),
+                workload=workload.name,
+                workload_hash=workload.hash,
+                params_json=params,
+            )
+        )
     return pl.concat(frames, how="vertical")
-
-

@@ -37,21 +37,32 @@ class QuantiseConfig(ExperimentConfig):
     def validate(self):
         from mlx_lm.convert import QUANT_RECIPES
 
-        self.require(self.group_size in models.QUANT_GROUP_SIZES, "group_size",
-                     f"must be one of {models.QUANT_GROUP_SIZES}")
+        self.require(
+            self.group_size in models.QUANT_GROUP_SIZES, "group_size", f"must be one of {models.QUANT_GROUP_SIZES}"
+        )
         for i, variant in enumerate(self.variants):
             where = f"variants[{i}]"
             self.require(isinstance(variant, dict), "variants", f"{where} must be a mapping like {{bits: 4}}")
             unknown = set(variant) - VARIANT_KEYS
             self.require(not unknown, "variants", f"{where} has unknown keys {sorted(unknown)}")
-            self.require(variant.get("bits") in models.QUANT_BITS, "variants",
-                         f"{where}.bits must be one of {models.QUANT_BITS}")
-            self.require(variant.get("group_size", self.group_size) in models.QUANT_GROUP_SIZES, "variants",
-                         f"{where}.group_size must be one of {models.QUANT_GROUP_SIZES}")
-            self.require(variant.get("method", "affine") in models.QUANT_METHODS, "variants",
-                         f"{where}.method must be one of {models.QUANT_METHODS}")
-            self.require(variant.get("recipe") in (None, *QUANT_RECIPES), "variants",
-                         f"{where}.recipe must be one of {QUANT_RECIPES}")
+            self.require(
+                variant.get("bits") in models.QUANT_BITS, "variants", f"{where}.bits must be one of {models.QUANT_BITS}"
+            )
+            self.require(
+                variant.get("group_size", self.group_size) in models.QUANT_GROUP_SIZES,
+                "variants",
+                f"{where}.group_size must be one of {models.QUANT_GROUP_SIZES}",
+            )
+            self.require(
+                variant.get("method", "affine") in models.QUANT_METHODS,
+                "variants",
+                f"{where}.method must be one of {models.QUANT_METHODS}",
+            )
+            self.require(
+                variant.get("recipe") in (None, *QUANT_RECIPES),
+                "variants",
+                f"{where}.recipe must be one of {QUANT_RECIPES}",
+            )
         for bits in self.kv_bits:
             self.require(bits in (2, 3, 4, 5, 6, 8), "kv_bits", "entries must be in 2, 3, 4, 5, 6, 8")
         self.require(self.kv_group_size in (32, 64, 128), "kv_group_size", "must be 32, 64 or 128")
@@ -74,29 +85,59 @@ def run(config: QuantiseConfig) -> pl.DataFrame:
 
     run_id = results.new_run_id("quantise")
     baseline = models.load(config.model)
-    base_facts = {"bits_per_weight": compute_bits_per_weight(baseline.model),
-                  "weights_bytes": models.weights_bytes(baseline.model),
-                  "size_on_disk_bytes": models.size_on_disk(baseline.path) if baseline.path else None}
+    base_facts = {
+        "bits_per_weight": compute_bits_per_weight(baseline.model),
+        "weights_bytes": models.weights_bytes(baseline.model),
+        "size_on_disk_bytes": models.size_on_disk(baseline.path) if baseline.path else None,
+    }
     frames = [measure_variant(baseline, config, variant="baseline", run_id=run_id, params=base_facts)]
     for variant in config.variants:
         group_size = variant.get("group_size", config.group_size)
-        path = models.quantised(config.model, bits=variant["bits"], group_size=group_size,
-                                method=variant.get("method", "affine"), recipe=variant.get("recipe"))
+        path = models.quantised(
+            config.model,
+            bits=variant["bits"],
+            group_size=group_size,
+            method=variant.get("method", "affine"),
+            recipe=variant.get("recipe"),
+        )
         loaded = models.load(str(path))
-        facts = {**variant, "group_size": group_size, "bits_per_weight": compute_bits_per_weight(loaded.model),
-                 "weights_bytes": models.weights_bytes(loaded.model),
-                 "size_on_disk_bytes": models.size_on_disk(path)}
-        frames.append(measure_variant(loaded, config, variant=variant_name(variant, config.group_size),
-                                      run_id=run_id, params=facts, baseline=baseline))
+        facts = {
+            **variant,
+            "group_size": group_size,
+            "bits_per_weight": compute_bits_per_weight(loaded.model),
+            "weights_bytes": models.weights_bytes(loaded.model),
+            "size_on_disk_bytes": models.size_on_disk(path),
+        }
+        frames.append(
+            measure_variant(
+                loaded,
+                config,
+                variant=variant_name(variant, config.group_size),
+                run_id=run_id,
+                params=facts,
+                baseline=baseline,
+            )
+        )
         del loaded
         gc.collect()
-    head_dim = baseline.config.get("head_dim") or baseline.config["hidden_size"] // baseline.config[
-        "num_attention_heads"]
+    head_dim = (
+        baseline.config.get("head_dim") or baseline.config["hidden_size"] // baseline.config["num_attention_heads"]
+    )
     if config.kv_bits and head_dim % config.kv_group_size:
-        raise ConfigError(f"quantise.kv_group_size: {config.kv_group_size} does not divide the model's "
-                          f"head dimension {head_dim}")
+        raise ConfigError(
+            f"quantise.kv_group_size: {config.kv_group_size} does not divide the model's head dimension {head_dim}"
+        )
     for bits in config.kv_bits:
         kwargs = {"kv_bits": bits, "kv_group_size": config.kv_group_size, "quantized_kv_start": 0}
-        frames.append(measure_variant(baseline, config, variant=f"kv{bits}", run_id=run_id,
-                                      params={**base_facts, **kwargs}, generate_kwargs=kwargs, quality=False))
+        frames.append(
+            measure_variant(
+                baseline,
+                config,
+                variant=f"kv{bits}",
+                run_id=run_id,
+                params={**base_facts, **kwargs},
+                generate_kwargs=kwargs,
+                quality=False,
+            )
+        )
     return pl.concat(frames, how="vertical")

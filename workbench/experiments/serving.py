@@ -34,8 +34,7 @@ class ServingConfig(ExperimentConfig):
     gen_tokens: int = 6
     cache_entries: int = 1024
     redis_url: str | None = None
-    tiers: dict = field(default_factory=lambda: {"fast": "distilled", "balanced": "quantised:8",
-                                                 "complex": "default"})
+    tiers: dict = field(default_factory=lambda: {"fast": "distilled", "balanced": "quantised:8", "complex": "default"})
     tier_thresholds: list = field(default_factory=lambda: [60, 90])
     tiering_requests: int = 48
 
@@ -48,10 +47,14 @@ class ServingConfig(ExperimentConfig):
         self.require(self.unique_queries >= 1, "unique_queries", "must be >= 1")
         self.require(self.zipf_s > 0, "zipf_s", "must be > 0")
         self.require(self.cache_entries >= 1, "cache_entries", "must be >= 1")
-        self.require(set(self.tiers) == {"fast", "balanced", "complex"}, "tiers",
-                     "must name exactly fast, balanced and complex")
-        self.require(len(self.tier_thresholds) == 2 and self.tier_thresholds[0] <= self.tier_thresholds[1],
-                     "tier_thresholds", "must be two ascending prompt lengths in tokens")
+        self.require(
+            set(self.tiers) == {"fast", "balanced", "complex"}, "tiers", "must name exactly fast, balanced and complex"
+        )
+        self.require(
+            len(self.tier_thresholds) == 2 and self.tier_thresholds[0] <= self.tier_thresholds[1],
+            "tier_thresholds",
+            "must be two ascending prompt lengths in tokens",
+        )
         self.require(self.tiering_requests >= 0, "tiering_requests", "must be >= 0")
 
 
@@ -109,8 +112,9 @@ def _answer(loaded, prompt: str, gen_tokens: int) -> tuple[str, float, float]:
 
     t0 = time.perf_counter()
     first, text = None, ""
-    for r in stream_generate(loaded.model, loaded.tokenizer, mx.array(loaded.tokenizer.encode(prompt)),
-                             max_tokens=gen_tokens):
+    for r in stream_generate(
+        loaded.model, loaded.tokenizer, mx.array(loaded.tokenizer.encode(prompt)), max_tokens=gen_tokens
+    ):
         first = first or time.perf_counter()
         text += r.text
     end = time.perf_counter()
@@ -127,17 +131,30 @@ def run(config: ServingConfig) -> pl.DataFrame:
 
 
 def _frame(rows, loaded, config, run_id, variant, workload, params):
-    return results.to_frame(rows, run_id=run_id, experiment=config.name, variant=variant, model_id=loaded.model_id,
-                            model_hash=loaded.model_hash, backend=runtime.backend(), blas=runtime.active_blas(),
-                            workload=workload.name, workload_hash=workload.hash, params_json=params)
+    return results.to_frame(
+        rows,
+        run_id=run_id,
+        experiment=config.name,
+        variant=variant,
+        model_id=loaded.model_id,
+        model_hash=loaded.model_hash,
+        backend=runtime.backend(),
+        blas=runtime.active_blas(),
+        workload=workload.name,
+        workload_hash=workload.hash,
+        params_json=params,
+    )
 
 
 def response_cache_rows(loaded, config: ServingConfig, run_id: str) -> pl.DataFrame:
     pool = workloads.task(count=config.unique_queries, seed=config.seed + 7)
     order = zipf_stream(config.unique_queries, config.requests, config.zipf_s, config.seed)
-    workload = workloads.Workload("zipf_queries", tuple(pool.prompts[i] for i in order),
-                                  tuple(pool.references[i] for i in order),
-                                  params={"pool": pool.hash, "zipf_s": config.zipf_s, "seed": config.seed})
+    workload = workloads.Workload(
+        "zipf_queries",
+        tuple(pool.prompts[i] for i in order),
+        tuple(pool.references[i] for i in order),
+        params={"pool": pool.hash, "zipf_s": config.zipf_s, "seed": config.seed},
+    )
     cache = RedisCache(config.redis_url, run_id) if config.redis_url else LRUCache(config.cache_entries)
     frames = []
     for variant in ("baseline", "response-cache"):
@@ -153,15 +170,28 @@ def response_cache_rows(loaded, config: ServingConfig, run_id: str) -> pl.DataFr
                 answer, ttft, e2e = _answer(loaded, prompt, config.gen_tokens)
                 if variant != "baseline":
                     cache.set(key, answer)
-            rows.append({"kind": "speed", "trial": 0, "request_index": i, "ttft_s": ttft, "e2e_s": e2e,
-                         "cache_hit": hit is not None, "prediction": answer, "reference": reference,
-                         "exact_match": quality.exact_match(answer, reference)})
+            rows.append(
+                {
+                    "kind": "speed",
+                    "trial": 0,
+                    "request_index": i,
+                    "ttft_s": ttft,
+                    "e2e_s": e2e,
+                    "cache_hit": hit is not None,
+                    "prediction": answer,
+                    "reference": reference,
+                    "exact_match": quality.exact_match(answer, reference),
+                }
+            )
         window = time.perf_counter() - start
         for r in rows:
             r["window_s"] = window
-        params = {"backend": "redis" if config.redis_url else "memory", "zipf_s": config.zipf_s,
-                  "unique_queries": config.unique_queries,
-                  "cache_bytes": cache.nbytes() if variant != "baseline" else 0}
+        params = {
+            "backend": "redis" if config.redis_url else "memory",
+            "zipf_s": config.zipf_s,
+            "unique_queries": config.unique_queries,
+            "cache_bytes": cache.nbytes() if variant != "baseline" else 0,
+        }
         frames.append(_frame(rows, loaded, config, run_id, variant, workload, params))
     return pl.concat(frames, how="vertical")
 
@@ -173,8 +203,12 @@ def route(prompt_tokens: int, thresholds: list[int]) -> str:
 def tiering_rows(target, config: ServingConfig, run_id: str) -> pl.DataFrame:
     loaded = {tier: load_spec(spec, target, config.model) for tier, spec in config.tiers.items()}
     items = tasks.make_items(config.tiering_requests, seed=config.seed + 11, min_facts=2, max_facts=12)
-    workload = workloads.Workload("tiering_task", tuple(i.prompt for i in items), tuple(i.reference for i in items),
-                                  params={"seed": config.seed + 11, "min_facts": 2, "max_facts": 12})
+    workload = workloads.Workload(
+        "tiering_task",
+        tuple(i.prompt for i in items),
+        tuple(i.reference for i in items),
+        params={"seed": config.seed + 11, "min_facts": 2, "max_facts": 12},
+    )
     frames = []
     for variant in ("all-complex", "tiered"):
         rows, start = [], time.perf_counter()
@@ -182,9 +216,20 @@ def tiering_rows(target, config: ServingConfig, run_id: str) -> pl.DataFrame:
             length = len(loaded["complex"].tokenizer.encode(item.prompt))
             tier = "complex" if variant == "all-complex" else route(length, config.tier_thresholds)
             answer, ttft, e2e = _answer(loaded[tier], item.prompt, config.gen_tokens)
-            rows.append({"kind": "speed", "trial": 0, "request_index": i, "prompt_tokens": length, "ttft_s": ttft,
-                         "e2e_s": e2e, "tier": tier, "prediction": answer, "reference": item.reference,
-                         "exact_match": quality.exact_match(answer, item.reference)})
+            rows.append(
+                {
+                    "kind": "speed",
+                    "trial": 0,
+                    "request_index": i,
+                    "prompt_tokens": length,
+                    "ttft_s": ttft,
+                    "e2e_s": e2e,
+                    "tier": tier,
+                    "prediction": answer,
+                    "reference": item.reference,
+                    "exact_match": quality.exact_match(answer, item.reference),
+                }
+            )
         window = time.perf_counter() - start
         for r in rows:
             r["window_s"] = window

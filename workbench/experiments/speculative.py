@@ -31,9 +31,11 @@ class SpeculativeConfig(ExperimentConfig):
         return [self.model] + ([] if is_generated(self.draft) else [self.draft])
 
     def validate(self):
-        self.require(len(self.num_draft_tokens) > 0 and all(isinstance(k, int) and 1 <= k <= 32
-                                                             for k in self.num_draft_tokens),
-                     "num_draft_tokens", "must be a non-empty list of integers in [1, 32]")
+        self.require(
+            len(self.num_draft_tokens) > 0 and all(isinstance(k, int) and 1 <= k <= 32 for k in self.num_draft_tokens),
+            "num_draft_tokens",
+            "must be a non-empty list of integers in [1, 32]",
+        )
 
 
 def acceptance(from_draft: list[bool], k: int) -> tuple[int, int, list[int], list[int]]:
@@ -66,9 +68,17 @@ def run(config: SpeculativeConfig) -> pl.DataFrame:
         raise models.ModelError(f"draft {config.draft!r} has another vocabulary than {config.model!r}")
     frames = [measure_variant(target, config, variant="baseline", run_id=run_id, quality=False)]
     for k in config.num_draft_tokens:
-        frames.append(measure_variant(target, config, variant=f"draft{k}", run_id=run_id, quality=False,
-                                      params={"draft": draft.model_id, "num_draft_tokens": k},
-                                      generate_kwargs={"draft_model": draft.model, "num_draft_tokens": k}))
+        frames.append(
+            measure_variant(
+                target,
+                config,
+                variant=f"draft{k}",
+                run_id=run_id,
+                quality=False,
+                params={"draft": draft.model_id, "num_draft_tokens": k},
+                generate_kwargs={"draft_model": draft.model, "num_draft_tokens": k},
+            )
+        )
     return pl.concat(frames, how="vertical")
 
 
@@ -87,7 +97,13 @@ def acceptance_table(frame: pl.DataFrame) -> pl.DataFrame:
             reached = [x + y for x, y in zip(reached, r)]
             accepted_at = [x + y for x, y in zip(accepted_at, at)]
         for j in range(k):
-            out.append({"variant": variant[0], "num_draft_tokens": k, "position": j + 1,
-                        "acceptance_rate": acc / prop if prop else None,
-                        "position_acceptance": accepted_at[j] / reached[j] if reached[j] else None})
+            out.append(
+                {
+                    "variant": variant[0],
+                    "num_draft_tokens": k,
+                    "position": j + 1,
+                    "acceptance_rate": acc / prop if prop else None,
+                    "position_acceptance": accepted_at[j] / reached[j] if reached[j] else None,
+                }
+            )
     return pl.DataFrame(out)

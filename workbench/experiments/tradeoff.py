@@ -34,13 +34,20 @@ class TradeoffConfig(ExperimentConfig):
         return [self.model] + ([self.draft] if self.speculative and not is_generated(self.draft) else [])
 
     def validate(self):
-        self.require(self.bits is None or self.bits in models.QUANT_BITS, "bits",
-                     f"must be null (full precision) or one of {models.QUANT_BITS}")
-        self.require(self.group_size in models.QUANT_GROUP_SIZES, "group_size",
-                     f"must be one of {models.QUANT_GROUP_SIZES}")
+        self.require(
+            self.bits is None or self.bits in models.QUANT_BITS,
+            "bits",
+            f"must be null (full precision) or one of {models.QUANT_BITS}",
+        )
+        self.require(
+            self.group_size in models.QUANT_GROUP_SIZES, "group_size", f"must be one of {models.QUANT_GROUP_SIZES}"
+        )
         self.require(self.batch_size >= 1, "batch_size", "must be >= 1")
-        self.require(not (self.speculative and self.batch_size > 1), "speculative",
-                     "mlx-lm's speculative decoding serves one request at a time; use batch_size 1")
+        self.require(
+            not (self.speculative and self.batch_size > 1),
+            "speculative",
+            "mlx-lm's speculative decoding serves one request at a time; use batch_size 1",
+        )
         self.require(1 <= self.num_draft_tokens <= 32, "num_draft_tokens", "must be in [1, 32]")
 
     def variant(self) -> str:
@@ -51,8 +58,15 @@ class TradeoffConfig(ExperimentConfig):
 def run(config: TradeoffConfig) -> pl.DataFrame:
     run_id = results.new_run_id("tradeoff")
     baseline = models.load(config.model)
-    frames = [measure_variant(baseline, config, variant="baseline", run_id=run_id,
-                              params={"bits": None, "batch_size": 1, "speculative": False})]
+    frames = [
+        measure_variant(
+            baseline,
+            config,
+            variant="baseline",
+            run_id=run_id,
+            params={"bits": None, "batch_size": 1, "speculative": False},
+        )
+    ]
     loaded = baseline
     if config.bits:
         loaded = models.load(str(models.quantised(config.model, bits=config.bits, group_size=config.group_size)))
@@ -60,9 +74,23 @@ def run(config: TradeoffConfig) -> pl.DataFrame:
     if config.speculative:
         draft = load_spec(config.draft, baseline, config.model)
         kwargs = {"draft_model": draft.model, "num_draft_tokens": config.num_draft_tokens}
-    params = {"bits": config.bits, "batch_size": config.batch_size, "speculative": config.speculative,
-              "num_draft_tokens": config.num_draft_tokens if config.speculative else None}
-    frames.append(measure_variant(loaded, config, variant=config.variant(), run_id=run_id, params=params,
-                                  baseline=baseline if config.bits else None, batch_size=config.batch_size,
-                                  generate_kwargs=kwargs, quality=bool(config.bits)))
+    params = {
+        "bits": config.bits,
+        "batch_size": config.batch_size,
+        "speculative": config.speculative,
+        "num_draft_tokens": config.num_draft_tokens if config.speculative else None,
+    }
+    frames.append(
+        measure_variant(
+            loaded,
+            config,
+            variant=config.variant(),
+            run_id=run_id,
+            params=params,
+            baseline=baseline if config.bits else None,
+            batch_size=config.batch_size,
+            generate_kwargs=kwargs,
+            quality=bool(config.bits),
+        )
+    )
     return pl.concat(frames, how="vertical")
