@@ -34,8 +34,14 @@ IDENTITY = {
     "workload": pl.String,
     "workload_hash": pl.String,
     "params_json": pl.String,
+    "family": pl.String,
+    "changes_json": pl.String,
+    "lossless": pl.Boolean,
+    "quality_measured": pl.String,
+    "dtype": pl.String,
 }
 MEASURES = {
+    "round": pl.Int32,
     "trial": pl.Int32,
     "request_index": pl.Int32,
     "batch_size": pl.Int32,

@@ -1,0 +1,137 @@
+"""The one statistics module: one percentile definition and one interval method, used everywhere.
+
+- Percentiles are numpy's default linear interpolation (what vLLM's `bench serve` reports);
+  polars expressions use `quantile(q, interpolation="linear")`, which gives the same numbers.
+- Intervals are Student/Welch t intervals (scipy), right for the two to ten trials a run
+  has; the unit of a sample is a trial or a round, never a request (requests in one trial
+  share the machine's state and are correlated).
+- A difference is `significant` only when its interval excludes zero and it is larger
+  than the noise floor: the A/A difference of the baseline measured in separate rounds.
+
+See docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+PERCENTILES = (50, 90, 99)
+LEVEL = 0.95
+
+
+def finite(values) -> np.ndarray:
+    """The finite values of an iterable as a float array (None and NaN dropped)."""
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    return arr[np.isfinite(arr)]
+
+
+def percentile(values, q: float) -> float:
+    """The q-th percentile (0-100) with linear interpolation; NaN for no finite values."""
+    arr = finite(values)
+    return float(np.percentile(arr, q)) if arr.size else math.nan
+
+
+def quantile_expr(column: str, q: float):
+    """The polars expression for the same percentile (q in 0..1)."""
+    import polars as pl
+
+    return pl.col(column).quantile(q, interpolation="linear")
+
+
+def summarise(values) -> dict:
+    """mean, p50, p90, p99 of the finite values (NaN when there are none)."""
+    arr = finite(values)
+    if arr.size == 0:
+        return {"mean": math.nan, **{f"p{p}": math.nan for p in PERCENTILES}}
+    return {"mean": float(arr.mean()), **{f"p{p}": float(np.percentile(arr, p)) for p in PERCENTILES}}
+
+
+def mean_interval(values, level: float = LEVEL) -> tuple[float, float]:
+    """Student t interval for the mean; (NaN, NaN) below two values."""
+    from scipy import stats
+
+    arr = finite(values)
+    if arr.size < 2:
+        return (math.nan, math.nan)
+    if np.all(arr == arr[0]):
+        return (float(arr[0]), float(arr[0]))
+    low, high = stats.t.interval(level, arr.size - 1, loc=arr.mean(), scale=stats.sem(arr))
+    return (float(low), float(high))
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Change of a metric's mean from `a` (reference) to `b`, with a Welch t interval."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    ratio: float
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+
+    @property
+    def change_pct(self) -> float:
+        return (self.ratio - 1.0) * 100 if math.isfinite(self.ratio) else math.nan
+
+    @property
+    def ci_pct(self) -> tuple[float, float]:
+        if not self.mean_a:
+            return (math.nan, math.nan)
+        return (self.ci_low / abs(self.mean_a) * 100, self.ci_high / abs(self.mean_a) * 100)
+
+    def excludes_zero(self) -> bool:
+        return bool(
+            math.isfinite(self.ci_low) and math.isfinite(self.ci_high) and (self.ci_low > 0 or self.ci_high < 0)
+        )
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "change_pct": self.change_pct, "ci_pct": list(self.ci_pct)}
+
+
+def difference(a, b, level: float = LEVEL) -> Difference:
+    """Welch's t interval for mean(b) - mean(a) (scipy's `ttest_ind(equal_var=False)`); NaN below two samples."""
+    from scipy import stats
+
+    a, b = finite(a), finite(b)
+    nan = math.nan
+    if a.size < 2 or b.size < 2:
+        mean_a = float(a.mean()) if a.size else nan
+        mean_b = float(b.mean()) if b.size else nan
+        ratio = mean_b / mean_a if a.size and b.size and mean_a else nan
+        return Difference(mean_b - mean_a, nan, nan, ratio, int(a.size), int(b.size), mean_a, mean_b)
+    diff = float(b.mean() - a.mean())
+    if np.all(a == a[0]) and np.all(b == b[0]):  # no spread at all: the interval is the point
+        low = high = diff
+    else:
+        result = stats.ttest_ind(b, a, equal_var=False)
+        low, high = result.confidence_interval(level)
+    ratio = float(b.mean() / a.mean()) if a.mean() else nan
+    return Difference(diff, float(low), float(high), ratio, int(a.size), int(b.size), float(a.mean()), float(b.mean()))
+
+
+def is_significant(change: Difference, noise_floor_pct: float | None = None) -> bool:
+    """The interval excludes zero and the relative change is larger than the noise floor (in percent)."""
+    if not change.excludes_zero():
+        return False
+    if noise_floor_pct is None or not math.isfinite(noise_floor_pct):
+        return True
+    return abs(change.change_pct) > noise_floor_pct
+
+
+def json_safe(value):
+    """NaN and infinities become None, recursively, so `json.dumps` writes valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    return value

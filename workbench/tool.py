@@ -1,0 +1,78 @@
+"""What every command-line tool shares: a parser whose errors are one line, integer bounds, tables, JSON.
+
+Each tool module (`bench`, `evaluate`, `sweep`, `report`, ...) owns `setup_arg_parser()`
+and `main(argv) -> int`, as mlx-lm's tools do; `workbench.cli` only dispatches. A
+`WorkbenchError` raised anywhere becomes `workbench: error: <one line>` and exit 2
+(`entry`); anything else keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from workbench.errors import UsageError, WorkbenchError
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def int_at_least(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer in [minimum, maximum], with a message that names the bounds."""
+    words = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    if maximum is not None:
+        words = f"an integer in [{minimum}, {maximum}]"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {words}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def parser(command: str, description: str) -> Parser:
+    return Parser(prog=f"workbench {command}", description=description)
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def print_table(summary: dict) -> None:
+    width = max(map(len, summary), default=0)
+    for key, value in summary.items():
+        print(f"{key:<{width}}  {fmt(value)}")
+
+
+def print_json(summary) -> None:
+    """One JSON object on one line; NaN and infinities become null (they are not JSON)."""
+    from workbench.stats import json_safe
+
+    print(json.dumps(json_safe(summary), default=str, allow_nan=False))
+
+
+def entry(main, argv: list[str] | None = None) -> int:
+    """Run a tool's `main`; a `WorkbenchError` becomes one line on stderr and exit code 2."""
+    try:
+        return main(argv)
+    except WorkbenchError as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"workbench: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
