@@ -35,7 +35,7 @@ demo: setup
 	$(BIN)/workbench sweep params/default.yaml
 	$(BIN)/workbench report default -o outputs/reports/default.html
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 lab: setup
@@ -43,6 +43,7 @@ lab: setup
 
 lint: setup
 	$(BIN)/ruff check workbench tests benchmarks
+	$(BIN)/ruff format --check workbench tests benchmarks
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/demo

@@ -43,6 +43,6 @@ def nano(nano_path):
 
 @pytest.fixture(scope="session")
 def kernel():
-    from workbench.kernel import install_kernel
+    from workbench.jupyter_kernel import install_kernel
 
     return install_kernel()

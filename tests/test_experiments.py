@@ -7,17 +7,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from workbench import experiments, results
-from workbench.experiments.base import ConfigError
+from workbench.errors import ConfigError
 from workbench.paths import REPO_ROOT
 
 PARAMS = sorted((REPO_ROOT / "params").glob("*.yaml"))
-EXPERIMENT_PARAMS = [p for p in PARAMS if p.stem in experiments.NAMES]
+EXPERIMENT_PARAMS = [p for p in PARAMS if p.stem in experiments.names()]
 SMALL = dict(
     prompt_tokens=16, gen_tokens=8, requests=2, trials=1, warmup=1, perplexity_chunks=2, task_count=4, fidelity_count=2
 )
+
+
+def run(name, values):
+    return experiments.get(name).run(experiments.build_config(name, None, values))
 
 
 def small_overrides(name, nano):
@@ -40,18 +45,20 @@ def test_params_file_runs_on_nano(path, nano_path):
     import yaml
 
     name = path.stem
-    config_cls, run = experiments.get(name)
-    config_cls.from_yaml(path)
+    experiments.build_config(name, path)
     values = {
         **yaml.safe_load(path.read_text()),
         **SMALL,
         **small_overrides(name, str(nano_path)),
         "model": str(nano_path),
     }
-    frame = run(config_cls.from_dict(values))
+    frame = run(name, values)
     assert list(frame.columns) == list(results.SCHEMA)
-    assert "baseline" in set(frame["variant"]) or name == "serving" and "all-complex" in set(frame["variant"])
+    assert "baseline" in set(frame["variant"])
     assert frame["run_id"].n_unique() == 1
+    assert frame["family"].null_count() == 0, "every row says what its variant is"
+    base_rounds = frame.filter((pl.col("variant") == "baseline") & (pl.col("kind") == "speed"))["round"].unique()
+    assert base_rounds.len() >= 2, "the baseline is measured in at least two rounds (the A/A noise floor)"
     summaries = experiments.summarise(name, frame)
     assert {s["variant"] for s in summaries} == set(frame["variant"])
     json.dumps(summaries)  # the --json line must serialise
@@ -65,22 +72,15 @@ def test_lossless_optimisations_keep_greedy_outputs(nano_path):
         "prompt_cache": ["cached"],
     }
     for name, variants in checks.items():
-        config_cls, run = experiments.get(name)
-        frame = run(
-            config_cls.from_dict(
-                {**SMALL, **small_overrides(name, nano), "model": nano, "continuous": False}
-                if name == "batching"
-                else {**SMALL, **small_overrides(name, nano), "model": nano}
-            )
-        )
+        values = {**SMALL, **small_overrides(name, nano), "model": nano}
+        frame = run(name, {**values, "continuous": False} if name == "batching" else values)
         summary = {s["variant"]: s for s in experiments.summarise(name, frame)}
         for variant in variants:
             assert summary[variant]["identical_to_baseline"] is True, (name, variant)
 
 
 def test_quantisation_moves_quality_and_bits(nano_path):
-    config_cls, run = experiments.get("quantise")
-    frame = run(config_cls.from_dict({**SMALL, **small_overrides("quantise", str(nano_path)), "model": str(nano_path)}))
+    frame = run("quantise", {**SMALL, **small_overrides("quantise", str(nano_path)), "model": str(nano_path)})
     summary = {s["variant"]: s for s in experiments.summarise("quantise", frame)}
     assert summary["baseline"]["bits_per_weight"] == 32
     assert summary["q2"]["bits_per_weight"] < summary["q4"]["bits_per_weight"] < 32
@@ -138,13 +138,14 @@ def test_adaptive_batch_halves_on_memory_pressure_and_grows_without(nano):
         ("prompt_cache", {"prefix_tokens": "many"}, "prompt_cache.prefix_tokens"),
         ("serving", {"tiers": {"fast": "nano"}}, "serving.tiers"),
         ("batching", {"trials": 0}, "batching.trials"),
-        ("quantise", {"colour": "red"}, "quantise.colour: unknown key"),
+        ("quantise", {"colour": "red"}, "quantise.colour: Extra inputs are not permitted"),
+        ("tradeoff", {"speculative": True, "batch_size": 4}, "tradeoff.speculative"),
+        ("tradeoff", {"prompt_tokens": 99999999999}, "tradeoff.prompt_tokens"),
     ],
 )
 def test_impossible_configs_name_the_field(name, values, message):
-    config_cls, _ = experiments.get(name)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
-        config_cls.from_dict(values)
+        experiments.build_config(name, None, values)
 
 
 def _cli(*args, outputs: Path):

@@ -40,19 +40,25 @@ def test_quickstart_runs_under_papermill(tmp_path, nano_path, kernel):
     assert any("vega" in json.dumps(c.get("outputs", [])) for c in nb["cells"]), "the chart was rendered"
 
 
-EXPERIMENT_NOTEBOOKS = {
-    "10_quantisation": {"variants": [{"bits": 4}], "kv_bits": []},
-    "20_distillation": {"student": "nano", "steps": 3},
-    "30_batching": {"batch_sizes": [1, 2], "requests": 2, "continuous_requests": 3, "arrival_rate_rps": 50.0},
-    "40_speculative": {"num_draft_tokens": [2], "gen_tokens": 8},
-    "50_caching": {"prefix_tokens": 32, "requests": 2},
-    "60_serving": {"unique_queries": 2, "requests": 4, "tiering_requests": 2},
-    "70_tradeoff": {"bits": 4, "batch_size": 2},
+EXPERIMENTS = {
+    "quantise": {"variants": [{"bits": 4}], "kv_bits": []},
+    "distill": {"student": "nano", "steps": 3},
+    "batching": {"batch_sizes": [1, 2], "requests": 2, "continuous_requests": 3, "arrival_rate_rps": 50.0},
+    "speculative": {"num_draft_tokens": [2], "gen_tokens": 8},
+    "prompt_cache": {"prefix_tokens": 32, "requests": 2},
+    "serving": {"unique_queries": 2, "requests": 4, "tiering_requests": 2},
+    "tradeoff": {"bits": 4, "batch_size": 2},
 }
 
 
-@pytest.mark.parametrize("stem", sorted(EXPERIMENT_NOTEBOOKS))
-def test_experiment_notebook_runs_under_papermill(stem, tmp_path, nano_path, kernel):
+def test_every_experiment_has_a_notebook_case():
+    from workbench import experiments
+
+    assert set(EXPERIMENTS) == set(experiments.names())
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_experiment_notebook_runs_under_papermill(experiment, tmp_path, nano_path, kernel):
     from workbench.demo import execute_notebook
 
     nano = str(nano_path)
@@ -66,13 +72,14 @@ def test_experiment_notebook_runs_under_papermill(stem, tmp_path, nano_path, ker
         "task_count": 3,
         "fidelity_count": 1,
     }
-    extra = dict(EXPERIMENT_NOTEBOOKS[stem])
-    if stem == "40_speculative":
+    extra = dict(EXPERIMENTS[experiment])
+    if experiment == "speculative":
         extra["draft"] = nano
-    if stem == "60_serving":
+    if experiment == "serving":
         extra["tiers"] = {"fast": nano, "balanced": nano, "complex": nano}
-    out = tmp_path / stem
-    execute_notebook(REPO_ROOT / "notebooks" / f"{stem}.ipynb", out, {"params": {**small, **extra}})
+    out = tmp_path / experiment
+    parameters = {"experiment": experiment, "params_file": f"params/{experiment}.yaml", "params": {**small, **extra}}
+    execute_notebook(REPO_ROOT / "notebooks" / "10_experiment.ipynb", out, parameters)
     assert pl.read_parquet(out / "results.parquet").height > 0
     nb = json.loads((out / "executed.ipynb").read_text())
     assert "vega" in json.dumps(nb["cells"][-1].get("outputs", [])), "the chart was rendered"

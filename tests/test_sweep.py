@@ -17,15 +17,15 @@ from workbench.paths import REPO_ROOT
 SMOKE = REPO_ROOT / "params" / "smoke.yaml"
 
 
-def write_sweep(tmp_path, name, **changes):
+def write_sweep(tmp_path, sweep_name, **changes):
     spec = yaml.safe_load(SMOKE.read_text())
-    spec["name"] = name
+    spec["name"] = sweep_name
     for key, value in changes.items():
         if value is None:
             spec.pop(key, None)
         else:
             spec[key] = value
-    path = tmp_path / f"{name}.yaml"
+    path = tmp_path / f"{sweep_name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
@@ -51,11 +51,13 @@ def test_grid_expansion_and_stable_ids():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"colour": "red"}, ":colour: unknown key"),
+        ({"colour": "red"}, ":colour: Extra inputs are not permitted"),
         ({"experiment": "teleport"}, ":experiment: must be one of"),
-        ({"grid": {"variants": [[{"bits": 7}]]}}, ":variants:"),
+        ({"grid": {"variants": [[{"bits": 7}]]}}, ":variants.0.bits:"),
         ({"grid": {"trials": [0]}}, ":trials:"),
-        ({"experiment": "batching"}, ":kv_bits: unknown key"),
+        ({"experiment": "batching"}, ":kv_bits: Extra inputs"),
+        ({"name": "../../x"}, ":name:"),
+        ({"grid": {"seed": list(range(200)), "trials": list(range(1, 101))}}, ":grid: more than"),
         ({"grid": {"trials": [1, "two"]}}, ":trials:"),
         ({"fixed": {"model": "/no/such/model"}}, ":model:"),
         ({"timeout_s": 0}, ":timeout_s:"),
@@ -162,13 +164,12 @@ def test_every_params_file_validates(path):
     if "fixed" in spec or "grid" in spec or "points" in spec:
         assert sweep.load_sweep(path).points
     else:
-        config_cls, _ = experiments.get(path.stem)
-        config_cls.from_yaml(path)
+        experiments.build_config(path.stem, path)
 
 
 def test_tradeoff_rejects_speculation_with_batches():
-    from workbench.experiments.base import ConfigError
-    from workbench.experiments.tradeoff import TradeoffConfig
+    from workbench import experiments
+    from workbench.errors import ConfigError
 
     with pytest.raises(ConfigError, match="tradeoff.speculative"):
-        TradeoffConfig(speculative=True, batch_size=4)
+        experiments.build_config("tradeoff", None, {"speculative": True, "batch_size": 4})

@@ -1,20 +1,21 @@
-"""The two basic runs every later experiment builds on: a speed benchmark and a quality evaluation.
+"""`workbench bench`: TTFT, ITL, TPOT, E2E, prefill/decode tok/s, throughput and memory of one model.
 
-Both return (rows as a polars frame in the shared schema, summary dict) and write nothing;
-`save` writes a run folder. Used by the CLI and the notebooks alike:
+Synthetic fixed-length prompts (as `mlx_lm.benchmark`), timed by the one loop in
+`workbench.measure`; returns (rows in the shared schema, summary) and writes nothing;
+`main` writes a run folder.
 
-    workbench bench --model default --prompt-tokens 128 --gen-tokens 64 --trials 3
-    workbench eval --model default --task facts --baseline default
+    workbench bench --model default --prompt-tokens 128 --gen-tokens 64 --trials 3 [--json]
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import polars as pl
 
-from workbench import corpus, measure, models, quality, results, runtime, workloads
+from workbench import corpus, measure, models, quality, results, runtime, tool, workloads
 
 
 def _identity(
@@ -37,6 +38,9 @@ def _identity(
         "workload": workload.name,
         "workload_hash": workload.hash,
         "params_json": params,
+        "dtype": getattr(loaded, "dtype", None),
+        "family": "baseline",
+        "changes_json": "{}",
     }
 
 
@@ -52,20 +56,13 @@ def run_bench(
     seed: int = 0,
     run_id: str | None = None,
     variant: str = "baseline",
-    experiment: str = "bench",
-    params: dict | None = None,
-    generate_kwargs: dict | None = None,
 ) -> tuple[pl.DataFrame, dict]:
-    """Synthetic fixed-length prompts, `requests` of them (default: one batch) per trial.
-
-    `generate_kwargs` go to mlx-lm's generation (e.g. `draft_model`, `kv_bits`); `params`
-    are the variant's parameters recorded with every row."""
+    """`requests` synthetic prompts (default: one batch) per trial, sent `batch_size` at a time."""
     loaded = model if isinstance(model, models.LoadedModel) else models.load(model)
-    vocab = loaded.config.get("vocab_size") or loaded.config["text_config"]["vocab_size"]
     workload = workloads.synthetic(
-        prompt_tokens=prompt_tokens, count=requests or batch_size, vocab_size=vocab, seed=seed
+        prompt_tokens=prompt_tokens, count=requests or batch_size, vocab_size=models.vocab_size(loaded), seed=seed
     )
-    rows = measure.measure_generation(
+    records = measure.measure_generation(
         loaded.model,
         loaded.tokenizer,
         workload.token_prompts(loaded.tokenizer),
@@ -73,10 +70,8 @@ def run_bench(
         trials=trials,
         warmup=warmup,
         batch_size=batch_size,
-        **(generate_kwargs or {}),
     )
-    for row in rows:
-        row.update(kind="speed", load_s=loaded.load_s)
+    rows = [{**r.to_row(), "kind": "speed", "load_s": loaded.load_s} for r in records]
     params = {
         "prompt_tokens": prompt_tokens,
         "gen_tokens": gen_tokens,
@@ -84,24 +79,22 @@ def run_bench(
         "trials": trials,
         "warmup": warmup,
         "seed": seed,
-        **(params or {}),
     }
-    frame = results.to_frame(
-        rows,
-        **_identity(
-            loaded,
-            workload,
-            run_id=run_id or results.new_run_id(experiment),
-            experiment=experiment,
-            variant=variant,
-            params=params,
-        ),
+    identity = _identity(
+        loaded,
+        workload,
+        run_id=run_id or results.new_run_id("bench"),
+        experiment="bench",
+        variant=variant,
+        params=params,
     )
+    frame = results.to_frame(rows, **identity)
     summary = {
         "model_id": loaded.model_id,
         "backend": runtime.backend(),
+        "dtype": getattr(loaded, "dtype", None),
         "load_s": loaded.load_s,
-        **measure.run_summary(rows),
+        **measure.run_summary(records),
     }
     return frame, summary
 
@@ -211,3 +204,41 @@ def run_eval(
 
 def save(frame: pl.DataFrame, *, params: dict, run_dir: Path | None = None) -> Path:
     return results.write_run(frame, params=params, env=runtime.fingerprint(), run_dir=run_dir)
+
+
+def setup_arg_parser() -> tool.Parser:
+    parser = tool.parser("bench", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts")
+    parser.add_argument("--model", default="default", help="preset, mlx-lm directory or Hugging Face repo id")
+    parser.add_argument("--prompt-tokens", type=tool.int_at_least(1, 32768), default=128)
+    parser.add_argument("--gen-tokens", type=tool.int_at_least(1, 8192), default=64)
+    parser.add_argument("--batch", type=tool.int_at_least(1, 1024), default=1)
+    parser.add_argument("--trials", type=tool.int_at_least(1, 100), default=3)
+    parser.add_argument("--warmup", type=tool.int_at_least(0, 10), default=1)
+    parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = setup_arg_parser().parse_args(argv)
+    models.resolve(args.model, build_missing=False)  # fail fast on a missing model, before any work
+    frame, summary = run_bench(
+        args.model,
+        prompt_tokens=args.prompt_tokens,
+        gen_tokens=args.gen_tokens,
+        batch_size=args.batch,
+        trials=args.trials,
+        warmup=args.warmup,
+    )
+    if not args.no_save:
+        params = {"command": "bench", **{k: v for k, v in vars(args).items() if k != "json"}}
+        summary["run_dir"] = str(save(frame, params=params))
+    if args.json:
+        tool.print_json(summary)
+    else:
+        tool.print_table({k: v for k, v in summary.items() if not isinstance(v, list)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(tool.entry(main))

@@ -177,55 +177,6 @@ def build_tokenizer(recipe: Recipe) -> Path:
     return target
 
 
-# ---------------------------------------------------------------- data
-
-
-class Batches:
-    """Deterministic packed batches: task documents and docstring chunks, BOS/EOS separated."""
-
-    def __init__(self, recipe: Recipe, tokenizer):
-        import numpy as np
-
-        self.recipe = recipe
-        self.tokenizer = tokenizer
-        self.rng = random.Random(f"facts-train-{recipe.seed}")
-        docs = corpus.stdlib_docstrings()[0]
-        ids = []
-        for doc in docs:
-            ids.extend(tokenizer.encode(doc + "\n").ids[1:] + [0])
-        self.text_ids = np.array(ids, dtype=np.int32)
-
-    def _task_row(self, length: int) -> tuple[list[int], list[bool]]:
-        """Packed task documents, BOS-separated, and which tokens are answers."""
-        row, answer = [], []
-        while len(row) < length:
-            row.append(0)
-            answer.append(False)
-            for text, is_answer in tasks.make_training_segments(self.rng):
-                ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-                row.extend(ids)
-                answer.extend([is_answer] * len(ids))
-        return row[:length], answer[:length]
-
-    def next(self):
-        """(tokens, loss weights): answer tokens weigh `recipe.answer_weight`, others 1."""
-        import numpy as np
-
-        length = self.recipe.sequence_length + 1
-        rows, answers = [], []
-        for _ in range(self.recipe.batch_size):
-            if self.rng.random() < self.recipe.task_fraction:
-                row, answer = self._task_row(length)
-            else:
-                start = self.rng.randrange(0, len(self.text_ids) - length)
-                row, answer = self.text_ids[start : start + length].tolist(), [False] * length
-            rows.append(row)
-            answers.append(answer)
-        tokens = np.array(rows, dtype=np.int32)
-        weights = np.where(np.array(answers)[:, 1:], self.recipe.answer_weight, 1.0).astype(np.float32)
-        return tokens, weights
-
-
 # ---------------------------------------------------------------- model
 
 
@@ -237,77 +188,6 @@ def init_model(recipe: Recipe):
     model = llama.Model(llama.ModelArgs.from_dict(recipe.model_config()))
     mx.eval(model.parameters())
     return model
-
-
-def cross_entropy_loss(model, tokens, weights):
-    """Next-token cross-entropy, answer tokens weighted by the recipe's `answer_weight`."""
-    import mlx.nn as nn
-
-    losses = nn.losses.cross_entropy(model(tokens[:, :-1]), tokens[:, 1:])
-    return (losses * weights).sum() / weights.sum()
-
-
-def train(recipe: Recipe, tokenizer, *, progress: bool = True):
-    """Train a fresh model for `recipe.steps` steps; returns (model, loss history)."""
-    return fit(init_model(recipe), recipe, tokenizer, cross_entropy_loss, progress=progress)
-
-
-def fit(model, recipe: Recipe, tokenizer, loss_fn, *, progress: bool = True, desc: str | None = None):
-    """AdamW with linear warm-up and cosine decay on the recipe's batches; `loss_fn(model, tokens, weights)`."""
-    import mlx.core as mx
-    import mlx.nn as nn
-    import mlx.optimizers as optim
-    from tqdm import tqdm
-
-    batches = Batches(recipe, tokenizer)
-    warmup = optim.linear_schedule(1e-7, recipe.learning_rate, max(recipe.warmup_steps, 1))
-    decay = optim.cosine_decay(recipe.learning_rate, max(recipe.steps - recipe.warmup_steps, 1), 1e-5)
-    schedule = optim.join_schedules([warmup, decay], [max(recipe.warmup_steps, 1)])
-    optimizer = optim.AdamW(learning_rate=schedule, weight_decay=recipe.weight_decay)
-    loss_and_grad = nn.value_and_grad(model, loss_fn)
-    state = [model.state, optimizer.state]
-
-    def step(tokens, weights):
-        loss, grads = loss_and_grad(model, tokens, weights)
-        grads, _ = optim.clip_grad_norm(grads, 1.0)
-        optimizer.update(model, grads)
-        return loss
-
-    step = mx.compile(step, inputs=state, outputs=state)
-    probe = AnswerProbe(tokenizer)
-    history = []
-    accuracy = math.nan
-    bar = tqdm(range(recipe.steps), desc=desc or f"train {recipe.preset}", disable=not progress, mininterval=1.0)
-    for i in bar:
-        tokens, weights = batches.next()
-        loss = step(mx.array(tokens), mx.array(weights))
-        mx.eval(state, loss)
-        history.append(loss.item())
-        if (i + 1) % 200 == 0 or i + 1 == recipe.steps:
-            accuracy = probe(model)
-        if i % 10 == 0:
-            bar.set_postfix(loss=f"{sum(history[-10:]) / len(history[-10:]):.3f}", answer_acc=f"{accuracy:.2f}")
-    return model, history
-
-
-class AnswerProbe:
-    """Teacher-forced accuracy of the first answer token on held-out task items (cheap progress signal)."""
-
-    def __init__(self, tokenizer, count: int = 64):
-        import numpy as np
-
-        items = tasks.make_items(count, seed=12345)
-        prompts = [tokenizer.encode(item.prompt).ids for item in items]
-        width = max(map(len, prompts))
-        # left-pad with EOS so the last position is the prompt's last token
-        self.tokens = np.array([[0] * (width - len(p)) + p for p in prompts], dtype=np.int32)
-        self.answers = np.array([tokenizer.encode(" " + item.reference).ids[1] for item in items])
-
-    def __call__(self, model) -> float:
-        import mlx.core as mx
-
-        logits = model(mx.array(self.tokens))[:, -1, :]
-        return float((mx.argmax(logits, axis=-1) == mx.array(self.answers)).mean().item())
 
 
 def save_model_dir(target: Path, model, recipe: Recipe, tokenizer_dir: Path, extra: dict) -> None:
@@ -349,7 +229,11 @@ def build_model(preset: str, *, progress: bool = True, force: bool = False) -> P
     start = time.perf_counter()
     tokenizer_dir = build_tokenizer(recipe)
     tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-    model, history = train(recipe, tokenizer, progress=progress)
+    from workbench.training.data import AnswerProbe
+    from workbench.training.losses import cross_entropy_loss
+    from workbench.training.trainer import fit
+
+    model, history = fit(init_model(recipe), recipe, tokenizer, cross_entropy_loss, progress=progress)
     tail = history[-50:] or [math.nan]
     extra = {
         "answer_probe_accuracy": AnswerProbe(tokenizer)(model),

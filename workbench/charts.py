@@ -172,3 +172,19 @@ def memory_by_variant(configs: pl.DataFrame) -> alt.Chart:
         )
         .properties(title="Peak memory by variant", width=420, height=alt.Step(16))
     )
+
+
+def variant_bars(summary: pl.DataFrame, metric: str, title: str) -> alt.Chart:
+    """One bar per variant of a per-variant summary (an experiment's default chart)."""
+    data = summary.select("variant", pl.col("family").fill_null("baseline"), metric)
+    return (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("variant:N", title="variant", sort=None),
+            y=alt.Y(f"{metric}:Q", title=title),
+            color=alt.Color("family:N", title="family"),
+            tooltip=["variant", "family", metric],
+        )
+        .properties(title=title, width=360, height=240)
+    )

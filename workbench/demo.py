@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.kernel import KERNEL_NAME
+from workbench.jupyter_kernel import KERNEL_NAME
 from workbench.paths import REPO_ROOT, outputs_dir
 from workbench.results import new_run_id
 
@@ -48,3 +48,23 @@ def run_demo(
         },
     )
     return out_dir
+
+
+def setup_arg_parser():
+    from workbench import tool
+
+    parser = tool.parser("demo", "run the quickstart notebook on the default model with papermill")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--trials", type=tool.int_at_least(1, 100), default=3)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from workbench import models
+
+    args = setup_arg_parser().parse_args(argv)
+    models.resolve(args.model, build_missing=False)
+    out_dir = run_demo(model=args.model, trials=args.trials)
+    print(f"executed notebook: {out_dir / 'executed.ipynb'}")
+    print(f"results:           {out_dir / 'results.parquet'}")
+    return 0

@@ -1,13 +1,15 @@
-"""Speed measurement: per-request token timelines turned into TTFT, ITL, TPOT, E2E, tok/s.
+"""Speed measurement: the one timed generation loop, and token timelines turned into metrics.
 
 Definitions (docs/metrics.md, ../shared/DESIGN.md): request sent at t0, token i at t_i,
 TTFT = t_1 - t0, ITL = t_{i+1} - t_i, TPOT = (t_N - t_1)/(N - 1), E2E = t_N - t0,
 prefill tok/s = P / TTFT, decode tok/s = (N - 1)/(t_N - t_1).
 
-Generation goes through mlx-lm itself (`stream_generate` for batch 1, `BatchGenerator`,
-the engine of `batch_generate`, above that); the clock is read when mlx-lm hands a token
-over, which is after MLX has evaluated it. mlx-lm's own `prompt_tps`/`generation_tps`
-are kept next to ours in every row so the two can be cross-checked.
+Generation goes through mlx-lm itself (`stream_generate` for one request, `BatchGenerator`,
+the engine of `batch_generate`, for a batch); the clock is read when mlx-lm hands a token
+over, which is after MLX has evaluated it. `stream_timed` is the only place a clock is
+read around `stream_generate`; experiments and quality code call it. mlx-lm's own
+`prompt_tps`/`generation_tps` are kept next to ours in every row so the two can be
+cross-checked.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
-PERCENTILES = (50, 90, 99)
+from workbench import stats
 
 
 def request_metrics(t0: float, token_times: list[float], prompt_tokens: int) -> dict:
@@ -27,13 +28,12 @@ def request_metrics(t0: float, token_times: list[float], prompt_tokens: int) -> 
     if n == 0:
         raise ValueError("a request with no generated token has no timeline")
     ttft = token_times[0] - t0
-    itl = [b - a for a, b in zip(token_times, token_times[1:])]
     decode_span = token_times[-1] - token_times[0]
     return {
         "prompt_tokens": prompt_tokens,
         "generated_tokens": n,
         "ttft_s": ttft,
-        "itl_s": itl,
+        "itl_s": [b - a for a, b in zip(token_times, token_times[1:])],
         "tpot_s": decode_span / (n - 1) if n > 1 else math.nan,
         "e2e_s": token_times[-1] - t0,
         "prefill_tps": prompt_tokens / ttft if ttft > 0 else math.nan,
@@ -41,24 +41,50 @@ def request_metrics(t0: float, token_times: list[float], prompt_tokens: int) -> 
     }
 
 
-def summarise(values) -> dict:
-    """mean, p50, p90, p99 of finite values (NaN when there are none)."""
-    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if arr.size == 0:
-        return {"mean": math.nan, **{f"p{p}": math.nan for p in PERCENTILES}}
-    return {"mean": float(arr.mean()), **{f"p{p}": float(np.percentile(arr, p)) for p in PERCENTILES}}
+@dataclass
+class Timeline:
+    """One request as mlx-lm handed it over: send time, token arrival times, tokens, draft flags."""
+
+    t0: float
+    prompt_tokens: int
+    token_times: list = field(default_factory=list)
+    tokens: list = field(default_factory=list)
+    text: str = ""
+    from_draft: list | None = None
+    mlx_prompt_tps: float = math.nan
+    mlx_generation_tps: float = math.nan
+
+    def metrics(self) -> dict:
+        return request_metrics(self.t0, self.token_times, self.prompt_tokens)
 
 
-def confidence_interval(values, level: float = 0.95) -> tuple[float, float]:
-    """Normal-approximation interval for the mean (t-quantile for small samples)."""
-    from statistics import NormalDist
+@dataclass
+class RequestRecord:
+    """One timed request of one trial: the row `results.to_frame` stores for `kind="speed"`."""
 
-    arr = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
-    if arr.size < 2:
-        return (math.nan, math.nan)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    half = z * arr.std(ddof=1) / math.sqrt(arr.size)
-    return (float(arr.mean() - half), float(arr.mean() + half))
+    round: int
+    trial: int
+    request_index: int
+    batch_index: int
+    batch_size: int
+    prompt_tokens: int
+    generated_tokens: int
+    ttft_s: float
+    itl_s: list
+    tpot_s: float
+    e2e_s: float
+    prefill_tps: float
+    decode_tps: float
+    window_s: float
+    peak_mem_bytes: int
+    rss_bytes: int
+    mlx_prompt_tps: float
+    mlx_generation_tps: float
+    output_tokens: list
+    from_draft: list | None = None
+
+    def to_row(self) -> dict:
+        return asdict(self)
 
 
 @contextlib.contextmanager
@@ -75,56 +101,52 @@ def eos_disabled(tokenizer, enabled: bool = True):
         tokenizer.eos_token_ids = saved
 
 
-def _stream_one(model, tokenizer, prompt: list[int], gen_tokens: int, **kwargs) -> tuple[dict, list[int]]:
+def stream_timed(model, tokenizer, prompt: list[int], max_tokens: int, **kwargs) -> Timeline:
+    """Generate one request with `mlx_lm.stream_generate`, reading the clock as each token arrives."""
     import mlx.core as mx
     from mlx_lm import stream_generate
 
-    times, tokens, drafted = [], [], []
-    response = None
-    t0 = time.perf_counter()
-    for response in stream_generate(model, tokenizer, mx.array(prompt), max_tokens=gen_tokens, **kwargs):
-        times.append(time.perf_counter())
-        tokens.append(response.token)
-        drafted.append(response.from_draft)
-    if "draft_model" not in kwargs:
-        drafted = []
-    row = request_metrics(t0, times, len(prompt))
-    row.update(
-        mlx_prompt_tps=response.prompt_tps,
-        mlx_generation_tps=response.generation_tps,
-        output_tokens=tokens,
-        from_draft=[bool(r) for r in drafted] if drafted else None,
-    )
-    return row, tokens
+    timeline = Timeline(t0=time.perf_counter(), prompt_tokens=len(prompt))
+    drafted, response = [], None
+    for response in stream_generate(model, tokenizer, mx.array(prompt), max_tokens=max_tokens, **kwargs):
+        timeline.token_times.append(time.perf_counter())
+        timeline.tokens.append(response.token)
+        timeline.text += response.text
+        drafted.append(bool(response.from_draft))
+    if response is not None:
+        timeline.mlx_prompt_tps, timeline.mlx_generation_tps = response.prompt_tps, response.generation_tps
+    if "draft_model" in kwargs:
+        timeline.from_draft = drafted
+    return timeline
 
 
-def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: int, stop: bool, **kwargs) -> list[dict]:
+def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: int, stop: bool, **kwargs) -> list[Timeline]:
     from mlx_lm.generate import BatchGenerator
 
     stop_tokens = [[t] for t in tokenizer.eos_token_ids] if stop else None
     gen = BatchGenerator(
-        model, stop_tokens=stop_tokens, completion_batch_size=len(prompts), prefill_batch_size=len(prompts), **kwargs
+        model,
+        stop_tokens=stop_tokens,
+        completion_batch_size=len(prompts),
+        prefill_batch_size=len(prompts),
+        **kwargs,
     )
     try:
         t0 = time.perf_counter()
         uids = gen.insert(prompts, [gen_tokens] * len(prompts))
-        times = {uid: [] for uid in uids}
-        tokens = {uid: [] for uid in uids}
-        with gen.stats() as stats:
+        timelines = {uid: Timeline(t0=t0, prompt_tokens=len(p)) for uid, p in zip(uids, prompts)}
+        with gen.stats() as batch_stats:
             while responses := gen.next_generated():
                 now = time.perf_counter()
                 for r in responses:
                     if r.finish_reason != "stop":
-                        times[r.uid].append(now)
-                        tokens[r.uid].append(r.token)
+                        timelines[r.uid].token_times.append(now)
+                        timelines[r.uid].tokens.append(r.token)
     finally:
         gen.close()
-    rows = []
-    for uid, prompt in zip(uids, prompts):
-        row = request_metrics(t0, times[uid], len(prompt))
-        row.update(mlx_prompt_tps=stats.prompt_tps, mlx_generation_tps=stats.generation_tps, output_tokens=tokens[uid])
-        rows.append(row)
-    return rows
+    for timeline in timelines.values():
+        timeline.mlx_prompt_tps, timeline.mlx_generation_tps = batch_stats.prompt_tps, batch_stats.generation_tps
+    return [timelines[uid] for uid in uids]
 
 
 def measure_generation(
@@ -137,12 +159,13 @@ def measure_generation(
     warmup: int = 1,
     batch_size: int = 1,
     ignore_eos: bool = True,
+    round_index: int = 0,
     **generate_kwargs,
-) -> list[dict]:
-    """One row per request per trial. Warm-up passes are run first and discarded.
+) -> list[RequestRecord]:
+    """One record per request per trial. Warm-up passes run first and are discarded.
 
-    Requests are sent `batch_size` at a time; within a trial they run back to back, so
-    the trial's window is the sum of its batches' wall times.
+    Requests are sent `batch_size` at a time; within a trial they run back to back, so the
+    trial's window is the sum of its batches' wall times. Peak memory is reset per trial.
     """
     import mlx.core as mx
     import psutil
@@ -153,47 +176,65 @@ def measure_generation(
 
     def run_batch(batch):
         if batch_size == 1:
-            return [_stream_one(model, tokenizer, batch[0], gen_tokens, **generate_kwargs)[0]]
+            return [stream_timed(model, tokenizer, batch[0], gen_tokens, **generate_kwargs)]
         return _batch(model, tokenizer, batch, gen_tokens, stop=not ignore_eos, **generate_kwargs)
 
-    rows = []
+    records = []
     with eos_disabled(tokenizer, ignore_eos):
         for _ in range(warmup):
             run_batch(batches[0])
         for trial in range(trials):
             mx.synchronize()
             mx.reset_peak_memory()
-            trial_rows = []
+            timed = []
             start = time.perf_counter()
             for b, batch in enumerate(batches):
-                for r in run_batch(batch):
-                    r.update(trial=trial, batch_index=b, batch_size=len(batch))
-                    trial_rows.append(r)
+                timed.extend((b, len(batch), timeline) for timeline in run_batch(batch))
             window = time.perf_counter() - start
             peak, rss = mx.get_peak_memory(), psutil.Process().memory_info().rss
-            for i, r in enumerate(trial_rows):
-                r.update(request_index=i, window_s=window, peak_mem_bytes=peak, rss_bytes=rss)
-            rows.extend(trial_rows)
-    return rows
+            for i, (b, size, timeline) in enumerate(timed):
+                records.append(
+                    RequestRecord(
+                        round=round_index,
+                        trial=trial,
+                        request_index=i,
+                        batch_index=b,
+                        batch_size=size,
+                        **timeline.metrics(),
+                        window_s=window,
+                        peak_mem_bytes=peak,
+                        rss_bytes=rss,
+                        mlx_prompt_tps=timeline.mlx_prompt_tps,
+                        mlx_generation_tps=timeline.mlx_generation_tps,
+                        output_tokens=timeline.tokens,
+                        from_draft=timeline.from_draft,
+                    )
+                )
+    return records
 
 
-def run_summary(rows: list[dict]) -> dict:
-    """Medians over trials of the per-request figures, plus throughput over the measured windows."""
-    if not rows:
+def run_summary(records: list[RequestRecord]) -> dict:
+    """Medians of the per-request figures, throughput over the measured windows, and the trial count."""
+    if not records:
         return {}
     summary = {}
     for key in ("ttft_s", "tpot_s", "e2e_s", "prefill_tps", "decode_tps"):
-        stats = summarise(r[key] for r in rows)
-        summary[key] = stats["p50"]
-        summary.update({f"{key}_{name}": value for name, value in stats.items()})
-    itl = [gap for r in rows for gap in r["itl_s"]]
-    summary.update({f"itl_s_{name}": value for name, value in summarise(itl).items()})
-    windows = {r["trial"]: r["window_s"] for r in rows}
+        figures = stats.summarise(getattr(r, key) for r in records)
+        summary[key] = figures["p50"]
+        summary.update({f"{key}_{name}": value for name, value in figures.items()})
+    itl = [gap for r in records for gap in r.itl_s]
+    summary.update({f"itl_s_{name}": value for name, value in stats.summarise(itl).items()})
+    windows = {(r.round, r.trial): r.window_s for r in records}
     total_window = sum(windows.values())
-    summary["throughput_tps"] = sum(r["generated_tokens"] for r in rows) / total_window
-    summary["throughput_rps"] = len(rows) / total_window
-    summary["peak_mem_bytes"] = max(r["peak_mem_bytes"] for r in rows)
-    summary["rss_bytes"] = max(r["rss_bytes"] for r in rows)
+    summary["throughput_tps"] = sum(r.generated_tokens for r in records) / total_window
+    summary["throughput_rps"] = len(records) / total_window
+    per_trial = [
+        sum(r.generated_tokens for r in records if (r.round, r.trial) == key) / window
+        for key, window in windows.items()
+    ]
+    summary["throughput_tps_ci"] = list(stats.mean_interval(per_trial))
+    summary["peak_mem_bytes"] = max(r.peak_mem_bytes for r in records)
+    summary["rss_bytes"] = max(r.rss_bytes for r in records)
     summary["trials"] = len(windows)
-    summary["requests"] = len(rows)
+    summary["requests"] = len(records)
     return summary

@@ -17,12 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench import build
+from workbench.errors import ModelError
 
 HF_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class ModelError(ValueError):
-    """A model spec that cannot be resolved or loaded; the message is one line."""
 
 
 @dataclass
@@ -114,6 +111,12 @@ def parameter_count(model) -> int:
     from mlx.utils import tree_flatten
 
     return sum(v.size for _, v in tree_flatten(model.parameters()))
+
+
+def vocab_size(loaded: LoadedModel) -> int:
+    """The vocabulary size from the model's config (top level, or `text_config` for multimodal checkpoints)."""
+    config = loaded.config
+    return config.get("vocab_size") or config.get("text_config", {}).get("vocab_size") or loaded.tokenizer.vocab_size
 
 
 def weights_bytes(model) -> int:

@@ -107,7 +107,7 @@ def render(
     import papermill
     from nbconvert import HTMLExporter
 
-    from workbench.kernel import KERNEL_NAME
+    from workbench.jupyter_kernel import KERNEL_NAME
 
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)

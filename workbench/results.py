@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from workbench import stats
 from workbench.paths import atomic_write_bytes, atomic_write_text, outputs_dir
 
 IDENTITY = {
@@ -44,6 +45,7 @@ MEASURES = {
     "round": pl.Int32,
     "trial": pl.Int32,
     "request_index": pl.Int32,
+    "batch_index": pl.Int32,
     "batch_size": pl.Int32,
     "prompt_tokens": pl.Int32,
     "generated_tokens": pl.Int32,
@@ -96,7 +98,10 @@ def to_frame(rows: list[dict], **identity) -> pl.DataFrame:
     for row in rows:
         if row.get("kind", identity.get("kind")) not in KINDS:
             raise ValueError(f"row kind must be one of {KINDS}")
-        record = {**identity, **{k: v for k, v in row.items() if k in SCHEMA}}
+        unknown = set(row) - set(SCHEMA)
+        if unknown:
+            raise ValueError(f"unknown row keys {sorted(unknown)}: add them to results.SCHEMA or drop them")
+        record = {**identity, **row}
         for key, value in record.items():
             if isinstance(value, float) and math.isnan(value):
                 record[key] = None
@@ -154,7 +159,7 @@ def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "base
     speed = df.filter(kind="speed")
     per_variant = speed.group_by("variant", maintain_order=True).agg(
         pl.col("ttft_s").median(),
-        pl.col("ttft_s").quantile(0.9).alias("ttft_s_p90"),
+        stats.quantile_expr("ttft_s", 0.9).alias("ttft_s_p90"),
         pl.col("tpot_s").median(),
         pl.col("e2e_s").median(),
         pl.col("decode_tps").median(),
@@ -164,7 +169,7 @@ def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "base
         pl.len().alias("requests"),
     )
     windows = (
-        speed.group_by("variant", "trial")
+        speed.group_by("variant", "round", "trial")
         .agg(pl.col("window_s").first())
         .group_by("variant")
         .agg(pl.col("window_s").sum())
@@ -189,10 +194,10 @@ def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "base
     )
     summary = quality.join(per_variant, on="variant", how="left", maintain_order="left")
     if baseline in set(speed["variant"]):
-        keys = ["trial", "request_index"]
+        keys = ["round", "trial", "request_index"]
         base = speed.filter(variant=baseline).select(*keys, pl.col("output_tokens").alias("_base"))
         same = (
-            speed.join(base, on=keys, how="left")
+            speed.join(base, on=keys, how="left", nulls_equal=True)
             .group_by("variant")
             .agg(
                 pl.when(pl.col("output_tokens").is_null().any() | pl.col("_base").is_null().any())

@@ -135,6 +135,14 @@ def git_sha() -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def fingerprint() -> dict:
     """Hardware and software facts recorded in every run's env.json."""
     from importlib.metadata import version
@@ -154,6 +162,7 @@ def fingerprint() -> dict:
         "cores": os.cpu_count(),
         "memory_bytes": psutil.virtual_memory().total,
         "git_sha": git_sha(),
+        "load": load_average(),
     }
     if info["backend"] == "metal":
         info["gpu"] = mx.metal.device_info().get("device_name")

@@ -1,10 +1,17 @@
-"""Sweeps: a params file expands into points; each point is one papermill-executed notebook.
+"""Sweeps: a sweep file expands into points; each point is one papermill-executed notebook.
 
-A sweep file names an experiment (or a notebook), `fixed` parameters, and either a `grid`
-(cartesian product of lists) or explicit `points`. The whole file is validated before
-anything runs. A point's id is a stable hash of its parameters, so running the same
-sweep again resumes: a point is finished exactly when its `results.parquet` exists (the
-notebook writes it last, atomically); missing or failed points run again.
+A sweep file names an experiment, `fixed` parameters, and either a `grid` (cartesian
+product of lists) or explicit `points`. Each point's config is the experiment's defaults
+< `fixed` < the point, built by `experiments.build_config`, the same function the
+notebook calls, so what is validated is exactly what runs. The whole file is validated
+before anything runs. A point's id is a stable hash of its parameters, so running the
+same sweep again resumes: a point is finished exactly when its `results.parquet` exists
+and reads back (the notebook writes it last, atomically); missing or failed points run
+again.
+
+Timed points run one at a time by default: two points measured at once share the cores
+and the memory bandwidth, and their numbers mean nothing. `--workers N` above 1 is
+allowed, recorded in every point's `point.yaml`, and flagged in the report.
 
     outputs/sweeps/<sweep>/<point_id>/{point.yaml, params.yaml, env.json, results.parquet, executed.ipynb}
 
@@ -16,27 +23,35 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import shutil
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from workbench import tool
+from workbench.errors import SweepError, WorkbenchError
 from workbench.paths import REPO_ROOT, atomic_write_text, outputs_dir
 
-NOTEBOOKS = {
-    "quantise": "notebooks/10_quantisation.ipynb",
-    "distill": "notebooks/20_distillation.ipynb",
-    "batching": "notebooks/30_batching.ipynb",
-    "speculative": "notebooks/40_speculative.ipynb",
-    "prompt_cache": "notebooks/50_caching.ipynb",
-    "serving": "notebooks/60_serving.ipynb",
-    "tradeoff": "notebooks/70_tradeoff.ipynb",
-}
-SWEEP_KEYS = {"name", "description", "experiment", "notebook", "fixed", "grid", "points", "timeout_s", "retries"}
+NOTEBOOK = REPO_ROOT / "notebooks" / "10_experiment.ipynb"
+MAX_POINTS = 10_000
 
 
-class SweepError(ValueError):
-    """A sweep file that cannot run; the message is `file:key: problem`."""
+class SweepFile(BaseModel):
+    """The keys a sweep file may have."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    description: str = ""
+    experiment: str
+    fixed: dict = Field(default_factory=dict)
+    grid: dict[str, list] | None = None
+    points: list[dict] | None = Field(None, min_length=1, max_length=MAX_POINTS)
+    timeout_s: int = Field(1800, ge=1, le=7 * 86400)
+    retries: int = Field(2, ge=0, le=10)
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,6 @@ class Sweep:
     name: str
     path: Path
     experiment: str
-    notebook: Path
     points: tuple
     timeout_s: int = 1800
     retries: int = 2
@@ -75,59 +89,53 @@ def expand(fixed: dict, grid: dict | None, points: list | None) -> list[dict]:
     return [{**fixed, **combo} for combo in combos]
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and validate a sweep file completely; raises SweepError naming `file:key`."""
-    from workbench import experiments, models
-    from workbench.experiments.base import is_generated
+def _parse(path: Path) -> SweepFile:
+    from workbench import experiments
     from workbench.paths import read_yaml_mapping
 
-    path = Path(path)
-    spec = read_yaml_mapping(path, SweepError)
-    unknown = sorted(set(spec) - SWEEP_KEYS)
-    if unknown:
-        raise SweepError(f"{path}:{unknown[0]}: unknown key (known: {', '.join(sorted(SWEEP_KEYS))})")
-    experiment = spec.get("experiment")
-    if experiment not in experiments.NAMES:
-        raise SweepError(f"{path}:experiment: must be one of {', '.join(experiments.NAMES)}, got {experiment!r}")
-    notebook = REPO_ROOT / spec.get("notebook", NOTEBOOKS[experiment])
-    if not notebook.is_file():
-        raise SweepError(f"{path}:notebook: {notebook} does not exist")
-    fixed, grid, listed = spec.get("fixed") or {}, spec.get("grid"), spec.get("points")
-    if not isinstance(fixed, dict):
-        raise SweepError(f"{path}:fixed: expected a mapping")
-    if grid is not None and listed is not None:
+    raw = read_yaml_mapping(path, SweepError)
+    try:
+        spec = SweepFile.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "file"
+        raise SweepError(f"{path}:{key}: {error['msg']}") from None
+    if spec.experiment not in experiments.names():
+        raise SweepError(f"{path}:experiment: must be one of {', '.join(experiments.names())}, got {spec.experiment!r}")
+    if spec.grid is not None and spec.points is not None:
         raise SweepError(f"{path}:grid: give either grid or points, not both")
-    if grid is not None and (not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values())):
-        raise SweepError(f"{path}:grid: expected a mapping of non-empty lists")
-    if listed is not None and (not isinstance(listed, list) or not all(isinstance(p, dict) for p in listed)):
-        raise SweepError(f"{path}:points: expected a list of mappings")
-    for key in ("timeout_s", "retries"):
-        value = spec.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "timeout_s" else 0):
-            raise SweepError(f"{path}:{key}: expected an integer >= {1 if key == 'timeout_s' else 0}, got {value!r}")
-    config_cls, _ = experiments.get(experiment)
+    if spec.grid is not None:
+        if not spec.grid or not all(spec.grid.values()):
+            raise SweepError(f"{path}:grid: expected a mapping of non-empty lists")
+        if math.prod(len(v) for v in spec.grid.values()) > MAX_POINTS:
+            raise SweepError(f"{path}:grid: more than {MAX_POINTS} points; split the sweep")
+    return spec
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and validate a sweep file completely: every point's config and models; raises SweepError `file:key`."""
+    from workbench import experiments
+
+    path = Path(path)
+    spec = _parse(path)
     points = []
-    for params in expand(fixed, grid, listed):
+    for params in expand(spec.fixed, spec.grid, spec.points):
         try:
-            config = config_cls.from_dict(params)
-            for spec_name in config.model_specs():
-                if not is_generated(spec_name):
-                    models.resolve(spec_name, build_missing=False)
-        except ValueError as exc:
-            message = str(exc)
-            key, _, problem = message.partition(": ")
-            key = key.split(".", 1)[1] if key.startswith(f"{experiment}.") else "model"
-            raise SweepError(f"{path}:{key}: {problem or message}") from None
+            config = experiments.build_config(spec.experiment, None, params)
+            experiments.check_models(config)
+        except WorkbenchError as exc:
+            key, _, problem = str(exc).partition(": ")
+            key = key.split(".", 1)[1] if key.startswith(f"{spec.experiment}.") else "model"
+            raise SweepError(f"{path}:{key}: {problem or exc}") from None
         points.append(Point(point_id(params), params))
     return Sweep(
-        name=spec.get("name", path.stem),
+        name=spec.name or path.stem,
         path=path,
-        experiment=experiment,
-        notebook=notebook,
+        experiment=spec.experiment,
         points=tuple(points),
-        timeout_s=spec.get("timeout_s", 1800),
-        retries=spec.get("retries", 2),
-        fixed=fixed,
+        timeout_s=spec.timeout_s,
+        retries=spec.retries,
+        fixed=spec.fixed,
     )
 
 
@@ -136,25 +144,40 @@ def point_dir(sweep: Sweep, point: Point) -> Path:
 
 
 def is_finished(directory: Path) -> bool:
-    return (directory / "results.parquet").is_file()
+    """The point's results exist and read back as parquet (a truncated file is not a finished point)."""
+    import polars as pl
+
+    parquet = directory / "results.parquet"
+    if not parquet.is_file():
+        return False
+    try:
+        pl.read_parquet_schema(parquet)
+    except Exception:  # polars raises several types for a corrupt file; any of them means "not finished"
+        return False
+    return True
 
 
-def prepare_point(sweep: Sweep, point: Point) -> Path:
-    """Write the parameterised notebook (papermill's injection, not executed) and point.yaml (sweep, id,
-    parameters); the notebook itself writes params.yaml (the full config), env.json and results.parquet."""
+def notebook_parameters(sweep: Sweep, point: Point, directory: Path) -> dict:
+    return {"experiment": sweep.experiment, "params_file": None, "params": point.params, "output_dir": str(directory)}
+
+
+def prepare_point(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
+    """Write point.yaml (sweep, id, parameters, workers) and the parameterised notebook (not executed)."""
     import papermill
     import yaml
 
     directory = point_dir(sweep, point)
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        directory / "point.yaml",
-        yaml.safe_dump(
-            {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment, "params": point.params}
-        ),
-    )
+    meta = {
+        "sweep": sweep.name,
+        "point_id": point.point_id,
+        "experiment": sweep.experiment,
+        "params": point.params,
+        "workers": workers,
+    }
+    atomic_write_text(directory / "point.yaml", yaml.safe_dump(meta))
     papermill.execute_notebook(
-        str(sweep.notebook),
+        str(NOTEBOOK),
         str(directory / "prepared.ipynb"),
         parameters=notebook_parameters(sweep, point, directory),
         prepare_only=True,
@@ -164,57 +187,50 @@ def prepare_point(sweep: Sweep, point: Point) -> Path:
     return directory
 
 
-def notebook_parameters(sweep: Sweep, point: Point, directory: Path) -> dict:
-    return {
-        "params_file": str(REPO_ROOT / "params" / f"{sweep.experiment}.yaml"),
-        "params": point.params,
-        "output_dir": str(directory),
-    }
-
-
-def execute_point(sweep: Sweep, point: Point, *, timeout_s: int | None = None, retries: int | None = None) -> dict:
+def execute_point(
+    sweep: Sweep, point: Point, *, timeout_s: int | None = None, retries: int | None = None, parallel: int = 1
+) -> dict:
     """Run one point with papermill; retry failures that may pass on retry (kernel start), with backoff."""
     import papermill
+    import tenacity
     from papermill.exceptions import PapermillExecutionError
 
-    from workbench.kernel import KERNEL_NAME
+    from workbench.jupyter_kernel import KERNEL_NAME
 
     directory = point_dir(sweep, point)
     if is_finished(directory):
         return {"point_id": point.point_id, "status": "skipped"}
-    for stale in ("results.parquet.tmp", "error.json"):
+    for stale in ("results.parquet", "error.json"):
         (directory / stale).unlink(missing_ok=True)
-    prepare_point(sweep, point)
+    prepare_point(sweep, point, workers=parallel)
     executed = directory / "executed.ipynb"
-    retries = sweep.retries if retries is None else retries
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_not_exception_type(PapermillExecutionError),  # a cell raised: deterministic
+        stop=tenacity.stop_after_attempt((sweep.retries if retries is None else retries) + 1),
+        wait=tenacity.wait_exponential(multiplier=1, max=30),
+        reraise=True,
+    )
     error = None
-    for attempt in range(retries + 1):
-        try:
-            papermill.execute_notebook(
-                str(sweep.notebook),
-                str(executed),
-                parameters=notebook_parameters(sweep, point, directory),
-                kernel_name=KERNEL_NAME,
-                cwd=str(REPO_ROOT),
-                progress_bar=False,
-                execution_timeout=timeout_s or sweep.timeout_s,
-            )
-            error = None
-            break
-        except PapermillExecutionError as exc:  # a cell raised: deterministic, no retry
-            error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
-            break
-        except Exception as exc:  # kernel start/death, timeout: may pass on retry
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            if attempt < retries:
-                time.sleep(min(2**attempt, 30))
+    try:
+        retrying(
+            papermill.execute_notebook,
+            str(NOTEBOOK),
+            str(executed),
+            parameters=notebook_parameters(sweep, point, directory),
+            kernel_name=KERNEL_NAME,
+            cwd=str(REPO_ROOT),
+            progress_bar=False,
+            execution_timeout=timeout_s or sweep.timeout_s,
+        )
+    except PapermillExecutionError as exc:
+        error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
+    except Exception as exc:  # kernel start/death, timeout, after the retries
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     if error is None and is_finished(directory):
         return {"point_id": point.point_id, "status": "done"}
     error = error or "notebook finished without writing results.parquet"
-    atomic_write_text(
-        directory / "error.json",
-        json.dumps({"error": error, "executed_notebook": str(executed), "params": point.params}, indent=2, default=str),
-    )
+    record = {"error": error, "executed_notebook": str(executed), "params": point.params}
+    atomic_write_text(directory / "error.json", json.dumps(record, indent=2, default=str))
     return {"point_id": point.point_id, "status": "failed", "error": error, "executed_notebook": str(executed)}
 
 
@@ -236,7 +252,7 @@ def run_sweep(
     retries: int | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Execute every unfinished point; returns one status dict per point."""
+    """Execute every unfinished point, `workers` at a time (1: timed points never overlap)."""
     from tqdm import tqdm
 
     clean_unfinished(sweep)
@@ -245,18 +261,13 @@ def run_sweep(
     bar = tqdm(
         total=len(sweep.points), initial=len(outcomes), desc=f"sweep {sweep.name}", disable=not progress, unit="point"
     )
-    failed = 0
+    kwargs = {"timeout_s": timeout_s, "retries": retries, "parallel": workers}
 
     def record(outcome):
-        nonlocal failed
         outcomes.append(outcome)
-        failed += outcome["status"] == "failed"
         bar.update(1)
-        bar.set_postfix(
-            done=sum(o["status"] != "failed" for o in outcomes),
-            failed=failed,
-            remaining=len(sweep.points) - len(outcomes),
-        )
+        failed = sum(o["status"] == "failed" for o in outcomes)
+        bar.set_postfix(done=len(outcomes) - failed, failed=failed, remaining=len(sweep.points) - len(outcomes))
 
     if executor == "dask":
         from distributed import Client, LocalCluster, as_completed
@@ -267,55 +278,54 @@ def run_sweep(
             else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         )
         with Client(scheduler or cluster) as client:
-            futures = [
-                client.submit(execute_point, sweep, p, timeout_s=timeout_s, retries=retries, pure=False) for p in todo
-            ]
+            futures = [client.submit(execute_point, sweep, p, pure=False, **kwargs) for p in todo]
             for future in as_completed(futures):
                 record(future.result())
         if cluster is not None:
             cluster.close()
+    elif workers == 1:
+        for point in todo:
+            record(execute_point(sweep, point, **kwargs))
     else:
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        # each point runs in its own kernel process; threads only wait on them
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(execute_point, sweep, p, timeout_s=timeout_s, retries=retries) for p in todo]
-            for future in as_completed(futures):
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # each point runs in its own kernel process
+            for future in as_completed([pool.submit(execute_point, sweep, p, **kwargs) for p in todo]):
                 record(future.result())
     bar.close()
     return outcomes
 
 
-def default_workers() -> int:
-    import os
+def point_meta(directory: Path) -> dict:
+    import yaml
 
-    from workbench import runtime
-
-    return 1 if runtime.backend() in ("metal", "cuda", "gpu") else max(1, os.cpu_count() or 1)
+    return yaml.safe_load((directory / "point.yaml").read_text())
 
 
 def load_sweep_results(name: str):
     """One LazyFrame across a sweep's finished points, with the point parameters as `param_*` columns."""
     import polars as pl
-    import yaml
 
     root = outputs_dir() / "sweeps" / name
     frames = []
-    for parquet in sorted(root.glob("*/results.parquet")):
-        meta = yaml.safe_load((parquet.parent / "point.yaml").read_text())
+    for directory in sorted(p for p in root.glob("*") if p.is_dir()):
+        if not is_finished(directory) or not (directory / "point.yaml").is_file():
+            continue
+        meta = point_meta(directory)
         columns = {
             f"param_{k}": (v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v))
             for k, v in meta["params"].items()
         }
         frames.append(
-            pl.scan_parquet(parquet).with_columns(
+            pl.scan_parquet(directory / "results.parquet").with_columns(
                 pl.lit(meta["point_id"]).alias("point_id"),
                 pl.lit(name).alias("sweep"),
+                pl.lit(meta.get("workers", 1)).alias("workers"),
                 *[pl.lit(v).alias(k) for k, v in columns.items()],
             )
         )
     if not frames:
-        raise FileNotFoundError(f"sweep {name!r} has no finished points under {root}")
+        raise SweepError(f"sweep {name!r} has no finished points under {root}")
     return pl.concat(frames, how="diagonal_relaxed")
 
 
@@ -324,11 +334,75 @@ def list_sweeps() -> list[dict]:
     out = []
     for directory in sorted(p for p in root.glob("*") if p.is_dir()):
         points = [p for p in directory.iterdir() if p.is_dir()]
-        out.append(
-            {
-                "sweep": directory.name,
-                "done": sum(is_finished(p) for p in points),
-                "failed": sum((p / "error.json").exists() and not is_finished(p) for p in points),
-            }
-        )
+        done = sum(is_finished(p) for p in points)
+        failed = sum((p / "error.json").exists() and not is_finished(p) for p in points)
+        out.append({"sweep": directory.name, "done": done, "failed": failed})
     return out
+
+
+def setup_arg_parser() -> tool.Parser:
+    parser = tool.parser("sweep", "expand a sweep file and execute its points with papermill (resumable)")
+    parser.add_argument("params", help="params/<sweep>.yaml")
+    parser.add_argument(
+        "--workers",
+        type=tool.int_at_least(1, 64),
+        default=1,
+        help="points at once (default 1: timed points never overlap; more is recorded and flagged)",
+    )
+    parser.add_argument("--executor", choices=("local", "dask"), default="local")
+    parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    parser.add_argument("--timeout", type=tool.positive_int, help="seconds per notebook cell")
+    parser.add_argument("--retries", type=tool.int_at_least(0, 10))
+    parser.add_argument("--prepare-only", action="store_true", help="write parameterised notebooks, run nothing")
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = setup_arg_parser().parse_args(argv)
+    plan = load_sweep(args.params)
+    summary = {"sweep": plan.name, "points": len(plan.points), "root": str(plan.root), "workers": args.workers}
+    if args.prepare_only:
+        for point in plan.points:
+            print(prepare_point(plan, point, workers=args.workers) / "prepared.ipynb")
+        summary["prepared"] = len(plan.points)
+        tool.print_json(summary) if args.json else tool.print_table(summary)
+        return 0
+    if args.workers > 1:
+        print(
+            f"warning: {args.workers} timed points will run at once and share this machine; "
+            "their speed numbers are flagged in the report",
+            file=sys.stderr,
+        )
+    outcomes = run_sweep(
+        plan,
+        workers=args.workers,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        timeout_s=args.timeout,
+        retries=args.retries,
+    )
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    summary.update(
+        ran=sum(o["status"] == "done" for o in outcomes),
+        skipped=sum(o["status"] == "skipped" for o in outcomes),
+        failed=len(failed),
+    )
+    if args.json:
+        tool.print_json({**summary, "failures": failed})
+    else:
+        tool.print_table(summary)
+        for o in failed:
+            print(f"failed {o['point_id']}: {o['error']} (see {o['executed_notebook']})")
+    return 1 if failed else 0
+
+
+def list_main(argv: list[str] | None = None) -> int:
+    tool.parser("sweeps", "list sweeps with their done/failed point counts").parse_args(argv)
+    for row in list_sweeps():
+        print(f"{row['sweep']:<30} done {row['done']:>4}  failed {row['failed']:>4}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(tool.entry(main))

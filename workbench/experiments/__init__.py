@@ -1,91 +1,151 @@
-"""One module per optimisation; each has a validated config and `run(config) -> polars.DataFrame`.
+"""The registry of experiments, and the one path from params to a finished run.
 
-`summarise(name, frame)` turns an experiment's rows into one summary dict per variant (the
-objects `workbench run ... --json` prints), always including the baseline measured in
-the same run.
+An experiment is a module in this package that defines `Config` (an `ExperimentConfig`
+with a `name`) and `run(config) -> polars.DataFrame`; optionally `summary_extras(frame)`
+(experiment-specific figures per variant) and `chart(summary, frame)`. Modules are found
+by listing the package, so adding an experiment is one new module (plus its params file
+and its test): the CLI, the sweep, the notebook and the tests all read `registry()`.
+
+    config = experiments.build_config("quantise", "params/quantise.yaml", {"model": "nano"})
+    frame, run_dir = experiments.run_and_save(config)
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-import json
-import math
+import pkgutil
+from pathlib import Path
 
 import polars as pl
 
-from workbench import results
+from workbench import results, runtime
+from workbench.errors import ConfigError
+from workbench.experiments.base import ExperimentConfig, validate
 
-MODULES = {
-    "quantise": ("quantise", "QuantiseConfig"),
-    "distill": ("distill", "DistillConfig"),
-    "batching": ("batching", "BatchingConfig"),
-    "speculative": ("speculative", "SpeculativeConfig"),
-    "prompt_cache": ("prompt_cache", "PromptCacheConfig"),
-    "serving": ("serving", "ServingConfig"),
-    "tradeoff": ("tradeoff", "TradeoffConfig"),
-}
-NAMES = tuple(MODULES)
+NOT_EXPERIMENTS = {"base"}
+
+
+@functools.cache
+def registry() -> dict:
+    """name -> module, for every experiment module in this package."""
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name in NOT_EXPERIMENTS or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found[module.Config.name] = module
+    return dict(sorted(found.items()))
+
+
+def names() -> tuple[str, ...]:
+    return tuple(registry())
 
 
 def get(name: str):
-    """(config class, run function) of an experiment."""
-    if name not in MODULES:
-        raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(MODULES)}")
-    module_name, config_name = MODULES[name]
-    module = importlib.import_module(f"workbench.experiments.{module_name}")
-    return getattr(module, config_name), module.run
+    if name not in registry():
+        raise ConfigError(f"unknown experiment {name!r}; choose one of {', '.join(registry())}")
+    return registry()[name]
 
 
-def _clean(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+def build_config(name: str, params_file: str | Path | None = None, overrides: dict | None = None) -> ExperimentConfig:
+    """THE config path: the experiment's defaults < `params_file` < `overrides` (an explicit null is kept)."""
+    from workbench.paths import read_yaml_mapping
+
+    values = dict(read_yaml_mapping(Path(params_file), ConfigError)) if params_file else {}
+    values.update(overrides or {})
+    return validate(get(name).Config, values)
+
+
+def check_models(config: ExperimentConfig) -> None:
+    """Resolve every model the config names and run its model-dependent checks, before anything is measured."""
+    import json
+
+    from workbench import build, derived, models
+
+    for spec in config.model_specs():
+        if derived.is_derived(spec):
+            derived.check(spec)
+            continue
+        target, _ = models.resolve(spec, build_missing=False)
+        if spec != config.model:
+            continue
+        if spec in build.PRESETS:
+            config.check_model(build.get_recipe(spec).model_config())
+        elif isinstance(target, Path):
+            config.check_model(json.loads((target / "config.json").read_text()))
+
+
+def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) -> tuple[pl.DataFrame, Path]:
+    """Check, run and write `params.yaml`, `env.json` (with the machine's load before and after) and the rows."""
+    check_models(config)
+    load_before = runtime.load_average()
+    frame = get(config.name).run(config)
+    env = {**runtime.fingerprint(), "load_before": load_before, "load_after": runtime.load_average()}
+    path = results.write_run(frame, params={"experiment": config.name, **config.to_dict()}, env=env, run_dir=run_dir)
+    return frame, path
 
 
 def summarise(name: str, frame: pl.DataFrame) -> list[dict]:
-    """One dict per variant: speed, quality, the variant's parameters and experiment-specific figures."""
+    """One dict per variant: speed, quality, declared identity, ratios to the baseline, and the experiment's extras."""
+    import json
+
+    from workbench.stats import json_safe
+
     summary = results.summarise_variants(frame)
-    params = frame.group_by("variant", maintain_order=True).agg(pl.col("params_json").first())
-    extra = {v: json.loads(p) for v, p in params.iter_rows()}
+    identity = frame.group_by("variant", maintain_order=True).agg(
+        pl.col("params_json").first(),
+        pl.col("family").drop_nulls().first(),
+        pl.col("changes_json").drop_nulls().first(),
+    )
+    declared = {r["variant"]: r for r in identity.to_dicts()}
+    base = next(iter(summary.filter(variant="baseline").to_dicts()), {})
+    extras = getattr(get(name), "summary_extras", lambda f: {})(frame)
     rows = []
-    base = summary.filter(variant="baseline").to_dicts()
-    base = base[0] if base else {}
     for row in summary.to_dicts():
-        out = {k: _clean(v) for k, v in row.items()}
-        for key, value in extra.get(row["variant"], {}).items():
-            out.setdefault(key, value)
-        if base.get("decode_tps") and out.get("decode_tps"):
-            out["decode_speedup"] = out["decode_tps"] / base["decode_tps"]
-        if base.get("ttft_s") and out.get("ttft_s"):
-            out["ttft_ratio"] = out["ttft_s"] / base["ttft_s"]
-        if base.get("throughput_tps") and out.get("throughput_tps"):
-            out["throughput_ratio"] = out["throughput_tps"] / base["throughput_tps"]
-        rows.append(out)
-    variant_rows = {r["variant"]: r for r in rows}
-    speed = frame.filter(kind="speed")
-    if name == "speculative":
-        from workbench.experiments.speculative import acceptance_table
-
-        table = acceptance_table(frame)
-        for variant, group in table.group_by("variant", maintain_order=True):
-            variant_rows[variant[0]]["acceptance_rate"] = group["acceptance_rate"][0]
-            variant_rows[variant[0]]["acceptance_by_position"] = group["position_acceptance"].to_list()
-    if name == "serving":
-        stats = speed.group_by("variant").agg(
-            pl.col("cache_hit").mean().alias("hit_rate"),
-            pl.col("exact_match").mean().alias("task_accuracy"),
-            pl.col("e2e_s").quantile(0.5).alias("e2e_s_p50"),
-            pl.col("e2e_s").quantile(0.9).alias("e2e_s_p90"),
-            pl.col("e2e_s").quantile(0.99).alias("e2e_s_p99"),
-        )
-        for stat in stats.to_dicts():
-            variant_rows[stat["variant"]].update({k: v for k, v in stat.items() if k != "variant"})
-    if name == "batching":
-        from workbench.experiments.batching import continuous_report
-
-        for variant, group in speed.filter(pl.col("variant").str.starts_with("continuous")).group_by("variant"):
-            p = extra[variant[0]]
-            report = continuous_report(group, slo_ttft_s=p["slo_ttft_s"], slo_e2e_s=p["slo_e2e_s"])
-            variant_rows[variant[0]]["continuous"] = report.to_dicts()
-            variant_rows[variant[0]]["goodput_rps"] = report["goodput_rps"][0]
+        info = declared.get(row["variant"], {})
+        out = {**json.loads(info.get("params_json") or "{}"), **row, "family": info.get("family")}
+        out["changes"] = json.loads(info.get("changes_json") or "{}")
+        for metric, ratio in (
+            ("decode_tps", "decode_speedup"),
+            ("ttft_s", "ttft_ratio"),
+            ("throughput_tps", "throughput_ratio"),
+        ):
+            if base.get(metric) and out.get(metric):
+                out[ratio] = out[metric] / base[metric]
+        out.update(extras.get(row["variant"], {}))
+        rows.append(json_safe(out))
     return rows
+
+
+SUMMARY_COLUMNS = (
+    "variant",
+    "family",
+    "ttft_s",
+    "decode_tps",
+    "throughput_tps",
+    "throughput_ratio",
+    "peak_mem_bytes",
+    "perplexity",
+    "task_accuracy",
+    "kl_mean",
+    "greedy_agreement",
+    "identical_to_baseline",
+)
+
+
+def summary_table(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """The headline columns of `summarise`, as a table."""
+    rows = summarise(name, frame)
+    return pl.DataFrame([{k: r.get(k) for k in SUMMARY_COLUMNS} for r in rows], strict=False)
+
+
+def chart(name: str, frame: pl.DataFrame):
+    """The experiment's own chart, or throughput per variant against the baseline."""
+    from workbench import charts
+
+    module = get(name)
+    summary = pl.DataFrame(summarise(name, frame), strict=False)
+    if hasattr(module, "chart"):
+        return module.chart(summary, frame)
+    return charts.variant_bars(summary, "throughput_tps", "Generated tokens per second")

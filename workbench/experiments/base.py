@@ -1,186 +1,238 @@
-"""What every experiment shares: a self-validating config and "measure this variant".
+"""What every experiment shares: a validated config, declared variants, and interleaved measurement.
 
-A config is a dataclass whose fields map 1:1 onto `params/<experiment>.yaml`; unknown
-keys and impossible values raise `ConfigError` naming the field. `measure_variant` runs
-the same speed workload and the same quality checks on any variant, so each experiment's
-rows differ only in what the experiment changes.
+- A config is a pydantic model whose fields map 1:1 onto `params/<experiment>.yaml`
+  (`extra="forbid"`, strict types, bounds); errors name `experiment.field`.
+- A `Variant` says what it is: its family, the knobs it changes, whether it is meant to
+  be lossless, and which quality metrics are measured on it. Analysis reads this and never
+  guesses from a name.
+- `measure_speed` times the baseline and every variant in interleaved rounds (A B C A B C,
+  each arm with its own warm-up), so drift and neighbours hit all of them alike, and the
+  baseline's rounds give the run's A/A noise floor.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass
-from pathlib import Path
+import json
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workbench import bench, models
+from workbench import measure, models, results, runtime, workloads
+from workbench.errors import ConfigError
 
-
-class ConfigError(ValueError):
-    """An impossible or unknown config value; the message names `experiment.field`."""
-
-
-def _check_type(name: str, value, annotation) -> None:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if not any(_matches(value, a) for a in typing.get_args(annotation)):
-            raise ConfigError(f"{name}: expected {annotation}, got {value!r}")
-    elif not _matches(value, annotation):
-        raise ConfigError(f"{name}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+QUALITY_METRICS = ("perplexity", "task", "fidelity")
 
 
-def _matches(value, annotation) -> bool:
-    if annotation is type(None):
-        return value is None
-    origin = typing.get_origin(annotation) or annotation
-    if origin is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if origin is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin in (list, tuple):
-        args = typing.get_args(annotation)
-        return isinstance(value, (list, tuple)) and (not args or all(_matches(v, args[0]) for v in value))
-    if origin is dict:
-        return isinstance(value, dict)
-    return isinstance(value, origin)
+class ExperimentConfig(BaseModel):
+    """Fields every experiment has: the model under test, its dtype, and the shared workload."""
 
-
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """Fields every experiment has: the model under test and the shared measurement workload."""
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     model: str = "default"
-    prompt_tokens: int = 128
-    gen_tokens: int = 32
-    requests: int = 4
-    trials: int = 2
-    warmup: int = 1
-    perplexity_sequence_length: int = 128
-    perplexity_chunks: int = 32
-    task_count: int = 50
-    fidelity_count: int = 8
-    seed: int = 0
+    dtype: str = Field("auto", pattern="^(auto|float32|bfloat16|float16)$")
+    prompt_tokens: int = Field(128, ge=1, le=32768)
+    gen_tokens: int = Field(32, ge=1, le=8192)
+    requests: int = Field(4, ge=1, le=4096)
+    trials: int = Field(2, ge=1, le=100)
+    rounds: int = Field(2, ge=2, le=20)
+    warmup: int = Field(1, ge=0, le=10)
+    perplexity_sequence_length: int = Field(128, ge=2, le=32768)
+    perplexity_chunks: int = Field(32, ge=0, le=100_000)
+    task_count: int = Field(50, ge=0, le=100_000)
+    fidelity_count: int = Field(8, ge=0, le=10_000)
+    seed: int = Field(0, ge=0)
 
-    name: typing.ClassVar[str] = "experiment"
+    name: ClassVar[str] = "experiment"
 
-    def __post_init__(self):
-        hints = typing.get_type_hints(type(self))
-        for field in dataclasses.fields(self):
-            _check_type(f"{self.name}.{field.name}", getattr(self, field.name), hints[field.name])
-        for key in ("prompt_tokens", "gen_tokens", "requests", "trials", "perplexity_sequence_length"):
-            self.require(getattr(self, key) >= 1, key, "must be >= 1")
-        for key in ("warmup", "perplexity_chunks", "task_count", "fidelity_count"):
-            self.require(getattr(self, key) >= 0, key, "must be >= 0")
-        self.require(self.perplexity_sequence_length >= 2, "perplexity_sequence_length", "must be >= 2")
-        self.validate()
+    @model_validator(mode="after")
+    def _run_checks(self):
+        self.check()
+        return self
 
-    def validate(self) -> None:
-        """Experiment-specific checks; raise through `require`."""
+    def check(self) -> None:
+        """Experiment-specific checks across fields; raise through `require`."""
 
     def model_specs(self) -> list[str]:
-        """Every model this config will load, checked before anything runs."""
+        """Every model this config will load, resolved before anything runs."""
         return [self.model]
+
+    def check_model(self, model_config: dict) -> None:
+        """Checks that need the model's config.json (head_dim, vocabulary); run before anything is measured."""
 
     def require(self, ok: bool, key: str, problem: str) -> None:
         if not ok:
-            raise ConfigError(f"{self.name}.{key}: {problem} (got {getattr(self, key)!r})")
-
-    @classmethod
-    def from_dict(cls, values: dict, **overrides):
-        values = {**(values or {}), **{k: v for k, v in overrides.items() if v is not None}}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{cls.name}.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
-        converted = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-        return cls(**converted)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides):
-        from workbench.paths import read_yaml_mapping
-
-        return cls.from_dict(read_yaml_mapping(Path(path), ConfigError), **overrides)
+            raise ConfigError(f"{self.name}.{key}: {problem} (got {short_repr(getattr(self, key))})")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
 
-GENERATED_SPECS = ("distilled", "quantised:")
+def short_repr(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def is_generated(spec: str) -> bool:
-    """Specs that name a model derived from the model under test rather than a model on disk."""
-    return spec == "distilled" or spec.startswith("quantised:")
+def validate(cls: type[ExperimentConfig], values: dict) -> ExperimentConfig:
+    """Build a config; pydantic's errors become one `ConfigError` naming `experiment.field`."""
+    try:
+        return cls.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "config"
+        raise ConfigError(f"{cls.name}.{where}: {error['msg']} (got {short_repr(error.get('input'))})") from None
 
 
-def load_spec(spec: str, target: models.LoadedModel, model_spec: str) -> models.LoadedModel:
-    """Load a model spec; `quantised:BITS` is a quantised copy of the model under test, `distilled` the KD
-    student that `params/distill.yaml`'s defaults train from it (both cached after the first time)."""
-    if spec.startswith("quantised:"):
-        bits = spec.split(":", 1)[1]
-        if not bits.isdigit():
-            raise ConfigError(f"model spec {spec!r}: expected quantised:BITS")
-        return models.load(str(models.quantised(model_spec, bits=int(bits))))
-    if spec == "distilled":
-        from workbench.experiments.distill import DistillConfig, train_student
+@dataclass(frozen=True)
+class Variant:
+    """What a measured configuration is, declared by the experiment that makes it."""
 
-        config = DistillConfig(model=model_spec)
-        return models.load(str(train_student(target, config, alpha=config.alpha)))
-    if spec == model_spec:
-        return target
-    return models.load(spec)
+    name: str
+    family: str = "baseline"
+    changes: dict = field(default_factory=dict)
+    lossless: bool = False
+    quality: tuple = ()
+
+    def identity(self, **extra) -> dict:
+        return {
+            "variant": self.name,
+            "family": self.family,
+            "changes_json": json.dumps(self.changes, sort_keys=True, default=str),
+            "lossless": self.lossless,
+            "quality_measured": ",".join(q for q in QUALITY_METRICS if q in self.quality),
+            **extra,
+        }
 
 
-def measure_variant(
+BASELINE = Variant("baseline", quality=QUALITY_METRICS)
+
+
+@dataclass
+class Arm:
+    """One variant as timed: the model it runs, how requests are batched, what goes to mlx-lm."""
+
+    variant: Variant
+    loaded: models.LoadedModel
+    batch_size: int = 1
+    generate_kwargs: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    quality_kwargs: dict = field(default_factory=dict)
+
+
+def model_identity(loaded: models.LoadedModel, workload: workloads.Workload) -> dict:
+    return {
+        "model_id": loaded.model_id,
+        "model_hash": loaded.model_hash,
+        "backend": runtime.backend(),
+        "blas": runtime.active_blas(),
+        "dtype": getattr(loaded, "dtype", None),
+        "workload": workload.name,
+        "workload_hash": workload.hash,
+    }
+
+
+def speed_workload(config: ExperimentConfig, loaded: models.LoadedModel) -> workloads.Workload:
+    return workloads.synthetic(
+        prompt_tokens=config.prompt_tokens,
+        count=config.requests,
+        vocab_size=models.vocab_size(loaded),
+        seed=config.seed,
+    )
+
+
+def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> pl.DataFrame:
+    """Every arm on the same prompts, in `config.rounds` interleaved rounds of `config.trials` trials each."""
+    workload = speed_workload(config, arms[0].loaded)
+    prompts = workload.token_prompts(arms[0].loaded.tokenizer)
+    rows = {id(arm): [] for arm in arms}
+    for round_index in range(config.rounds):
+        for arm in arms:
+            records = measure.measure_generation(
+                arm.loaded.model,
+                arm.loaded.tokenizer,
+                prompts,
+                gen_tokens=config.gen_tokens,
+                trials=config.trials,
+                warmup=config.warmup,
+                batch_size=arm.batch_size,
+                round_index=round_index,
+                **arm.generate_kwargs,
+            )
+            rows[id(arm)].extend(records)
+    frames = []
+    for arm in arms:
+        params = {"batch_size": arm.batch_size, **arm.params}
+        identity = arm.variant.identity(run_id=run_id, experiment=config.name, params_json=params)
+        load = {"kind": "speed", "load_s": arm.loaded.load_s}
+        frames.append(
+            results.to_frame(
+                [{**r.to_row(), **load} for r in rows[id(arm)]], **identity, **model_identity(arm.loaded, workload)
+            )
+        )
+    return pl.concat(frames, how="vertical")
+
+
+def measure_quality(
     loaded: models.LoadedModel,
+    variant: Variant,
     config: ExperimentConfig,
     *,
-    variant: str,
     run_id: str,
-    params: dict | None = None,
     baseline: models.LoadedModel | None = None,
-    generate_kwargs: dict | None = None,
-    batch_size: int = 1,
-    speed: bool = True,
-    quality: bool = True,
-) -> pl.DataFrame:
-    """Speed rows on the shared synthetic workload and quality rows (perplexity, task, fidelity to `baseline`)."""
-    frames = []
-    params = {"variant": variant, **(params or {})}
-    if speed:
-        frame, _ = bench.run_bench(
-            loaded,
-            prompt_tokens=config.prompt_tokens,
-            gen_tokens=config.gen_tokens,
-            batch_size=batch_size,
-            trials=config.trials,
-            warmup=config.warmup,
-            requests=config.requests,
-            seed=config.seed,
+    params: dict | None = None,
+    **quality_kwargs,
+) -> pl.DataFrame | None:
+    """Perplexity, task accuracy and fidelity to `baseline`, as the variant declares; None if nothing to do."""
+    from workbench import bench
+
+    wants = set(variant.quality)
+    text = "stdlib" if "perplexity" in wants and config.perplexity_chunks else None
+    task = "facts" if "task" in wants and config.task_count else None
+    fidelity = baseline if "fidelity" in wants and baseline is not None and config.fidelity_count else None
+    if not (text or task or fidelity):
+        return None
+    frame, _ = bench.run_eval(
+        loaded,
+        text=text,
+        sequence_length=config.perplexity_sequence_length,
+        max_chunks=config.perplexity_chunks or None,
+        task=task,
+        task_count=config.task_count,
+        baseline=fidelity,
+        fidelity_count=config.fidelity_count,
+        run_id=run_id,
+        variant=variant.name,
+        experiment=config.name,
+        params=params or {},
+        **quality_kwargs,
+    )
+    measured = [q for q, asked in zip(QUALITY_METRICS, (text, task, fidelity)) if asked is not None]
+    identity = variant.identity()
+    return frame.with_columns(
+        pl.lit(identity["family"]).alias("family"),
+        pl.lit(identity["changes_json"]).alias("changes_json"),
+        pl.lit(identity["lossless"]).alias("lossless"),
+        pl.lit(",".join(measured)).alias("quality_measured"),
+        pl.lit(getattr(loaded, "dtype", None), dtype=pl.String).alias("dtype"),
+    )
+
+
+def measure_arms(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> pl.DataFrame:
+    """Speed of every arm in interleaved rounds, then the quality each variant declares (the first arm is the
+    baseline: fidelity is measured against it)."""
+    frames = [measure_speed(arms, config, run_id=run_id)]
+    baseline = arms[0].loaded
+    for arm in arms:
+        frame = measure_quality(
+            arm.loaded,
+            arm.variant,
+            config,
             run_id=run_id,
-            variant=variant,
-            experiment=config.name,
-            params=params,
-            generate_kwargs=generate_kwargs,
+            baseline=None if arm is arms[0] else baseline,
+            params={"batch_size": arm.batch_size, **arm.params},
+            **arm.quality_kwargs,
         )
-        frames.append(frame)
-    if quality and (config.perplexity_chunks or config.task_count or (baseline and config.fidelity_count)):
-        frame, _ = bench.run_eval(
-            loaded,
-            text="stdlib" if config.perplexity_chunks else None,
-            sequence_length=config.perplexity_sequence_length,
-            max_chunks=config.perplexity_chunks or None,
-            task="facts" if config.task_count else None,
-            task_count=config.task_count,
-            baseline=baseline if baseline is not None and config.fidelity_count else None,
-            fidelity_count=config.fidelity_count,
-            run_id=run_id,
-            variant=variant,
-            experiment=config.name,
-            params=params,
-        )
-        frames.append(frame)
-    return pl.concat(frames, how="vertical")
+        if frame is not None:
+            frames.append(frame)
+    return pl.concat(frames, how="diagonal_relaxed")

@@ -12,76 +12,57 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import polars as pl
+from pydantic import Field
 
-from workbench import bench, models, results, runtime, scheduler, workloads
-from workbench.experiments.base import ExperimentConfig
+from workbench import models, results, scheduler, stats, workloads
+from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms, model_identity
 
 
-@dataclass(frozen=True)
-class BatchingConfig(ExperimentConfig):
-    batch_sizes: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
-    requests: int = 32
+class Config(ExperimentConfig):
+    name: ClassVar[str] = "batching"
+
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32], min_length=1, max_length=32)
+    requests: int = Field(32, ge=1, le=4096)
     continuous: bool = True
-    arrival: str = "poisson"  # or "concurrency"
-    arrival_rate_rps: float = 8.0
-    concurrency: int = 8
-    continuous_requests: int = 48
-    initial_batch: int = 4
-    max_batch: int = 32
+    arrival: Literal["poisson", "concurrency"] = "poisson"
+    arrival_rate_rps: float = Field(8.0, gt=0)
+    concurrency: int = Field(8, ge=1, le=1024)
+    continuous_requests: int = Field(48, ge=1, le=100_000)
+    initial_batch: int = Field(4, ge=1)
+    max_batch: int = Field(32, ge=1, le=1024)
     adaptive: bool = True
     memory_limit_bytes: int | None = None
-    urgent_fraction: float = 0.2
-    slo_ttft_s: float = 1.0
-    slo_e2e_s: float = 10.0
+    urgent_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    slo_ttft_s: float = Field(1.0, gt=0)
+    slo_e2e_s: float = Field(10.0, gt=0)
 
-    name = "batching"
-
-    def validate(self):
-        self.require(
-            len(self.batch_sizes) > 0 and all(isinstance(b, int) and b >= 1 for b in self.batch_sizes),
-            "batch_sizes",
-            "must be a non-empty list of integers >= 1",
-        )
-        self.require(self.arrival in ("poisson", "concurrency"), "arrival", "must be 'poisson' or 'concurrency'")
-        self.require(self.arrival_rate_rps > 0, "arrival_rate_rps", "must be > 0")
-        self.require(self.concurrency >= 1, "concurrency", "must be >= 1")
-        self.require(self.continuous_requests >= 1, "continuous_requests", "must be >= 1")
-        self.require(1 <= self.initial_batch <= self.max_batch, "initial_batch", "must be in [1, max_batch]")
-        self.require(0.0 <= self.urgent_fraction <= 1.0, "urgent_fraction", "must be in [0, 1]")
-        self.require(self.slo_ttft_s > 0, "slo_ttft_s", "must be > 0")
-        self.require(self.slo_e2e_s > 0, "slo_e2e_s", "must be > 0")
+    def check(self):
+        self.require(all(1 <= b <= 1024 for b in self.batch_sizes), "batch_sizes", "entries must be in [1, 1024]")
+        self.require(self.initial_batch <= self.max_batch, "initial_batch", "must be <= max_batch")
 
 
-def run(config: BatchingConfig) -> pl.DataFrame:
+def batch_variant(size: int) -> Variant:
+    """Batched requests are meant to give the unbatched tokens; quality is inherited only if verified identical."""
+    return Variant(f"batch{size}", family="batching", changes={"batch_size": size}, lossless=True)
+
+
+def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("batching")
     loaded = models.load(config.model)
-    frames = []
-    for b in sorted(set(config.batch_sizes)):
-        frame, _ = bench.run_bench(
-            loaded,
-            prompt_tokens=config.prompt_tokens,
-            gen_tokens=config.gen_tokens,
-            batch_size=b,
-            trials=config.trials,
-            warmup=config.warmup,
-            requests=config.requests,
-            seed=config.seed,
-            run_id=run_id,
-            variant="baseline" if b == 1 else f"batch{b}",
-            experiment=config.name,
-            params={"mode": "static", "batch_size": b},
-        )
-        frames.append(frame)
+    arms = [Arm(BASELINE, loaded, params={"mode": "static"})]
+    for size in sorted(set(config.batch_sizes) - {1}):
+        arms.append(Arm(batch_variant(size), loaded, batch_size=size, params={"mode": "static"}))
+    frames = [measure_arms(arms, config, run_id=run_id)]
     if config.continuous:
         frames.append(run_continuous(loaded, config, run_id))
-    return pl.concat(frames, how="vertical")
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
-def run_continuous(loaded: models.LoadedModel, config: BatchingConfig, run_id: str) -> pl.DataFrame:
-    vocab = loaded.config["vocab_size"]
+def run_continuous(loaded: models.LoadedModel, config: Config, run_id: str) -> pl.DataFrame:
+    vocab = models.vocab_size(loaded)
     workload = workloads.synthetic(
         prompt_tokens=config.prompt_tokens, count=config.continuous_requests, vocab_size=vocab, seed=config.seed + 1
     )
@@ -106,7 +87,7 @@ def run_continuous(loaded: models.LoadedModel, config: BatchingConfig, run_id: s
         memory_limit_bytes=config.memory_limit_bytes,
     )
     for row in rows:
-        row.update(kind="speed", trial=0, window_s=facts["wall_s"], batch_size=facts["max_active"])
+        row.update(kind="speed", round=0, trial=0, window_s=facts["wall_s"], batch_size=facts["max_active"])
     params = {
         "mode": "continuous",
         "arrival": config.arrival,
@@ -120,25 +101,16 @@ def run_continuous(loaded: models.LoadedModel, config: BatchingConfig, run_id: s
         "slo_ttft_s": config.slo_ttft_s,
         "slo_e2e_s": config.slo_e2e_s,
     }
-    variant = f"continuous-{config.arrival}"
-    return results.to_frame(
-        rows,
-        run_id=run_id,
-        experiment=config.name,
-        variant=variant,
-        model_id=loaded.model_id,
-        model_hash=loaded.model_hash,
-        backend=runtime.backend(),
-        blas=runtime.active_blas(),
-        workload=workload.name,
-        workload_hash=workload.hash,
-        params_json=params,
+    variant = Variant(
+        f"continuous-{config.arrival}", family="batching", changes={"mode": "continuous", **params}, lossless=True
     )
+    identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
+    return results.to_frame(rows, **identity, **model_identity(loaded, workload))
 
 
 def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: float) -> pl.DataFrame:
     """TTFT/ITL/E2E percentiles overall and per priority, throughput and goodput under the SLOs."""
-    df = frame.filter(pl.col("variant").str.starts_with("continuous"))
+    df = frame.filter(pl.col("changes_json").str.contains('"mode": "continuous"'))
     if df.is_empty():
         return df
     wall = df["window_s"][0]
@@ -148,12 +120,12 @@ def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: floa
         return group.agg(
             pl.len().alias("requests"),
             *[
-                pl.col(c).quantile(q).alias(f"{c}_p{int(q * 100)}")
+                stats.quantile_expr(c, q).alias(f"{c}_p{int(q * 100)}")
                 for c in ("ttft_s", "e2e_s")
                 for q in (0.5, 0.9, 0.99)
             ],
-            pl.col("itl_s").explode().quantile(0.5).alias("itl_s_p50"),
-            pl.col("itl_s").explode().quantile(0.99).alias("itl_s_p99"),
+            pl.col("itl_s").explode().quantile(0.5, interpolation="linear").alias("itl_s_p50"),
+            pl.col("itl_s").explode().quantile(0.99, interpolation="linear").alias("itl_s_p99"),
             (pl.col("generated_tokens").sum() / wall).alias("throughput_tps"),
             (pl.len() / wall).alias("throughput_rps"),
             (met.sum() / wall).alias("goodput_rps"),
@@ -167,3 +139,26 @@ def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: floa
         ).group_by("class")
     )
     return pl.concat([overall, per_class.sort("class")])
+
+
+def summary_extras(frame: pl.DataFrame) -> dict:
+    """Continuous batching: percentiles per priority class and goodput under the SLOs."""
+    import json
+
+    out = {}
+    continuous = frame.filter((pl.col("kind") == "speed") & pl.col("changes_json").str.contains('"mode": "continuous"'))
+    for (variant,), group in continuous.group_by("variant"):
+        params = json.loads(group["params_json"][0])
+        report = continuous_report(group, slo_ttft_s=params["slo_ttft_s"], slo_e2e_s=params["slo_e2e_s"])
+        out[variant] = {"continuous": report.to_dicts(), "goodput_rps": report["goodput_rps"][0]}
+    return out
+
+
+def chart(summary: pl.DataFrame, frame: pl.DataFrame):
+    from workbench import charts
+
+    data = summary.with_columns(
+        pl.format('{{"batch_size": {}}}', pl.col("batch_size").fill_null(1)).alias("params"),
+        pl.col("family").fill_null("baseline"),
+    )
+    return charts.batch_scaling(data)

@@ -12,27 +12,28 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from typing import ClassVar
 
 import polars as pl
+from pydantic import Field
 
-from workbench import corpus, measure, models, results, runtime, workloads
-from workbench.experiments.base import ExperimentConfig
-
-
-@dataclass(frozen=True)
-class PromptCacheConfig(ExperimentConfig):
-    prefix_tokens: int = 512
-    requests: int = 8
-    gen_tokens: int = 16
-
-    name = "prompt_cache"
-
-    def validate(self):
-        self.require(self.prefix_tokens >= 8, "prefix_tokens", "must be >= 8")
+from workbench import corpus, measure, models, results, workloads
+from workbench.experiments.base import ExperimentConfig, Variant, model_identity
 
 
-def build_workload(tokenizer, config: PromptCacheConfig) -> tuple[list[int], list[list[int]], workloads.Workload]:
+class Config(ExperimentConfig):
+    name: ClassVar[str] = "prompt_cache"
+
+    prefix_tokens: int = Field(512, ge=8, le=32768)
+    requests: int = Field(8, ge=1, le=4096)
+    gen_tokens: int = Field(16, ge=1, le=8192)
+
+
+BASELINE = Variant("baseline")  # quality is not measured here: caching the prefix keeps the weights
+CACHED = Variant("cached", family="prompt-cache", changes={"prompt_cache": "shared prefix"}, lossless=True)
+
+
+def build_workload(tokenizer, config: Config) -> tuple[list[int], list[list[int]], workloads.Workload]:
     """Prefix tokens (preamble text + a context of facts, exactly `prefix_tokens` long) and question suffixes."""
     shared = workloads.shared_prefix(num_facts=30, count=config.requests, seed=config.seed)
     context = shared.params["prefix"]
@@ -49,18 +50,7 @@ def build_workload(tokenizer, config: PromptCacheConfig) -> tuple[list[int], lis
     return prefix, suffixes, workload
 
 
-def _generate(model, tokenizer, tokens, gen_tokens, t0, **kwargs):
-    import mlx.core as mx
-    from mlx_lm import stream_generate
-
-    times, out = [], []
-    for r in stream_generate(model, tokenizer, mx.array(tokens), max_tokens=gen_tokens, **kwargs):
-        times.append(time.perf_counter())
-        out.append(r.token)
-    return times, out
-
-
-def run(config: PromptCacheConfig) -> pl.DataFrame:
+def run(config: Config) -> pl.DataFrame:
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
 
@@ -76,56 +66,47 @@ def run(config: PromptCacheConfig) -> pl.DataFrame:
     build_s = time.perf_counter() - build_start
     cache_bytes = sum(c.nbytes for c in cache)
 
-    rows = []
+    def request(variant: Variant, suffix: list[int]) -> measure.Timeline:
+        if variant is BASELINE:
+            return measure.stream_timed(model, tokenizer, prefix + suffix, config.gen_tokens)
+        # the copy of the prefix cache is inside the timed TTFT
+        t0 = time.perf_counter()
+        timeline = measure.stream_timed(model, tokenizer, suffix, config.gen_tokens, prompt_cache=copy.deepcopy(cache))
+        timeline.t0, timeline.prompt_tokens = t0, len(prefix) + len(suffix)
+        return timeline
+
+    rows = {BASELINE.name: [], CACHED.name: []}
     with measure.eos_disabled(tokenizer):
         for _ in range(config.warmup):
-            _generate(model, tokenizer, prefix + suffixes[0], config.gen_tokens, time.perf_counter())
-            _generate(
-                model, tokenizer, suffixes[0], config.gen_tokens, time.perf_counter(), prompt_cache=copy.deepcopy(cache)
-            )
-        for trial in range(config.trials):
-            for i, suffix in enumerate(suffixes):
-                for variant in ("baseline", "cached"):
-                    mx.reset_peak_memory()
-                    t0 = time.perf_counter()
-                    if variant == "baseline":
-                        times, out = _generate(model, tokenizer, prefix + suffix, config.gen_tokens, t0)
-                    else:
-                        times, out = _generate(
-                            model, tokenizer, suffix, config.gen_tokens, t0, prompt_cache=copy.deepcopy(cache)
+            for variant in (BASELINE, CACHED):
+                request(variant, suffixes[0])
+        for round_index in range(config.rounds):
+            for trial in range(config.trials):
+                for i, suffix in enumerate(suffixes):
+                    for variant in (BASELINE, CACHED):
+                        mx.reset_peak_memory()
+                        timeline = request(variant, suffix)
+                        rows[variant.name].append(
+                            {
+                                **timeline.metrics(),
+                                "kind": "speed",
+                                "round": round_index,
+                                "trial": trial,
+                                "request_index": i,
+                                "batch_size": 1,
+                                "window_s": timeline.token_times[-1] - timeline.t0,
+                                "output_tokens": timeline.tokens,
+                                "peak_mem_bytes": mx.get_peak_memory(),
+                            }
                         )
-                    row = measure.request_metrics(t0, times, len(prefix) + len(suffix))
-                    row.update(
-                        kind="speed",
-                        variant=variant,
-                        trial=trial,
-                        request_index=i,
-                        batch_size=1,
-                        window_s=times[-1] - t0,
-                        output_tokens=out,
-                        peak_mem_bytes=mx.get_peak_memory(),
-                    )
-                    rows.append(row)
     frames = []
-    for variant in ("baseline", "cached"):
+    for variant in (BASELINE, CACHED):
+        cached = variant is CACHED
         params = {
             "prefix_tokens": len(prefix),
-            "cache_bytes": cache_bytes if variant == "cached" else 0,
-            "cache_build_s": build_s if variant == "cached" else 0.0,
+            "cache_bytes": cache_bytes if cached else 0,
+            "cache_build_s": build_s if cached else 0.0,
         }
-        frames.append(
-            results.to_frame(
-                [{k: v for k, v in r.items() if k != "variant"} for r in rows if r["variant"] == variant],
-                run_id=run_id,
-                experiment=config.name,
-                variant=variant,
-                model_id=loaded.model_id,
-                model_hash=loaded.model_hash,
-                backend=runtime.backend(),
-                blas=runtime.active_blas(),
-                workload=workload.name,
-                workload_hash=workload.hash,
-                params_json=params,
-            )
-        )
+        identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
+        frames.append(results.to_frame(rows[variant.name], **identity, **model_identity(loaded, workload)))
     return pl.concat(frames, how="vertical")

@@ -18,44 +18,53 @@ import random
 import sys
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from typing import ClassVar
 
 import polars as pl
+from pydantic import Field
 
-from workbench import models, quality, results, runtime, tasks, workloads
-from workbench.experiments.base import ExperimentConfig, is_generated, load_spec
+from workbench import derived, measure, models, quality, results, tasks, workloads
+from workbench.experiments.base import ExperimentConfig, Variant, model_identity
+
+TIERS = ("fast", "balanced", "complex")
 
 
-@dataclass(frozen=True)
-class ServingConfig(ExperimentConfig):
-    unique_queries: int = 24
-    requests: int = 96
-    zipf_s: float = 1.1
-    gen_tokens: int = 6
-    cache_entries: int = 1024
+class Config(ExperimentConfig):
+    name: ClassVar[str] = "serving"
+
+    unique_queries: int = Field(24, ge=1, le=100_000)
+    requests: int = Field(96, ge=1, le=100_000)
+    zipf_s: float = Field(1.1, gt=0)
+    gen_tokens: int = Field(6, ge=1, le=8192)
+    cache_entries: int = Field(1024, ge=1)
     redis_url: str | None = None
-    tiers: dict = field(default_factory=lambda: {"fast": "distilled", "balanced": "quantised:8", "complex": "default"})
-    tier_thresholds: list = field(default_factory=lambda: [60, 90])
-    tiering_requests: int = 48
-
-    name = "serving"
+    tiers: dict[str, str] = Field(
+        default_factory=lambda: {"fast": "distilled", "balanced": "quantised:8", "complex": "default"}
+    )
+    tier_thresholds: list[int] = Field(default_factory=lambda: [60, 90], min_length=2, max_length=2)
+    tiering_requests: int = Field(48, ge=0, le=100_000)
 
     def model_specs(self) -> list[str]:
-        return [self.model, *(spec for spec in self.tiers.values() if not is_generated(spec))]
+        return [self.model, *self.tiers.values()]
 
-    def validate(self):
-        self.require(self.unique_queries >= 1, "unique_queries", "must be >= 1")
-        self.require(self.zipf_s > 0, "zipf_s", "must be > 0")
-        self.require(self.cache_entries >= 1, "cache_entries", "must be >= 1")
+    def check(self):
+        self.require(set(self.tiers) == set(TIERS), "tiers", "must name exactly fast, balanced and complex")
         self.require(
-            set(self.tiers) == {"fast", "balanced", "complex"}, "tiers", "must name exactly fast, balanced and complex"
-        )
-        self.require(
-            len(self.tier_thresholds) == 2 and self.tier_thresholds[0] <= self.tier_thresholds[1],
+            self.tier_thresholds[0] <= self.tier_thresholds[1],
             "tier_thresholds",
             "must be two ascending prompt lengths in tokens",
         )
-        self.require(self.tiering_requests >= 0, "tiering_requests", "must be >= 0")
+
+
+NO_CACHE = Variant("baseline", quality=("task",))
+RESPONSE_CACHE = Variant(
+    "response-cache",
+    family="response-cache",
+    changes={"response_cache": "exact match"},
+    lossless=True,
+    quality=("task",),
+)
+ALL_COMPLEX = Variant("all-complex", quality=("task",))
 
 
 class LRUCache:
@@ -107,46 +116,30 @@ def zipf_stream(unique: int, count: int, s: float, seed: int) -> list[int]:
 
 
 def _answer(loaded, prompt: str, gen_tokens: int) -> tuple[str, float, float]:
-    import mlx.core as mx
-    from mlx_lm import stream_generate
-
-    t0 = time.perf_counter()
-    first, text = None, ""
-    for r in stream_generate(
-        loaded.model, loaded.tokenizer, mx.array(loaded.tokenizer.encode(prompt)), max_tokens=gen_tokens
-    ):
-        first = first or time.perf_counter()
-        text += r.text
-    end = time.perf_counter()
-    return tasks.extract_answer(text), (first or end) - t0, end - t0
+    timeline = measure.stream_timed(loaded.model, loaded.tokenizer, loaded.tokenizer.encode(prompt), gen_tokens)
+    end = timeline.token_times[-1] if timeline.token_times else timeline.t0
+    first = timeline.token_times[0] if timeline.token_times else end
+    return tasks.extract_answer(timeline.text), first - timeline.t0, end - timeline.t0
 
 
-def run(config: ServingConfig) -> pl.DataFrame:
+def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("serving")
     loaded = models.load(config.model)
     frames = [response_cache_rows(loaded, config, run_id)]
     if config.tiering_requests:
         frames.append(tiering_rows(loaded, config, run_id))
-    return pl.concat(frames, how="vertical")
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
-def _frame(rows, loaded, config, run_id, variant, workload, params):
-    return results.to_frame(
-        rows,
-        run_id=run_id,
-        experiment=config.name,
-        variant=variant,
-        model_id=loaded.model_id,
-        model_hash=loaded.model_hash,
-        backend=runtime.backend(),
-        blas=runtime.active_blas(),
-        workload=workload.name,
-        workload_hash=workload.hash,
-        params_json=params,
-    )
+def _frame(rows, loaded, config, run_id, variant: Variant, workload, params):
+    """Speed rows, plus each answer as a `task` row so task accuracy is measured per variant."""
+    task_keys = ("round", "request_index", "prediction", "reference", "exact_match", "tier")
+    task_rows = [{"kind": "task", **{k: r.get(k) for k in task_keys}} for r in rows if r["round"] == 0]
+    identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
+    return results.to_frame(rows + task_rows, **identity, **model_identity(loaded, workload))
 
 
-def response_cache_rows(loaded, config: ServingConfig, run_id: str) -> pl.DataFrame:
+def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:
     pool = workloads.task(count=config.unique_queries, seed=config.seed + 7)
     order = zipf_stream(config.unique_queries, config.requests, config.zipf_s, config.seed)
     workload = workloads.Workload(
@@ -155,44 +148,57 @@ def response_cache_rows(loaded, config: ServingConfig, run_id: str) -> pl.DataFr
         tuple(pool.references[i] for i in order),
         params={"pool": pool.hash, "zipf_s": config.zipf_s, "seed": config.seed},
     )
-    cache = RedisCache(config.redis_url, run_id) if config.redis_url else LRUCache(config.cache_entries)
-    frames = []
-    for variant in ("baseline", "response-cache"):
-        rows, start = [], time.perf_counter()
+    rows = {NO_CACHE.name: [], RESPONSE_CACHE.name: []}
+    cache_bytes = 0
+    for round_index in range(config.rounds):
+        # a fresh cache per round, so each round starts cold; variants alternate within the round
+        cache = (
+            RedisCache(config.redis_url, f"{run_id}-{round_index}")
+            if config.redis_url
+            else LRUCache(config.cache_entries)
+        )
+        window = {NO_CACHE.name: 0.0, RESPONSE_CACHE.name: 0.0}
+        start_rows = {k: len(v) for k, v in rows.items()}
         for i, (prompt, reference) in enumerate(zip(workload.prompts, workload.references)):
-            key = hashlib.sha256(f"{loaded.model_hash}|{config.gen_tokens}|{prompt}".encode()).hexdigest()
-            t0 = time.perf_counter()
-            hit = cache.get(key) if variant != "baseline" else None
-            if hit is not None:
-                answer, ttft = hit, time.perf_counter() - t0
-                e2e = ttft
-            else:
-                answer, ttft, e2e = _answer(loaded, prompt, config.gen_tokens)
-                if variant != "baseline":
-                    cache.set(key, answer)
-            rows.append(
-                {
-                    "kind": "speed",
-                    "trial": 0,
-                    "request_index": i,
-                    "ttft_s": ttft,
-                    "e2e_s": e2e,
-                    "cache_hit": hit is not None,
-                    "prediction": answer,
-                    "reference": reference,
-                    "exact_match": quality.exact_match(answer, reference),
-                }
-            )
-        window = time.perf_counter() - start
-        for r in rows:
-            r["window_s"] = window
+            for variant in (NO_CACHE, RESPONSE_CACHE):
+                key = hashlib.sha256(f"{loaded.model_hash}|{config.gen_tokens}|{prompt}".encode()).hexdigest()
+                t0 = time.perf_counter()
+                hit = cache.get(key) if variant is RESPONSE_CACHE else None
+                if hit is not None:
+                    answer, ttft = hit, time.perf_counter() - t0
+                    e2e = ttft
+                else:
+                    answer, ttft, e2e = _answer(loaded, prompt, config.gen_tokens)
+                    if variant is RESPONSE_CACHE:
+                        cache.set(key, answer)
+                window[variant.name] += e2e
+                rows[variant.name].append(
+                    {
+                        "kind": "speed",
+                        "round": round_index,
+                        "trial": 0,
+                        "request_index": i,
+                        "ttft_s": ttft,
+                        "e2e_s": e2e,
+                        "cache_hit": hit is not None,
+                        "prediction": answer,
+                        "reference": reference,
+                        "exact_match": quality.exact_match(answer, reference),
+                    }
+                )
+        for name, variant_rows in rows.items():
+            for row in variant_rows[start_rows[name] :]:
+                row["window_s"] = window[name]
+        cache_bytes = max(cache_bytes, cache.nbytes())
+    frames = []
+    for variant in (NO_CACHE, RESPONSE_CACHE):
         params = {
             "backend": "redis" if config.redis_url else "memory",
             "zipf_s": config.zipf_s,
             "unique_queries": config.unique_queries,
-            "cache_bytes": cache.nbytes() if variant != "baseline" else 0,
+            "cache_bytes": cache_bytes if variant is RESPONSE_CACHE else 0,
         }
-        frames.append(_frame(rows, loaded, config, run_id, variant, workload, params))
+        frames.append(_frame(rows[variant.name], loaded, config, run_id, variant, workload, params))
     return pl.concat(frames, how="vertical")
 
 
@@ -200,8 +206,13 @@ def route(prompt_tokens: int, thresholds: list[int]) -> str:
     return "fast" if prompt_tokens <= thresholds[0] else "balanced" if prompt_tokens <= thresholds[1] else "complex"
 
 
-def tiering_rows(target, config: ServingConfig, run_id: str) -> pl.DataFrame:
-    loaded = {tier: load_spec(spec, target, config.model) for tier, spec in config.tiers.items()}
+def tiered_variant(config: Config, loaded: dict) -> Variant:
+    changes = {"tiers": {t: m.model_id for t, m in loaded.items()}, "thresholds": config.tier_thresholds}
+    return Variant("tiered", family="tiering", changes=changes, quality=("task",))
+
+
+def tiering_rows(target, config: Config, run_id: str) -> pl.DataFrame:
+    loaded = {tier: derived.load_spec(spec, target, config.model) for tier, spec in config.tiers.items()}
     items = tasks.make_items(config.tiering_requests, seed=config.seed + 11, min_facts=2, max_facts=12)
     workload = workloads.Workload(
         "tiering_task",
@@ -209,30 +220,50 @@ def tiering_rows(target, config: ServingConfig, run_id: str) -> pl.DataFrame:
         tuple(i.reference for i in items),
         params={"seed": config.seed + 11, "min_facts": 2, "max_facts": 12},
     )
+    tiered = tiered_variant(config, loaded)
     frames = []
-    for variant in ("all-complex", "tiered"):
-        rows, start = [], time.perf_counter()
-        for i, item in enumerate(items):
-            length = len(loaded["complex"].tokenizer.encode(item.prompt))
-            tier = "complex" if variant == "all-complex" else route(length, config.tier_thresholds)
-            answer, ttft, e2e = _answer(loaded[tier], item.prompt, config.gen_tokens)
-            rows.append(
-                {
-                    "kind": "speed",
-                    "trial": 0,
-                    "request_index": i,
-                    "prompt_tokens": length,
-                    "ttft_s": ttft,
-                    "e2e_s": e2e,
-                    "tier": tier,
-                    "prediction": answer,
-                    "reference": item.reference,
-                    "exact_match": quality.exact_match(answer, item.reference),
-                }
-            )
-        window = time.perf_counter() - start
-        for r in rows:
-            r["window_s"] = window
-        params = {"tiers": {t: m.model_id for t, m in loaded.items()}, "thresholds": config.tier_thresholds}
-        frames.append(_frame(rows, loaded["complex"], config, run_id, variant, workload, params))
+    for variant in (ALL_COMPLEX, tiered):
+        rows = []
+        for round_index in range(config.rounds):
+            start, batch = time.perf_counter(), []
+            for i, item in enumerate(items):
+                length = len(loaded["complex"].tokenizer.encode(item.prompt))
+                tier = "complex" if variant is ALL_COMPLEX else route(length, config.tier_thresholds)
+                answer, ttft, e2e = _answer(loaded[tier], item.prompt, config.gen_tokens)
+                batch.append(
+                    {
+                        "kind": "speed",
+                        "round": round_index,
+                        "trial": 0,
+                        "request_index": i,
+                        "prompt_tokens": length,
+                        "ttft_s": ttft,
+                        "e2e_s": e2e,
+                        "tier": tier,
+                        "prediction": answer,
+                        "reference": item.reference,
+                        "exact_match": quality.exact_match(answer, item.reference),
+                    }
+                )
+            window = time.perf_counter() - start
+            rows.extend({**r, "window_s": window} for r in batch)
+        frames.append(_frame(rows, loaded["complex"], config, run_id, variant, workload, tiered.changes))
     return pl.concat(frames, how="vertical")
+
+
+def summary_extras(frame: pl.DataFrame) -> dict:
+    """Cache hit rate, E2E percentiles, and task accuracy per tier and overall."""
+    from workbench import stats
+
+    speed = frame.filter(kind="speed")
+    out = {}
+    for (variant,), group in speed.group_by("variant"):
+        figures = {"hit_rate": group["cache_hit"].drop_nulls().mean()}
+        figures.update({f"e2e_s_p{p}": stats.percentile(group["e2e_s"].to_list(), p) for p in stats.PERCENTILES})
+        tiers = group.filter(pl.col("tier").is_not_null())
+        if tiers.height:
+            per_tier = tiers.group_by("tier").agg(pl.col("exact_match").mean(), pl.len().alias("requests"))
+            figures["task_accuracy_by_tier"] = {r["tier"]: r["exact_match"] for r in per_tier.to_dicts()}
+            figures["requests_by_tier"] = {r["tier"]: r["requests"] for r in per_tier.to_dicts()}
+        out[variant] = figures
+    return out

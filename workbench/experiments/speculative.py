@@ -11,31 +11,33 @@ and whether greedy outputs are identical to the baseline's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import ClassVar
 
 import polars as pl
+from pydantic import Field
 
-from workbench import models, results
-from workbench.experiments.base import ExperimentConfig, is_generated, load_spec, measure_variant
+from workbench import derived, models, results
+from workbench.errors import ModelError
+from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms
 
 
-@dataclass(frozen=True)
-class SpeculativeConfig(ExperimentConfig):
+class Config(ExperimentConfig):
+    name: ClassVar[str] = "speculative"
+
     draft: str = "distilled"
-    num_draft_tokens: list = field(default_factory=lambda: [1, 2, 3, 4, 6])
-    gen_tokens: int = 64
-
-    name = "speculative"
+    num_draft_tokens: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 6], min_length=1, max_length=32)
+    gen_tokens: int = Field(64, ge=1, le=8192)
 
     def model_specs(self) -> list[str]:
-        return [self.model] + ([] if is_generated(self.draft) else [self.draft])
+        return [self.model, self.draft]
 
-    def validate(self):
-        self.require(
-            len(self.num_draft_tokens) > 0 and all(isinstance(k, int) and 1 <= k <= 32 for k in self.num_draft_tokens),
-            "num_draft_tokens",
-            "must be a non-empty list of integers in [1, 32]",
-        )
+    def check(self):
+        self.require(all(1 <= k <= 32 for k in self.num_draft_tokens), "num_draft_tokens", "entries must be in [1, 32]")
+
+
+def draft_variant(draft: str, k: int) -> Variant:
+    """Greedy speculative decoding is meant to give the target's tokens exactly; verified per run."""
+    return Variant(f"draft{k}", family="speculative", changes={"draft": draft, "num_draft_tokens": k}, lossless=True)
 
 
 def acceptance(from_draft: list[bool], k: int) -> tuple[int, int, list[int], list[int]]:
@@ -60,26 +62,18 @@ def acceptance(from_draft: list[bool], k: int) -> tuple[int, int, list[int], lis
     return accepted, proposed, reached, accepted_at
 
 
-def run(config: SpeculativeConfig) -> pl.DataFrame:
+def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("speculative")
     target = models.load(config.model)
-    draft = load_spec(config.draft, target, config.model)
-    if draft.tokenizer.vocab_size != target.tokenizer.vocab_size:
-        raise models.ModelError(f"draft {config.draft!r} has another vocabulary than {config.model!r}")
-    frames = [measure_variant(target, config, variant="baseline", run_id=run_id, quality=False)]
+    draft = derived.load_spec(config.draft, target, config.model)
+    if models.vocab_size(draft) != models.vocab_size(target):
+        raise ModelError(f"draft {config.draft!r} has another vocabulary than {config.model!r}")
+    arms = [Arm(BASELINE, target)]
     for k in config.num_draft_tokens:
-        frames.append(
-            measure_variant(
-                target,
-                config,
-                variant=f"draft{k}",
-                run_id=run_id,
-                quality=False,
-                params={"draft": draft.model_id, "num_draft_tokens": k},
-                generate_kwargs={"draft_model": draft.model, "num_draft_tokens": k},
-            )
-        )
-    return pl.concat(frames, how="vertical")
+        variant = draft_variant(draft.model_id, k)
+        kwargs = {"draft_model": draft.model, "num_draft_tokens": k}
+        arms.append(Arm(variant, target, generate_kwargs=kwargs, params=variant.changes))
+    return measure_arms(arms, config, run_id=run_id)
 
 
 def acceptance_table(frame: pl.DataFrame) -> pl.DataFrame:
@@ -107,3 +101,23 @@ def acceptance_table(frame: pl.DataFrame) -> pl.DataFrame:
                 }
             )
     return pl.DataFrame(out)
+
+
+def summary_extras(frame: pl.DataFrame) -> dict:
+    """Acceptance rate overall and by draft position, per variant."""
+    table = acceptance_table(frame)
+    if table.is_empty():
+        return {}
+    return {
+        variant: {
+            "acceptance_rate": group["acceptance_rate"][0],
+            "acceptance_by_position": group["position_acceptance"].to_list(),
+        }
+        for (variant,), group in table.group_by("variant", maintain_order=True)
+    }
+
+
+def chart(summary: pl.DataFrame, frame: pl.DataFrame):
+    from workbench import charts
+
+    return charts.acceptance_by_position(acceptance_table(frame))

@@ -2,38 +2,40 @@
 
 Where the other experiments sweep one optimisation, a `tradeoff` point combines them, so a
 sweep over points (`params/default.yaml`) maps the space a deployment chooses from. Each
-point measures the unoptimised baseline and its variant on the same workload in the same
-run; quality (perplexity, task accuracy, fidelity) belongs to the weights, so it is
-measured on the variant's model.
+point measures the unoptimised baseline and its variant in interleaved rounds on the same
+workload. Quality belongs to the weights: it is measured on quantised variants; batching
+and speculative decoding are declared lossless and inherit the baseline's quality only
+when their greedy outputs are verified identical. A point whose settings equal the
+baseline's is an A/A check (family `baseline`): it is measured, never recommended.
 
     workbench run tradeoff --params params/tradeoff.yaml [--model M] [--json]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar
 
 import polars as pl
+from pydantic import Field
 
-from workbench import models, results
-from workbench.experiments.base import ExperimentConfig, is_generated, load_spec, measure_variant
+from workbench import derived, models, results
+from workbench.experiments.base import BASELINE, QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
 
 
-@dataclass(frozen=True)
-class TradeoffConfig(ExperimentConfig):
+class Config(ExperimentConfig):
+    name: ClassVar[str] = "tradeoff"
+
     bits: int | None = None
     group_size: int = 64
-    batch_size: int = 1
+    batch_size: int = Field(1, ge=1, le=256)
     speculative: bool = False
     draft: str = "distilled"
-    num_draft_tokens: int = 3
-
-    name = "tradeoff"
+    num_draft_tokens: int = Field(3, ge=1, le=32)
 
     def model_specs(self) -> list[str]:
-        return [self.model] + ([self.draft] if self.speculative and not is_generated(self.draft) else [])
+        return [self.model] + ([self.draft] if self.speculative else [])
 
-    def validate(self):
+    def check(self):
         self.require(
             self.bits is None or self.bits in models.QUANT_BITS,
             "bits",
@@ -42,55 +44,51 @@ class TradeoffConfig(ExperimentConfig):
         self.require(
             self.group_size in models.QUANT_GROUP_SIZES, "group_size", f"must be one of {models.QUANT_GROUP_SIZES}"
         )
-        self.require(self.batch_size >= 1, "batch_size", "must be >= 1")
         self.require(
             not (self.speculative and self.batch_size > 1),
             "speculative",
             "mlx-lm's speculative decoding serves one request at a time; use batch_size 1",
         )
-        self.require(1 <= self.num_draft_tokens <= 32, "num_draft_tokens", "must be in [1, 32]")
-
-    def variant(self) -> str:
-        parts = [f"q{self.bits}" if self.bits else "fp", f"b{self.batch_size}"]
-        return "-".join(parts + ([f"spec{self.num_draft_tokens}"] if self.speculative else []))
 
 
-def run(config: TradeoffConfig) -> pl.DataFrame:
+def variant(config: Config) -> Variant:
+    """The point's variant: what it changes from the baseline (nothing: an A/A copy of the baseline)."""
+    changes, families = {}, []
+    if config.bits:
+        changes.update(bits=config.bits, group_size=config.group_size)
+        families.append("quantisation")
+    if config.batch_size > 1:
+        changes["batch_size"] = config.batch_size
+        families.append("batching")
+    if config.speculative:
+        changes.update(speculative=True, draft=config.draft, num_draft_tokens=config.num_draft_tokens)
+        families.append("speculative")
+    parts = [f"q{config.bits}" if config.bits else "fp", f"b{config.batch_size}"]
+    name = "-".join(parts + ([f"spec{config.num_draft_tokens}"] if config.speculative else []))
+    if not changes:
+        return Variant(f"{name}-aa", family="baseline", lossless=True)
+    return Variant(
+        name,
+        family="+".join(families),
+        changes=changes,
+        lossless=not config.bits,
+        quality=QUALITY_METRICS if config.bits else (),
+    )
+
+
+def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("tradeoff")
     baseline = models.load(config.model)
-    frames = [
-        measure_variant(
-            baseline,
-            config,
-            variant="baseline",
-            run_id=run_id,
-            params={"bits": None, "batch_size": 1, "speculative": False},
-        )
-    ]
     loaded = baseline
     if config.bits:
         loaded = models.load(str(models.quantised(config.model, bits=config.bits, group_size=config.group_size)))
     kwargs = {}
     if config.speculative:
-        draft = load_spec(config.draft, baseline, config.model)
+        draft = derived.load_spec(config.draft, baseline, config.model)
         kwargs = {"draft_model": draft.model, "num_draft_tokens": config.num_draft_tokens}
-    params = {
-        "bits": config.bits,
-        "batch_size": config.batch_size,
-        "speculative": config.speculative,
-        "num_draft_tokens": config.num_draft_tokens if config.speculative else None,
-    }
-    frames.append(
-        measure_variant(
-            loaded,
-            config,
-            variant=config.variant(),
-            run_id=run_id,
-            params=params,
-            baseline=baseline if config.bits else None,
-            batch_size=config.batch_size,
-            generate_kwargs=kwargs,
-            quality=bool(config.bits),
-        )
-    )
-    return pl.concat(frames, how="vertical")
+    point = variant(config)
+    arms = [
+        Arm(BASELINE, baseline),
+        Arm(point, loaded, batch_size=config.batch_size, generate_kwargs=kwargs, params=point.changes),
+    ]
+    return measure_arms(arms, config, run_id=run_id)

@@ -25,3 +25,11 @@ def install_kernel() -> str:
     from ipykernel.kernelspec import install
 
     return install(kernel_name=KERNEL_NAME, display_name="Workbench (MLX)", prefix=sys.prefix, env=kernel_env())
+
+
+def main(argv: list[str] | None = None) -> int:
+    from workbench import tool
+
+    tool.parser("install-kernel", "register the 'workbench' Jupyter kernel (BLAS preloaded)").parse_args(argv)
+    print(f"installed Jupyter kernel 'workbench' at {install_kernel()}")
+    return 0

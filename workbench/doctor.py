@@ -1,0 +1,34 @@
+"""`workbench doctor`: which MLX backend and BLAS this process uses, versions, hardware, and readiness.
+
+workbench doctor [--json]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from workbench import runtime, tool
+
+
+def setup_arg_parser() -> tool.Parser:
+    parser = tool.parser("doctor", "backend, versions, BLAS, hardware, readiness")
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = setup_arg_parser().parse_args(argv)
+    info, problems = runtime.doctor()
+    info["ready"] = not problems
+    info["problems"] = problems
+    if args.json:
+        tool.print_json(info)
+    else:
+        tool.print_table({k: v for k, v in info.items() if k != "problems"})
+        for problem in problems:
+            print(f"problem: {problem}")
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(tool.entry(main))

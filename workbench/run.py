@@ -1,0 +1,48 @@
+"""`workbench run EXPERIMENT --params FILE`: one optimisation measured against its baseline in one run.
+
+The config is built by `experiments.build_config` (defaults < params file < `--model`),
+checked against the model before anything is measured, then run and saved to
+`outputs/runs/<run_id>/`. `--json` prints one summary per variant.
+
+    workbench run quantise --params params/quantise.yaml [--model M] [--json]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from workbench import experiments, tool
+
+
+def setup_arg_parser() -> tool.Parser:
+    parser = tool.parser("run", "run an optimisation experiment from its params file")
+    parser.add_argument("experiment", choices=experiments.names())
+    parser.add_argument("--params", required=True, help="params/<experiment>.yaml")
+    parser.add_argument("--model", help="replace the model under test (preset, mlx-lm directory or repo id)")
+    parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import polars as pl
+
+    args = setup_arg_parser().parse_args(argv)
+    overrides = {"model": args.model} if args.model else {}
+    config = experiments.build_config(args.experiment, args.params, overrides)
+    if args.no_save:
+        experiments.check_models(config)
+        frame = experiments.get(args.experiment).run(config)
+    else:
+        frame, run_dir = experiments.run_and_save(config)
+        print(f"results: {run_dir / 'results.parquet'}")
+    if args.json:
+        tool.print_json(experiments.summarise(args.experiment, frame))
+    else:
+        with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200):
+            print(experiments.summary_table(args.experiment, frame))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(tool.entry(main))

@@ -1,0 +1,76 @@
+"""Training data for the embedded family: packed task documents and docstring chunks, and a cheap probe.
+
+Deterministic for a recipe's seed, so a build is reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+
+from workbench import corpus, tasks
+
+
+class Batches:
+    """Deterministic packed batches: task documents and docstring chunks, BOS/EOS separated."""
+
+    def __init__(self, recipe, tokenizer):
+        import numpy as np
+
+        self.recipe = recipe
+        self.tokenizer = tokenizer
+        self.rng = random.Random(f"facts-train-{recipe.seed}")
+        docs = corpus.stdlib_docstrings()[0]
+        ids = []
+        for doc in docs:
+            ids.extend(tokenizer.encode(doc + "\n").ids[1:] + [0])
+        self.text_ids = np.array(ids, dtype=np.int32)
+
+    def _task_row(self, length: int) -> tuple[list[int], list[bool]]:
+        """Packed task documents, BOS-separated, and which tokens are answers."""
+        row, answer = [], []
+        while len(row) < length:
+            row.append(0)
+            answer.append(False)
+            for text, is_answer in tasks.make_training_segments(self.rng):
+                ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+                row.extend(ids)
+                answer.extend([is_answer] * len(ids))
+        return row[:length], answer[:length]
+
+    def next(self):
+        """(tokens, loss weights): answer tokens weigh `recipe.answer_weight`, others 1."""
+        import numpy as np
+
+        length = self.recipe.sequence_length + 1
+        rows, answers = [], []
+        for _ in range(self.recipe.batch_size):
+            if self.rng.random() < self.recipe.task_fraction:
+                row, answer = self._task_row(length)
+            else:
+                start = self.rng.randrange(0, len(self.text_ids) - length)
+                row, answer = self.text_ids[start : start + length].tolist(), [False] * length
+            rows.append(row)
+            answers.append(answer)
+        tokens = np.array(rows, dtype=np.int32)
+        weights = np.where(np.array(answers)[:, 1:], self.recipe.answer_weight, 1.0).astype(np.float32)
+        return tokens, weights
+
+
+class AnswerProbe:
+    """Teacher-forced accuracy of the first answer token on held-out task items (cheap progress signal)."""
+
+    def __init__(self, tokenizer, count: int = 64):
+        import numpy as np
+
+        items = tasks.make_items(count, seed=12345)
+        prompts = [tokenizer.encode(item.prompt).ids for item in items]
+        width = max(map(len, prompts))
+        # left-pad with EOS so the last position is the prompt's last token
+        self.tokens = np.array([[0] * (width - len(p)) + p for p in prompts], dtype=np.int32)
+        self.answers = np.array([tokenizer.encode(" " + item.reference).ids[1] for item in items])
+
+    def __call__(self, model) -> float:
+        import mlx.core as mx
+
+        logits = model(mx.array(self.tokens))[:, -1, :]
+        return float((mx.argmax(logits, axis=-1) == mx.array(self.answers)).mean().item())
