@@ -190,7 +190,12 @@ def measure_fidelity(loaded, base, workload, fidelity_tokens: int, params: dict,
         greedy_agreement=sum(r["greedy_agreement"] * r["positions"] for r in rows) / positions,
         first_divergence_median=float(divergences[len(divergences) // 2]) if divergences else -1,
     )
-    fid_params = {"baseline": base.model_id, "baseline_hash": base.model_hash, "fidelity_tokens": fidelity_tokens}
+    fid_params = {
+        "baseline": base.model_id,
+        "baseline_hash": base.model_hash,
+        "baseline_dtype": base.dtype,
+        "fidelity_tokens": fidelity_tokens,
+    }
     return Measured("fidelity", rows, workload, {**fid_params, **params})
 
 
