@@ -80,3 +80,75 @@ def test_student_is_about_a_quarter_of_default():
     default = models.parameter_count(init_model(build.get_recipe("default")))
     student = models.parameter_count(init_model(build.get_recipe("student")))
     assert 0.18 < student / default < 0.32
+
+
+def test_model_error_is_the_shared_workbench_error():
+    from workbench import errors
+
+    assert models.ModelError is errors.ModelError
+    assert issubclass(models.ModelError, errors.WorkbenchError)
+
+
+@pytest.fixture(scope="module")
+def fp16_nano(nano_path, tmp_path_factory):
+    """nano converted to a float16 checkpoint, as most hub checkpoints are half precision."""
+    from mlx_lm import convert
+
+    target = tmp_path_factory.mktemp("fp16") / "nano-fp16"
+    convert(str(nano_path), str(target), dtype="float16")
+    return target
+
+
+def floating_dtypes(model) -> set[str]:
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    return {str(v.dtype) for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating)}
+
+
+def test_auto_dtype_is_float32_on_cpu_and_the_checkpoint_dtype_elsewhere(fp16_nano):
+    from workbench import runtime
+
+    loaded = models.load(str(fp16_nano))
+    expected = "float32" if runtime.backend() == "cpu" else "float16"
+    assert loaded.dtype == expected
+    assert floating_dtypes(loaded.model) == {f"mlx.core.{expected}"}
+
+
+def test_explicit_dtype_casts_every_floating_array(fp16_nano, nano_path):
+    assert models.load(str(fp16_nano), dtype="float32").dtype == "float32"
+    loaded = models.load(str(nano_path), dtype="bfloat16")
+    assert loaded.dtype == "bfloat16"
+    assert floating_dtypes(loaded.model) == {"mlx.core.bfloat16"}
+    with pytest.raises(models.ModelError, match="dtype 'float64' is not supported"):
+        models.load(str(nano_path), dtype="float64")
+
+
+def test_quantising_a_half_precision_checkpoint_gives_float32_scales_on_cpu(fp16_nano, tmp_path, monkeypatch):
+    """The fp16 source is cast before quantising, so the stored scales and biases (not only the loaded ones)
+    are float32, and the quantised matmul runs at fp32 speed on this CPU."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load as mlx_load
+
+    from workbench import corpus, quality, runtime
+
+    if runtime.backend() != "cpu":
+        pytest.skip("auto keeps the checkpoint's float16 off the CPU backend")
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    path = models.quantised(str(fp16_nano), bits=4, group_size=64)
+    assert "-float32-" in path.name
+    assert json.loads((path / "quantisation.json").read_text())["dtype"] == "float32"
+    raw, _ = mlx_load(str(path))  # as stored, before load() casts anything
+    stored = dict(tree_flatten(raw.parameters()))
+    assert stored["model.layers.0.self_attn.q_proj.weight"].dtype == mx.uint32
+    assert stored["model.layers.0.self_attn.q_proj.scales"].dtype == mx.float32
+    assert stored["model.norm.weight"].dtype == mx.float32
+
+    loaded = models.load(str(path))
+    source = models.load(str(fp16_nano))
+    chunks = quality.chunk_tokens(loaded.tokenizer.encode(corpus.heldout_text()), 64, max_chunks=4)
+    quantised_ppl = quality.perplexity(loaded.model, chunks)["perplexity"]
+    source_ppl = quality.perplexity(source.model, chunks)["perplexity"]
+    assert quantised_ppl != source_ppl
+    assert quantised_ppl == pytest.approx(source_ppl, rel=0.1)

@@ -38,3 +38,23 @@ def test_task_items_are_answerable_from_their_context_and_deterministic():
         assert f" {item.reference}." in item.context
         assert item.prompt.splitlines()[-1].startswith("A: ")
     assert tasks.extract_answer(" Paris.\nQ: next") == "Paris"
+
+
+def test_kv_quantisation_settings_mlx_cannot_run_are_refused():
+    from workbench.errors import ConfigError
+
+    quality.check_kv_quantisation(None, 17)  # no KV quantisation: nothing to check
+    quality.check_kv_quantisation(8, 32, {32, 64})
+    with pytest.raises(ConfigError, match="kv_bits=7"):
+        quality.check_kv_quantisation(7, 64)
+    with pytest.raises(ConfigError, match="kv_group_size=16"):
+        quality.check_kv_quantisation(8, 16)
+    with pytest.raises(ConfigError, match="does not divide the model's head dimension 16"):
+        quality.check_kv_quantisation(8, 32, {16})
+
+
+def test_summarise_losses_is_exp_of_the_mean_with_a_delta_method_error():
+    losses = np.array([1.0, 2.0, 3.0, 2.0])
+    summary = quality.summarise_losses(losses)
+    assert summary["perplexity"] == pytest.approx(math.exp(2.0))
+    assert summary["perplexity_se"] == pytest.approx(math.exp(2.0) * np.std(losses, ddof=1) / 2)

@@ -1,10 +1,15 @@
-"""The one place that resolves, loads and fingerprints models.
+"""The one place that resolves, loads, fingerprints and quantises models.
 
 A spec is a preset of the embedded family (`nano`, `default`, `student`, built offline and
 cached), a local mlx-lm directory, or a Hugging Face repo id (handed to `mlx_lm.load`).
 
+Every model computes in one dtype, chosen by `dtype`: `auto` is float32 on the CPU backend
+(where half-precision matmuls, and quantised matmuls with half-precision scales, are 6-40x
+slower, so a bits comparison would become a dtype comparison) and the checkpoint's own
+dtype on Metal or CUDA. See docs/quality.md.
+
     from workbench import models
-    loaded = models.load("default")
+    loaded = models.load("default", dtype="auto")
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from workbench import build
 from workbench.errors import ModelError
 
 HF_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -31,6 +37,7 @@ class LoadedModel:
     model_hash: str
     load_s: float
     config: dict = field(default_factory=dict)
+    dtype: str = "float32"
 
 
 def _check_dir(path: Path) -> Path:
@@ -83,10 +90,12 @@ def fingerprint_dir(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def load(spec: str, **load_kwargs) -> LoadedModel:
-    """Load a model with `mlx_lm.load`; errors become one-line `ModelError`s."""
+def load(spec: str, *, dtype: str = "auto", **load_kwargs) -> LoadedModel:
+    """Load a model with `mlx_lm.load` and cast its floating arrays to one compute dtype
+    (quantised weights stay integers; their scales and biases follow); errors become one-line `ModelError`s."""
     from mlx_lm import load as mlx_load
 
+    check_dtype(dtype)
     target, model_id = resolve(spec)
     start = time.perf_counter()
     try:
@@ -94,6 +103,8 @@ def load(spec: str, **load_kwargs) -> LoadedModel:
     except Exception as exc:  # mlx_lm raises many types; name the model and the cause
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {spec!r} from {target}: {reason}") from exc
+    compute_dtype = resolve_dtype(dtype, checkpoint=floating_dtype(model))
+    set_compute_dtype(model, compute_dtype)
     load_s = time.perf_counter() - start
     model_hash = fingerprint_dir(target) if isinstance(target, Path) else f"hf:{spec}"
     return LoadedModel(
@@ -104,7 +115,82 @@ def load(spec: str, **load_kwargs) -> LoadedModel:
         model_hash=model_hash,
         load_s=load_s,
         config=config,
+        dtype=compute_dtype,
     )
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ModelError(f"dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def floating_dtype(model) -> str:
+    """The dtype most of a model's floating-point parameters (by element count) are stored in."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    sizes: dict[str, int] = {}
+    for _, value in tree_flatten(model.parameters()):
+        if mx.issubdtype(value.dtype, mx.floating):
+            name = str(value.dtype).removeprefix("mlx.core.")
+            sizes[name] = sizes.get(name, 0) + value.size
+    return max(sizes, key=sizes.get) if sizes else "float32"
+
+
+def resolve_dtype(dtype: str, *, checkpoint: str) -> str:
+    """`auto` is float32 on the CPU backend and the checkpoint's own dtype on Metal or CUDA."""
+    from workbench import runtime
+
+    check_dtype(dtype)
+    if dtype != "auto":
+        return dtype
+    return "float32" if runtime.backend() == "cpu" else checkpoint
+
+
+def set_compute_dtype(model, dtype: str) -> None:
+    """Cast floating parameters only (packed quantised weights are integers and stay so), except
+    those the architecture keeps in its own precision (`cast_predicate`, as `mlx_lm.convert`)."""
+    import mlx.core as mx
+
+    cast_predicate = getattr(model, "cast_predicate", None)
+    if cast_predicate is None:
+        model.set_dtype(getattr(mx, dtype))
+    else:
+        _cast_where(model, getattr(mx, dtype), cast_predicate)
+    mx.eval(model.parameters())
+
+
+def _cast_where(model, dtype, predicate) -> None:
+    import mlx.core as mx
+    from mlx.utils import tree_map_with_path
+
+    def cast(path, value):
+        return value.astype(dtype) if predicate(path) and mx.issubdtype(value.dtype, mx.floating) else value
+
+    model.update(tree_map_with_path(cast, model.parameters()))
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """`v<vocab size>-<hash>` of the sorted vocabulary and the special tokens: two models can be
+    compared token by token only when these are equal."""
+    vocab = tokenizer.get_vocab()
+    special = {
+        "map": dict(sorted(getattr(tokenizer, "special_tokens_map", {}).items())),
+        "eos_ids": sorted(getattr(tokenizer, "eos_token_ids", None) or []),
+    }
+    payload = json.dumps({"vocab": sorted(vocab.items()), "special": special}, sort_keys=True, default=str)
+    return f"v{len(vocab)}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+
+
+def check_same_tokenizer(model: LoadedModel, baseline: LoadedModel) -> None:
+    """Refuse to compare two models token by token when their tokenizers differ."""
+    ours, theirs = tokenizer_fingerprint(model.tokenizer), tokenizer_fingerprint(baseline.tokenizer)
+    if ours != theirs:
+        raise ModelError(
+            f"baseline {baseline.model_id!r} has another tokenizer than {model.model_id!r} "
+            f"({theirs} vs {ours}): their token-level fidelity would mean nothing"
+        )
 
 
 def parameter_count(model) -> int:
@@ -151,13 +237,21 @@ def calibration_tokens(tokenizer, *, samples: int = 32, sequence_length: int = 2
 
 
 def quantised(
-    spec: str, *, bits: int = 4, group_size: int = 64, method: str = "affine", recipe: str | None = None
+    spec: str,
+    *,
+    bits: int = 4,
+    group_size: int = 64,
+    method: str = "affine",
+    recipe: str | None = None,
+    dtype: str = "auto",
 ) -> Path:
-    """A quantised copy of a model, built once and cached by (source model hash, recipe).
+    """A quantised copy of a model, built once and cached by (source model hash, recipe, dtype).
 
     `method="affine"` is `mlx_lm.convert` (optionally with one of its mixed recipes,
     e.g. `mixed_3_6`); `gptq` and `awq` are mlx-lm's calibrated methods (`mlx_lm.quant`),
-    calibrated on workbench text instead of the download mlx-lm would fetch.
+    calibrated on workbench text instead of the download mlx-lm would fetch. The source is
+    cast to `dtype` first (`auto`: float32 on CPU, else the checkpoint's own), so scales,
+    biases and the non-quantised weights come out in it.
     """
     from workbench.paths import atomic_dir, cache_dir
 
@@ -170,6 +264,7 @@ def quantised(
     source, _ = resolve(spec)
     if not isinstance(source, Path):
         raise ModelError(f"quantising needs a local model directory, got {spec!r}")
+    cast = resolve_dtype(dtype, checkpoint="checkpoint")  # "checkpoint": keep the source's own dtype
     from importlib.metadata import version
 
     key = json.dumps(
@@ -179,11 +274,12 @@ def quantised(
             "group_size": group_size,
             "method": method,
             "recipe": recipe,
+            "dtype": cast,
             "mlx_lm": version("mlx-lm"),
         },
         sort_keys=True,
     )
-    name = f"{source.name}-{method}{bits}g{group_size}{'-' + recipe if recipe else ''}"
+    name = f"{source.name}-{method}{bits}g{group_size}{'-' + recipe if recipe else ''}-{cast}"
     target = cache_dir() / "quantised" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (target / "config.json").exists():
         return target
@@ -192,9 +288,17 @@ def quantised(
         if method == "affine":
             from mlx_lm import convert
 
-            convert(str(source), str(out), quantize=True, q_bits=bits, q_group_size=group_size, quant_predicate=recipe)
+            convert(
+                str(source),
+                str(out),
+                quantize=True,
+                q_bits=bits,
+                q_group_size=group_size,
+                quant_predicate=recipe,
+                dtype=None if cast == "checkpoint" else cast,
+            )
         else:
-            _calibrated_quantise(source, out, method=method, bits=bits, group_size=group_size)
+            _calibrated_quantise(source, out, method=method, bits=bits, group_size=group_size, dtype=cast)
         for item in out.iterdir():
             item.rename(tmp / item.name)
         out.rmdir()
@@ -202,13 +306,15 @@ def quantised(
     return target
 
 
-def _calibrated_quantise(source: Path, out: Path, *, method: str, bits: int, group_size: int) -> None:
+def _calibrated_quantise(source: Path, out: Path, *, method: str, bits: int, group_size: int, dtype: str) -> None:
     import mlx.core as mx
     from mlx_lm.utils import load as mlx_load
     from mlx_lm.utils import save
 
     mx.random.seed(0)
     model, tokenizer, config = mlx_load(str(source), return_config=True)
+    if dtype != "checkpoint":
+        set_compute_dtype(model, dtype)
     data = calibration_tokens(tokenizer)
     if method == "gptq":
         from mlx_lm.quant.gptq import gptq_quantize

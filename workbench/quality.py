@@ -7,6 +7,12 @@
   distributions, greedy (argmax) agreement, first position where the argmaxes differ.
 - task score: greedy answers against references, exact match and token F1.
 - diversity: distinct-2 and first-word repetition rate of a set of generations.
+
+With `kv_bits` set, the model under test reads a quantised KV cache from position 0
+(mlx-lm's `quantized_kv_start=0`): the forward pass feeds the first token, converts each
+layer's cache with `to_quantized`, then feeds the rest, so every later position attends
+to quantised keys and values; generation passes `kv_bits` to `stream_generate`.
+`kv_bits=None` is the plain forward pass. See docs/quality.md.
 """
 
 from __future__ import annotations
@@ -15,6 +21,11 @@ import math
 from collections import Counter
 
 import numpy as np
+
+from workbench.errors import ConfigError
+
+KV_BITS = (2, 3, 4, 5, 6, 8)
+KV_GROUP_SIZES = (32, 64, 128)
 
 
 def chunk_tokens(tokens: list[int], sequence_length: int, max_chunks: int | None = None) -> np.ndarray:
@@ -29,7 +40,47 @@ def chunk_tokens(tokens: list[int], sequence_length: int, max_chunks: int | None
     return np.asarray(tokens[: n * sequence_length], dtype=np.int32).reshape(n, sequence_length)
 
 
-def token_losses(model, chunks: np.ndarray, batch_size: int = 8) -> np.ndarray:
+def check_kv_quantisation(kv_bits: int | None, kv_group_size: int, head_dims: set[int] | None = None) -> None:
+    """Refuse KV settings MLX cannot quantise: unsupported bits or group size, or a group that does not
+    divide the head dimension (keys and values are quantised along it)."""
+    if kv_bits is None:
+        return
+    if kv_bits not in KV_BITS:
+        raise ConfigError(f"kv_bits={kv_bits} is not supported; choose one of {KV_BITS}")
+    if kv_group_size not in KV_GROUP_SIZES:
+        raise ConfigError(f"kv_group_size={kv_group_size} is not supported; choose one of {KV_GROUP_SIZES}")
+    for dim in sorted(head_dims or ()):
+        if dim % kv_group_size:
+            raise ConfigError(f"kv_group_size={kv_group_size} does not divide the model's head dimension {dim}")
+
+
+def quantise_cache(cache: list, *, bits: int, group_size: int) -> None:
+    """Convert, in place, every layer cache that supports it to a quantised one (as mlx-lm's generation)."""
+    check_kv_quantisation(bits, group_size, _cache_dims(cache))
+    for i, layer in enumerate(cache):
+        if hasattr(layer, "to_quantized"):
+            cache[i] = layer.to_quantized(group_size=group_size, bits=bits)
+
+
+def forward(model, inputs, *, kv_bits: int | None = None, kv_group_size: int = 64):
+    """Logits for a (batch, length) token array; with `kv_bits`, attention reads a quantised KV cache
+    from the second position on (the first token is fed alone, then the cache is converted)."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    if kv_bits is None:
+        return model(inputs)
+    cache = make_prompt_cache(model)
+    first = model(inputs[:, :1], cache=cache)
+    quantise_cache(cache, bits=kv_bits, group_size=kv_group_size)
+    if inputs.shape[1] == 1:
+        return first
+    return mx.concatenate([first, model(inputs[:, 1:], cache=cache)], axis=1)
+
+
+def token_losses(
+    model, chunks: np.ndarray, batch_size: int = 8, *, kv_bits: int | None = None, kv_group_size: int = 64
+) -> np.ndarray:
     """Cross-entropy of every position 1..L-1 of every chunk, flattened."""
     import mlx.core as mx
     import mlx.nn as nn
@@ -37,37 +88,47 @@ def token_losses(model, chunks: np.ndarray, batch_size: int = 8) -> np.ndarray:
     losses = []
     for start in range(0, len(chunks), batch_size):
         batch = mx.array(chunks[start : start + batch_size])
-        logits = model(batch[:, :-1]).astype(mx.float32)
+        logits = forward(model, batch[:, :-1], kv_bits=kv_bits, kv_group_size=kv_group_size).astype(mx.float32)
         loss = nn.losses.cross_entropy(logits, batch[:, 1:], reduction="none")
         mx.eval(loss)
         losses.append(np.array(loss).reshape(-1))
     return np.concatenate(losses)
 
 
-def perplexity(model, chunks: np.ndarray, batch_size: int = 8) -> dict:
+def perplexity(
+    model, chunks: np.ndarray, batch_size: int = 8, *, kv_bits: int | None = None, kv_group_size: int = 64
+) -> dict:
     """Perplexity, its standard error (delta method, as mlx-lm) and the token count."""
-    losses = token_losses(model, chunks, batch_size)
+    losses = token_losses(model, chunks, batch_size, kv_bits=kv_bits, kv_group_size=kv_group_size)
+    return {**summarise_losses(losses), "eval_tokens": int(losses.size)}
+
+
+def summarise_losses(losses: np.ndarray) -> dict:
+    """exp of the mean token loss, its standard error by the delta method (as mlx-lm), the mean loss."""
     mean = float(losses.mean())
     ppl = math.exp(mean)
     se = ppl * float(losses.std(ddof=1)) / math.sqrt(losses.size) if losses.size > 1 else math.nan
-    return {"perplexity": ppl, "perplexity_se": se, "nll_mean": mean, "eval_tokens": int(losses.size)}
+    return {"perplexity": ppl, "perplexity_se": se, "nll_mean": mean}
 
 
-def _log_probs(model, tokens: list[int]):
+def _log_probs(model, tokens: list[int], **kv):
     import mlx.core as mx
 
-    logits = model(mx.array(tokens)[None])[0].astype(mx.float32)
+    logits = forward(model, mx.array(tokens)[None], **kv)[0].astype(mx.float32)
     return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 
-def fidelity(baseline, variant, sequences: list[list[int]]) -> list[dict]:
-    """Per sequence: mean KL(baseline || variant), greedy agreement, first divergence position."""
+def fidelity(
+    baseline, variant, sequences: list[list[int]], *, kv_bits: int | None = None, kv_group_size: int = 64
+) -> list[dict]:
+    """Per sequence: mean KL(baseline || variant), greedy agreement, first divergence position.
+    `kv_bits` applies to the variant only: the baseline is the reference."""
     import mlx.core as mx
 
     rows = []
     for tokens in sequences:
         p = _log_probs(baseline, tokens)
-        q = _log_probs(variant, tokens)
+        q = _log_probs(variant, tokens, kv_bits=kv_bits, kv_group_size=kv_group_size)
         kl = (mx.exp(p) * (p - q)).sum(axis=-1)
         same = mx.argmax(p, axis=-1) == mx.argmax(q, axis=-1)
         mx.eval(kl, same)
@@ -84,16 +145,42 @@ def fidelity(baseline, variant, sequences: list[list[int]]) -> list[dict]:
     return rows
 
 
-def greedy_continuations(model, tokenizer, prompts: list[list[int]], max_tokens: int) -> list[list[int]]:
-    """Greedy token continuations, stopping at EOS."""
+def greedy_continuations(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_tokens: int,
+    *,
+    kv_bits: int | None = None,
+    kv_group_size: int = 64,
+) -> list[list[int]]:
+    """Greedy token continuations, stopping at EOS; with `kv_bits`, from a KV cache quantised from position 0."""
     import mlx.core as mx
     from mlx_lm import stream_generate
 
+    kv = {}
+    if kv_bits is not None:
+        check_kv_quantisation(kv_bits, kv_group_size, head_dims(model))
+        kv = {"kv_bits": kv_bits, "kv_group_size": kv_group_size, "quantized_kv_start": 0}
     outputs = []
     for prompt in prompts:
-        tokens = [r.token for r in stream_generate(model, tokenizer, mx.array(prompt), max_tokens=max_tokens)]
+        tokens = [r.token for r in stream_generate(model, tokenizer, mx.array(prompt), max_tokens=max_tokens, **kv)]
         outputs.append([t for t in tokens if t not in tokenizer.eos_token_ids])
     return outputs
+
+
+def head_dims(model) -> set[int]:
+    """The last dimension of every layer's cached keys and values, found by a one-token forward pass."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    model(mx.array([[0]]), cache=cache)
+    return _cache_dims(cache)
+
+
+def _cache_dims(cache: list) -> set[int]:
+    return {a.shape[-1] for c in cache if hasattr(c, "to_quantized") for a in (c.keys, c.values) if a is not None}
 
 
 def normalise(text: str) -> list[str]:
@@ -115,13 +202,23 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def task_rows(model, tokenizer, prompts: list[str], references: list[str], *, max_tokens: int = 6) -> list[dict]:
+def task_rows(
+    model,
+    tokenizer,
+    prompts: list[str],
+    references: list[str],
+    *,
+    max_tokens: int = 6,
+    kv_bits: int | None = None,
+    kv_group_size: int = 64,
+) -> list[dict]:
     """Greedy answer per prompt, scored against its reference."""
     from workbench.tasks import extract_answer
 
     encoded = [tokenizer.encode(p) for p in prompts]
+    answers = greedy_continuations(model, tokenizer, encoded, max_tokens, kv_bits=kv_bits, kv_group_size=kv_group_size)
     rows = []
-    for tokens, reference in zip(greedy_continuations(model, tokenizer, encoded, max_tokens), references):
+    for tokens, reference in zip(answers, references):
         answer = extract_answer(tokenizer.decode(tokens))
         rows.append(
             {

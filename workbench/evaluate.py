@@ -1,0 +1,264 @@
+"""`workbench eval`: perplexity of a text, task accuracy, and fidelity to a baseline model.
+
+What it measures, and on what (docs/quality.md):
+- `--text FILE`: perplexity of the whole file, cut into non-overlapping chunks of
+  `--sequence-length` tokens (the remainder dropped), as `mlx_lm.perplexity.eval_ppl`;
+  `--max-chunks N` evaluates the first N chunks only, and the output says "N of M tokens".
+- `--task facts`: greedy answers to held-out task items, exact match and token F1.
+- `--baseline M2`: KL(baseline || model), greedy agreement and first divergence on the
+  baseline's own continuations; refused when the two tokenizers differ.
+- `--kv-bits B`: all of the above with the model reading a quantised KV cache.
+
+Rows come back in the shared schema (one per chunk, task item or fidelity sequence),
+with the compute dtype and the metrics measured (`quality_measured`) in their identity.
+
+    workbench eval --model default --text notes.txt
+    workbench eval --model default --task facts --baseline default --kv-bits 8 --json
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import polars as pl
+
+from workbench import corpus, models, quality, results, runtime, tool, workloads
+from workbench.errors import DataError, UsageError
+
+
+def read_text(text: str | Path) -> tuple[str, str]:
+    """(body, name) of a text to evaluate: a UTF-8 file, or `"stdlib"` for the held-out stdlib docstrings."""
+    if str(text) == "stdlib":
+        return corpus.heldout_text(), f"stdlib:{corpus.corpus_hash()}"
+    path = Path(text)
+    if not path.exists():
+        raise DataError(f"text file {path}: no such file")
+    if path.is_dir():
+        raise DataError(f"text file {path} is a directory, not a file")
+    try:
+        return path.read_text(encoding="utf-8"), path.name
+    except UnicodeDecodeError as exc:
+        raise DataError(f"text file {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"text file {path} cannot be read ({exc.strerror})") from None
+
+
+def load_pair(model, baseline, *, dtype: str) -> tuple[models.LoadedModel, models.LoadedModel | None]:
+    """The model and its baseline (specs are loaded in `dtype`); refused when their tokenizers differ."""
+    loaded = model if isinstance(model, models.LoadedModel) else models.load(model, dtype=dtype)
+    if baseline is None:
+        return loaded, None
+    base = baseline if isinstance(baseline, models.LoadedModel) else models.load(baseline, dtype=dtype)
+    models.check_same_tokenizer(loaded, base)
+    return loaded, base
+
+
+def run_eval(
+    model: str | models.LoadedModel,
+    *,
+    text: str | Path | None = None,
+    sequence_length: int = 128,
+    max_chunks: int | None = None,
+    task: str | None = None,
+    task_count: int = 100,
+    baseline: str | models.LoadedModel | None = None,
+    fidelity_count: int = 16,
+    fidelity_tokens: int = 32,
+    run_id: str | None = None,
+    variant: str = "baseline",
+    experiment: str = "eval",
+    params: dict | None = None,
+    dtype: str = "auto",
+    kv_bits: int | None = None,
+    kv_group_size: int = 64,
+    identity: dict | None = None,
+) -> tuple[pl.DataFrame, dict]:
+    """Perplexity on a text (`"stdlib"` = held-out stdlib docstrings; all chunks unless `max_chunks`),
+    task score, fidelity to a baseline. Writes nothing.
+
+    `dtype` applies to models given as specs; `kv_bits` quantises the model's KV cache (not the
+    baseline's); `identity` adds identity columns (family, changes_json, lossless) to every row, and
+    `quality_measured` is set to what this call measured."""
+    if text is None and task is None and baseline is None:
+        raise UsageError("nothing to evaluate: give a text, a task or a baseline")
+    quality.check_kv_quantisation(kv_bits, kv_group_size)
+    body, text_name = read_text(text) if text is not None else (None, None)
+    loaded, base = load_pair(model, baseline, dtype=dtype)
+    kv = {"kv_bits": kv_bits, "kv_group_size": kv_group_size}
+    params = {**(params or {}), **({"kv_bits": kv_bits, "kv_group_size": kv_group_size} if kv_bits else {})}
+    summary = {"model_id": loaded.model_id, "backend": runtime.backend(), "dtype": loaded.dtype, "kv_bits": kv_bits}
+    parts = []
+    if body is not None:
+        chunks, total_tokens = text_chunks(loaded.tokenizer, body, text, sequence_length, max_chunks)
+        text_params = {"sequence_length": sequence_length, "max_chunks": max_chunks, **params}
+        parts.append(measure_perplexity(loaded, chunks, total_tokens, text_name, text_params, summary, **kv))
+    if task is not None:
+        parts.append(measure_task(loaded, task, task_count, {"task": task, **params}, summary, **kv))
+    if base is not None:
+        workload = workloads.task(task or "facts", count=fidelity_count, seed=1)
+        parts.append(measure_fidelity(loaded, base, workload, fidelity_tokens, params, summary, **kv))
+    summary["quality_measured"] = ",".join(part.kind for part in parts)
+    shared = {
+        "run_id": run_id or results.new_run_id(experiment),
+        "experiment": experiment,
+        "variant": variant,
+        **(identity or {}),
+        "dtype": loaded.dtype,
+        "quality_measured": summary["quality_measured"],
+    }
+    frames = [results.to_frame(part.rows, **row_identity(loaded, part.workload, part.params, shared)) for part in parts]
+    return pl.concat(frames, how="vertical"), summary
+
+
+class Measured(NamedTuple):
+    """One quality metric's rows, the workload they were measured on and the parameters they carry."""
+
+    kind: str
+    rows: list[dict]
+    workload: workloads.Workload
+    params: dict
+
+
+def row_identity(loaded: models.LoadedModel, workload: workloads.Workload, params: dict, shared: dict) -> dict:
+    return {
+        "model_id": loaded.model_id,
+        "model_hash": loaded.model_hash,
+        "backend": runtime.backend(),
+        "blas": runtime.active_blas(),
+        "workload": workload.name,
+        "workload_hash": workload.hash,
+        "params_json": params,
+        **shared,
+    }
+
+
+def text_chunks(tokenizer, body: str, source, sequence_length: int, max_chunks: int | None):
+    """(chunks, total tokens of the text); a text shorter than one chunk is a `DataError` naming it."""
+    tokens = tokenizer.encode(body)
+    if len(tokens) < sequence_length:
+        raise DataError(
+            f"text {source} has {len(tokens)} tokens, fewer than one chunk of {sequence_length} "
+            "(lower --sequence-length)"
+        )
+    return quality.chunk_tokens(tokens, sequence_length, max_chunks), len(tokens)
+
+
+def measure_perplexity(loaded, chunks, total_tokens: int, name: str, params: dict, summary: dict, **kv) -> Measured:
+    workload = workloads.Workload(f"text:{name}", (), params={"text": name, "chunks": chunks.tolist()})
+    losses = quality.token_losses(loaded.model, chunks, **kv).reshape(len(chunks), -1)
+    rows = [
+        {"kind": "perplexity", "request_index": i, "nll_mean": float(chunk.mean()), "eval_tokens": chunk.size}
+        for i, chunk in enumerate(losses)
+    ]
+    summary.update(
+        text=name,
+        **quality.summarise_losses(losses.reshape(-1)),
+        eval_tokens=int(chunks.size),
+        total_tokens=total_tokens,
+        chunks=len(chunks),
+        sequence_length=chunks.shape[1],
+    )
+    return Measured("perplexity", rows, workload, params)
+
+
+def measure_task(loaded, task: str, task_count: int, params: dict, summary: dict, **kv) -> Measured:
+    workload = workloads.task(task, count=task_count)
+    rows = quality.task_rows(loaded.model, loaded.tokenizer, list(workload.prompts), list(workload.references), **kv)
+    for i, row in enumerate(rows):
+        row.update(kind="task", request_index=i)
+    summary["task_accuracy"] = sum(r["exact_match"] for r in rows) / len(rows)
+    summary["task_f1"] = sum(r["token_f1"] for r in rows) / len(rows)
+    summary["diversity"] = quality.diversity([r["prediction"] for r in rows])
+    return Measured("task", rows, workload, params)
+
+
+def measure_fidelity(loaded, base, workload, fidelity_tokens: int, params: dict, summary: dict, **kv) -> Measured:
+    """Fidelity on the baseline's own greedy continuations of held-out task prompts."""
+    prompts = workload.token_prompts(base.tokenizer)
+    continuations = quality.greedy_continuations(base.model, base.tokenizer, prompts, fidelity_tokens)
+    sequences = [p + c for p, c in zip(prompts, continuations)]
+    rows = quality.fidelity(base.model, loaded.model, sequences, **kv)
+    for i, row in enumerate(rows):
+        row.update(kind="fidelity", request_index=i)
+    positions = sum(r["positions"] for r in rows)
+    divergences = sorted(r["first_divergence"] for r in rows if r["first_divergence"] >= 0)
+    summary.update(
+        baseline=base.model_id,
+        kl_mean=sum(r["kl_mean"] for r in rows) / len(rows),
+        greedy_agreement=sum(r["greedy_agreement"] * r["positions"] for r in rows) / positions,
+        first_divergence_median=float(divergences[len(divergences) // 2]) if divergences else -1,
+    )
+    fid_params = {
+        "baseline": base.model_id,
+        "baseline_hash": base.model_hash,
+        "baseline_dtype": base.dtype,
+        "fidelity_tokens": fidelity_tokens,
+    }
+    return Measured("fidelity", rows, workload, {**fid_params, **params})
+
+
+def setup_arg_parser() -> tool.Parser:
+    from workbench.tasks import TASKS
+
+    parser = tool.parser("eval", "perplexity, task accuracy and fidelity to a baseline")
+    parser.add_argument("--model", default="default", help="preset, mlx-lm directory or Hugging Face repo id")
+    parser.add_argument("--text", help="UTF-8 text file for perplexity, or 'stdlib' for held-out stdlib docstrings")
+    parser.add_argument("--sequence-length", type=tool.int_at_least(2), default=128, help="tokens per chunk")
+    parser.add_argument("--max-chunks", type=tool.positive_int, help="evaluate only the first N chunks (default: all)")
+    parser.add_argument("--task", choices=TASKS)
+    parser.add_argument("--task-count", type=tool.positive_int, default=100)
+    parser.add_argument("--baseline", help="model to measure fidelity against (must share the tokenizer)")
+    parser.add_argument("--dtype", choices=models.DTYPES, default="auto", help="auto: float32 on CPU, else checkpoint")
+    parser.add_argument("--kv-bits", type=int, choices=quality.KV_BITS, help="quantise the model's KV cache")
+    parser.add_argument("--kv-group-size", type=int, choices=quality.KV_GROUP_SIZES, default=64)
+    parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = setup_arg_parser().parse_args(argv)
+    if not (args.text or args.task or args.baseline):
+        raise UsageError("eval needs at least one of --text, --task, --baseline")
+    for spec in filter(None, (args.model, args.baseline)):
+        models.resolve(spec, build_missing=False)  # fail fast on a missing model, before any work
+    frame, summary = run_eval(
+        args.model,
+        text=args.text,
+        sequence_length=args.sequence_length,
+        max_chunks=args.max_chunks,
+        task=args.task,
+        task_count=args.task_count,
+        baseline=args.baseline,
+        dtype=args.dtype,
+        kv_bits=args.kv_bits,
+        kv_group_size=args.kv_group_size,
+    )
+    if not args.no_save:
+        params = {"command": "eval", **{k: v for k, v in vars(args).items() if k != "json"}}
+        summary["run_dir"] = str(results.write_run(frame, params=params, env=runtime.fingerprint()))
+    if args.json:
+        tool.print_json(summary)
+    else:
+        tool.print_table(display(summary))
+    return 0
+
+
+def display(summary: dict) -> dict:
+    """The summary as a table: the text's token counts as one "N of M tokens" line, nested values left out."""
+    shown = {}
+    for key, value in summary.items():
+        if key == "eval_tokens":
+            chunks = f"{summary['chunks']} chunks of {summary['sequence_length']}"
+            shown["evaluated"] = f"{value} of {summary['total_tokens']} tokens ({chunks})"
+        elif key not in {"total_tokens", "chunks", "sequence_length"} and value is not None:
+            if not isinstance(value, dict):
+                shown[key] = value
+    return shown
+
+
+if __name__ == "__main__":
+    runtime.ensure_optimised_blas()
+    sys.exit(tool.entry(main))
