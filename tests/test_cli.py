@@ -19,9 +19,9 @@ def run(*args, outputs):
     "args, message",
     [
         (["bench", "--model", "/no/such/model"], "not found"),
-        (["bench", "--model", "nano", "--prompt-tokens", "-3"], "positive integer"),
-        (["bench", "--model", "nano", "--gen-tokens", "ten"], "positive integer"),
-        (["bench", "--model", "nano", "--trials", "0"], "positive integer"),
+        (["bench", "--model", "nano", "--prompt-tokens", "-3"], "expected an integer in [1, 32768]"),
+        (["bench", "--model", "nano", "--gen-tokens", "ten"], "expected an integer in [1, 8192]"),
+        (["bench", "--model", "nano", "--trials", "0"], "expected an integer in [1, 100]"),
         (["build-model", "--preset", "giant"], "invalid choice"),
         (["eval", "--model", "nano", "--task", "trivia"], "invalid choice"),
         (["eval", "--model", "nano", "--text", "/no/such.txt"], "no such file"),

@@ -6,7 +6,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from workbench import bench, measure, quality, results, workloads
+from workbench import bench, evaluate, measure, quality, results, workloads
 
 
 def test_bench_rows_follow_the_schema(nano):
@@ -33,8 +33,8 @@ def test_decode_speed_agrees_with_mlx_lm_own_figure(nano):
     """Our decode tok/s = (N-1)/(t_N - t_1); mlx-lm's = N/(t_N - t_1) on the same clock readings."""
     rows = measure.measure_generation(nano.model, nano.tokenizer, [list(range(1, 33))], gen_tokens=32, trials=2)
     for row in rows:
-        assert row["decode_tps"] * 32 / 31 == pytest.approx(row["mlx_generation_tps"], rel=0.05)
-        assert row["prefill_tps"] == pytest.approx(row["mlx_prompt_tps"], rel=0.25)
+        assert row.decode_tps * 32 / 31 == pytest.approx(row.mlx_generation_tps, rel=0.05)
+        assert row.prefill_tps == pytest.approx(row.mlx_prompt_tps, rel=0.25)
 
 
 def test_perplexity_matches_mlx_lm_eval_ppl(nano):
@@ -69,7 +69,7 @@ def test_fidelity_detects_a_perturbed_model(nano):
 
 
 def test_eval_writes_quality_rows(nano):
-    frame, summary = bench.run_eval(
+    frame, summary = evaluate.run_eval(
         nano,
         text="stdlib",
         sequence_length=64,

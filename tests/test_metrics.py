@@ -29,32 +29,31 @@ def test_empty_timeline_is_an_error():
         measure.request_metrics(0.0, [], prompt_tokens=3)
 
 
-def test_summarise_percentiles_and_nan_filtering():
-    stats = measure.summarise(list(range(1, 101)) + [math.nan, None])
-    assert stats["mean"] == pytest.approx(50.5)
-    assert stats["p50"] == pytest.approx(50.5)
-    assert stats["p90"] == pytest.approx(90.1)
-    assert stats["p99"] == pytest.approx(99.01)
-    assert math.isnan(measure.summarise([])["p50"])
-
-
-def test_confidence_interval_contains_mean_and_shrinks():
-    lo, hi = measure.confidence_interval([1.0, 2.0, 3.0, 4.0])
-    assert lo < 2.5 < hi
-    lo2, hi2 = measure.confidence_interval([1.0, 2.0, 3.0, 4.0] * 25)
-    assert hi2 - lo2 < hi - lo
-
-
 def test_run_summary_throughput_over_windows():
-    rows = []
+    records = []
     for trial, window in enumerate([2.0, 2.0]):
-        for _ in range(2):
-            r = measure.request_metrics(0.0, [0.1, 0.2, 0.3, 0.4, 0.5], prompt_tokens=8)
-            r.update(trial=trial, window_s=window, peak_mem_bytes=10 + trial, rss_bytes=5)
-            rows.append(r)
-    summary = measure.run_summary(rows)
+        for i in range(2):
+            metrics = measure.request_metrics(0.0, [0.1, 0.2, 0.3, 0.4, 0.5], prompt_tokens=8)
+            records.append(
+                measure.RequestRecord(
+                    round=0,
+                    trial=trial,
+                    request_index=i,
+                    batch_index=i,
+                    batch_size=1,
+                    **metrics,
+                    window_s=window,
+                    peak_mem_bytes=10 + trial,
+                    rss_bytes=5,
+                    mlx_prompt_tps=1.0,
+                    mlx_generation_tps=1.0,
+                    output_tokens=[1, 2, 3, 4, 5],
+                )
+            )
+    summary = measure.run_summary(records)
     assert summary["throughput_tps"] == pytest.approx(20 / 4.0)
     assert summary["throughput_rps"] == pytest.approx(4 / 4.0)
     assert summary["ttft_s"] == pytest.approx(0.1)
     assert summary["decode_tps"] == pytest.approx(10.0)
     assert summary["peak_mem_bytes"] == 11
+    assert summary["trials"] == 2

@@ -68,8 +68,11 @@ def test_training_is_deterministic_for_a_seed():
 
     recipe = dataclasses.replace(build.get_recipe("nano"), steps=3, warmup_steps=1)
     tokenizer = Tokenizer.from_file(str(build.build_tokenizer(recipe) / "tokenizer.json"))
-    a, _ = build.train(recipe, tokenizer, progress=False)
-    b, _ = build.train(recipe, tokenizer, progress=False)
+    from workbench.training.losses import cross_entropy_loss
+    from workbench.training.trainer import fit
+
+    a, _ = fit(build.init_model(recipe), recipe, tokenizer, cross_entropy_loss, progress=False)
+    b, _ = fit(build.init_model(recipe), recipe, tokenizer, cross_entropy_loss, progress=False)
     for (name, x), (_, y) in zip(tree_flatten(a.parameters()), tree_flatten(b.parameters())):
         np.testing.assert_array_equal(np.array(x), np.array(y), err_msg=name)
 

@@ -29,7 +29,7 @@ def load_spec(spec: str, target: models.LoadedModel, model_spec: str, **load_kwa
     """Load a spec; `quantised:BITS` quantises the model under test, `distilled` trains (or reuses) its student."""
     check(spec)
     if spec.startswith("quantised:"):
-        path = models.quantised(model_spec, bits=int(spec.split(":", 1)[1]))
+        path = models.quantised(model_spec, bits=int(spec.split(":", 1)[1]), dtype=load_kwargs.get("dtype", "auto"))
         return models.load(str(path), **load_kwargs)
     if spec == "distilled":
         from workbench.training.distill import KDSettings, train_student

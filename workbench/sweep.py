@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workbench import tool
 from workbench.errors import SweepError, WorkbenchError
 from workbench.paths import REPO_ROOT, atomic_write_text, outputs_dir
+from workbench.results import is_finished, list_sweeps, load_sweep_results  # noqa: F401 (re-exported)
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "10_experiment.ipynb"
 MAX_POINTS = 10_000
@@ -141,20 +142,6 @@ def load_sweep(path: str | Path) -> Sweep:
 
 def point_dir(sweep: Sweep, point: Point) -> Path:
     return sweep.root / point.point_id
-
-
-def is_finished(directory: Path) -> bool:
-    """The point's results exist and read back as parquet (a truncated file is not a finished point)."""
-    import polars as pl
-
-    parquet = directory / "results.parquet"
-    if not parquet.is_file():
-        return False
-    try:
-        pl.read_parquet_schema(parquet)
-    except Exception:  # polars raises several types for a corrupt file; any of them means "not finished"
-        return False
-    return True
 
 
 def notebook_parameters(sweep: Sweep, point: Point, directory: Path) -> dict:
@@ -294,50 +281,6 @@ def run_sweep(
                 record(future.result())
     bar.close()
     return outcomes
-
-
-def point_meta(directory: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load((directory / "point.yaml").read_text())
-
-
-def load_sweep_results(name: str):
-    """One LazyFrame across a sweep's finished points, with the point parameters as `param_*` columns."""
-    import polars as pl
-
-    root = outputs_dir() / "sweeps" / name
-    frames = []
-    for directory in sorted(p for p in root.glob("*") if p.is_dir()):
-        if not is_finished(directory) or not (directory / "point.yaml").is_file():
-            continue
-        meta = point_meta(directory)
-        columns = {
-            f"param_{k}": (v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v))
-            for k, v in meta["params"].items()
-        }
-        frames.append(
-            pl.scan_parquet(directory / "results.parquet").with_columns(
-                pl.lit(meta["point_id"]).alias("point_id"),
-                pl.lit(name).alias("sweep"),
-                pl.lit(meta.get("workers", 1)).alias("workers"),
-                *[pl.lit(v).alias(k) for k, v in columns.items()],
-            )
-        )
-    if not frames:
-        raise SweepError(f"sweep {name!r} has no finished points under {root}")
-    return pl.concat(frames, how="diagonal_relaxed")
-
-
-def list_sweeps() -> list[dict]:
-    root = outputs_dir() / "sweeps"
-    out = []
-    for directory in sorted(p for p in root.glob("*") if p.is_dir()):
-        points = [p for p in directory.iterdir() if p.is_dir()]
-        done = sum(is_finished(p) for p in points)
-        failed = sum((p / "error.json").exists() and not is_finished(p) for p in points)
-        out.append({"sweep": directory.name, "done": done, "failed": failed})
-    return out
 
 
 def setup_arg_parser() -> tool.Parser:

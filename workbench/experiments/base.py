@@ -183,8 +183,9 @@ def measure_quality(
     params: dict | None = None,
     **quality_kwargs,
 ) -> pl.DataFrame | None:
-    """Perplexity, task accuracy and fidelity to `baseline`, as the variant declares; None if nothing to do."""
-    from workbench import bench
+    """Perplexity, task accuracy and fidelity to `baseline`, as the variant declares; None if nothing to do.
+    `quality_kwargs` (e.g. `kv_bits`) go to `evaluate.run_eval`, so a KV-cache variant is measured with its cache."""
+    from workbench import evaluate
 
     wants = set(variant.quality)
     text = "stdlib" if "perplexity" in wants and config.perplexity_chunks else None
@@ -192,7 +193,8 @@ def measure_quality(
     fidelity = baseline if "fidelity" in wants and baseline is not None and config.fidelity_count else None
     if not (text or task or fidelity):
         return None
-    frame, _ = bench.run_eval(
+    identity = variant.identity()
+    frame, _ = evaluate.run_eval(
         loaded,
         text=text,
         sequence_length=config.perplexity_sequence_length,
@@ -205,17 +207,10 @@ def measure_quality(
         variant=variant.name,
         experiment=config.name,
         params=params or {},
+        identity={k: identity[k] for k in ("family", "changes_json", "lossless")},
         **quality_kwargs,
     )
-    measured = [q for q, asked in zip(QUALITY_METRICS, (text, task, fidelity)) if asked is not None]
-    identity = variant.identity()
-    return frame.with_columns(
-        pl.lit(identity["family"]).alias("family"),
-        pl.lit(identity["changes_json"]).alias("changes_json"),
-        pl.lit(identity["lossless"]).alias("lossless"),
-        pl.lit(",".join(measured)).alias("quality_measured"),
-        pl.lit(getattr(loaded, "dtype", None), dtype=pl.String).alias("dtype"),
-    )
+    return frame
 
 
 def measure_arms(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> pl.DataFrame:

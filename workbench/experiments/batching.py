@@ -51,7 +51,7 @@ def batch_variant(size: int) -> Variant:
 
 def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("batching")
-    loaded = models.load(config.model)
+    loaded = models.load(config.model, dtype=config.dtype)
     arms = [Arm(BASELINE, loaded, params={"mode": "static"})]
     for size in sorted(set(config.batch_sizes) - {1}):
         arms.append(Arm(batch_variant(size), loaded, batch_size=size, params={"mode": "static"}))

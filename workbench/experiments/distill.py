@@ -55,12 +55,12 @@ def student_variant(name: str, config: Config, alpha: float) -> Variant:
 
 def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("distill")
-    teacher = models.load(config.model)
+    teacher = models.load(config.model, dtype=config.dtype)
     if teacher.path is None:
         raise ModelError("distillation needs a local teacher directory (for its tokenizer)")
     arms = [Arm(BASELINE, teacher, params={"role": "teacher", "parameters": models.parameter_count(teacher.model)})]
     for name, alpha in (("student-kd", config.alpha), ("student-control", 0.0)):
-        student = models.load(str(train_student(teacher, config.settings(), alpha=alpha)))
+        student = models.load(str(train_student(teacher, config.settings(), alpha=alpha)), dtype=config.dtype)
         variant = student_variant(name, config, alpha)
         params = {"role": name, **variant.changes, "parameters": models.parameter_count(student.model)}
         arms.append(Arm(variant, student, params=params))

@@ -55,7 +55,7 @@ def run(config: Config) -> pl.DataFrame:
     from mlx_lm.models.cache import make_prompt_cache
 
     run_id = results.new_run_id("prompt_cache")
-    loaded = models.load(config.model)
+    loaded = models.load(config.model, dtype=config.dtype)
     model, tokenizer = loaded.model, loaded.tokenizer
     prefix, suffixes, workload = build_workload(tokenizer, config)
 

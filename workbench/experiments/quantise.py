@@ -85,7 +85,7 @@ def facts(loaded: models.LoadedModel) -> dict:
 
 def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("quantise")
-    baseline = models.load(config.model)
+    baseline = models.load(config.model, dtype=config.dtype)
     arms = [Arm(BASELINE, baseline, params=facts(baseline))]
     for spec in config.variants:
         variant = weight_variant(spec, config.group_size)
@@ -96,7 +96,7 @@ def run(config: Config) -> pl.DataFrame:
             method=spec.method,
             recipe=spec.recipe,
         )
-        loaded = models.load(str(path))
+        loaded = models.load(str(path), dtype=config.dtype)
         arms.append(Arm(variant, loaded, params={**variant.changes, **facts(loaded)}))
     for bits in config.kv_bits:
         variant = kv_variant(bits, config.kv_group_size)

@@ -124,7 +124,7 @@ def _answer(loaded, prompt: str, gen_tokens: int) -> tuple[str, float, float]:
 
 def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("serving")
-    loaded = models.load(config.model)
+    loaded = models.load(config.model, dtype=config.dtype)
     frames = [response_cache_rows(loaded, config, run_id)]
     if config.tiering_requests:
         frames.append(tiering_rows(loaded, config, run_id))
@@ -212,7 +212,9 @@ def tiered_variant(config: Config, loaded: dict) -> Variant:
 
 
 def tiering_rows(target, config: Config, run_id: str) -> pl.DataFrame:
-    loaded = {tier: derived.load_spec(spec, target, config.model) for tier, spec in config.tiers.items()}
+    loaded = {
+        tier: derived.load_spec(spec, target, config.model, dtype=config.dtype) for tier, spec in config.tiers.items()
+    }
     items = tasks.make_items(config.tiering_requests, seed=config.seed + 11, min_facts=2, max_facts=12)
     workload = workloads.Workload(
         "tiering_task",

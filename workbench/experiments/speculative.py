@@ -64,8 +64,8 @@ def acceptance(from_draft: list[bool], k: int) -> tuple[int, int, list[int], lis
 
 def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("speculative")
-    target = models.load(config.model)
-    draft = derived.load_spec(config.draft, target, config.model)
+    target = models.load(config.model, dtype=config.dtype)
+    draft = derived.load_spec(config.draft, target, config.model, dtype=config.dtype)
     if models.vocab_size(draft) != models.vocab_size(target):
         raise ModelError(f"draft {config.draft!r} has another vocabulary than {config.model!r}")
     arms = [Arm(BASELINE, target)]

@@ -78,13 +78,16 @@ def variant(config: Config) -> Variant:
 
 def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("tradeoff")
-    baseline = models.load(config.model)
+    baseline = models.load(config.model, dtype=config.dtype)
     loaded = baseline
     if config.bits:
-        loaded = models.load(str(models.quantised(config.model, bits=config.bits, group_size=config.group_size)))
+        loaded = models.load(
+            str(models.quantised(config.model, bits=config.bits, group_size=config.group_size, dtype=config.dtype)),
+            dtype=config.dtype,
+        )
     kwargs = {}
     if config.speculative:
-        draft = derived.load_spec(config.draft, baseline, config.model)
+        draft = derived.load_spec(config.draft, baseline, config.model, dtype=config.dtype)
         kwargs = {"draft_model": draft.model, "num_draft_tokens": config.num_draft_tokens}
     point = variant(config)
     arms = [
