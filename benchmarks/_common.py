@@ -10,8 +10,9 @@ def run_experiment(name: str, **values) -> dict:
     from workbench import experiments, runtime
 
     runtime.ensure_optimised_blas()
-    config_cls, run = experiments.get(name)
-    frame = run(config_cls.from_dict(values))
+    config = experiments.build_config(name, None, values)
+    experiments.check_models(config)
+    frame = experiments.get(name).run(config)
     return {s["variant"]: s for s in experiments.summarise(name, frame)}
 
 

@@ -27,7 +27,8 @@ def run(*args, outputs):
         (["eval", "--model", "nano", "--text", "/no/such.txt"], "no such file"),
         (["eval", "--model", "nano"], "at least one of"),
         (["eval", "--model", "nano", "--task", "facts", "--baseline", "./missing"], "not found"),
-        (["frobnicate"], "invalid choice"),
+        (["frobnicate"], "unknown command"),
+        (["run", "quantise", "--params", "params/quantise.yaml", "--model", "nano", "--bogus"], "unrecognized"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):

@@ -1,6 +1,7 @@
 """Each experiment on the nano model with real MLX: rows in the schema, the baseline in the same run,
 losslessness where the optimisation promises it, and config validation."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -25,18 +26,19 @@ def run(name, values):
     return experiments.get(name).run(experiments.build_config(name, None, values))
 
 
-def small_overrides(name, nano):
-    return {
-        "quantise": dict(variants=[{"bits": 4}, {"bits": 2}], kv_bits=[]),
-        "speculative": dict(draft=nano, num_draft_tokens=[2, 3], gen_tokens=12),
-        "prompt_cache": dict(prefix_tokens=64, requests=3),
-        "batching": dict(batch_sizes=[1, 4], requests=4, continuous_requests=6, arrival_rate_rps=50.0),
-        "distill": dict(student="nano", steps=4),
-        "serving": dict(
-            unique_queries=4, requests=8, tiering_requests=4, tiers={"fast": nano, "balanced": nano, "complex": nano}
-        ),
-        "tradeoff": dict(bits=4, batch_size=2),
-    }[name]
+def small_overrides(name: str, nano: str) -> dict:
+    """Each experiment's own test module (tests/test_<name>.py) says how to shrink it for nano."""
+    return importlib.import_module(f"test_{name}").small(nano)
+
+
+def run_small(name: str, nano: str, **changes) -> pl.DataFrame:
+    return run(name, {**SMALL, **small_overrides(name, nano), "model": nano, **changes})
+
+
+def test_every_experiment_has_its_params_file_and_test():
+    for name in experiments.names():
+        assert (REPO_ROOT / "params" / f"{name}.yaml").is_file(), name
+        assert isinstance(small_overrides(name, "nano"), dict), name
 
 
 @pytest.mark.parametrize("path", EXPERIMENT_PARAMS, ids=lambda p: p.stem)
@@ -77,53 +79,6 @@ def test_lossless_optimisations_keep_greedy_outputs(nano_path):
         summary = {s["variant"]: s for s in experiments.summarise(name, frame)}
         for variant in variants:
             assert summary[variant]["identical_to_baseline"] is True, (name, variant)
-
-
-def test_quantisation_moves_quality_and_bits(nano_path):
-    frame = run("quantise", {**SMALL, **small_overrides("quantise", str(nano_path)), "model": str(nano_path)})
-    summary = {s["variant"]: s for s in experiments.summarise("quantise", frame)}
-    assert summary["baseline"]["bits_per_weight"] == 32
-    assert summary["q2"]["bits_per_weight"] < summary["q4"]["bits_per_weight"] < 32
-    assert summary["q2"]["kl_mean"] > summary["q4"]["kl_mean"] > 0
-    assert summary["q2"]["size_on_disk_bytes"] < summary["q4"]["size_on_disk_bytes"]
-
-
-def test_speculative_acceptance_by_position():
-    from workbench.experiments.speculative import acceptance
-
-    # prefill token, then rounds: 2 accepted + model token; 0 accepted + model token; 3 accepted + bonus
-    flags = [False, True, True, False, False, True, True, True, False]
-    accepted, proposed, reached, accepted_at = acceptance(flags, 3)
-    assert (accepted, proposed) == (5, 9)
-    assert reached == [3, 2, 2] and accepted_at == [2, 2, 1]
-
-
-def test_continuous_scheduler_serves_urgent_first_under_a_backlog(nano):
-    from workbench import scheduler
-
-    prompts = [list(range(1, 17))] * 8
-    requests = [scheduler.Request(i, p, 0.0, priority=0 if i >= 6 else 1) for i, p in enumerate(prompts)]
-    rows, facts = scheduler.run_continuous(
-        nano.model, nano.tokenizer, requests, gen_tokens=4, initial_batch=2, max_batch=2, adaptive=False
-    )
-    ttft = {r["request_index"]: r["ttft_s"] for r in rows}
-    assert max(ttft[6], ttft[7]) < min(ttft[i] for i in range(2, 6))
-    assert all(r["generated_tokens"] == 4 for r in rows)
-    assert facts["max_active"] <= 2
-
-
-def test_adaptive_batch_halves_on_memory_pressure_and_grows_without(nano):
-    from workbench import scheduler
-
-    requests = [scheduler.Request(i, list(range(1, 9)), 0.0) for i in range(12)]
-    _, grown = scheduler.run_continuous(
-        nano.model, nano.tokenizer, requests, gen_tokens=12, initial_batch=2, max_batch=8, grow_every_steps=2
-    )
-    assert grown["final_batch_limit"] > 2
-    _, squeezed = scheduler.run_continuous(
-        nano.model, nano.tokenizer, requests, gen_tokens=12, initial_batch=4, max_batch=8, memory_limit_bytes=1
-    )
-    assert squeezed["final_batch_limit"] == 1
 
 
 @pytest.mark.parametrize(
