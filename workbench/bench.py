@@ -10,37 +10,10 @@ Synthetic fixed-length prompts (as `mlx_lm.benchmark`), timed by the one loop in
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import polars as pl
 
 from workbench import measure, models, results, runtime, tool, workloads
-
-
-def _identity(
-    loaded: models.LoadedModel,
-    workload: workloads.Workload,
-    *,
-    run_id: str,
-    experiment: str,
-    variant: str,
-    params: dict,
-) -> dict:
-    return {
-        "run_id": run_id,
-        "experiment": experiment,
-        "variant": variant,
-        "model_id": loaded.model_id,
-        "model_hash": loaded.model_hash,
-        "backend": runtime.backend(),
-        "blas": runtime.active_blas(),
-        "workload": workload.name,
-        "workload_hash": workload.hash,
-        "params_json": params,
-        "dtype": getattr(loaded, "dtype", None),
-        "family": "baseline",
-        "changes_json": "{}",
-    }
 
 
 def run_bench(
@@ -55,9 +28,10 @@ def run_bench(
     seed: int = 0,
     run_id: str | None = None,
     variant: str = "baseline",
+    dtype: str = "auto",
 ) -> tuple[pl.DataFrame, dict]:
     """`requests` synthetic prompts (default: one batch) per trial, sent `batch_size` at a time."""
-    loaded = model if isinstance(model, models.LoadedModel) else models.load(model)
+    loaded = model if isinstance(model, models.LoadedModel) else models.load(model, dtype=dtype)
     workload = workloads.synthetic(
         prompt_tokens=prompt_tokens, count=requests or batch_size, vocab_size=models.vocab_size(loaded), seed=seed
     )
@@ -79,15 +53,15 @@ def run_bench(
         "warmup": warmup,
         "seed": seed,
     }
-    identity = _identity(
-        loaded,
-        workload,
-        run_id=run_id or results.new_run_id("bench"),
-        experiment="bench",
-        variant=variant,
-        params=params,
-    )
-    frame = results.to_frame(rows, **identity)
+    identity = {
+        "run_id": run_id or results.new_run_id("bench"),
+        "experiment": "bench",
+        "variant": variant,
+        "params_json": params,
+        "family": "baseline",
+        "changes_json": "{}",
+    }
+    frame = results.to_frame(rows, **identity, **results.model_identity(loaded, workload))
     summary = {
         "model_id": loaded.model_id,
         "backend": runtime.backend(),
@@ -98,16 +72,15 @@ def run_bench(
     return frame, summary
 
 
-def save(frame: pl.DataFrame, *, params: dict, run_dir: Path | None = None) -> Path:
-    return results.write_run(frame, params=params, env=runtime.fingerprint(), run_dir=run_dir)
-
-
 def setup_arg_parser() -> tool.Parser:
     parser = tool.parser("bench", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts")
     parser.add_argument("--model", default="default", help="preset, mlx-lm directory or Hugging Face repo id")
     parser.add_argument("--prompt-tokens", type=tool.int_at_least(1, 32768), default=128)
     parser.add_argument("--gen-tokens", type=tool.int_at_least(1, 8192), default=64)
-    parser.add_argument("--batch", type=tool.int_at_least(1, 1024), default=1)
+    parser.add_argument("--batch", dest="batch_size", type=tool.int_at_least(1, 1024), default=1)
+    parser.add_argument(
+        "--dtype", choices=models.DTYPES, default="auto", help="auto: float32 on CPU, else the checkpoint's"
+    )
     parser.add_argument("--trials", type=tool.int_at_least(1, 100), default=3)
     parser.add_argument("--warmup", type=tool.int_at_least(0, 10), default=1)
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
@@ -118,21 +91,9 @@ def setup_arg_parser() -> tool.Parser:
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     models.resolve(args.model, build_missing=False)  # fail fast on a missing model, before any work
-    frame, summary = run_bench(
-        args.model,
-        prompt_tokens=args.prompt_tokens,
-        gen_tokens=args.gen_tokens,
-        batch_size=args.batch,
-        trials=args.trials,
-        warmup=args.warmup,
-    )
-    if not args.no_save:
-        params = {"command": "bench", **{k: v for k, v in vars(args).items() if k != "json"}}
-        summary["run_dir"] = str(save(frame, params=params))
-    if args.json:
-        tool.print_json(summary)
-    else:
-        tool.print_table({k: v for k, v in summary.items() if not isinstance(v, list)})
+    options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype")
+    frame, summary = run_bench(args.model, **{key: getattr(args, key) for key in options})
+    tool.save_and_print(args, frame, summary, command="bench")
     return 0
 
 

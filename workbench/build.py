@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench import corpus, tasks
+from workbench.errors import ConfigError
 from workbench.paths import atomic_dir, cache_dir
 
 BUILD_VERSION = 2
@@ -89,47 +90,29 @@ class Recipe:
         }
 
 
+# The embedded family: nano for tests, default for the demo, student (~25% of default) for distillation.
+_LONG = {"steps": 2400, "batch_size": 32, "sequence_length": 96, "warmup_steps": 50, "task_fraction": 0.85}
+_SIZES = {  # hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, training
+    "nano": (64, 2, 4, 128, {"steps": 100, "batch_size": 8, "warmup_steps": 20}),
+    "default": (128, 4, 4, 384, _LONG),
+    "student": (64, 3, 4, 192, _LONG),
+}
 PRESETS = {
-    "nano": Recipe(
-        "nano",
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        steps=100,
-        batch_size=8,
-        warmup_steps=20,
-    ),
-    "default": Recipe(
-        "default",
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=384,
-        steps=2400,
-        batch_size=32,
-        sequence_length=96,
-        warmup_steps=50,
-        task_fraction=0.85,
-    ),
-    "student": Recipe(
-        "student",
-        hidden_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=192,
-        steps=2400,
-        batch_size=32,
-        sequence_length=96,
-        warmup_steps=50,
-        task_fraction=0.85,
-    ),
+    name: Recipe(
+        name,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate,
+        **training,
+    )
+    for name, (hidden, layers, heads, intermediate, training) in _SIZES.items()
 }
 
 
 def get_recipe(preset: str) -> Recipe:
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[preset]
 
 

@@ -122,16 +122,7 @@ class Measured(NamedTuple):
 
 
 def row_identity(loaded: models.LoadedModel, workload: workloads.Workload, params: dict, shared: dict) -> dict:
-    return {
-        "model_id": loaded.model_id,
-        "model_hash": loaded.model_hash,
-        "backend": runtime.backend(),
-        "blas": runtime.active_blas(),
-        "workload": workload.name,
-        "workload_hash": workload.hash,
-        "params_json": params,
-        **shared,
-    }
+    return {**results.model_identity(loaded, workload), "params_json": params, **shared}
 
 
 def text_chunks(tokenizer, body: str, source, sequence_length: int, max_chunks: int | None):
@@ -236,13 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         kv_bits=args.kv_bits,
         kv_group_size=args.kv_group_size,
     )
-    if not args.no_save:
-        params = {"command": "eval", **{k: v for k, v in vars(args).items() if k != "json"}}
-        summary["run_dir"] = str(results.write_run(frame, params=params, env=runtime.fingerprint()))
-    if args.json:
-        tool.print_json(summary)
-    else:
-        tool.print_table(display(summary))
+    tool.save_and_print(args, frame, summary, command="eval", table=display(summary))
     return 0
 
 

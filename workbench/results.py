@@ -87,6 +87,21 @@ def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
+def model_identity(loaded, workload) -> dict:
+    """The identity columns every row of a loaded model on a workload carries."""
+    from workbench import runtime
+
+    return {
+        "model_id": loaded.model_id,
+        "model_hash": loaded.model_hash,
+        "backend": runtime.backend(),
+        "blas": runtime.active_blas(),
+        "dtype": getattr(loaded, "dtype", None),
+        "workload": workload.name,
+        "workload_hash": workload.hash,
+    }
+
+
 def to_frame(rows: list[dict], **identity) -> pl.DataFrame:
     """Rows (dicts of measures) plus shared identity columns -> a frame in SCHEMA order and types."""
     unknown = set(identity) - set(IDENTITY)

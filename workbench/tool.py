@@ -76,3 +76,16 @@ def entry(main, argv: list[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"workbench: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def save_and_print(args, frame, summary: dict, *, command: str, table: dict | None = None) -> None:
+    """Write the run folder (unless `--no-save`), then print the summary as JSON or as a table."""
+    from workbench import results, runtime
+
+    if not args.no_save:
+        params = {"command": command, **{k: v for k, v in vars(args).items() if k != "json"}}
+        summary["run_dir"] = str(results.write_run(frame, params=params, env=runtime.fingerprint()))
+    if args.json:
+        print_json(summary)
+    else:
+        print_table(table if table is not None else {k: v for k, v in summary.items() if not isinstance(v, list)})

@@ -19,7 +19,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workbench import measure, models, results, runtime, workloads
+from workbench import measure, models, results, workloads
 from workbench.errors import ConfigError
 
 QUALITY_METRICS = ("perplexity", "task", "fidelity")
@@ -120,16 +120,7 @@ class Arm:
     quality_kwargs: dict = field(default_factory=dict)
 
 
-def model_identity(loaded: models.LoadedModel, workload: workloads.Workload) -> dict:
-    return {
-        "model_id": loaded.model_id,
-        "model_hash": loaded.model_hash,
-        "backend": runtime.backend(),
-        "blas": runtime.active_blas(),
-        "dtype": getattr(loaded, "dtype", None),
-        "workload": workload.name,
-        "workload_hash": workload.hash,
-    }
+model_identity = results.model_identity
 
 
 def speed_workload(config: ExperimentConfig, loaded: models.LoadedModel) -> workloads.Workload:

@@ -11,6 +11,7 @@ interleaved rounds; both students get perplexity, task accuracy and fidelity to 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 import polars as pl
@@ -38,14 +39,7 @@ class Config(ExperimentConfig):
         self.require(self.student in build.PRESETS, "student", f"must be a preset: {', '.join(build.PRESETS)}")
 
     def settings(self) -> KDSettings:
-        return KDSettings(
-            student=self.student,
-            temperature=self.temperature,
-            alpha=self.alpha,
-            steps=self.steps,
-            learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
-        )
+        return KDSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(KDSettings)})
 
 
 def student_variant(name: str, config: Config, alpha: float) -> Variant:
