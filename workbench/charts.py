@@ -108,6 +108,11 @@ def tradeoff_scatter(
 
 
 def quality_vs_speed(configs: pl.DataFrame, *, quality: str = "perplexity", speed: str = "decode_tps") -> alt.Chart:
+    """One point per configuration; a note instead of empty axes when no configuration measured `quality`."""
+    heading = f"{METRICS[quality][0]} vs {METRICS[speed][0].lower()}"
+    if quality not in configs.columns or configs[quality].drop_nulls().is_empty():
+        note = pl.DataFrame({"text": [f"{METRICS[quality][0]}: not measured in this sweep"]})
+        return alt.Chart(note).mark_text(size=14).encode(text="text:N").properties(title=heading, width=420, height=80)
     data = in_units(
         configs.select("variant", "family", "point_id", quality, speed).drop_nulls([quality, speed]), quality, speed
     )
@@ -120,7 +125,7 @@ def quality_vs_speed(configs: pl.DataFrame, *, quality: str = "perplexity", spee
             color=alt.Color("family:N", title="optimisation"),
             tooltip=_tooltip("variant", "point_id", quality, speed),
         )
-        .properties(title=f"{METRICS[quality][0]} vs {METRICS[speed][0].lower()}", width=420, height=280)
+        .properties(title=heading, width=420, height=280)
     )
 
 

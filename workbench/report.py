@@ -263,6 +263,7 @@ def figures(report: Report) -> dict:
     from workbench import charts
 
     a = report.analysis
+    measured = [q for q in (a.quality, "perplexity", "task_accuracy") if a.configs[q].drop_nulls().len()]
     return {
         "tradeoff": charts.tradeoff_scatter(
             a.configs,
@@ -271,7 +272,7 @@ def figures(report: Report) -> dict:
             slo_throughput_tps=a.slo.get("throughput_tps_min"),
         ),
         "latency_cdf": charts.latency_cdf(a.latency),
-        "quality_vs_speed": charts.quality_vs_speed(a.configs, quality="perplexity"),
+        "quality_vs_speed": charts.quality_vs_speed(a.configs, quality=(measured or ["perplexity"])[0]),
         "memory": charts.memory_by_variant(a.configs),
     }
 
