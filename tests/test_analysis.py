@@ -265,3 +265,26 @@ def test_latency_quantiles_are_the_linear_percentiles():
     )
     q = analysis.latency_quantiles(rows, groups, points=5)
     assert q["ttft_s"].to_list() == pytest.approx([stats.percentile(range(1, 11), p) for p in (0, 25, 50, 75, 100)])
+
+
+def test_warnings_flag_overlap_load_dtypes_and_unknown_floor():
+    batching = {"family": "batching", "lossless": True, "quality_measured": "", "dtype": "bfloat16"}
+    rows = run_rows(b4=(shifted(BASE, 1.2), batching, {})).with_columns(
+        dtype=pl.when(pl.col("variant") == "baseline").then(pl.lit("float32")).otherwise(pl.col("dtype"))
+    )
+    conditions = pl.DataFrame(
+        {
+            "point_id": ["r1", "r2"],
+            "workers": [2, 1],
+            "load_before": [0.1, 1.8],
+            "load_after": [0.2, 0.1],
+            "cores": [2, 2],
+        }
+    )
+    warnings = analysis.analyse(rows, slo={}, conditions=conditions).warnings
+    assert any("1 of 2 points ran with more than one worker" in w for w in warnings)
+    assert any("1 of 2 points started or ended on a busy machine (load up to 0.90 per core)" in w for w in warnings)
+    assert any("different dtypes (bfloat16, float32)" in w for w in warnings)
+    assert not any("Noise floor unknown" in w for w in warnings)
+    quiet = pl.DataFrame({"point_id": ["r1"], "workers": [1], "load_before": [0.2], "load_after": [0.3], "cores": [2]})
+    assert analysis.analyse(run_rows(), slo={}, conditions=quiet).warnings == []

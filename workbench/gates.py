@@ -210,5 +210,8 @@ def measurement_warnings(configs: pl.DataFrame, floor: dict, objective: str, con
         ).to_series()
         busy = per_core.drop_nulls().filter(per_core.drop_nulls() > 0.5)
         if len(busy):
-            out.append(f"{len(busy)} points started or ended on a busy machine (load up to {busy.max():.2f} per core).")
+            out.append(
+                f"{len(busy)} of {conditions.height} points started or ended on a busy machine "
+                f"(load up to {busy.max():.2f} per core)."
+            )
     return out

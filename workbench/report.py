@@ -237,7 +237,9 @@ def point_conditions(sweep: str) -> pl.DataFrame:
 
     out = []
     for parquet in sorted((outputs_dir() / "sweeps" / sweep).glob("*/results.parquet")):
-        meta = yaml.load((parquet.parent / "point.yaml").read_text(), Loader=yaml.CSafeLoader)
+        meta = yaml.load(
+            (parquet.parent / "point.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
         env_file = parquet.parent / "env.json"
         env = json.loads(env_file.read_text()) if env_file.is_file() else {}
         out.append(
