@@ -13,7 +13,7 @@ import polars as pl
 
 from workbench.charts import METRICS, title
 
-MAX_ROWS = 50
+MAX_ROWS = 20
 
 
 def fmt_pct(value, digits: int | None = None) -> str:
@@ -56,7 +56,8 @@ def table(frame: pl.DataFrame, *, heading: str | None = None, note: str | None =
     """A great_tables table of string cells (columns already named for people); `empty` when no rows."""
     from great_tables import GT
 
-    if frame.is_empty():
+    blank = frame.is_empty()
+    if blank:
         frame = pl.DataFrame({"": [empty]})
     shown = frame.head(MAX_ROWS)
     if frame.height > MAX_ROWS:
@@ -67,7 +68,9 @@ def table(frame: pl.DataFrame, *, heading: str | None = None, note: str | None =
         gt = gt.tab_header(title=heading)
     if note:
         gt = gt.tab_source_note(note)
-    return gt.tab_options(table_font_size="14px", column_labels_font_weight="bold", table_margin_left="0")
+    return gt.tab_options(
+        table_font_size="14px", column_labels_font_weight="bold", table_margin_left="0", column_labels_hidden=blank
+    )
 
 
 def html(gt) -> str:
