@@ -1,13 +1,20 @@
-"""Dashboard and report on a small real sweep: widgets driven headlessly, the report opened in headless Chromium."""
+"""Dashboard and report on small real sweeps: widgets driven headlessly, the report opened in headless Chromium,
+its artefacts kept away from user files, names escaped, `--baseline` and `--json` exercised."""
 
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
+import polars as pl
 import pytest
+import yaml
 
+from workbench import report, tool
 from workbench.paths import REPO_ROOT
 
 CHROMIUM_FLAGS = [
@@ -20,70 +27,89 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+REPORT = "import sys; from workbench import tool, report; sys.exit(tool.entry(report.main, sys.argv[1:]))"
+HOSTILE = '<img src=x onerror="alert(1)">'
 
 
 @pytest.fixture(scope="module")
-def smoke_sweep(tmp_path_factory, nano_path, kernel):
-    """The smoke sweep, run once into this module's own outputs folder."""
-    import os
-
+def outputs(tmp_path_factory, nano_path, nano, kernel):
+    """This module's outputs folder: the smoke sweep, and a one-point sweep whose run measured the baseline,
+    an A/A copy of it and batch 4 in interleaved rounds on nano (real measurements, identity declared)."""
     from workbench import sweep
 
-    outputs = tmp_path_factory.mktemp("report-outputs")
+    root = tmp_path_factory.mktemp("report-outputs")
     saved = os.environ.get("WORKBENCH_OUTPUTS")
-    os.environ["WORKBENCH_OUTPUTS"] = str(outputs)
+    os.environ["WORKBENCH_OUTPUTS"] = str(root)
     try:
-        outcomes = sweep.run_sweep(sweep.load_sweep(REPO_ROOT / "params" / "smoke.yaml"), workers=2, progress=False)
+        outcomes = sweep.run_sweep(sweep.load_sweep(REPO_ROOT / "params" / "smoke.yaml"), workers=1, progress=False)
     finally:
         if saved is not None:
             os.environ["WORKBENCH_OUTPUTS"] = saved
     assert all(o["status"] == "done" for o in outcomes)
-    return outputs
+    _interleaved_sweep(nano, root / "sweeps" / "rounds")
+    return root
+
+
+def _interleaved_sweep(nano, root: Path, rounds: int = 4) -> None:
+    from workbench import bench, results, runtime
+
+    declared = {
+        "baseline": (1, "baseline", "{}", "task"),
+        "aa": (1, "baseline", "{}", ""),
+        "b4": (4, "batching", '{"batch_size": 4}', ""),
+    }
+    frames, run_id = [], "rounds-run"
+    for rnd in range(rounds):
+        for variant, (batch, family, changes, measured) in declared.items():
+            frame, _ = bench.run_bench(
+                nano,
+                prompt_tokens=16,
+                gen_tokens=16,
+                batch_size=batch,
+                requests=4,
+                trials=3,
+                run_id=run_id,
+                variant=variant,
+            )
+            identity = {"family": family, "changes_json": changes, "lossless": True, "quality_measured": measured}
+            frames.append(
+                frame.with_columns(
+                    pl.lit(rnd, pl.Int32).alias("round"), *[pl.lit(v).alias(k) for k, v in identity.items()]
+                )
+            )
+    task, _ = bench.run_eval(nano, task="facts", task_count=8, run_id=run_id, variant="baseline")
+    frames.append(task.with_columns(family=pl.lit("baseline"), lossless=pl.lit(True), quality_measured=pl.lit("task")))
+    point = root / "p0"
+    point.mkdir(parents=True)
+    (point / "point.yaml").write_text(yaml.safe_dump({"sweep": "rounds", "point_id": "p0", "params": {}, "workers": 1}))
+    rows = pl.concat(frames, how="diagonal_relaxed")
+    results.write_run(rows, params={"experiment": "batching"}, env=runtime.fingerprint(), run_dir=point)
 
 
 @pytest.fixture
-def sweep_outputs(smoke_sweep, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_OUTPUTS", str(smoke_sweep))
-    return smoke_sweep
-
-
-def test_pareto_mask_keeps_only_undominated_rows():
-    import polars as pl
-
-    from workbench import analysis
-
-    df = pl.DataFrame(
-        {
-            "ttft_s_p90": [1.0, 2.0, 1.0, 3.0],
-            "throughput_tps": [10.0, 20.0, 5.0, 20.0],
-            "task_accuracy": [0.5, 0.5, 0.5, 0.4],
-        }
-    )
-    assert analysis.pareto_mask(df, {"ttft_s_p90": False, "throughput_tps": True, "task_accuracy": True}) == [
-        True,
-        True,
-        False,
-        False,
-    ]
+def sweep_outputs(outputs, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_OUTPUTS", str(outputs))
+    return outputs
 
 
 def test_dashboard_controls_change_chart_and_table(sweep_outputs):
     from workbench import dashboard
 
+    dashboard._rows.cache_clear()
     dashboard._configs.cache_clear()
-    d = dashboard.Dashboard()
+    d = dashboard.Dashboard(["smoke", "rounds"])
     before_spec = json.dumps(d.chart.spec, sort_keys=True)
-    before_rows = d.table.value.count("<tr>")
-    assert before_rows > 1
+    assert d.table.value.count('<td headers="Configuration"') == 6
+    assert d.chart.spec["layer"][0]["encoding"]["x"]["title"] == "TTFT p90 (ms)"
     d.x_axis.value = "e2e_s"
     assert d.chart.spec["layer"][0]["encoding"]["x"]["field"] == "e2e_s"
     d.quality.value = "perplexity"
     assert "perplexity" in json.dumps(d.chart.spec)
     d.slo_ttft.value = 1e-9  # nothing is that fast
-    assert d.table.value.count("<tr>") == 0 and "none" in d.table.value
+    assert "<td" not in d.table.value and "none" in d.table.value
     assert json.dumps(d.chart.spec, sort_keys=True) != before_spec
     d.baseline.value = "smoke"
-    assert "Regressions" in d.regressions.value
+    assert "Regressions against smoke" in d.regressions.value and "No regression." in d.regressions.value
 
 
 def test_dashboard_notebook_runs_under_papermill(sweep_outputs, tmp_path):
@@ -92,19 +118,29 @@ def test_dashboard_notebook_runs_under_papermill(sweep_outputs, tmp_path):
     executed = execute_notebook(
         REPO_ROOT / "notebooks" / "90_dashboard.ipynb", tmp_path / "dash", {"sweeps": ["smoke"]}
     )
-    assert "application/vnd.jupyter.widget-view+json" in Path(executed).read_text()
+    text = Path(executed).read_text()
+    assert "application/vnd.jupyter.widget-view+json" in text
+    table = json.loads(text)["cells"][-1]["outputs"][0]["data"]["text/html"]  # formatted, not a frame's repr
+    assert "gt_table" in "".join(table) and "shape: (" not in "".join(table)
 
 
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
-    if shutil.which("apt-get") and hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0:
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
         subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=600)
         found = shutil.which("chromium")
     if not found:
         pytest.skip("headless Chromium is not installed and could not be installed (apt-get install chromium)")
     return found
+
+
+def _browser(*args, tmp_path: Path, name: str) -> str:
+    # the browser must not inherit the BLAS preload meant for MLX processes (its GPU process dies on it)
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    flags = [*CHROMIUM_FLAGS, "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / name}"]
+    return subprocess.run([_chromium(), *flags, *args], capture_output=True, text=True, timeout=120, env=env).stdout
 
 
 def _png_is_blank(path: Path) -> bool:
@@ -121,65 +157,99 @@ def _png_is_blank(path: Path) -> bool:
     return sum(b != 0 for b in raw) / len(raw) < 0.01  # filtered rows of one colour are all zeros
 
 
-def test_report_opens_offline_with_drawn_charts(sweep_outputs, tmp_path):
+def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outputs, tmp_path):
+    out = tmp_path / "report.html"
     proc = subprocess.run(
-        [
-            str(REPO_ROOT / ".venv/bin/workbench") if (REPO_ROOT / ".venv/bin/workbench").exists() else "workbench",
-            "report",
-            "smoke",
-            "-o",
-            str(tmp_path / "report.html"),
-        ],
+        [sys.executable, "-c", REPORT, "rounds", "-o", str(out), "--json"],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**__import__("os").environ, "WORKBENCH_OUTPUTS": str(sweep_outputs)},
+        env={**os.environ, "WORKBENCH_OUTPUTS": str(sweep_outputs)},
     )
     assert proc.returncode == 0, proc.stderr
-    html = (tmp_path / "report.html").read_text()
-    assert "vegaEmbed" in html and 'src="http' not in html and "Recommendations" in html
-    assert len(list((tmp_path / "report_charts").glob("*.png"))) == 4
+    verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert verdict["noise_floor"]["known"] and verdict["noise_floor"]["metrics"]["throughput_tps"]["runs"] == 1
+    batch = [r for r in verdict["recommendations"] + verdict["not_recommended"] if r["variant"] == "b4"]
+    assert batch and batch[0]["significant"] and batch[0]["change_pct"] > 0, verdict  # 4 requests at once
+    assert all(r["variant"] != "aa" for r in verdict["recommendations"])
+    page = out.read_text()
+    assert "vegaEmbed" in page and 'src="http' not in page and "Recommendations" in page
+    assert "shape: (" not in page and "Noise floor (A/A)" in page
+    assert sorted(p.name for p in (tmp_path / "report_files" / "charts").glob("*.png")) == [
+        "latency_cdf.png",
+        "memory.png",
+        "quality_vs_speed.png",
+        "tradeoff.png",
+    ]
+    assert not (tmp_path / "report.ipynb").exists()
 
-    chromium = _chromium()
-    flags = [*CHROMIUM_FLAGS, "--virtual-time-budget=10000"]
-    # the browser must not inherit the BLAS preload meant for MLX processes (its GPU process dies on it)
-    browser_env = {k: v for k, v in __import__("os").environ.items() if k != "LD_PRELOAD"}
-    dom = subprocess.run(
-        [chromium, *flags, f"--user-data-dir={tmp_path / 'p1'}", "--dump-dom", (tmp_path / "report.html").as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=browser_env,
-    ).stdout
+    dom = _browser("--dump-dom", out.as_uri(), tmp_path=tmp_path, name="p1")
     assert dom.count('class="mark-symbol') >= 3, "scatter points were drawn"
     assert dom.count('class="mark-line') >= 1 and dom.count("<svg") >= 4
+    assert "shape: (" not in dom and "TTFT p90 (ms)" in dom
     shot = tmp_path / "report.png"
-    subprocess.run(
-        [
-            chromium,
-            *flags,
-            f"--user-data-dir={tmp_path / 'p2'}",
-            "--window-size=1280,2000",
-            f"--screenshot={shot}",
-            (tmp_path / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        env=browser_env,
-    )
+    _browser("--window-size=1280,2000", f"--screenshot={shot}", out.as_uri(), tmp_path=tmp_path, name="p2")
     assert shot.exists() and not _png_is_blank(shot)
 
 
-def test_report_bad_input(tmp_path, sweep_outputs):
-    import os
+def test_report_against_an_earlier_sweep_keeps_user_files(sweep_outputs, tmp_path, capsys):
+    mine = tmp_path / "x.ipynb"
+    mine.write_text("my notebook")
+    assert report.main(["smoke", "--baseline", "smoke", "-o", str(tmp_path / "x.html"), "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert verdict["regressions"]["compared"] > 0 and verdict["regressions"]["found"] == []  # a sweep vs itself
+    assert set(verdict) >= {"recommendations", "noise_floor", "slo", "regressions"}
+    assert not verdict["noise_floor"]["known"] and verdict["recommendations"] == []  # smoke has no rounds
+    assert mine.read_text() == "my notebook"
+    assert (tmp_path / "x_files" / "report.ipynb").is_file() and (tmp_path / "x_files" / "summary.json").is_file()
+    assert "Against sweep smoke" in (tmp_path / "x.html").read_text()
+    assert report.main(["smoke", "-o", str(tmp_path / "x.html")]) == 0  # an earlier report may be replaced
 
-    env = {**os.environ, "WORKBENCH_OUTPUTS": str(sweep_outputs)}
-    for args in (["report", "nosuch"], ["report", "smoke", "--slo", str(tmp_path / "missing.yaml")]):
-        proc = subprocess.run(
-            [__import__("sys").executable, "-m", "workbench.cli", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
-        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    refused = [
+        ["-o", str(mine)],  # not HTML
+        ["-o", str(REPO_ROOT / "notebooks" / "99_report.html")],
+        ["-o", str(tmp_path / "notes.html")],
+        ["-o", str(tmp_path / "y.html")],
+    ]
+    (tmp_path / "notes.html").write_text("<p>my notes</p>")
+    (tmp_path / "y_files").mkdir()
+    for args in refused:
+        assert tool.entry(report.main, ["smoke", *args]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert (tmp_path / "notes.html").read_text() == "<p>my notes</p>" and not list((tmp_path / "y_files").iterdir())
+    assert not (REPO_ROOT / "notebooks" / "99_report_files").exists()
+
+
+def test_report_escapes_names_from_the_rows(sweep_outputs, tmp_path):
+    source = next((sweep_outputs / "sweeps" / "smoke").glob("*/results.parquet")).parent
+    target = sweep_outputs / "sweeps" / "hostile" / source.name
+    shutil.copytree(source, target)
+    rows = pl.read_parquet(target / "results.parquet")
+    rows = rows.with_columns(
+        variant=pl.when(pl.col("variant") == "baseline").then(pl.col("variant")).otherwise(pl.lit(HOSTILE)),
+        model_id=pl.lit(HOSTILE),
+    )
+    rows.write_parquet(target / "results.parquet")
+    out = tmp_path / "hostile.html"
+    assert report.main(["hostile", "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "&lt;img src=x" in page  # shown, as text
+    assert "<img src=x" not in page and '<img src="x"' not in page
+    dom = _browser("--dump-dom", out.as_uri(), tmp_path=tmp_path, name="p3")
+    assert not re.search(r"<img[^>]*alert\(1\)", dom)  # no live element made of a name
+
+
+def test_report_bad_input_is_one_line(sweep_outputs, tmp_path, capsys):
+    for args in (
+        ["nosuch"],
+        ["../smoke"],
+        [HOSTILE],
+        ["smoke", "--slo", str(tmp_path / "missing.yaml")],
+        ["smoke", "--tolerance", "2"],
+        ["smoke", "--baseline", "nosuch"],
+    ):
+        assert tool.entry(report.main, args) == 2, args
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1, args
+    (tmp_path / "slo.yaml").write_text("ttft_s_p90_max: soon\n")
+    assert tool.entry(report.main, ["smoke", "--slo", str(tmp_path / "slo.yaml")]) == 2
+    assert "ttft_s_p90_max" in capsys.readouterr().err

@@ -1,7 +1,10 @@
-"""Charts: pure `DataFrame -> alt.Chart` functions. No measuring, no file access.
+"""Charts: pure `DataFrame -> alt.Chart` functions over aggregated frames (one row per configuration, or
+CDF quantiles), never raw request rows, so a chart's size does not grow with the requests of a sweep.
+No measuring, no file access.
 
-Interactivity uses Vega-Lite params (legend filter, quality-floor slider, SLO rules), so it
-survives export to static HTML.
+Values are shown in the unit of `METRICS` (seconds as milliseconds, bytes as MiB) with human axis titles.
+Interactivity uses Vega-Lite params (legend filter, quality-floor slider, SLO rules), so it survives export
+to static HTML.
 """
 
 from __future__ import annotations
@@ -9,17 +12,42 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-QUALITY_TITLES = {"task_accuracy": "task exact match", "perplexity": "held-out perplexity", "kl_mean": "KL vs baseline"}
-
-
-AXIS_TITLES = {
-    "ttft_s_p90": "TTFT p90 (s)",
-    "ttft_s": "TTFT p50 (s)",
-    "e2e_s": "E2E p50 (s)",
-    "throughput_tps": "throughput (generated tok/s)",
-    "decode_tps": "decode tok/s",
-    "throughput_rps": "requests/s",
+# column: (human label, unit, factor from the stored unit to the shown one)
+METRICS = {
+    "throughput_tps": ("Throughput", "generated tok/s", 1.0),
+    "throughput_rps": ("Request rate", "requests/s", 1.0),
+    "decode_tps": ("Decode speed", "tok/s", 1.0),
+    "prefill_tps": ("Prefill speed", "tok/s", 1.0),
+    "ttft_s": ("TTFT p50", "ms", 1e3),
+    "ttft_s_p90": ("TTFT p90", "ms", 1e3),
+    "e2e_s": ("End-to-end latency p50", "ms", 1e3),
+    "tpot_s": ("Time per output token p50", "ms", 1e3),
+    "peak_mem_bytes": ("Peak MLX memory", "MiB", 2**-20),
+    "perplexity": ("Held-out perplexity", "", 1.0),
+    "task_accuracy": ("Task exact match", "%", 100.0),
+    "task_f1": ("Task token F1", "%", 100.0),
+    "kl_mean": ("KL divergence vs baseline", "nats", 1.0),
+    "greedy_agreement": ("Greedy agreement with baseline", "%", 100.0),
 }
+LOWER_IS_BETTER_QUALITY = ("perplexity", "kl_mean")
+
+
+def title(metric: str) -> str:
+    """'TTFT p90 (ms)': the human label of a column with its unit."""
+    label, unit, _ = METRICS.get(metric, (metric, "", 1.0))
+    return f"{label} ({unit})" if unit else label
+
+
+def in_units(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
+    """The columns converted to their display units (e.g. seconds to milliseconds), rounded to 4 digits."""
+    known = [c for c in dict.fromkeys(columns) if c in METRICS and c in frame.columns]
+    return frame.with_columns((pl.col(c).cast(pl.Float64) * METRICS[c][2]).round_sig_figs(4).alias(c) for c in known)
+
+
+def _tooltip(*columns: str) -> list:
+    return [
+        alt.Tooltip(c, title=title(c)) if c in METRICS else alt.Tooltip(c, title=c.replace("_", " ")) for c in columns
+    ]
 
 
 def tradeoff_scatter(
@@ -31,94 +59,89 @@ def tradeoff_scatter(
     x: str = "ttft_s_p90",
     y: str = "throughput_tps",
 ) -> alt.LayerChart:
-    """x = TTFT p90, y = throughput (by default), colour = quality, shape = family; Pareto points ringed and
-    connected. The SLO rules are drawn on the default axes."""
-    data = configs.select(
-        *dict.fromkeys(["variant", "family", "point_id", "ttft_s_p90", "throughput_tps", x, y, quality, "pareto"])
-    )
+    """One point per configuration: x = TTFT p90, y = throughput (by default), colour = quality, shape =
+    family; Pareto points ringed and connected; SLO rules drawn on the default axes."""
+    columns = list(dict.fromkeys(["variant", "family", "point_id", x, y, quality, "pareto"]))
+    data = in_units(configs.select(columns), x, y, quality)
     legend = alt.selection_point(fields=["family"], bind="legend")
-    higher_better = quality not in ("perplexity", "kl_mean")
+    higher_better = quality not in LOWER_IS_BETTER_QUALITY
     values = data[quality].drop_nulls()
     low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
     floor = alt.param(
         name="quality_floor",
         value=low if higher_better else high,
-        bind=alt.binding_range(
-            min=low, max=max(high, low + 1e-9), name=f"{QUALITY_TITLES.get(quality, quality)} floor "
-        ),
+        bind=alt.binding_range(min=low, max=max(high, low + 1e-9), name=f"{title(quality)} floor "),
     )
     keep = (alt.datum[quality] >= floor) if higher_better else (alt.datum[quality] <= floor)
     base = alt.Chart(data).encode(
-        x=alt.X(f"{x}:Q", title=AXIS_TITLES.get(x, x), scale=alt.Scale(zero=False)),
-        y=alt.Y(f"{y}:Q", title=AXIS_TITLES.get(y, y)),
+        x=alt.X(f"{x}:Q", title=title(x), scale=alt.Scale(zero=False)),
+        y=alt.Y(f"{y}:Q", title=title(y)),
     )
     points = (
         base.mark_point(filled=True, size=110)
         .encode(
             color=alt.Color(
-                f"{quality}:Q",
-                title=QUALITY_TITLES.get(quality, quality),
-                scale=alt.Scale(scheme="viridis", reverse=not higher_better),
+                f"{quality}:Q", title=title(quality), scale=alt.Scale(scheme="viridis", reverse=not higher_better)
             ),
             shape=alt.Shape("family:N", title="optimisation"),
             opacity=alt.condition(legend, alt.value(1.0), alt.value(0.15)),
-            tooltip=list(dict.fromkeys(["variant", "family", "point_id", x, y, quality, "pareto"])),
+            tooltip=_tooltip(*columns),
         )
         .add_params(legend, floor)
-        .transform_filter(keep | alt.expr.isNaN(alt.datum[quality]))
+        .transform_filter(keep | ~alt.expr.isValid(alt.datum[quality]))
     )
     front = base.transform_filter(alt.datum.pareto).mark_line(color="#d62728", strokeDash=[4, 2]).encode(order=f"{x}:Q")
     ring = base.transform_filter(alt.datum.pareto).mark_point(size=320, color="#d62728", strokeWidth=2)
-    layers = [front, ring, points]
-    if slo_ttft_s is not None and x == "ttft_s_p90":
-        layers.append(
-            alt.Chart(pl.DataFrame({"x": [slo_ttft_s]})).mark_rule(color="grey", strokeDash=[6, 3]).encode(x="x:Q")
-        )
-    if slo_throughput_tps and y == "throughput_tps":
-        layers.append(
-            alt.Chart(pl.DataFrame({"y": [slo_throughput_tps]}))
-            .mark_rule(color="grey", strokeDash=[6, 3])
-            .encode(y="y:Q")
-        )
-    return alt.layer(*layers).properties(title="Speed/quality tradeoff (Pareto front in red)", width=520, height=340)
+    layers, notes = [front, ring, points], []
+    rule = alt.Chart(pl.DataFrame({"v": [0.0]})).mark_rule(color="grey", strokeDash=[6, 3])
+    for axis, column, target in (("x", "ttft_s_p90", slo_ttft_s), ("y", "throughput_tps", slo_throughput_tps)):
+        if not target or (x, y)[axis == "y"] != column:
+            continue
+        shown, top = target * METRICS[column][2], data[column].max()
+        if top is not None and shown > 2 * top:  # a rule far off the data would squeeze every point into a corner
+            notes.append(f"SLO {METRICS[column][0]} {'≤' if axis == 'x' else '≥'} {shown:,.4g} {METRICS[column][1]}")
+        else:
+            layers.append(rule.encode(**{axis: alt.datum(shown)}))
+    heading = "Speed/quality tradeoff, one point per configuration (Pareto front in red)"
+    subtitle = f"{'; '.join(notes)}: off the chart" if notes else "grey dashed lines: SLO targets"
+    return alt.layer(*layers).properties(title=alt.Title(heading, subtitle=subtitle), width=520, height=340)
 
 
 def quality_vs_speed(configs: pl.DataFrame, *, quality: str = "perplexity", speed: str = "decode_tps") -> alt.Chart:
-    data = configs.select("variant", "family", quality, speed)
+    """One point per configuration; a note instead of empty axes when no configuration measured `quality`."""
+    heading = f"{METRICS[quality][0]} vs {METRICS[speed][0].lower()}"
+    if quality not in configs.columns or configs[quality].drop_nulls().is_empty():
+        note = pl.DataFrame({"text": [f"{METRICS[quality][0]}: not measured in this sweep"]})
+        return alt.Chart(note).mark_text(size=14).encode(text="text:N").properties(title=heading, width=420, height=80)
+    data = in_units(
+        configs.select("variant", "family", "point_id", quality, speed).drop_nulls([quality, speed]), quality, speed
+    )
     return (
         alt.Chart(data)
         .mark_point(filled=True, size=90)
         .encode(
-            x=alt.X(f"{speed}:Q", title=speed),
-            y=alt.Y(f"{quality}:Q", title=QUALITY_TITLES.get(quality, quality), scale=alt.Scale(zero=False)),
-            color="family:N",
-            tooltip=["variant", quality, speed],
+            x=alt.X(f"{speed}:Q", title=title(speed), scale=alt.Scale(zero=False)),
+            y=alt.Y(f"{quality}:Q", title=title(quality), scale=alt.Scale(zero=False)),
+            color=alt.Color("family:N", title="optimisation"),
+            tooltip=_tooltip("variant", "point_id", quality, speed),
         )
-        .properties(title="Quality vs speed by family", width=420, height=280)
+        .properties(title=heading, width=420, height=280)
     )
 
 
-def latency_cdf(rows: pl.DataFrame, *, metric: str = "ttft_s") -> alt.Chart:
-    """Empirical CDF of a per-request latency, one line per variant."""
-    data = rows.filter(pl.col("kind") == "speed").select("variant", metric).drop_nulls()
+def latency_cdf(quantiles: pl.DataFrame, *, metric: str = "ttft_s") -> alt.Chart:
+    """From `analysis.latency_quantiles`: one step line per configuration, fraction of requests on y."""
+    data = in_units(quantiles.select("label", "fraction", metric), metric)
     return (
         alt.Chart(data)
-        .transform_window(
-            cumulative_count="count()",
-            sort=[{"field": metric}],
-            groupby=["variant"],
-        )
-        .transform_joinaggregate(total="count()", groupby=["variant"])
-        .transform_calculate(
-            fraction="datum.cumulative_count / datum.total",
-        )
         .mark_line(interpolate="step-after")
         .encode(
-            x=alt.X(f"{metric}:Q", title=f"{metric} (s)"),
-            y=alt.Y("fraction:Q", title="fraction of requests"),
-            color="variant:N",
+            x=alt.X(f"{metric}:Q", title=title(metric).replace(" p50", "")),
+            y=alt.Y("fraction:Q", title="fraction of requests", axis=alt.Axis(format="%")),
+            color=alt.Color("label:N", title="configuration"),
+            tooltip=_tooltip("label", "fraction", metric),
         )
-        .properties(title=f"{metric} CDF", width=420, height=260)
+        .properties(title=f"{METRICS[metric][0].replace(' p50', '')} distribution (CDF)", width=420, height=260)
     )
 
 
@@ -129,16 +152,15 @@ def batch_scaling(configs: pl.DataFrame) -> alt.Chart:
         .cast(pl.Int64, strict=False)
         .fill_null(1)
         .alias("batch_size")
-    )
-    data = data.select("variant", "batch_size", "throughput_tps", "family")
+    ).select("variant", "batch_size", "throughput_tps", "family")
     return (
-        alt.Chart(data)
+        alt.Chart(in_units(data, "throughput_tps"))
         .mark_point(filled=True, size=80)
         .encode(
-            x=alt.X("batch_size:Q", scale=alt.Scale(type="log", base=2), title="batch size"),
-            y=alt.Y("throughput_tps:Q", title="generated tok/s"),
-            color="family:N",
-            tooltip=["variant", "throughput_tps"],
+            x=alt.X("batch_size:Q", scale=alt.Scale(type="log", base=2), title="batch size (requests)"),
+            y=alt.Y("throughput_tps:Q", title=title("throughput_tps")),
+            color=alt.Color("family:N", title="optimisation"),
+            tooltip=_tooltip("variant", "batch_size", "throughput_tps"),
         )
         .properties(title="Throughput by batch size", width=420, height=260)
     )
@@ -151,26 +173,37 @@ def acceptance_by_position(table: pl.DataFrame) -> alt.Chart:
         .mark_line(point=True)
         .encode(
             x=alt.X("position:O", title="draft position"),
-            y=alt.Y("position_acceptance:Q", title="accepted", scale=alt.Scale(domain=[0, 1])),
-            color="variant:N",
+            y=alt.Y(
+                "position_acceptance:Q",
+                title="draft tokens accepted (%)",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
+            color=alt.Color("variant:N", title="configuration"),
         )
         .properties(title="Speculative acceptance by draft position", width=420, height=260)
     )
 
 
-def memory_by_variant(configs: pl.DataFrame) -> alt.Chart:
-    data = configs.select("variant", "family", "peak_mem_bytes").with_columns(
-        (pl.col("peak_mem_bytes") / 2**20).alias("peak_mib")
+def memory_by_variant(configs: pl.DataFrame, *, limit: int = 30) -> alt.Chart:
+    """Mean peak memory per (family, variant) over runs, the `limit` largest."""
+    data = (
+        configs.group_by("family", "variant")
+        .agg(pl.col("peak_mem_bytes").mean(), pl.len().alias("runs"))
+        .drop_nulls("peak_mem_bytes")
+        .sort("peak_mem_bytes", descending=True)
+        .head(limit)
     )
     return (
-        alt.Chart(data)
+        alt.Chart(in_units(data, "peak_mem_bytes"))
         .mark_bar()
         .encode(
-            x=alt.X("mean(peak_mib):Q", title="peak MLX memory (MiB), mean over runs"),
-            y=alt.Y("variant:N", sort="-x"),
-            color="family:N",
+            x=alt.X("peak_mem_bytes:Q", title=f"{title('peak_mem_bytes')}, mean over runs"),
+            y=alt.Y("variant:N", sort="-x", title="configuration"),
+            color=alt.Color("family:N", title="optimisation"),
+            tooltip=_tooltip("variant", "family", "peak_mem_bytes", "runs"),
         )
-        .properties(title="Peak memory by variant", width=420, height=alt.Step(16))
+        .properties(title="Peak memory by configuration", width=420, height=alt.Step(16))
     )
 
 

@@ -13,7 +13,7 @@ import altair as alt
 import ipywidgets as widgets
 import polars as pl
 
-from workbench import analysis, charts
+from workbench import analysis, charts, gates, tables
 from workbench.sweep import list_sweeps, load_sweep_results
 
 QUALITIES = ("task_accuracy", "perplexity", "kl_mean")
@@ -22,8 +22,17 @@ Y_AXES = ("throughput_tps", "decode_tps", "throughput_rps")
 
 
 @functools.lru_cache(maxsize=16)
+def _rows(sweep: str) -> pl.DataFrame:
+    return load_sweep_results(sweep).collect()
+
+
+@functools.lru_cache(maxsize=16)
 def _configs(sweep: str) -> pl.DataFrame:
-    return analysis.configurations(load_sweep_results(sweep).collect())
+    return analysis.configurations(_rows(sweep))
+
+
+def _options(names) -> list[tuple[str, str]]:
+    return [(charts.title(n), n) for n in names]
 
 
 class Dashboard:
@@ -38,9 +47,11 @@ class Dashboard:
         self.baseline = widgets.Dropdown(
             options=["(none)", *names], value="(none)", description="compare with", style=style
         )
-        self.quality = widgets.Dropdown(options=QUALITIES, value=QUALITIES[0], description="quality", style=style)
-        self.x_axis = widgets.Dropdown(options=X_AXES, value=X_AXES[0], description="x", style=style)
-        self.y_axis = widgets.Dropdown(options=Y_AXES, value=Y_AXES[0], description="y", style=style)
+        self.quality = widgets.Dropdown(
+            options=_options(QUALITIES), value=QUALITIES[0], description="quality", style=style
+        )
+        self.x_axis = widgets.Dropdown(options=_options(X_AXES), value=X_AXES[0], description="x", style=style)
+        self.y_axis = widgets.Dropdown(options=_options(Y_AXES), value=Y_AXES[0], description="y", style=style)
         self.quality_floor = widgets.FloatText(
             value=0.0, description="quality floor (accuracy ≥ / ppl, KL ≤)", style=style
         )
@@ -83,23 +94,15 @@ class Dashboard:
         return slo
 
     def meeting_slo(self) -> pl.DataFrame:
+        """The configurations that meet the current SLOs, best throughput first."""
         configs = analysis.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
         slo = self.slo()
-        keep = [all(c["pass"] for c in analysis.slo_checks(row, slo)) for row in configs.to_dicts()]
-        return (
-            configs.filter(pl.Series(keep))
-            .select(
-                "variant",
-                "family",
-                "point_id",
-                "ttft_s_p90",
-                "throughput_tps",
-                "decode_tps",
-                self.quality.value,
-                "pareto",
-            )
-            .sort("throughput_tps", descending=True)
-        )
+        keep = [all(c["pass"] for c in gates.slo_checks(row, slo)) for row in configs.iter_rows(named=True)]
+        return configs.filter(pl.Series(keep, dtype=pl.Boolean)).sort("throughput_tps", descending=True)
+
+    def slo_table(self):
+        """`meeting_slo` as a formatted table (great_tables; names escaped)."""
+        return tables.configurations(self.meeting_slo(), quality=self.quality.value)
 
     def refresh(self) -> None:
         configs = analysis.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
@@ -111,22 +114,11 @@ class Dashboard:
             x=self.x_axis.value,
             y=self.y_axis.value,
         )
-        self.table.value = _html_table(self.meeting_slo())
+        meeting = self.meeting_slo()
+        self.table.value = tables.html(self.slo_table()) if meeting.height else "<p><i>none</i></p>"
         if self.baseline.value != "(none)":
-            found = analysis.regressions(configs, _configs(self.baseline.value))
-            flagged = found.filter(pl.col("regression")) if found.height else found
-            self.regressions.value = "<b>Regressions (> 10 % worse)</b>" + _html_table(flagged)
+            found = gates.regressions(_rows(self.sweep.value), _rows(self.baseline.value))
+            heading = f"Regressions against {self.baseline.value} (> 10 % worse)"
+            self.regressions.value = tables.html(tables.regressions(found, tolerance=0.10).tab_header(title=heading))
         else:
             self.regressions.value = ""
-
-
-def _html_table(frame: pl.DataFrame) -> str:
-    if frame.is_empty():
-        return "<p><i>none</i></p>"
-    head = "".join(f"<th>{c}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in frame.iter_rows())
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _cell(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

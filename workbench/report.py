@@ -1,98 +1,124 @@
 """The stakeholder report: `notebooks/99_report.ipynb` executed by papermill and rendered to one
-self-contained HTML file (code hidden, the charts' JavaScript inlined once, no CDN), with the
-charts also exported as PNGs next to it for slides.
+self-contained HTML file (code hidden, the charts' JavaScript inlined once, no CDN).
 
-    workbench report SWEEP [--baseline SWEEP] [--slo FILE] -o report.html
+    workbench report SWEEP [--baseline OLD_SWEEP] [--slo FILE] [--quality M] [--objective M] [-o X.html] [--json]
+
+Everything else the report makes goes into a folder of its own beside the HTML, `X_files/`: the executed
+notebook, the charts as PNGs for slides and `summary.json` (what `--json` prints). Both are written
+atomically. `-o` over a file that is not an earlier report, over a folder `X_files/` that is not an earlier
+report's, or inside `notebooks/` is refused. `--json` prints one JSON object as its last line
+(recommendations, noise floor, SLO checks, regressions) for CI jobs to gate on.
 """
 
 from __future__ import annotations
 
+import argparse
+import html
 import json
+import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from workbench.paths import REPO_ROOT, atomic_write_text, outputs_dir
+from workbench import analysis, gates, significance, stats, tool
+from workbench.errors import DataError, UsageError
+from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "99_report.ipynb"
 RENDERER = "workbench_offline"
+GENERATOR = '<meta name="generator" content="workbench-report">'
+MARKER = ".workbench-report"
+SWEEP_NAME = re.compile(r"[A-Za-z0-9_-]+")
+QUALITIES = ("task_accuracy", "perplexity", "kl_mean", "greedy_agreement")
 
 
-def _offline_renderer(spec: dict, **_) -> dict:
-    """A chart as a div + a vegaEmbed call; the library itself is inlined once by `setup_offline_charts`."""
-    div = f"vis-{uuid.uuid4().hex[:10]}"
-    html = (
-        f'<div id="{div}" class="workbench-chart"></div><script type="text/javascript">'
-        f'vegaEmbed("#{div}", {json.dumps(spec)}, {{"renderer": "svg", "actions": false}})'
-        ".catch(console.error);</script>"
+def setup_arg_parser() -> tool.Parser:
+    parser = tool.parser("report", "render a sweep's stakeholder report to one offline HTML file")
+    parser.add_argument("sweep", help="name of a sweep under outputs/sweeps/")
+    parser.add_argument("--baseline", help="an earlier sweep to check for regressions")
+    parser.add_argument(
+        "--slo", help="YAML of SLO targets (ttft_s_p90_max, throughput_tps_min, task_accuracy_min, ...)"
     )
-    return {"text/html": html}
+    parser.add_argument(
+        "--quality", choices=QUALITIES, default="task_accuracy", help="quality axis of the Pareto front"
+    )
+    parser.add_argument("--objective", choices=significance.SAMPLE_METRICS, default="throughput_tps")
+    parser.add_argument("--tolerance", type=_fraction, default=0.10, help="regression threshold (default 0.10)")
+    parser.add_argument("-o", "--output", help="report .html path (default: outputs/reports/<sweep>.html)")
+    parser.add_argument("--json", action="store_true", help="print the verdict as one JSON object, last line")
+    return parser
 
 
-def setup_offline_charts():
-    """Register the offline renderer and return the HTML that inlines Vega, Vega-Lite and Vega-Embed."""
-    import altair as alt
-    import vl_convert as vlc
-    from IPython.display import HTML
-
-    alt.renderers.register(RENDERER, _offline_renderer)
-    alt.renderers.enable(RENDERER)
-    return HTML(f'<script type="text/javascript">{vlc.javascript_bundle()}</script>')
-
-
-def load(sweep: str) -> tuple[pl.DataFrame, dict]:
-    """Rows of a sweep's finished points and the environment of its first point."""
-    from workbench.sweep import load_sweep_results
-
-    rows = load_sweep_results(sweep).collect()
-    env_files = sorted((outputs_dir() / "sweeps" / sweep).glob("*/env.json"))
-    env = json.loads(env_files[0].read_text()) if env_files else {}
-    return rows, env
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {value}")
+    return value
 
 
-def executive_summary(configs: pl.DataFrame, env: dict) -> str:
-    """Markdown: the baseline's measured figures, hardware and versions."""
-    base = configs.filter(pl.col("variant") == "baseline")
-    if base.is_empty():
-        return "No baseline rows in this sweep."
-
-    def fmt(col, scale=1.0, unit="", digits=3):
-        values = base[col].drop_nulls() if col in base.columns else pl.Series([])
-        return f"{values.median() * scale:.{digits}g}{unit}" if len(values) else "n/a"
-
-    lines = [
-        f"- **throughput**: {fmt('throughput_tps', digits=4)} generated tok/s, "
-        f"{fmt('throughput_rps', digits=3)} requests/s",
-        f"- **TTFT**: p50 {fmt('ttft_s', 1e3, ' ms')}, p90 {fmt('ttft_s_p90', 1e3, ' ms')}; "
-        f"**E2E** p50 {fmt('e2e_s', 1e3, ' ms')}; **decode** {fmt('decode_tps', digits=4)} tok/s",
-        f"- **quality**: perplexity {fmt('perplexity')}, task exact match {fmt('task_accuracy', 100, ' %')}",
-        f"- **memory**: peak {fmt('peak_mem_bytes', 2**-20, ' MiB')}",
-        f"- **hardware**: {env.get('cpu', '?')}, {env.get('cores', '?')} cores, "
-        f"{(env.get('memory_bytes') or 0) / 2**30:.0f} GiB, backend **{env.get('backend', '?')}**, "
-        f"BLAS {env.get('blas', '?')}",
-        f"- **versions**: mlx {env.get('mlx', '?')}, mlx-lm {env.get('mlx_lm', '?')}, Python {env.get('python', '?')}, "
-        f"git {str(env.get('git_sha') or '?')[:10]}",
-        f"- baselines measured in {base.height} runs; figures are medians across them.",
-    ]
-    return "\n".join(lines)
+def main(argv: list[str] | None = None) -> int:
+    args = setup_arg_parser().parse_args(argv)
+    for name in filter(None, (args.sweep, args.baseline)):
+        sweep_root(name)
+    if args.slo:
+        gates.load_slo(args.slo)
+    output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
+    path = render(
+        args.sweep,
+        output,
+        baseline_sweep=args.baseline,
+        slo_file=args.slo,
+        quality=args.quality,
+        objective=args.objective,
+        tolerance=args.tolerance,
+    )
+    print(f"report:    {path}")
+    print(f"artefacts: {artefacts_dir(path)}")
+    if args.json:
+        summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
+        tool.print_json({"report": str(path), **summary})
+    return 0
 
 
-def failures(sweep: str) -> tuple[int, int]:
-    root = outputs_dir() / "sweeps" / sweep
-    points = [p for p in root.iterdir() if p.is_dir()] if root.exists() else []
-    return sum((p / "error.json").exists() and not (p / "results.parquet").exists() for p in points), len(points)
+def sweep_root(name: str) -> Path:
+    """The folder of a sweep with finished points; a bad or unknown name is a `UsageError`."""
+    if not SWEEP_NAME.fullmatch(name):
+        raise UsageError(f"sweep name {name[:60]!r}: expected letters, digits, '-' and '_' only")
+    root = outputs_dir() / "sweeps" / name
+    if not any(root.glob("*/results.parquet")):
+        raise UsageError(f"sweep {name!r} has no finished points under {root.parent}")
+    return root
 
 
-def export_pngs(charts: dict, directory: str | Path) -> list[Path]:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, chart in charts.items():
-        path = directory / f"{name}.png"
-        chart.save(str(path), scale_factor=2)
-        paths.append(path)
-    return paths
+def artefacts_dir(output: Path) -> Path:
+    output = Path(output)
+    return output.with_name(f"{output.stem}_files")
+
+
+def is_report(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return GENERATOR.encode() in fh.read(65536)
+
+
+def check_output(output: Path) -> None:
+    """Refuse an output that would overwrite something that is not an earlier report."""
+    output = Path(output).resolve()
+    if output.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"-o {output}: a report is HTML; give a path ending in .html")
+    if output.is_relative_to((REPO_ROOT / "notebooks").resolve()):
+        raise UsageError(f"-o {output}: refusing to write inside notebooks/ (the report's template lives there)")
+    if output.is_dir():
+        raise UsageError(f"-o {output}: is a directory")
+    if output.exists() and not is_report(output):
+        raise UsageError(f"-o {output}: exists and is not a workbench report; refusing to overwrite it")
+    files = artefacts_dir(output)
+    if files.exists() and not (files / MARKER).is_file():
+        raise UsageError(f"{files}: exists and is not a report's artefacts folder; refusing to replace it")
 
 
 def render(
@@ -102,45 +128,203 @@ def render(
     baseline_sweep: str | None = None,
     slo_file: str | None = None,
     quality: str = "task_accuracy",
+    objective: str = "throughput_tps",
+    tolerance: float = 0.10,
 ) -> Path:
-    """Execute the report notebook for a sweep and write a self-contained HTML file (+ PNGs beside it)."""
+    """Execute the report notebook into a fresh `X_files/` (its verdict in `X_files/summary.json`) and write
+    `X.html`; returns the HTML's path."""
     import papermill
     from nbconvert import HTMLExporter
 
     from workbench.jupyter_kernel import KERNEL_NAME
 
     output = Path(output).resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    executed = output.with_suffix(".ipynb")
-    papermill.execute_notebook(
-        str(REPORT_NOTEBOOK),
-        str(executed),
-        kernel_name=KERNEL_NAME,
-        cwd=str(REPO_ROOT),
-        progress_bar=False,
-        parameters={
-            "sweep": sweep,
-            "baseline_sweep": baseline_sweep,
-            "slo_file": slo_file,
-            "quality": quality,
-            "assets_dir": str(output.parent / f"{output.stem}_charts"),
-        },
-    )
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    html, _ = exporter.from_filename(str(executed))
-    html = strip_remote_assets(html)
-    atomic_write_text(output, html)
+    check_output(output)
+    with atomic_dir(artefacts_dir(output)) as tmp:
+        (tmp / MARKER).write_text(f"artefacts of {output.name}, written by `workbench report`\n")
+        executed = tmp / "report.ipynb"
+        papermill.execute_notebook(
+            str(REPORT_NOTEBOOK),
+            str(executed),
+            kernel_name=KERNEL_NAME,
+            cwd=str(REPO_ROOT),
+            progress_bar=False,
+            parameters={
+                "sweep": sweep,
+                "baseline_sweep": baseline_sweep,
+                "slo_file": slo_file,
+                "quality": quality,
+                "objective": objective,
+                "tolerance": tolerance,
+                "artefacts_dir": str(tmp),
+            },
+        )
+        exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        page, _ = exporter.from_filename(str(executed))
+        page = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + GENERATOR, strip_remote_assets(page), count=1)
+        tmp.chmod(0o755)
+    atomic_write_text(output, page)
     return output
 
 
-def strip_remote_assets(html: str) -> str:
+@dataclass
+class Report:
+    """A sweep analysed for the report, with where and how it was measured."""
+
+    sweep: str
+    analysis: analysis.Analysis
+    env: dict
+    points: int
+    failed: int
+    risks: pl.DataFrame
+    slo_rows: list
+    baseline_sweep: str | None = None
+    tolerance: float = 0.10
+
+    def summary(self) -> dict:
+        extra = {
+            "sweep": self.sweep,
+            "points": self.points,
+            "failed": self.failed,
+            "baseline_sweep": self.baseline_sweep,
+        }
+        return {**extra, **self.analysis.to_json()}
+
+
+def build(
+    sweep: str,
+    *,
+    baseline_sweep: str | None = None,
+    slo_file: str | None = None,
+    quality: str = "task_accuracy",
+    objective: str = "throughput_tps",
+    tolerance: float = 0.10,
+) -> Report:
+    rows, env = load(sweep)
+    previous = load(baseline_sweep)[0] if baseline_sweep else None
+    failed, points = failures(sweep)
+    result = analysis.analyse(
+        rows,
+        slo=gates.load_slo(slo_file),
+        quality=quality,
+        objective=objective,
+        conditions=point_conditions(sweep),
+        previous=previous,
+        tolerance=tolerance,
+    )
+    risks = gates.risks(result.configs, failures=failed, points=points, memory_total_bytes=env.get("memory_bytes"))
+    slo_rows = gates.slo_rows(result.configs, result.recommended, result.slo)
+    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance)
+
+
+def load(sweep: str) -> tuple[pl.DataFrame, dict]:
+    """Rows of a sweep's finished points and the environment of its first point."""
+    from workbench.sweep import load_sweep_results
+
+    root = sweep_root(sweep)
+    try:
+        rows = load_sweep_results(sweep).collect()
+    except FileNotFoundError as exc:
+        raise DataError(str(exc)) from None
+    env_files = sorted(root.glob("*/env.json"))
+    env = json.loads(env_files[0].read_text()) if env_files else {}
+    return rows, env
+
+
+def point_conditions(sweep: str) -> pl.DataFrame:
+    """Per finished point: how many timed points ran at once (`workers`), machine load before/after, cores."""
+    import yaml
+
+    out = []
+    for parquet in sorted((outputs_dir() / "sweeps" / sweep).glob("*/results.parquet")):
+        meta = yaml.load(
+            (parquet.parent / "point.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
+        env_file = parquet.parent / "env.json"
+        env = json.loads(env_file.read_text()) if env_file.is_file() else {}
+        out.append(
+            {
+                "point_id": str(meta.get("point_id", parquet.parent.name)),
+                "workers": meta.get("workers"),
+                **{k: env.get(k) for k in ("load_before", "load_after", "cores")},
+            }
+        )
+    schema = {"point_id": pl.String, "workers": pl.Int64, "load_before": pl.Float64}
+    return pl.DataFrame(out, schema=schema | {"load_after": pl.Float64, "cores": pl.Int64}, strict=False)
+
+
+def failures(sweep: str) -> tuple[int, int]:
+    """(failed points, all points) of a sweep folder."""
+    root = outputs_dir() / "sweeps" / sweep
+    points = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.exists() else []
+    failed = sum((p / "error.json").exists() and not (p / "results.parquet").exists() for p in points)
+    return failed, len(points)
+
+
+def figures(report: Report) -> dict:
+    from workbench import charts
+
+    a = report.analysis
+    measured = [q for q in (a.quality, "perplexity", "task_accuracy") if a.configs[q].drop_nulls().len()]
+    return {
+        "tradeoff": charts.tradeoff_scatter(
+            a.configs,
+            quality=a.quality,
+            slo_ttft_s=a.slo.get("ttft_s_p90_max"),
+            slo_throughput_tps=a.slo.get("throughput_tps_min"),
+        ),
+        "latency_cdf": charts.latency_cdf(a.latency),
+        "quality_vs_speed": charts.quality_vs_speed(a.configs, quality=(measured or ["perplexity"])[0]),
+        "memory": charts.memory_by_variant(a.configs),
+    }
+
+
+def save_artefacts(report: Report, charts: dict, directory: str | Path | None):
+    """The charts as PNGs under `directory/charts/` and the verdict as `directory/summary.json`."""
+    from IPython.display import HTML
+
+    if not directory:
+        return HTML("")
+    directory = Path(directory)
+    (directory / "charts").mkdir(parents=True, exist_ok=True)
+    for name, chart in charts.items():
+        chart.save(str(directory / "charts" / f"{name}.png"), scale_factor=2)
+    summary = json.dumps(stats.json_safe(report.summary()), indent=1, default=str, allow_nan=False)
+    atomic_write_text(directory / "summary.json", summary)
+    names = ", ".join(f"<code>{html.escape(name)}.png</code>" for name in charts)
+    return HTML(f"<p>Chart images for slides, in the report's <code>_files/charts</code> folder: {names}.</p>")
+
+
+def _offline_renderer(spec: dict, **_) -> dict:
+    """A chart as a div + a vegaEmbed call; `<` is escaped in the spec so no name can close the script."""
+    div = f"vis-{uuid.uuid4().hex[:10]}"
+    embedded = json.dumps(spec).replace("<", "\\u003c")
+    page = (
+        f'<div id="{div}" class="workbench-chart"></div><script type="text/javascript">'
+        f'vegaEmbed("#{div}", {embedded}, {{"renderer": "svg", "actions": false}}).catch(console.error);</script>'
+    )
+    return {"text/html": page}
+
+
+def setup_offline_charts():
+    """Register the offline renderer and return the HTML that inlines Vega, Vega-Lite and Vega-Embed.
+    Charts get one row per configuration or quantile, never request rows, so altair's row cap is lifted."""
+    import altair as alt
+    import vl_convert as vlc
+    from IPython.display import HTML
+
+    alt.renderers.register(RENDERER, _offline_renderer)
+    alt.renderers.enable(RENDERER)
+    alt.data_transformers.disable_max_rows()
+    return HTML(f'<script type="text/javascript">{vlc.javascript_bundle()}</script>')
+
+
+def strip_remote_assets(page: str) -> str:
     """Drop nbconvert's CDN script tags (require.js, MathJax: the report uses neither) and refuse any other
     remote asset, so the file opens offline."""
-    import re
-
-    html = re.sub(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', "", html)
-    html = re.sub(r'<script type="text/x-mathjax-config">.*?</script>', "", html, flags=re.S)
-    remote = re.search(r'<(?:script|link|img)[^>]*(?:src|href)="(https?://[^"]+)"', html)
+    page = re.sub(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', "", page)
+    page = re.sub(r'<script type="text/x-mathjax-config">.*?</script>', "", page, flags=re.S)
+    remote = re.search(r'<(?:script|link|img)[^>]*(?:src|href)="(https?://[^"]+)"', page)
     if remote:
         raise RuntimeError(f"report would load {remote.group(1)} from the network")
-    return html
+    return page

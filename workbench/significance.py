@@ -1,0 +1,147 @@
+"""Which measured changes are real: per-trial samples, the A/A noise floor, and comparisons with intervals.
+
+- The unit of a sample is a trial of one variant in one round of its run, never a request (requests in one
+  trial share the machine's state): throughput is the trial's generated tokens over its window, latencies
+  are the trial's medians.
+- The noise floor of a run is the A/A change of its baseline, even rounds against odd rounds (runs measure
+  baseline and variants interleaved: A B A B ...). A change is significant only when its Welch t interval
+  excludes zero and it is larger than max(its run's floor, the sweep's median floor); with no round data
+  anywhere the floor is unknown and nothing is significant.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from workbench import stats
+
+BASELINE = "baseline"
+HIGHER_IS_BETTER = {
+    "throughput_tps": True,
+    "throughput_rps": True,
+    "decode_tps": True,
+    "task_accuracy": True,
+    "greedy_agreement": True,
+    "ttft_s": False,
+    "ttft_s_p90": False,
+    "e2e_s": False,
+    "perplexity": False,
+    "kl_mean": False,
+    "peak_mem_bytes": False,
+}
+SAMPLE_METRICS = ("throughput_tps", "ttft_s", "e2e_s", "decode_tps")
+NO_DIFFERENCE = "no significant difference"
+
+
+def trial_samples(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """One row per (run, variant, round, trial) of speed rows: throughput over the trial's window and the
+    trial's medians of TTFT, E2E latency and decode speed. `round` is null where a run did not record it."""
+    df = rows.collect() if isinstance(rows, pl.LazyFrame) else rows
+    if "round" not in df.columns:
+        df = df.with_columns(pl.lit(None, pl.Int32).alias("round"))
+    if "point_id" not in df.columns:
+        df = df.with_columns(point_id=pl.col("run_id"))
+    speed = df.filter(pl.col("kind") == "speed")
+    return (
+        speed.group_by("run_id", "point_id", "variant", "round", "trial", maintain_order=True)
+        .agg(
+            (pl.col("generated_tokens").sum() / pl.col("window_s").first()).alias("throughput_tps"),
+            *[stats.quantile_expr(m, 0.5).alias(m) for m in SAMPLE_METRICS if m != "throughput_tps"],
+        )
+        .sort("run_id", "variant", "round", "trial", nulls_last=True)
+    )
+
+
+def noise_floors(samples: pl.DataFrame, metrics=SAMPLE_METRICS) -> pl.DataFrame:
+    """Per run and metric: the A/A change of the baseline, even rounds against odd ones (runs with >= 2
+    rounds only); `floor_pct` = |change_pct|."""
+    out = []
+    base = samples.filter((pl.col("variant") == BASELINE) & pl.col("round").is_not_null())
+    for (run_id,), group in base.group_by("run_id", maintain_order=True):
+        if group["round"].n_unique() < 2:
+            continue
+        even, odd = group.filter(pl.col("round") % 2 == 0), group.filter(pl.col("round") % 2 == 1)
+        for metric in metrics:
+            d = stats.difference(even[metric], odd[metric])
+            out.append(
+                {
+                    "run_id": run_id,
+                    "metric": metric,
+                    "floor_pct": abs(d.change_pct) if math.isfinite(d.change_pct) else None,
+                    "ci_low_pct": d.ci_pct[0],
+                    "ci_high_pct": d.ci_pct[1],
+                    "n_even": d.n_a,
+                    "n_odd": d.n_b,
+                }
+            )
+    schema = {"run_id": pl.String, "metric": pl.String, "floor_pct": pl.Float64}
+    schema |= {"ci_low_pct": pl.Float64, "ci_high_pct": pl.Float64, "n_even": pl.Int64, "n_odd": pl.Int64}
+    return pl.DataFrame(out, schema=schema).with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+def sweep_noise_floor(floors: pl.DataFrame, metrics=SAMPLE_METRICS) -> dict:
+    """Per metric: the median of the runs' floors (the sweep's floor), their max and how many runs had one;
+    `median_pct` is None when no run had two rounds."""
+    out = {}
+    for metric in metrics:
+        values = floors.filter(pl.col("metric") == metric)["floor_pct"].drop_nulls().to_list()
+        out[metric] = {
+            "median_pct": stats.percentile(values, 50) if values else None,
+            "max_pct": max(values) if values else None,
+            "runs": len(values),
+        }
+    return out
+
+
+def comparisons(samples: pl.DataFrame, floors: pl.DataFrame, metrics=SAMPLE_METRICS) -> pl.DataFrame:
+    """Every variant against its own run's baseline, per metric, with a Welch t interval; `significant` uses
+    the floor max(run's floor, sweep's median floor) and is False where the floor is unknown. `gain_pct` is
+    the change in the metric's better direction."""
+    sweep_floor = sweep_noise_floor(floors, metrics)
+    run_floor = {(r["run_id"], r["metric"]): r["floor_pct"] for r in floors.iter_rows(named=True)}
+    parts = samples.partition_by("run_id", "variant", as_dict=True)
+    out = []
+    for (run_id, variant), part in parts.items():
+        base = parts.get((run_id, BASELINE))
+        if variant == BASELINE or base is None:
+            continue
+        for metric in metrics:
+            d = stats.difference(base[metric], part[metric])
+            known = [f for f in (run_floor.get((run_id, metric)), sweep_floor[metric]["median_pct"]) if f is not None]
+            floor = max(known) if known else None
+            significant = floor is not None and stats.is_significant(d, floor)
+            sign = 1 if HIGHER_IS_BETTER[metric] else -1
+            verdict = NO_DIFFERENCE if not significant else ("better" if sign * d.diff > 0 else "worse")
+            out.append(
+                {
+                    "run_id": run_id,
+                    "variant": variant,
+                    "metric": metric,
+                    "baseline_mean": d.mean_a,
+                    "mean": d.mean_b,
+                    "change": d.diff,
+                    "change_pct": d.change_pct,
+                    "ci_low": d.ci_low,
+                    "ci_high": d.ci_high,
+                    "ci_low_pct": d.ci_pct[0],
+                    "ci_high_pct": d.ci_pct[1],
+                    "gain_pct": sign * d.change_pct,
+                    "n_baseline": d.n_a,
+                    "n": d.n_b,
+                    "floor_pct": floor,
+                    "significant": significant,
+                    "verdict": verdict,
+                }
+            )
+    return pl.DataFrame(out, schema=_COMPARISON_SCHEMA).with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+_COMPARISON_SCHEMA = {"run_id": pl.String, "variant": pl.String, "metric": pl.String}
+_COMPARISON_SCHEMA |= dict.fromkeys(
+    ["baseline_mean", "mean", "change", "change_pct", "ci_low", "ci_high", "ci_low_pct", "ci_high_pct", "gain_pct"],
+    pl.Float64,
+)
+_COMPARISON_SCHEMA |= {"n_baseline": pl.Int64, "n": pl.Int64, "floor_pct": pl.Float64}
+_COMPARISON_SCHEMA |= {"significant": pl.Boolean, "verdict": pl.String}
