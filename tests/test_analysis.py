@@ -7,7 +7,7 @@ import math
 import polars as pl
 import pytest
 
-from workbench import analysis, gates, results, significance, stats
+from workbench import analysis, configurations, gates, results, significance, stats
 from workbench.errors import ConfigError
 
 # baseline: even rounds average 100 tok/s, odd rounds 102 -> an A/A change of +2.0 %
@@ -98,7 +98,7 @@ def test_identity_is_read_from_columns_never_from_names():
         speed("r1", "student-x", BASE, family="speculative", lossless=True, changes_json='{"draft": "s"}'),
         speed("r1", "q4", BASE),  # nothing declared: an older sweep
     )
-    configs = analysis.configurations(rows)
+    configs = configurations.configurations(rows)
     assert config(configs, "student-x")["family"] == "speculative"
     assert config(configs, "q4")["family"] == "unknown"
     assert config(configs, "baseline")["is_reference"] and config(configs, "baseline")["family"] == "baseline"
@@ -115,7 +115,7 @@ def test_quality_is_inherited_only_when_lossless_and_identical():
         speed("r1", "q4", BASE, family="quantisation", lossless=False, quality_measured="perplexity"),
         quality("r1", "q4", accuracy=0.9, nll=math.log(30), family="quantisation", quality_measured="perplexity"),
     )
-    configs = analysis.configurations(rows)
+    configs = configurations.configurations(rows)
     b4 = config(configs, "b4")
     assert b4["task_accuracy"] == pytest.approx(0.5) and b4["perplexity"] == pytest.approx(20)
     assert b4["kl_mean"] == 0.0 and b4["greedy_agreement"] == 1.0

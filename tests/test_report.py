@@ -31,59 +31,44 @@ REPORT = "import sys; from workbench import tool, report; sys.exit(tool.entry(re
 HOSTILE = '<img src=x onerror="alert(1)">'
 
 
+AA_SWEEP = {
+    "name": "rounds",
+    "experiment": "tradeoff",
+    "fixed": {
+        "model": "nano",
+        "prompt_tokens": 16,
+        "gen_tokens": 16,
+        "requests": 4,
+        "trials": 3,
+        "rounds": 4,
+        "perplexity_chunks": 2,
+        "task_count": 8,
+        "fidelity_count": 2,
+    },
+    # two A/A points (the baseline's settings under two seeds) and batch 4
+    "points": [{"seed": 0}, {"seed": 1}, {"batch_size": 4}],
+}
+
+
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory, nano_path, nano, kernel):
-    """This module's outputs folder: the smoke sweep, and a one-point sweep whose run measured the baseline,
-    an A/A copy of it and batch 4 in interleaved rounds on nano (real measurements, identity declared)."""
+def outputs(tmp_path_factory, nano_path, kernel):
+    """This module's outputs folder: the smoke sweep, and the A/A sweep `rounds` (tradeoff on nano: two
+    points with the baseline's settings and one at batch 4), both run for real with papermill."""
     from workbench import sweep
 
     root = tmp_path_factory.mktemp("report-outputs")
+    sweep_file = root / "rounds.yaml"
+    sweep_file.write_text(yaml.safe_dump(AA_SWEEP))
     saved = os.environ.get("WORKBENCH_OUTPUTS")
     os.environ["WORKBENCH_OUTPUTS"] = str(root)
     try:
-        outcomes = sweep.run_sweep(sweep.load_sweep(REPO_ROOT / "params" / "smoke.yaml"), workers=1, progress=False)
+        for path in (REPO_ROOT / "params" / "smoke.yaml", sweep_file):
+            outcomes = sweep.run_sweep(sweep.load_sweep(path), progress=False)
+            assert all(o["status"] == "done" for o in outcomes), outcomes
     finally:
         if saved is not None:
             os.environ["WORKBENCH_OUTPUTS"] = saved
-    assert all(o["status"] == "done" for o in outcomes)
-    _interleaved_sweep(nano, root / "sweeps" / "rounds")
     return root
-
-
-def _interleaved_sweep(nano, root: Path, rounds: int = 4) -> None:
-    from workbench import bench, results, runtime
-
-    declared = {
-        "baseline": (1, "baseline", "{}", "task"),
-        "aa": (1, "baseline", "{}", ""),
-        "b4": (4, "batching", '{"batch_size": 4}', ""),
-    }
-    frames, run_id = [], "rounds-run"
-    for rnd in range(rounds):
-        for variant, (batch, family, changes, measured) in declared.items():
-            frame, _ = bench.run_bench(
-                nano,
-                prompt_tokens=16,
-                gen_tokens=16,
-                batch_size=batch,
-                requests=4,
-                trials=3,
-                run_id=run_id,
-                variant=variant,
-            )
-            identity = {"family": family, "changes_json": changes, "lossless": True, "quality_measured": measured}
-            frames.append(
-                frame.with_columns(
-                    pl.lit(rnd, pl.Int32).alias("round"), *[pl.lit(v).alias(k) for k, v in identity.items()]
-                )
-            )
-    task, _ = bench.run_eval(nano, task="facts", task_count=8, run_id=run_id, variant="baseline")
-    frames.append(task.with_columns(family=pl.lit("baseline"), lossless=pl.lit(True), quality_measured=pl.lit("task")))
-    point = root / "p0"
-    point.mkdir(parents=True)
-    (point / "point.yaml").write_text(yaml.safe_dump({"sweep": "rounds", "point_id": "p0", "params": {}, "workers": 1}))
-    rows = pl.concat(frames, how="diagonal_relaxed")
-    results.write_run(rows, params={"experiment": "batching"}, env=runtime.fingerprint(), run_dir=point)
 
 
 @pytest.fixture
@@ -168,10 +153,12 @@ def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outp
     )
     assert proc.returncode == 0, proc.stderr
     verdict = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert verdict["noise_floor"]["known"] and verdict["noise_floor"]["metrics"]["throughput_tps"]["runs"] == 1
-    batch = [r for r in verdict["recommendations"] + verdict["not_recommended"] if r["variant"] == "b4"]
+    assert verdict["noise_floor"]["known"] and verdict["noise_floor"]["metrics"]["throughput_tps"]["runs"] == 3
+    batch = [r for r in verdict["recommendations"] if r["variant"] == "fp-b4"]
     assert batch and batch[0]["significant"] and batch[0]["change_pct"] > 0, verdict  # 4 requests at once
-    assert all(r["variant"] != "aa" for r in verdict["recommendations"])
+    assert all(r["variant"] != "fp-b1-aa" for r in verdict["recommendations"])
+    aa = [c for c in verdict["aa_checks"] if c["variant"] == "fp-b1-aa"]
+    assert len({c["point_id"] for c in aa}) == 2 and not any(c["significant"] for c in aa), aa
     page = out.read_text()
     assert "vegaEmbed" in page and 'src="http' not in page and "Recommendations" in page
     assert "shape: (" not in page and "Noise floor (A/A)" in page
@@ -199,7 +186,7 @@ def test_report_against_an_earlier_sweep_keeps_user_files(sweep_outputs, tmp_pat
     verdict = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert verdict["regressions"]["compared"] > 0 and verdict["regressions"]["found"] == []  # a sweep vs itself
     assert set(verdict) >= {"recommendations", "noise_floor", "slo", "regressions"}
-    assert not verdict["noise_floor"]["known"] and verdict["recommendations"] == []  # smoke has no rounds
+    assert verdict["noise_floor"]["known"]  # every experiment measures its baseline in two rounds or more
     assert mine.read_text() == "my notebook"
     assert (tmp_path / "x_files" / "report.ipynb").is_file() and (tmp_path / "x_files" / "summary.json").is_file()
     assert "Against sweep smoke" in (tmp_path / "x.html").read_text()

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import yaml
 
-from workbench import sweep
+from workbench import results, sweep
 from workbench.paths import REPO_ROOT
 
 SMOKE = REPO_ROOT / "params" / "smoke.yaml"
@@ -92,7 +92,7 @@ def test_smoke_sweep_prepare_run_resume_and_load(tmp_path, nano_path, kernel, _o
     proc = cli("sweep", str(SMOKE), "--json", outputs=_outputs)
     assert '"ran": 0' in proc.stdout.splitlines()[-1] and '"skipped": 3' in proc.stdout.splitlines()[-1]
 
-    frame = sweep.load_sweep_results("smoke").collect()
+    frame = results.load_sweep_results("smoke").collect()
     assert frame["point_id"].n_unique() == 3
     assert "param_variants" in frame.columns and frame["param_variants"].n_unique() == 3
     assert "smoke" in cli("sweeps", outputs=_outputs).stdout
@@ -142,7 +142,7 @@ def test_killed_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, nano_pat
     done = cli("sweep", str(path), "--json", outputs=_outputs)
     assert done.returncode == 0, done.stderr
     assert f'"skipped": {len(finished_before)}' in done.stdout.splitlines()[-1]
-    frame = sweep.load_sweep_results("killed").collect()
+    frame = results.load_sweep_results("killed").collect()
     assert frame["point_id"].n_unique() == 3
     per_point = frame.group_by("point_id").agg(pl.col("run_id").n_unique().alias("runs"))
     assert per_point["runs"].to_list() == [1, 1, 1]
@@ -153,7 +153,7 @@ def test_dask_executor_with_a_local_cluster(tmp_path, nano_path, kernel, _output
     plan = sweep.load_sweep(path)
     outcomes = sweep.run_sweep(plan, workers=1, executor="dask", progress=False)
     assert sorted(o["status"] for o in outcomes) == ["done", "done"]
-    assert sweep.load_sweep_results("dasky").collect()["point_id"].n_unique() == 2
+    assert results.load_sweep_results("dasky").collect()["point_id"].n_unique() == 2
 
 
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from workbench import results, stats
+from workbench import stats
+from workbench.configurations import configurations, with_identity
 from workbench.significance import (
     BASELINE,
     HIGHER_IS_BETTER,
@@ -30,122 +31,6 @@ from workbench.significance import (
     sweep_noise_floor,
     trial_samples,
 )
-
-QUALITY_KINDS = {
-    "perplexity": ("perplexity",),
-    "task": ("task_accuracy", "task_f1"),
-    "fidelity": ("kl_mean", "greedy_agreement"),
-}
-QUALITY_COLUMNS = tuple(m for metrics in QUALITY_KINDS.values() for m in metrics)
-EXACT_WHEN_IDENTICAL = {"kl_mean": 0.0, "greedy_agreement": 1.0}
-IDENTITY = {
-    "point_id": pl.String,
-    "family": pl.String,
-    "changes_json": pl.String,
-    "lossless": pl.Boolean,
-    "quality_measured": pl.String,
-    "dtype": pl.String,
-    "round": pl.Int32,
-    "params_json": pl.String,
-}
-
-
-def with_identity(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """The rows with every identity column present (null where a sweep did not record it)."""
-    df = rows.collect() if isinstance(rows, pl.LazyFrame) else rows
-    missing = [pl.lit(None, dtype).alias(c) for c, dtype in IDENTITY.items() if c not in df.columns]
-    df = df.with_columns(missing) if missing else df
-    return df.with_columns(pl.col("point_id").fill_null(pl.col("run_id")))
-
-
-def configurations(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """One row per (run, variant): its summary metrics, identity as declared, and quality by the rules above.
-
-    `is_reference` marks each run's baseline; `family` is the declared one ("baseline" for a run's reference
-    when undeclared, else "unknown"); `quality_basis` says whether quality was measured, inherited or neither."""
-    df = with_identity(rows)
-    if df.is_empty():
-        return pl.DataFrame(schema={"run_id": pl.String, "variant": pl.String, "is_reference": pl.Boolean})
-    identity = df.group_by("run_id", "variant", maintain_order=True).agg(
-        pl.col(c).drop_nulls().first() for c in IDENTITY if c != "round"
-    )
-    summaries = pl.concat(
-        [results.summarise_variants(g).with_columns(run_id=pl.lit(run)) for (run,), g in df.group_by("run_id")],
-        how="diagonal_relaxed",
-    )
-    speed = speed_summary(df)
-    summaries = summaries.drop([c for c in speed.columns if c not in ("run_id", "variant")], strict=False)
-    frame = identity.join(summaries, on=["run_id", "variant"], how="left").join(
-        speed, on=["run_id", "variant"], how="left"
-    )
-    if "identical_to_baseline" not in frame.columns:
-        frame = frame.with_columns(identical_to_baseline=pl.lit(None, pl.Boolean))
-    reference = pl.col("variant") == BASELINE
-    frame = frame.with_columns(
-        is_reference=reference,
-        family=pl.coalesce("family", pl.when(reference).then(pl.lit(BASELINE)).otherwise(pl.lit("unknown"))),
-        params=pl.col("params_json").fill_null("{}"),
-        changes=pl.col("changes_json"),
-    ).drop("params_json", "changes_json")
-    return _apply_quality_rules(frame)
-
-
-def speed_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    """Per (run, variant): TTFT p50/p90, TPOT, E2E, decode and prefill medians (one percentile definition),
-    peak memory, and throughput = generated tokens / summed windows of its (round, trial) units.
-    (`results.summarise_variants` keys windows by trial alone, which counts one window per trial index
-    when a run has several rounds; its quality figures are used as they are.)"""
-    speed = with_identity(rows).filter(pl.col("kind") == "speed")
-    keys = ["run_id", "variant"]
-    medians = ("ttft_s", "tpot_s", "e2e_s", "decode_tps", "prefill_tps")
-    per = speed.group_by(keys).agg(
-        *[stats.quantile_expr(m, 0.5).alias(m) for m in medians if m in speed.columns],
-        stats.quantile_expr("ttft_s", 0.9).alias("ttft_s_p90"),
-        pl.col("peak_mem_bytes").max(),
-        pl.col("generated_tokens").sum(),
-        pl.len().alias("requests"),
-    )
-    windows = (
-        speed.group_by(*keys, "round", "trial")
-        .agg(pl.col("window_s").first())
-        .group_by(keys)
-        .agg(pl.col("window_s").sum())
-    )
-    return (
-        per.join(windows, on=keys, how="left")
-        .with_columns(
-            throughput_tps=pl.col("generated_tokens") / pl.col("window_s"),
-            throughput_rps=pl.col("requests") / pl.col("window_s"),
-        )
-        .drop("window_s")
-    )
-
-
-def _apply_quality_rules(frame: pl.DataFrame) -> pl.DataFrame:
-    for column in QUALITY_COLUMNS:
-        if column not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, pl.Float64).alias(column))
-    base = frame.filter("is_reference").select("run_id", *[pl.col(c).alias(f"_b_{c}") for c in QUALITY_COLUMNS])
-    frame = frame.join(base.unique("run_id", keep="first"), on="run_id", how="left")
-    declared = pl.col("quality_measured").str.replace_all(" ", "").str.split(",")
-    inherits = ~pl.col("is_reference") & pl.col("lossless").fill_null(False) & pl.col("identical_to_baseline")
-    inherits = inherits.fill_null(False)
-    own, final = {}, []
-    for kind, metrics in QUALITY_KINDS.items():
-        measured = pl.col("quality_measured").is_null() | declared.list.contains(kind)
-        for m in metrics:
-            own[m] = pl.when(measured).then(pl.col(m)).otherwise(None)
-            inherited = pl.lit(EXACT_WHEN_IDENTICAL[m]) if m in EXACT_WHEN_IDENTICAL else pl.col(f"_b_{m}")
-            final.append(pl.when(inherits & own[m].is_null()).then(inherited).otherwise(own[m]).alias(m))
-    any_own = pl.any_horizontal(*[e.is_not_null() for e in own.values()])
-    basis = (
-        pl.when(inherits & ~pl.all_horizontal(*[e.is_not_null() for e in own.values()]))
-        .then(pl.lit("baseline's (lossless, identical outputs)"))
-        .when(any_own)
-        .then(pl.lit("measured"))
-        .otherwise(pl.lit("not measured"))
-    )
-    return frame.with_columns(*final, basis.alias("quality_basis")).drop([f"_b_{c}" for c in QUALITY_COLUMNS])
 
 
 def pareto_mask(df: pl.DataFrame, objectives: dict[str, bool]) -> list[bool]:
@@ -224,16 +109,6 @@ def latency_quantiles(rows: pl.DataFrame, groups: pl.DataFrame, *, metric: str =
     )
 
 
-def baseline_summary(configs: pl.DataFrame) -> dict:
-    """The runs' baselines in one row: the median over runs of each numeric metric, and how many runs."""
-    base = configs.filter("is_reference")
-    numeric = [c for c, t in base.schema.items() if t.is_numeric() and c not in ("requests", "generated_tokens")]
-    return {
-        "runs": base.height,
-        **{c: stats.percentile(base[c].to_list(), 50) if base[c].drop_nulls().len() else None for c in numeric},
-    }
-
-
 @dataclass
 class Analysis:
     """Everything a report shows, computed once from a sweep's rows."""
@@ -291,7 +166,9 @@ class Analysis:
                 "not_recommended": [
                     entry(r) for r in self.candidates.iter_rows(named=True) if r["status"] != "recommended"
                 ],
-                "aa_checks": self.aa_checks.select("variant", "point_id", "metric", "change_pct", "verdict").to_dicts(),
+                "aa_checks": self.aa_checks.select(
+                    "variant", "point_id", "metric", "change_pct", "ci_low_pct", "ci_high_pct", "significant", "verdict"
+                ).to_dicts(),
                 "slo": {"targets": self.slo, "checks": slo_rows(self.configs, self.recommended, self.slo)},
                 "regressions": regressions,
                 "warnings": self.warnings,

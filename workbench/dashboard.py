@@ -13,8 +13,8 @@ import altair as alt
 import ipywidgets as widgets
 import polars as pl
 
-from workbench import analysis, charts, gates, tables
-from workbench.sweep import list_sweeps, load_sweep_results
+from workbench import analysis, charts, configurations, gates, tables
+from workbench.results import list_sweeps, load_sweep_results
 
 QUALITIES = ("task_accuracy", "perplexity", "kl_mean")
 X_AXES = ("ttft_s_p90", "ttft_s", "e2e_s")
@@ -28,7 +28,7 @@ def _rows(sweep: str) -> pl.DataFrame:
 
 @functools.lru_cache(maxsize=16)
 def _configs(sweep: str) -> pl.DataFrame:
-    return analysis.configurations(_rows(sweep))
+    return configurations.configurations(_rows(sweep))
 
 
 def _options(names) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ import math
 import polars as pl
 
 from workbench import stats
-from workbench.analysis import baseline_summary, configurations
+from workbench.configurations import baseline_summary, configurations
 from workbench.errors import ConfigError
 from workbench.significance import HIGHER_IS_BETTER, SAMPLE_METRICS, trial_samples
 

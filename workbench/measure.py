@@ -191,21 +191,21 @@ def measure_generation(
             for b, batch in enumerate(batches):
                 timed.extend((b, len(batch), timeline) for timeline in run_batch(batch))
             window = time.perf_counter() - start
-            peak, rss = mx.get_peak_memory(), psutil.Process().memory_info().rss
+            trial_facts = {"round": round_index, "trial": trial, "window_s": window}
+            trial_facts |= {"peak_mem_bytes": mx.get_peak_memory(), "rss_bytes": psutil.Process().memory_info().rss}
             for i, (b, size, timeline) in enumerate(timed):
+                mlx_figures = {
+                    "mlx_prompt_tps": timeline.mlx_prompt_tps,
+                    "mlx_generation_tps": timeline.mlx_generation_tps,
+                }
                 records.append(
                     RequestRecord(
-                        round=round_index,
-                        trial=trial,
+                        **trial_facts,
+                        **timeline.metrics(),
+                        **mlx_figures,
                         request_index=i,
                         batch_index=b,
                         batch_size=size,
-                        **timeline.metrics(),
-                        window_s=window,
-                        peak_mem_bytes=peak,
-                        rss_bytes=rss,
-                        mlx_prompt_tps=timeline.mlx_prompt_tps,
-                        mlx_generation_tps=timeline.mlx_generation_tps,
                         output_tokens=timeline.tokens,
                         from_draft=timeline.from_draft,
                     )

@@ -68,15 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.slo:
         gates.load_slo(args.slo)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
-    path = render(
-        args.sweep,
-        output,
-        baseline_sweep=args.baseline,
-        slo_file=args.slo,
-        quality=args.quality,
-        objective=args.objective,
-        tolerance=args.tolerance,
-    )
+    options = {"baseline_sweep": args.baseline, "slo_file": args.slo}
+    options |= {key: getattr(args, key) for key in ("quality", "objective", "tolerance")}
+    path = render(args.sweep, output, **options)
     print(f"report:    {path}")
     print(f"artefacts: {artefacts_dir(path)}")
     if args.json:
@@ -121,18 +115,9 @@ def check_output(output: Path) -> None:
         raise UsageError(f"{files}: exists and is not a report's artefacts folder; refusing to replace it")
 
 
-def render(
-    sweep: str,
-    output: Path,
-    *,
-    baseline_sweep: str | None = None,
-    slo_file: str | None = None,
-    quality: str = "task_accuracy",
-    objective: str = "throughput_tps",
-    tolerance: float = 0.10,
-) -> Path:
+def render(sweep: str, output: Path, **options) -> Path:
     """Execute the report notebook into a fresh `X_files/` (its verdict in `X_files/summary.json`) and write
-    `X.html`; returns the HTML's path."""
+    `X.html`; returns the HTML's path. `options` are `build`'s keywords (the notebook's parameters)."""
     import papermill
     from nbconvert import HTMLExporter
 
@@ -149,15 +134,7 @@ def render(
             kernel_name=KERNEL_NAME,
             cwd=str(REPO_ROOT),
             progress_bar=False,
-            parameters={
-                "sweep": sweep,
-                "baseline_sweep": baseline_sweep,
-                "slo_file": slo_file,
-                "quality": quality,
-                "objective": objective,
-                "tolerance": tolerance,
-                "artefacts_dir": str(tmp),
-            },
+            parameters={"sweep": sweep, **options, "artefacts_dir": str(tmp)},
         )
         exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
         page, _ = exporter.from_filename(str(executed))
@@ -219,7 +196,7 @@ def build(
 
 def load(sweep: str) -> tuple[pl.DataFrame, dict]:
     """Rows of a sweep's finished points and the environment of its first point."""
-    from workbench.sweep import load_sweep_results
+    from workbench.results import load_sweep_results
 
     root = sweep_root(sweep)
     try:

@@ -4,9 +4,11 @@
   trial share the machine's state): throughput is the trial's generated tokens over its window, latencies
   are the trial's medians.
 - The noise floor of a run is the A/A change of its baseline, even rounds against odd rounds (runs measure
-  baseline and variants interleaved: A B A B ...). A change is significant only when its Welch t interval
-  excludes zero and it is larger than max(its run's floor, the sweep's median floor); with no round data
-  anywhere the floor is unknown and nothing is significant.
+  baseline and variants interleaved: A B A B ...), and the change of any A/A copy of the baseline measured
+  as a variant (family `baseline`: a sweep point with the baseline's settings). A change is significant
+  only when its Welch t interval excludes zero and it is larger than max(its run's floor, the sweep's median
+  floor, the largest A/A-copy change in the sweep): nothing is called significant that an A/A comparison
+  also showed. With no round data anywhere the floor is unknown and nothing is significant.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ def trial_samples(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         df = df.with_columns(pl.lit(None, pl.Int32).alias("round"))
     if "point_id" not in df.columns:
         df = df.with_columns(point_id=pl.col("run_id"))
+    if "family" not in df.columns:
+        df = df.with_columns(pl.lit(None, pl.String).alias("family"))
     speed = df.filter(pl.col("kind") == "speed")
     return (
-        speed.group_by("run_id", "point_id", "variant", "round", "trial", maintain_order=True)
+        speed.group_by("run_id", "point_id", "variant", "family", "round", "trial", maintain_order=True)
         .agg(
             (pl.col("generated_tokens").sum() / pl.col("window_s").first()).alias("throughput_tps"),
             *[stats.quantile_expr(m, 0.5).alias(m) for m in SAMPLE_METRICS if m != "throughput_tps"],
@@ -56,27 +60,35 @@ def trial_samples(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 
 def noise_floors(samples: pl.DataFrame, metrics=SAMPLE_METRICS) -> pl.DataFrame:
     """Per run and metric: the A/A change of the baseline, even rounds against odd ones (runs with >= 2
-    rounds only); `floor_pct` = |change_pct|."""
+    rounds only, `source` "rounds"), and of every A/A copy of the baseline against it (`source` "aa-copy");
+    `floor_pct` = |change_pct|."""
     out = []
-    base = samples.filter((pl.col("variant") == BASELINE) & pl.col("round").is_not_null())
-    for (run_id,), group in base.group_by("run_id", maintain_order=True):
-        if group["round"].n_unique() < 2:
-            continue
-        even, odd = group.filter(pl.col("round") % 2 == 0), group.filter(pl.col("round") % 2 == 1)
+
+    def add(run_id, source, a, b):
         for metric in metrics:
-            d = stats.difference(even[metric], odd[metric])
+            d = stats.difference(a[metric], b[metric])
+            floor = abs(d.change_pct) if math.isfinite(d.change_pct) else None
             out.append(
                 {
                     "run_id": run_id,
+                    "source": source,
                     "metric": metric,
-                    "floor_pct": abs(d.change_pct) if math.isfinite(d.change_pct) else None,
+                    "floor_pct": floor,
                     "ci_low_pct": d.ci_pct[0],
                     "ci_high_pct": d.ci_pct[1],
                     "n_even": d.n_a,
                     "n_odd": d.n_b,
                 }
             )
-    schema = {"run_id": pl.String, "metric": pl.String, "floor_pct": pl.Float64}
+
+    base = samples.filter((pl.col("variant") == BASELINE) & pl.col("round").is_not_null())
+    for (run_id,), group in base.group_by("run_id", maintain_order=True):
+        if group["round"].n_unique() >= 2:
+            add(run_id, "rounds", group.filter(pl.col("round") % 2 == 0), group.filter(pl.col("round") % 2 == 1))
+    copies = samples.filter((pl.col("family") == BASELINE) & (pl.col("variant") != BASELINE))
+    for (run_id, _), group in copies.group_by("run_id", "variant", maintain_order=True):
+        add(run_id, "aa-copy", samples.filter((pl.col("run_id") == run_id) & (pl.col("variant") == BASELINE)), group)
+    schema = {"run_id": pl.String, "source": pl.String, "metric": pl.String, "floor_pct": pl.Float64}
     schema |= {"ci_low_pct": pl.Float64, "ci_high_pct": pl.Float64, "n_even": pl.Int64, "n_odd": pl.Int64}
     return pl.DataFrame(out, schema=schema).with_columns(pl.col(pl.Float64).fill_nan(None))
 
@@ -86,11 +98,15 @@ def sweep_noise_floor(floors: pl.DataFrame, metrics=SAMPLE_METRICS) -> dict:
     `median_pct` is None when no run had two rounds."""
     out = {}
     for metric in metrics:
-        values = floors.filter(pl.col("metric") == metric)["floor_pct"].drop_nulls().to_list()
+        rows = floors.filter(pl.col("metric") == metric)
+        values = rows.filter(pl.col("source") == "rounds")["floor_pct"].drop_nulls().to_list()
+        copies = rows.filter(pl.col("source") == "aa-copy")["floor_pct"].drop_nulls().to_list()
         out[metric] = {
             "median_pct": stats.percentile(values, 50) if values else None,
             "max_pct": max(values) if values else None,
             "runs": len(values),
+            "aa_copy_max_pct": max(copies) if copies else None,
+            "aa_copies": len(copies),
         }
     return out
 
@@ -100,7 +116,11 @@ def comparisons(samples: pl.DataFrame, floors: pl.DataFrame, metrics=SAMPLE_METR
     the floor max(run's floor, sweep's median floor) and is False where the floor is unknown. `gain_pct` is
     the change in the metric's better direction."""
     sweep_floor = sweep_noise_floor(floors, metrics)
-    run_floor = {(r["run_id"], r["metric"]): r["floor_pct"] for r in floors.iter_rows(named=True)}
+    run_floor = {}
+    for r in floors.iter_rows(named=True):
+        if r["floor_pct"] is not None:
+            key = (r["run_id"], r["metric"])
+            run_floor[key] = max(run_floor.get(key, 0.0), r["floor_pct"])
     parts = samples.partition_by("run_id", "variant", as_dict=True)
     out = []
     for (run_id, variant), part in parts.items():
@@ -109,7 +129,12 @@ def comparisons(samples: pl.DataFrame, floors: pl.DataFrame, metrics=SAMPLE_METR
             continue
         for metric in metrics:
             d = stats.difference(base[metric], part[metric])
-            known = [f for f in (run_floor.get((run_id, metric)), sweep_floor[metric]["median_pct"]) if f is not None]
+            sweep = sweep_floor[metric]
+            known = [
+                f
+                for f in (run_floor.get((run_id, metric)), sweep["median_pct"], sweep["aa_copy_max_pct"])
+                if f is not None
+            ]
             floor = max(known) if known else None
             significant = floor is not None and stats.is_significant(d, floor)
             sign = 1 if HIGHER_IS_BETTER[metric] else -1

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from workbench import tool
 from workbench.errors import SweepError, WorkbenchError
 from workbench.paths import REPO_ROOT, atomic_write_text, outputs_dir
-from workbench.results import is_finished, list_sweeps, load_sweep_results  # noqa: F401 (re-exported)
+from workbench.results import is_finished, list_sweeps
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "10_experiment.ipynb"
 MAX_POINTS = 10_000

@@ -249,9 +249,9 @@ def baseline_overview(report):
     """The baseline's measured figures (median over its runs), hardware and versions."""
     from IPython.display import HTML
 
-    from workbench import analysis
+    from workbench import configurations
 
-    base, env, esc = analysis.baseline_summary(report.analysis.configs), report.env, _html.escape
+    base, env, esc = configurations.baseline_summary(report.analysis.configs), report.env, _html.escape
     if not base["runs"]:
         return HTML("<p>No baseline rows in this sweep.</p>")
 
