@@ -114,7 +114,10 @@ def _chromium() -> str:
     if found:
         return found
     if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, timeout=600)
+        for step in (["apt-get", "install", "-y", "-qq", "chromium"], ["apt-get", "update", "-qq"]) * 2:
+            if shutil.which("chromium"):
+                break
+            subprocess.run(step, capture_output=True, timeout=900)
         found = shutil.which("chromium")
     if not found:
         pytest.skip("headless Chromium is not installed and could not be installed (apt-get install chromium)")

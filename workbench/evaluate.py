@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from workbench import corpus, models, quality, results, runtime, tool, workloads
+from workbench import corpus, models, quality, results, runtime, stats, tool, workloads
 from workbench.errors import DataError, UsageError
 
 
@@ -179,7 +179,7 @@ def measure_fidelity(loaded, base, workload, fidelity_tokens: int, params: dict,
         baseline=base.model_id,
         kl_mean=sum(r["kl_mean"] for r in rows) / len(rows),
         greedy_agreement=sum(r["greedy_agreement"] * r["positions"] for r in rows) / positions,
-        first_divergence_median=float(divergences[len(divergences) // 2]) if divergences else -1,
+        first_divergence_median=stats.percentile(divergences, 50) if divergences else -1,
     )
     fid_params = {
         "baseline": base.model_id,

@@ -174,12 +174,12 @@ def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "base
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     speed = df.filter(kind="speed")
     per_variant = speed.group_by("variant", maintain_order=True).agg(
-        pl.col("ttft_s").median(),
+        stats.quantile_expr("ttft_s", 0.5),
         stats.quantile_expr("ttft_s", 0.9).alias("ttft_s_p90"),
-        pl.col("tpot_s").median(),
-        pl.col("e2e_s").median(),
-        pl.col("decode_tps").median(),
-        pl.col("prefill_tps").median(),
+        stats.quantile_expr("tpot_s", 0.5),
+        stats.quantile_expr("e2e_s", 0.5),
+        stats.quantile_expr("decode_tps", 0.5),
+        stats.quantile_expr("prefill_tps", 0.5),
         pl.col("peak_mem_bytes").max(),
         pl.col("generated_tokens").sum(),
         pl.len().alias("requests"),

@@ -34,11 +34,12 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(arr, q)) if arr.size else math.nan
 
 
-def quantile_expr(column: str, q: float):
-    """The polars expression for the same percentile (q in 0..1)."""
+def quantile_expr(column: str, q: float, *, pooled: bool = False):
+    """The polars expression for the same percentile (q in 0..1); `pooled` pools a list column (ITL gaps)."""
     import polars as pl
 
-    return pl.col(column).quantile(q, interpolation="linear")
+    expr = pl.col(column).explode() if pooled else pl.col(column)
+    return expr.quantile(q, interpolation="linear")
 
 
 def summarise(values) -> dict:

@@ -81,7 +81,9 @@ def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) ->
     check_models(config)
     load_before = runtime.load_average()
     frame = get(config.name).run(config)
-    env = {**runtime.fingerprint(), "load_before": load_before, "load_after": runtime.load_average()}
+    load_after = runtime.load_average()
+    env = {**runtime.fingerprint(), "load_before": load_before and load_before[0]}  # 1-minute load averages
+    env["load_after"] = load_after and load_after[0]
     path = results.write_run(frame, params={"experiment": config.name, **config.to_dict()}, env=env, run_dir=run_dir)
     return frame, path
 

@@ -124,8 +124,7 @@ def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: floa
                 for c in ("ttft_s", "e2e_s")
                 for q in (0.5, 0.9, 0.99)
             ],
-            pl.col("itl_s").explode().quantile(0.5, interpolation="linear").alias("itl_s_p50"),
-            pl.col("itl_s").explode().quantile(0.99, interpolation="linear").alias("itl_s_p99"),
+            *[stats.quantile_expr("itl_s", q, pooled=True).alias(f"itl_s_p{int(q * 100)}") for q in (0.5, 0.99)],
             (pl.col("generated_tokens").sum() / wall).alias("throughput_tps"),
             (pl.len() / wall).alias("throughput_rps"),
             (met.sum() / wall).alias("goodput_rps"),
