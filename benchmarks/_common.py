@@ -13,7 +13,7 @@ def run_experiment(name: str, **values) -> dict:
     config = experiments.build_config(name, None, values)
     experiments.check_models(config)
     frame = experiments.get(name).run(config)
-    return {s["variant"]: s for s in experiments.summarise(name, frame)}
+    return {s["variant"]: s for s in experiments.variant_summaries(name, frame)}
 
 
 def report(title: str, ratio: float, target: float, extra: dict) -> int:

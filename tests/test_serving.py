@@ -17,7 +17,7 @@ def test_tiering_reports_task_accuracy_per_tier_and_overall(nano_path):
     from workbench import experiments
 
     frame = run_small("serving", str(nano_path), tier_thresholds=[0, 10_000])
-    summary = {s["variant"]: s for s in experiments.summarise("serving", frame)}
+    summary = {s["variant"]: s for s in experiments.variant_summaries("serving", frame)}
     tiered = summary["tiered"]
     assert tiered["family"] == "tiering" and tiered["task_accuracy"] is not None
     assert set(tiered["task_accuracy_by_tier"]) == {"balanced"}  # every prompt is under the second threshold

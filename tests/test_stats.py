@@ -19,10 +19,10 @@ def test_percentiles_are_numpy_linear_and_polars_agrees():
     assert stats.percentile(list(range(1, 101)), 90) == pytest.approx(90.1)
 
 
-def test_summarise_drops_nan_and_none():
-    figures = stats.summarise(list(range(1, 101)) + [math.nan, None])
+def test_describe_drops_nan_and_none():
+    figures = stats.describe(list(range(1, 101)) + [math.nan, None])
     assert figures == pytest.approx({"mean": 50.5, "p50": 50.5, "p90": 90.1, "p99": 99.01})
-    assert math.isnan(stats.summarise([])["p50"])
+    assert math.isnan(stats.describe([])["p50"])
 
 
 def test_mean_interval_is_student_t():

@@ -12,7 +12,7 @@ def test_a_point_with_the_baseline_settings_is_an_aa_check(nano_path):
     from workbench import experiments
 
     frame = run_small("tradeoff", str(nano_path), bits=None, batch_size=1)
-    summary = {s["variant"]: s for s in experiments.summarise("tradeoff", frame)}
+    summary = {s["variant"]: s for s in experiments.variant_summaries("tradeoff", frame)}
     assert set(summary) == {"baseline", "fp-b1-aa"}
     assert summary["fp-b1-aa"]["family"] == "baseline" and summary["fp-b1-aa"]["changes"] == {}
     assert summary["fp-b1-aa"]["identical_to_baseline"] is True

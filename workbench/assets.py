@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ASSETS_DIR = Path(__file__).resolve().parent / "models"
+ASSETS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 def find_committed(recipe) -> Path | None:

@@ -219,11 +219,11 @@ def run_summary(records: list[RequestRecord]) -> dict:
         return {}
     summary = {}
     for key in ("ttft_s", "tpot_s", "e2e_s", "prefill_tps", "decode_tps"):
-        figures = stats.summarise(getattr(r, key) for r in records)
+        figures = stats.describe(getattr(r, key) for r in records)
         summary[key] = figures["p50"]
         summary.update({f"{key}_{name}": value for name, value in figures.items()})
     itl = [gap for r in records for gap in r.itl_s]
-    summary.update({f"itl_s_{name}": value for name, value in stats.summarise(itl).items()})
+    summary.update({f"itl_s_{name}": value for name, value in stats.describe(itl).items()})
     windows = {(r.round, r.trial): r.window_s for r in records}
     total_window = sum(windows.values())
     summary["throughput_tps"] = sum(r.generated_tokens for r in records) / total_window

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         frame, run_dir = experiments.run_and_save(config)
         print(f"results: {run_dir / 'results.parquet'}")
     if args.json:
-        tool.print_json(experiments.summarise(args.experiment, frame))
+        tool.print_json(experiments.variant_summaries(args.experiment, frame))
     else:
         with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200):
             print(experiments.summary_table(args.experiment, frame))

@@ -42,7 +42,7 @@ def quantile_expr(column: str, q: float, *, pooled: bool = False):
     return expr.quantile(q, interpolation="linear")
 
 
-def summarise(values) -> dict:
+def describe(values) -> dict:
     """mean, p50, p90, p99 of the finite values (NaN when there are none)."""
     arr = finite(values)
     if arr.size == 0:

@@ -148,21 +148,22 @@ def notebook_parameters(sweep: Sweep, point: Point, directory: Path) -> dict:
     return {"experiment": sweep.experiment, "params_file": None, "params": point.params, "output_dir": str(directory)}
 
 
-def prepare_point(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
-    """Write point.yaml (sweep, id, parameters, workers) and the parameterised notebook (not executed)."""
-    import papermill
+def write_point_meta(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
+    """point.yaml: sweep, id, parameters, and how many timed points ran at once (`workers`)."""
     import yaml
 
     directory = point_dir(sweep, point)
     directory.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "sweep": sweep.name,
-        "point_id": point.point_id,
-        "experiment": sweep.experiment,
-        "params": point.params,
-        "workers": workers,
-    }
-    atomic_write_text(directory / "point.yaml", yaml.safe_dump(meta))
+    meta = {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment}
+    atomic_write_text(directory / "point.yaml", yaml.safe_dump({**meta, "params": point.params, "workers": workers}))
+    return directory
+
+
+def prepare_point(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
+    """point.yaml and the parameterised notebook, not executed (`--prepare-only`)."""
+    import papermill
+
+    directory = write_point_meta(sweep, point, workers=workers)
     papermill.execute_notebook(
         str(NOTEBOOK),
         str(directory / "prepared.ipynb"),
@@ -189,7 +190,7 @@ def execute_point(
         return {"point_id": point.point_id, "status": "skipped"}
     for stale in ("results.parquet", "error.json"):
         (directory / stale).unlink(missing_ok=True)
-    prepare_point(sweep, point, workers=parallel)
+    write_point_meta(sweep, point, workers=parallel)
     executed = directory / "executed.ipynb"
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_not_exception_type(PapermillExecutionError),  # a cell raised: deterministic

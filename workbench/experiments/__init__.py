@@ -88,7 +88,7 @@ def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) ->
     return frame, path
 
 
-def summarise(name: str, frame: pl.DataFrame) -> list[dict]:
+def variant_summaries(name: str, frame: pl.DataFrame) -> list[dict]:
     """One dict per variant: speed, quality, declared identity, ratios to the baseline, and the experiment's extras."""
     import json
 
@@ -137,8 +137,8 @@ SUMMARY_COLUMNS = (
 
 
 def summary_table(name: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """The headline columns of `summarise`, as a table."""
-    rows = summarise(name, frame)
+    """The headline columns of `variant_summaries`, as a table."""
+    rows = variant_summaries(name, frame)
     return pl.DataFrame([{k: r.get(k) for k in SUMMARY_COLUMNS} for r in rows], strict=False)
 
 
@@ -147,7 +147,7 @@ def chart(name: str, frame: pl.DataFrame):
     from workbench import charts
 
     module = get(name)
-    summary = pl.DataFrame(summarise(name, frame), strict=False)
+    summary = pl.DataFrame(variant_summaries(name, frame), strict=False)
     if hasattr(module, "chart"):
         return module.chart(summary, frame)
     return charts.variant_bars(summary, "throughput_tps", "Generated tokens per second")

@@ -2,7 +2,7 @@
 
 - static: the same requests sent `batch_size` at a time for each batch size; throughput,
   per-request latency, memory, and whether greedy outputs equal the unbatched ones;
-- continuous: `workbench.scheduler` admits requests into the running batch as they
+- continuous: `workbench.continuous_batching` admits requests into the running batch as they
   arrive (Poisson at `arrival_rate_rps` with a seed, or fixed `concurrency`), with
   adaptive batch sizing and priority classes; TTFT/ITL/E2E per priority and goodput under
   the SLO (`slo_ttft_s`, `slo_e2e_s`).
@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from workbench import models, results, scheduler, stats, workloads
+from workbench import continuous_batching, models, results, stats, workloads
 from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms, model_identity
 
 
@@ -69,13 +69,15 @@ def run_continuous(loaded: models.LoadedModel, config: Config, run_id: str) -> p
     prompts = workload.token_prompts(loaded.tokenizer)
     n = len(prompts)
     arrivals = (
-        scheduler.poisson_arrivals(n, config.arrival_rate_rps, config.seed)
+        continuous_batching.poisson_arrivals(n, config.arrival_rate_rps, config.seed)
         if config.arrival == "poisson"
         else [0.0] * n
     )
-    priorities = scheduler.assign_priorities(n, config.urgent_fraction, config.seed)
-    requests = [scheduler.Request(i, p, a, pr) for i, (p, a, pr) in enumerate(zip(prompts, arrivals, priorities))]
-    rows, facts = scheduler.run_continuous(
+    priorities = continuous_batching.assign_priorities(n, config.urgent_fraction, config.seed)
+    requests = [
+        continuous_batching.Request(i, p, a, pr) for i, (p, a, pr) in enumerate(zip(prompts, arrivals, priorities))
+    ]
+    rows, facts = continuous_batching.run_continuous(
         loaded.model,
         loaded.tokenizer,
         requests,
