@@ -25,7 +25,7 @@ TARGET_FORWARD = 8.0
 def child(model_spec: str, repeats: int) -> dict:
     import mlx.core as mx
 
-    from workbench import models, runtime
+    from workbench import models, runtime, stats
 
     def timed(fn):
         for _ in range(3):
@@ -35,7 +35,7 @@ def child(model_spec: str, repeats: int) -> dict:
             start = time.perf_counter()
             mx.eval(fn())
             samples.append(time.perf_counter() - start)
-        return sorted(samples)[len(samples) // 2]
+        return stats.percentile(samples, 50)
 
     a = mx.random.normal((512, 512), key=mx.random.key(0))
     b = mx.random.normal((512, 512), key=mx.random.key(1))

@@ -49,16 +49,11 @@ def benchmark_prompt(vocab_size: int, p: int) -> list[int]:
 
 
 def run_workbench(loaded, p: int, g: int, n: int) -> dict:
-    import numpy as np
+    from workbench import measure, models, stats
 
-    from workbench import measure
-
-    prompts = [benchmark_prompt(loaded.config["vocab_size"], p)]
-    rows = measure.measure_generation(loaded.model, loaded.tokenizer, prompts, gen_tokens=g, trials=n)
-    return {
-        "prefill_tps": float(np.mean([r["prefill_tps"] for r in rows])),
-        "decode_tps": float(np.mean([r["decode_tps"] for r in rows])),
-    }
+    prompts = [benchmark_prompt(models.vocab_size(loaded), p)]
+    records = measure.measure_generation(loaded.model, loaded.tokenizer, prompts, gen_tokens=g, trials=n)
+    return {key: stats.describe(getattr(r, key) for r in records)["mean"] for key in ("prefill_tps", "decode_tps")}
 
 
 def main() -> int:
@@ -81,7 +76,9 @@ def main() -> int:
     for _ in range(args.rounds):  # mlx_lm.benchmark loads the model afresh each time; so do we
         theirs.append(run_mlx_lm(str(loaded.path), p, g, n))
         ours.append(run_workbench(models.load(args.model), p, g, n))
-    mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
+    from workbench import stats
+
+    mean = lambda rows, k: stats.describe(r[k] for r in rows)["mean"]
     mlx_prompt, mlx_gen = mean(theirs, "prompt_tps"), mean(theirs, "generation_tps")
     wb_prefill, wb_decode = mean(ours, "prefill_tps"), mean(ours, "decode_tps")
     prefill_ratio = wb_prefill / mlx_prompt

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,7 +71,9 @@ def main() -> int:
                 capture_output=True,
             )
             swept.append(time.perf_counter() - start)
-    d, s = statistics.median(direct), statistics.median(swept)
+    from workbench import stats
+
+    d, s = stats.percentile(direct, 50), stats.percentile(swept, 50)
     print(f"direct run(config) in a fresh process: {d:.2f} s (median of {args.rounds})")
     print(f"one-point papermill sweep:            {s:.2f} s")
     print(f"overhead per point: {s - d:.2f} s (target <= 3 s: {'met' if s - d <= 3 else 'MISSED'})")

@@ -4,6 +4,7 @@ import shutil
 import pytest
 
 from workbench import build, models
+from workbench.errors import ConfigError
 
 
 def test_load_nano_by_path(nano_path):
@@ -49,7 +50,7 @@ def test_hf_repo_ids_are_passed_through_without_contacting_the_hub():
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ConfigError, match="unknown preset"):
         build.get_recipe("giant")
 
 
