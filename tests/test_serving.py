@@ -1,24 +1,19 @@
-"""The serving experiment on nano; `small` is what every generic test (tests/test_experiments.py,
+"""The serving (response cache) experiment on nano; `small` is what every generic test (tests/test_experiments.py,
 tests/test_notebooks.py) overrides to run it in seconds."""
+
+from test_experiments import run_small
+
+from workbench import experiments
 
 
 def small(nano: str) -> dict:
-    return {
-        "unique_queries": 4,
-        "requests": 8,
-        "tiering_requests": 4,
-        "tiers": {"fast": nano, "balanced": nano, "complex": nano},
-    }
+    return {"unique_queries": 4, "requests": 8}
 
 
-def test_tiering_reports_task_accuracy_per_tier_and_overall(nano_path):
-    from test_experiments import run_small
-
-    from workbench import experiments
-
-    frame = run_small("serving", str(nano_path), tier_thresholds=[0, 10_000])
+def test_response_cache_hits_and_keeps_answers(nano_path):
+    frame = run_small("serving", str(nano_path))
     summary = {s["variant"]: s for s in experiments.variant_summaries("serving", frame)}
-    tiered = summary["tiered"]
-    assert tiered["family"] == "tiering" and tiered["task_accuracy"] is not None
-    assert set(tiered["task_accuracy_by_tier"]) == {"balanced"}  # every prompt is under the second threshold
-    assert summary["response-cache"]["hit_rate"] > 0
+    cached = summary["response-cache"]
+    assert cached["family"] == "response-cache" and cached["hit_rate"] > 0
+    assert cached["task_accuracy"] == summary["baseline"]["task_accuracy"]  # the same answers, served again
+    assert cached["throughput_tps"] > 0 and cached["generated_tokens"] == summary["baseline"]["generated_tokens"]

@@ -209,7 +209,7 @@ def memory_by_variant(configs: pl.DataFrame, *, limit: int = 30) -> alt.Chart:
 
 def variant_bars(summary: pl.DataFrame, metric: str, title: str) -> alt.Chart:
     """One bar per variant of a per-variant summary (an experiment's default chart)."""
-    data = summary.select("variant", pl.col("family").fill_null("baseline"), metric)
+    data = summary.select("variant", pl.col("family").fill_null("unknown"), metric)
     return (
         alt.Chart(data)
         .mark_bar()

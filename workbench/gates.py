@@ -205,13 +205,13 @@ def measurement_warnings(configs: pl.DataFrame, floor: dict, objective: str, con
                 f"{overlapped.height} of {conditions.height} points ran with more than one worker: timed points "
                 "overlapped, so their timings are contended."
             )
-        per_core = conditions.select(
-            pl.max_horizontal("load_before", "load_after") / pl.col("cores").cast(pl.Float64)
-        ).to_series()
-        busy = per_core.drop_nulls().filter(per_core.drop_nulls() > 0.5)
+        # the 1-minute load before a point still carries the previous point's own work (about one busy core),
+        # so a point is flagged only when more was running than the machine has cores
+        per_core = conditions.select(pl.col("load_before") / pl.col("cores").cast(pl.Float64)).to_series()
+        busy = per_core.drop_nulls().filter(per_core.drop_nulls() > 1.0)
         if len(busy):
             out.append(
-                f"{len(busy)} of {conditions.height} points started or ended on a busy machine "
-                f"(load up to {busy.max():.2f} per core)."
+                f"{len(busy)} of {conditions.height} points started on a busy machine "
+                f"(load up to {busy.max():.2f} per core before the point ran)."
             )
     return out

@@ -45,11 +45,13 @@ def trial_samples(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         df = df.with_columns(pl.lit(None, pl.Int32).alias("round"))
     if "point_id" not in df.columns:
         df = df.with_columns(point_id=pl.col("run_id"))
-    if "family" not in df.columns:
-        df = df.with_columns(pl.lit(None, pl.String).alias("family"))
+    for column in ("family", "workload_hash"):
+        if column not in df.columns:
+            df = df.with_columns(pl.lit(None, pl.String).alias(column))
     speed = df.filter(pl.col("kind") == "speed")
+    keys = ("run_id", "point_id", "variant", "family", "workload_hash", "round", "trial")
     return (
-        speed.group_by("run_id", "point_id", "variant", "family", "round", "trial", maintain_order=True)
+        speed.group_by(*keys, maintain_order=True)
         .agg(
             (pl.col("generated_tokens").sum() / pl.col("window_s").first()).alias("throughput_tps"),
             *[stats.quantile_expr(m, 0.5).alias(m) for m in SAMPLE_METRICS if m != "throughput_tps"],
@@ -112,9 +114,9 @@ def sweep_noise_floor(floors: pl.DataFrame, metrics=SAMPLE_METRICS) -> dict:
 
 
 def comparisons(samples: pl.DataFrame, floors: pl.DataFrame, metrics=SAMPLE_METRICS) -> pl.DataFrame:
-    """Every variant against its own run's baseline, per metric, with a Welch t interval; `significant` uses
-    the floor max(run's floor, sweep's median floor) and is False where the floor is unknown. `gain_pct` is
-    the change in the metric's better direction."""
+    """Every variant against its own run's baseline on the same workload, per metric, with a Welch t
+    interval; `significant` uses the floor max(run's floors, the sweep's median floor, the largest A/A-copy
+    change) and is False where the floor is unknown. `gain_pct` is the change in the better direction."""
     sweep_floor = sweep_noise_floor(floors, metrics)
     run_floor = {}
     for r in floors.iter_rows(named=True):
@@ -127,6 +129,8 @@ def comparisons(samples: pl.DataFrame, floors: pl.DataFrame, metrics=SAMPLE_METR
         base = parts.get((run_id, BASELINE))
         if variant == BASELINE or base is None:
             continue
+        if set(part["workload_hash"].drop_nulls()) != set(base["workload_hash"].drop_nulls()):
+            continue  # measured on other prompts (continuous batching's arrival stream): no like-for-like change
         for metric in metrics:
             d = stats.difference(base[metric], part[metric])
             sweep = sweep_floor[metric]

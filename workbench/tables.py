@@ -88,13 +88,17 @@ def noise_floor(analysis):
             "Noise floor (median over runs)": fmt_pct(floor["median_pct"]).lstrip("+"),
             "Largest run's floor": fmt_pct(floor["max_pct"]).lstrip("+"),
             "Runs with ≥ 2 baseline rounds": str(floor["runs"]),
+            "Largest A/A copy (baseline settings as a variant)": fmt_pct(floor.get("aa_copy_max_pct")).lstrip("+")
+            if floor.get("aa_copy_max_pct") is not None
+            else "none measured",
         }
         for metric, floor in analysis.noise_floor.items()
     ]
     return table(
         pl.DataFrame(rows),
-        note="A/A: each run's baseline, even rounds against odd rounds. A change counts only when its 95% interval "
-        "excludes zero and it is larger than the larger of its run's floor and the median floor.",
+        note="A/A: each run's baseline, even rounds against odd rounds, and any point with the baseline's settings "
+        "measured as a variant. A change counts only when its 95% interval excludes zero and it is larger than the "
+        "largest of its run's floor, the median floor and the largest A/A-copy change.",
     )
 
 
@@ -220,7 +224,12 @@ def overview(report):
     else:
         floor_text = (
             f"<b>{fmt_pct(floor['median_pct']).lstrip('+')}</b> of {objective} (median over {floor['runs']} runs; "
-            f"largest {fmt_pct(floor['max_pct']).lstrip('+')})"
+            f"largest {fmt_pct(floor['max_pct']).lstrip('+')}"
+            + (
+                f"; largest A/A copy {fmt_pct(floor['aa_copy_max_pct']).lstrip('+')})"
+                if floor.get("aa_copy_max_pct") is not None
+                else ")"
+            )
         )
     verdicts = [
         f"<li><b>{esc(r['variant'])} @ {esc(r['point_id'])}</b> ({esc(r['family'])}): {objective} "

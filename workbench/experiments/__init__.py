@@ -34,7 +34,8 @@ def registry() -> dict:
         if info.name in NOT_EXPERIMENTS or info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        found[module.Config.name] = module
+        if hasattr(module, "Config") and hasattr(module, "run"):  # helper modules are not experiments
+            found[module.Config.name] = module
     return dict(sorted(found.items()))
 
 
@@ -126,7 +127,6 @@ SUMMARY_COLUMNS = (
     "ttft_s",
     "decode_tps",
     "throughput_tps",
-    "throughput_ratio",
     "peak_mem_bytes",
     "perplexity",
     "task_accuracy",
@@ -136,10 +136,28 @@ SUMMARY_COLUMNS = (
 )
 
 
+def throughput_changes(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per variant: its throughput change against the run's baseline, the 95% interval (Welch t over trials),
+    the A/A noise floor it had to beat, and the verdict (`workbench.significance`)."""
+    from workbench import significance
+
+    samples = significance.trial_samples(frame)
+    compared = significance.comparisons(samples, significance.noise_floors(samples), metrics=("throughput_tps",))
+    return compared.select(
+        "variant",
+        pl.col("change_pct").alias("throughput_change_pct"),
+        pl.col("ci_low_pct").alias("ci_low_pct"),
+        pl.col("ci_high_pct").alias("ci_high_pct"),
+        pl.col("floor_pct").alias("noise_floor_pct"),
+        "verdict",
+    )
+
+
 def summary_table(name: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """The headline columns of `variant_summaries`, as a table."""
+    """The headline columns of `variant_summaries`, with each variant's throughput change, interval and verdict."""
     rows = variant_summaries(name, frame)
-    return pl.DataFrame([{k: r.get(k) for k in SUMMARY_COLUMNS} for r in rows], strict=False)
+    table = pl.DataFrame([{k: r.get(k) for k in SUMMARY_COLUMNS} for r in rows], strict=False)
+    return table.join(throughput_changes(frame), on="variant", how="left", maintain_order="left")
 
 
 def chart(name: str, frame: pl.DataFrame):

@@ -133,12 +133,14 @@ def speed_workload(config: ExperimentConfig, loaded: models.LoadedModel) -> work
 
 
 def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> pl.DataFrame:
-    """Every arm on the same prompts, in `config.rounds` interleaved rounds of `config.trials` trials each."""
+    """Every arm on the same prompts, in `config.rounds` interleaved rounds of `config.trials` trials each; the
+    order rotates from round to round (A B C, B C A, ...) so position effects hit every arm alike."""
     workload = speed_workload(config, arms[0].loaded)
     prompts = workload.token_prompts(arms[0].loaded.tokenizer)
     rows = {id(arm): [] for arm in arms}
     for round_index in range(config.rounds):
-        for arm in arms:
+        shift = round_index % len(arms)  # rotate the order each round, so no arm is always first after a pause
+        for arm in arms[shift:] + arms[:shift]:
             records = measure.measure_generation(
                 arm.loaded.model,
                 arm.loaded.tokenizer,

@@ -160,6 +160,6 @@ def chart(summary: pl.DataFrame, frame: pl.DataFrame):
 
     data = summary.with_columns(
         pl.format('{{"batch_size": {}}}', pl.col("batch_size").fill_null(1)).alias("params"),
-        pl.col("family").fill_null("baseline"),
+        pl.col("family").fill_null("unknown"),
     )
     return charts.batch_scaling(data)
