@@ -90,10 +90,11 @@ def setup_arg_parser() -> tool.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
+    load_before = runtime.load_average()
     models.resolve(args.model, build_missing=False)  # fail fast on a missing model, before any work
     options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype")
     frame, summary = run_bench(args.model, **{key: getattr(args, key) for key in options})
-    tool.save_and_print(args, frame, summary, command="bench")
+    tool.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0
 
 

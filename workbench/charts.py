@@ -221,3 +221,18 @@ def variant_bars(summary: pl.DataFrame, metric: str, title: str) -> alt.Chart:
         )
         .properties(title=title, width=360, height=240)
     )
+
+
+def itl_histogram(rows: pl.DataFrame, title: str) -> alt.Chart:
+    """Inter-token latencies of a run's speed rows, pooled per trial, in milliseconds."""
+    itl = rows.filter(pl.col("kind") == "speed").select("trial", "itl_s").explode("itl_s")
+    return (
+        alt.Chart(itl.with_columns(itl_ms=pl.col("itl_s") * 1e3))
+        .mark_bar()
+        .encode(
+            x=alt.X("itl_ms:Q", bin=alt.Bin(maxbins=40), title="inter-token latency (ms)"),
+            y=alt.Y("count():Q", title="tokens"),
+            color=alt.Color("trial:N", title="trial"),
+        )
+        .properties(title=title, width=480, height=240)
+    )

@@ -2,8 +2,8 @@
 
 Each tool module owns `setup_arg_parser()` and `main(argv)`. A `WorkbenchError` ends with
 one line `workbench: error: ...` on stderr and exit code 2, before anything is written;
-any other exception is a bug and keeps its traceback. `--json` prints one JSON object as
-the last line of output.
+any other exception is a bug and keeps its traceback. `--json` prints one JSON value (an
+object; a list of per-variant objects for `run`) as the last line of output, never NaN.
 """
 
 from __future__ import annotations

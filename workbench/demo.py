@@ -12,6 +12,70 @@ from workbench.paths import REPO_ROOT, outputs_dir
 from workbench.results import new_run_id
 
 QUICKSTART = REPO_ROOT / "notebooks" / "00_quickstart.ipynb"
+HEADLINE = (
+    "model_id",
+    "backend",
+    "dtype",
+    "ttft_s",
+    "tpot_s",
+    "decode_tps",
+    "prefill_tps",
+    "throughput_tps",
+    "peak_mem_bytes",
+    "perplexity",
+    "task_accuracy",
+    "task_f1",
+)
+
+
+def quickstart(
+    model: str,
+    *,
+    prompt_tokens: int,
+    gen_tokens: int,
+    trials: int,
+    task_count: int,
+    output_dir: str | Path | None = None,
+):
+    """Speed on synthetic prompts, then held-out perplexity and task accuracy, in one run folder.
+    Returns (rows, summary, run folder)."""
+    import polars as pl
+
+    from workbench import bench, evaluate, models, results, runtime
+
+    load_before = runtime.load_average()
+    loaded = models.load(model)
+    speed, speed_summary = bench.run_bench(loaded, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, trials=trials)
+    quality, quality_summary = evaluate.run_eval(
+        loaded, text="stdlib", task="facts", task_count=task_count, run_id=speed["run_id"][0]
+    )
+    frame = pl.concat([speed, quality], how="vertical")
+    params = {
+        "notebook": "00_quickstart",
+        "model": model,
+        "prompt_tokens": prompt_tokens,
+        "gen_tokens": gen_tokens,
+        "trials": trials,
+        "task_count": task_count,
+    }
+    env = {**runtime.fingerprint(), "load_before": load_before and load_before[0]}
+    run_dir = results.write_run(frame, params=params, env=env, run_dir=output_dir)
+    return frame, {**speed_summary, **quality_summary}, run_dir
+
+
+def headline(summary: dict):
+    """The quickstart's figures as one table row."""
+    import polars as pl
+
+    return pl.DataFrame([{key: summary.get(key) for key in HEADLINE}], strict=False)
+
+
+def task_answers(frame, count: int = 10):
+    """The first task answers next to their references."""
+    import polars as pl
+
+    answers = frame.filter(pl.col("kind") == "task")
+    return answers.select("reference", "prediction", "exact_match", "token_f1").head(count)
 
 
 def execute_notebook(notebook: Path, out_dir: Path, parameters: dict, *, timeout_s: int = 1800) -> Path:

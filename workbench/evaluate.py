@@ -211,6 +211,7 @@ def setup_arg_parser() -> tool.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
+    load_before = runtime.load_average()
     if not (args.text or args.task or args.baseline):
         raise UsageError("eval needs at least one of --text, --task, --baseline")
     for spec in filter(None, (args.model, args.baseline)):
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         kv_bits=args.kv_bits,
         kv_group_size=args.kv_group_size,
     )
-    tool.save_and_print(args, frame, summary, command="eval", table=display(summary))
+    tool.save_and_print(args, frame, summary, command="eval", load_before=load_before, table=display(summary))
     return 0
 
 

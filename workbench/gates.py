@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import polars as pl
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from workbench import stats
 from workbench.configurations import baseline_summary, configurations
@@ -25,6 +26,17 @@ DEFAULT_SLO = {"ttft_s_p90_max": 1.0}
 CONFIG_METRICS = ("perplexity", "task_accuracy", "kl_mean", "peak_mem_bytes")
 
 
+SLO_FILE = create_model(
+    "SLOFile",
+    __config__=ConfigDict(extra="forbid", strict=True),
+    **{
+        f"{metric}_{bound}": (float | None, Field(None, allow_inf_nan=False))
+        for metric in HIGHER_IS_BETTER
+        for bound in ("min", "max")
+    },
+)
+
+
 def load_slo(path=None) -> dict:
     """SLO targets: the defaults, updated from a YAML file of `<metric>_max` / `<metric>_min` numbers."""
     from workbench.paths import read_yaml_mapping
@@ -32,14 +44,14 @@ def load_slo(path=None) -> dict:
     if path is None:
         return dict(DEFAULT_SLO)
     values = read_yaml_mapping(path, ConfigError)
-    for key, value in values.items():
-        metric, _, bound = str(key).rpartition("_")
-        if metric not in HIGHER_IS_BETTER or bound not in ("min", "max"):
-            known = ", ".join(f"{m}_min|max" for m in HIGHER_IS_BETTER)
-            raise ConfigError(f"{path}:{key}: unknown SLO target (known: {known})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{path}:{key}: expected a number, got {str(value)[:40]!r}")
-    return {**DEFAULT_SLO, **values}
+    try:
+        targets = SLO_FILE.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        problem = "unknown SLO target" if error["type"] == "extra_forbidden" else error["msg"]
+        raise ConfigError(f"{path}:{key}: {problem} (targets: <metric>_min or <metric>_max)") from None
+    return {**DEFAULT_SLO, **targets.model_dump(exclude_unset=True)}
 
 
 def slo_checks(config: dict, slo: dict) -> list[dict]:

@@ -7,7 +7,8 @@ prefill tok/s = P / TTFT, decode tok/s = (N - 1)/(t_N - t_1).
 Generation goes through mlx-lm itself (`stream_generate` for one request, `BatchGenerator`,
 the engine of `batch_generate`, for a batch); the clock is read when mlx-lm hands a token
 over, which is after MLX has evaluated it. `stream_timed` is the only place a clock is
-read around `stream_generate`; experiments and quality code call it. mlx-lm's own
+read around `stream_generate`; every timed experiment calls it (quality's greedy decoding
+is untimed and calls mlx-lm directly). mlx-lm's own
 `prompt_tps`/`generation_tps` are kept next to ours in every row so the two can be
 cross-checked.
 """

@@ -266,6 +266,8 @@ def run_sweep(
             else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         )
         with Client(scheduler or cluster) as client:
+            # what may overlap is the cluster's worker count, whatever --workers said
+            kwargs["parallel"] = max(len(client.scheduler_info().get("workers", {})), 1)
             futures = [client.submit(execute_point, sweep, p, pure=False, **kwargs) for p in todo]
             for future in as_completed(futures):
                 record(future.result())

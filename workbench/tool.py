@@ -78,13 +78,16 @@ def entry(main, argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def save_and_print(args, frame, summary: dict, *, command: str, table: dict | None = None) -> None:
-    """Write the run folder (unless `--no-save`), then print the summary as JSON or as a table."""
+def save_and_print(args, frame, summary: dict, *, command: str, table: dict | None = None, load_before=None) -> None:
+    """Write the run folder (unless `--no-save`) with the machine's 1-minute load before and after the run, then
+    print the summary as JSON or as a table."""
     from workbench import results, runtime
 
     if not args.no_save:
         params = {"command": command, **{k: v for k, v in vars(args).items() if k != "json"}}
-        summary["run_dir"] = str(results.write_run(frame, params=params, env=runtime.fingerprint()))
+        env = runtime.fingerprint()
+        env.update(load_before=load_before and load_before[0], load_after=env["load"] and env["load"][0])
+        summary["run_dir"] = str(results.write_run(frame, params=params, env=env))
     if args.json:
         print_json(summary)
     else:

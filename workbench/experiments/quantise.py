@@ -95,6 +95,7 @@ def run(config: Config) -> pl.DataFrame:
             group_size=variant.changes["group_size"],
             method=spec.method,
             recipe=spec.recipe,
+            dtype=config.dtype,
         )
         loaded = models.load(str(path), dtype=config.dtype)
         arms.append(Arm(variant, loaded, params={**variant.changes, **facts(loaded)}))

@@ -13,7 +13,7 @@ baseline's is an A/A check (family `baseline`): it is measured, never recommende
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import polars as pl
 from pydantic import Field
@@ -25,8 +25,8 @@ from workbench.experiments.base import BASELINE, QUALITY_METRICS, Arm, Experimen
 class Config(ExperimentConfig):
     name: ClassVar[str] = "tradeoff"
 
-    bits: int | None = None
-    group_size: int = 64
+    bits: Literal[2, 3, 4, 5, 6, 8] | None = None
+    group_size: Literal[32, 64, 128] = 64
     batch_size: int = Field(1, ge=1, le=256)
     speculative: bool = False
     draft: str = "distilled"
@@ -36,14 +36,6 @@ class Config(ExperimentConfig):
         return [self.model] + ([self.draft] if self.speculative else [])
 
     def check(self):
-        self.require(
-            self.bits is None or self.bits in models.QUANT_BITS,
-            "bits",
-            f"must be null (full precision) or one of {models.QUANT_BITS}",
-        )
-        self.require(
-            self.group_size in models.QUANT_GROUP_SIZES, "group_size", f"must be one of {models.QUANT_GROUP_SIZES}"
-        )
         self.require(
             not (self.speculative and self.batch_size > 1),
             "speculative",
