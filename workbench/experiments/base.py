@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from workbench import measure, models, results, workloads
 from workbench.errors import ConfigError
+from workbench.paths import cache_dir
 
 QUALITY_METRICS = ("perplexity", "task", "fidelity")
+QUALITY_VERSION = 1  # bump when quality.py or evaluate.py change what they compute
 
 
 class ExperimentConfig(BaseModel):
@@ -173,37 +175,71 @@ def measure_quality(
     *,
     run_id: str,
     baseline: models.LoadedModel | None = None,
-    params: dict | None = None,
     **quality_kwargs,
 ) -> pl.DataFrame | None:
     """Perplexity, task accuracy and fidelity to `baseline`, as the variant declares; None if nothing to do.
-    `quality_kwargs` (e.g. `kv_bits`) go to `evaluate.run_eval`, so a KV-cache variant is measured with its cache."""
+    `quality_kwargs` (e.g. `kv_bits`) go to `evaluate.run_eval`, so a KV-cache variant is measured with its cache.
+
+    Quality is deterministic (fixed chunks, greedy decoding, no clock), so rows measured once for the same
+    weights, dtype, settings and versions are reused from the cache (a sweep measures its baseline's quality
+    once, not at every point); reused rows name the run that measured them in `params_json`."""
     from workbench import evaluate
 
     wants = set(variant.quality)
-    text = "stdlib" if "perplexity" in wants and config.perplexity_chunks else None
-    task = "facts" if "task" in wants and config.task_count else None
+    settings = {
+        "text": "stdlib" if "perplexity" in wants and config.perplexity_chunks else None,
+        "sequence_length": config.perplexity_sequence_length,
+        "max_chunks": config.perplexity_chunks or None,
+        "task": "facts" if "task" in wants and config.task_count else None,
+        "task_count": config.task_count,
+        "fidelity_count": config.fidelity_count,
+        **quality_kwargs,
+    }
     fidelity = baseline if "fidelity" in wants and baseline is not None and config.fidelity_count else None
-    if not (text or task or fidelity):
+    if not (settings["text"] or settings["task"] or fidelity):
         return None
+    key = quality_key(loaded, fidelity, settings)
     identity = variant.identity()
+    declared = {k: identity[k] for k in ("family", "changes_json", "lossless")}
+    cached = cache_dir() / "quality" / f"{key}.parquet"
+    if cached.is_file():
+        frame = pl.read_parquet(cached)
+        return frame.with_columns(
+            pl.lit(run_id).alias("run_id"),
+            pl.lit(variant.name).alias("variant"),
+            pl.lit(config.name).alias("experiment"),
+            *[pl.lit(value).alias(column) for column, value in declared.items()],
+        )
     frame, _ = evaluate.run_eval(
         loaded,
-        text=text,
-        sequence_length=config.perplexity_sequence_length,
-        max_chunks=config.perplexity_chunks or None,
-        task=task,
-        task_count=config.task_count,
         baseline=fidelity,
-        fidelity_count=config.fidelity_count,
         run_id=run_id,
         variant=variant.name,
         experiment=config.name,
-        params=params or {},
-        identity={k: identity[k] for k in ("family", "changes_json", "lossless")},
-        **quality_kwargs,
+        params={"measured_in_run": run_id},
+        identity=declared,
+        **settings,
     )
+    results.write_parquet(frame, cached)
     return frame
+
+
+def quality_key(loaded: models.LoadedModel, baseline: models.LoadedModel | None, settings: dict) -> str:
+    """What determines a quality measurement: weights, dtype, the baseline's (fidelity), settings, versions."""
+    import hashlib
+    from importlib.metadata import version
+
+    from workbench import corpus
+
+    reference = (baseline.model_hash, baseline.dtype) if baseline is not None else None
+    payload = {
+        "model": (loaded.model_hash, loaded.dtype),
+        "baseline": reference,
+        "settings": settings,
+        "versions": (version("mlx"), version("mlx-lm"), QUALITY_VERSION),
+        "corpus": corpus.corpus_hash(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def measure_arms(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> pl.DataFrame:
@@ -218,7 +254,6 @@ def measure_arms(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> p
             config,
             run_id=run_id,
             baseline=None if arm is arms[0] else baseline,
-            params={"batch_size": arm.batch_size, **arm.params},
             **arm.quality_kwargs,
         )
         if frame is not None:
