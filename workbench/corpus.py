@@ -38,16 +38,38 @@ def _docstrings(path: Path) -> list[str]:
     return docs
 
 
-@functools.cache
-def stdlib_docstrings() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(train, heldout) docstrings of the running Python's standard library."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    train, heldout = [], []
+def _sources(root: Path) -> list[tuple[str, Path]]:
+    out = []
     for path in sorted(root.rglob("*.py")):
         relative = path.relative_to(root).as_posix()
-        if SKIP_DIRS.intersection(relative.split("/")[:-1]):
-            continue
+        if not SKIP_DIRS.intersection(relative.split("/")[:-1]):
+            out.append((relative, path))
+    return out
+
+
+@functools.cache
+def stdlib_docstrings() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(train, heldout) docstrings of the running Python's standard library.
+
+    Parsing the stdlib takes seconds, and every sweep point needs it (held-out perplexity, the
+    model cache key), so the result is kept in the cache under a key of the Python version and
+    every source file's name, size and modification time: a changed stdlib is parsed again."""
+    import json
+
+    from workbench.paths import atomic_write_text, cache_dir
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    sources = _sources(root)
+    listing = [(relative, path.stat().st_size, path.stat().st_mtime_ns) for relative, path in sources]
+    key = hashlib.sha256(json.dumps([sys.version, str(root), listing]).encode()).hexdigest()[:16]
+    cached = cache_dir() / "corpus" / f"stdlib-{key}.json"
+    if cached.is_file():
+        train, heldout = json.loads(cached.read_text())
+        return tuple(train), tuple(heldout)
+    train, heldout = [], []
+    for relative, path in sources:
         (heldout if _is_heldout(relative) else train).extend(_docstrings(path))
+    atomic_write_text(cached, json.dumps([train, heldout]))
     return tuple(train), tuple(heldout)
 
 

@@ -145,7 +145,13 @@ def point_dir(sweep: Sweep, point: Point) -> Path:
 
 
 def notebook_parameters(sweep: Sweep, point: Point, directory: Path) -> dict:
-    return {"experiment": sweep.experiment, "params_file": None, "params": point.params, "output_dir": str(directory)}
+    return {
+        "experiment": sweep.experiment,
+        "params_file": None,
+        "params": point.params,
+        "output_dir": str(directory),
+        "show_chart": False,
+    }
 
 
 def write_point_meta(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
@@ -208,6 +214,7 @@ def execute_point(
             kernel_name=KERNEL_NAME,
             cwd=str(REPO_ROOT),
             progress_bar=False,
+            request_save_on_cell_execute=False,  # one write at the end, not one per cell
             execution_timeout=timeout_s or sweep.timeout_s,
         )
     except PapermillExecutionError as exc:

@@ -160,8 +160,10 @@ def summary_table(name: str, frame: pl.DataFrame) -> pl.DataFrame:
     return table.join(throughput_changes(frame), on="variant", how="left", maintain_order="left")
 
 
-def chart(name: str, frame: pl.DataFrame):
-    """The experiment's own chart, or throughput per variant against the baseline."""
+def chart(name: str, frame: pl.DataFrame, *, enabled: bool = True):
+    """The experiment's own chart, or throughput per variant against the baseline (None when not `enabled`)."""
+    if not enabled:
+        return None
     from workbench import charts
 
     module = get(name)

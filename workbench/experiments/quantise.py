@@ -46,10 +46,12 @@ class Config(ExperimentConfig):
     kv_group_size: GroupSize = 32
 
     def check(self):
-        from mlx_lm.convert import QUANT_RECIPES
+        if any(variant.recipe for variant in self.variants):  # mlx_lm.convert takes a second to import
+            from mlx_lm.convert import QUANT_RECIPES
 
-        for variant in self.variants:
-            self.require(variant.recipe in (None, *QUANT_RECIPES), "variants", f"recipe must be one of {QUANT_RECIPES}")
+            for variant in self.variants:
+                recipe_ok = variant.recipe in (None, *QUANT_RECIPES)
+                self.require(recipe_ok, "variants", f"recipe must be one of {QUANT_RECIPES}")
 
     def check_model(self, model_config: dict) -> None:
         heads = model_config.get("num_attention_heads") or 1
