@@ -159,10 +159,13 @@ def test_points_no_longer_in_the_sweep_file_are_stale_and_left_out(pair, tmp_pat
     assert proc.returncode == 0 and "1 points under" in proc.stderr and "stale" in proc.stderr, proc.stderr
     assert strict_json(proc.stdout.splitlines()[-1])["skipped"] == 1
     assert results.load_sweep_results("pair").collect()["point_id"].unique().to_list() == [kept]
-    assert "1 stale points" in capsys.readouterr().err
+    assert "1 stale points, not in the current sweep file, left out" in capsys.readouterr().err
     assert results.load_sweep_results("pair", include_stale=True).collect()["point_id"].n_unique() == 2
     assert report.failures("pair") == (0, 1) and report.point_conditions("pair").height == 1
     assert "stale    1" in cli("sweeps", outputs=pair.parent.parent).stdout
+    assert tool.entry(report.main, ["pair", "-o", str(tmp_path / "all.html"), "--include-stale", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert strict_json(out.splitlines()[-1])["points"] == 2 and "1 stale points" in err and "included" in err
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,7 @@ class SweepScan:
     """A sweep folder sorted: finished points (verified; stale ones only if asked) and everything left out."""
 
     root: Path
+    include_stale: bool = False
     finished: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
@@ -108,14 +109,15 @@ class SweepScan:
         lines = [f"sweep {name}: point {pid} left out: {why}" for pid, why in sorted(self.bad.items())]
         if self.stale:
             ids = ", ".join(self.stale[:5]) + (" ..." if len(self.stale) > 5 else "")
-            lines.append(f"sweep {name}: {len(self.stale)} stale points (not in the current sweep file): {ids}")
+            fate = "included" if self.include_stale else "left out (--include-stale includes them)"
+            lines.append(f"sweep {name}: {len(self.stale)} stale points, not in the current sweep file, {fate}: {ids}")
         return lines + [f"sweep {name}: {note}" for note in self.notes]
 
 
 def scan_sweep(root: Path, *, include_stale: bool = False) -> SweepScan:
     """Sort a sweep folder's entries; stale points are those not in `sweep.json` (none if it is missing)."""
     root = Path(root)
-    scan = SweepScan(root)
+    scan = SweepScan(root, include_stale)
     current = read_sweep_record(root).get("points")
     entries = sorted(root.iterdir()) if root.is_dir() else []
     for entry in entries:

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     for name in filter(None, (args.sweep, args.baseline)):
         for line in scan(name, include_stale=args.include_stale).warnings():
-            print(f"warning: {line} (left out of the report)", file=sys.stderr)
+            print(f"warning: {line}", file=sys.stderr)
     if args.slo:
         gates.load_slo(args.slo)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
