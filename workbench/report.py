@@ -2,6 +2,10 @@
 self-contained HTML file (code hidden, the charts' JavaScript inlined once, no CDN).
 
     workbench report SWEEP [--baseline OLD_SWEEP] [--slo FILE] [--quality M] [--objective M] [-o X.html] [--json]
+                           [--include-stale]
+
+Only verified points are reported (`integrity`): corrupt points, stray entries and stale points (no longer
+in the sweep file; unless `--include-stale`) are left out, each named in a warning on stderr and in the report.
 
 Everything else the report makes goes into a folder of its own beside the HTML, `X_files/`: the executed
 notebook, the charts as PNGs for slides and `summary.json` (what `--json` prints). Both are written

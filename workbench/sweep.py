@@ -1,21 +1,20 @@
 """Sweeps: a sweep file expands into points; each point is one papermill-executed notebook.
 
-A sweep file names an experiment, `fixed` parameters, and either a `grid` (cartesian
-product of lists) or explicit `points`. Each point's config is the experiment's defaults
-< `fixed` < the point, built by `experiments.build_config`, the same function the
-notebook calls, so what is validated is exactly what runs. The whole file is validated
-before anything runs. A point's id is a stable hash of its parameters, so running the
-same sweep again resumes: a point is finished exactly when its `results.parquet` exists
-and reads back (the notebook writes it last, atomically); missing or failed points run
-again.
+The sweep file, its points and their validation live in `sweep_file`; this module runs them.
+Running the same sweep again resumes: a point is finished when its `results.parquet` matches
+the `manifest.json` written after it (`integrity`); missing, failed and corrupt points run
+again, corrupt ones named. One run per sweep folder at a time, and Ctrl-C stops cleanly
+(`sweep_guard`); `sweep.json` records the sweep file's hash and points, so points no longer in
+the file are reported as stale. The outputs folder is probed before anything is measured.
 
 Timed points run one at a time by default: two points measured at once share the cores
 and the memory bandwidth, and their numbers mean nothing. `--workers N` above 1 is
 allowed, recorded in every point's `point.yaml`, and flagged in the report.
 
-    outputs/sweeps/<sweep>/<point_id>/{point.yaml, params.yaml, env.json, results.parquet, executed.ipynb}
+    outputs/sweeps/<sweep>/<point_id>/{point.yaml, params.yaml, env.json, results.parquet, manifest.json,
+                                       executed.ipynb}
 
-    workbench sweep params/smoke.yaml [--workers N] [--executor local|dask] [--scheduler ADDR]
+    workbench sweep params/smoke.yaml [--workers N] [--executor local|dask] [--scheduler ADDR] [--max-points N]
 """
 
 from __future__ import annotations
@@ -127,7 +126,10 @@ def execute_point(
         return {"point_id": point.point_id, "status": "interrupted"}
     error = error or "notebook finished without writing results.parquet"
     record = {"error": error, "executed_notebook": str(executed), "params": point.params}
-    atomic_write_text(directory / "error.json", json.dumps(record, indent=2, default=str))
+    try:
+        atomic_write_text(directory / "error.json", json.dumps(record, indent=2, default=str))
+    except OSError as exc:  # a full disk must not end the sweep with a traceback; the summary still names it
+        error = f"{error} (error.json not written: {exc.strerror or exc})"
     return {"point_id": point.point_id, "status": "failed", "error": error, "executed_notebook": str(executed)}
 
 
