@@ -13,6 +13,7 @@ unless asked for. Anything else in the folder is stray and ignored with a note.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -36,16 +37,23 @@ def write_manifest(directory: Path, rows: int, data: bytes) -> None:
 
 def point_problem(directory: Path) -> str | None:
     """Why a run or point folder is not finished, in a few words; None when its parquet matches its manifest."""
-    import polars as pl
-
     directory = Path(directory)
-    parquet = directory / RESULTS
+    parquet, recorded = directory / RESULTS, directory / MANIFEST
     if not parquet.is_file():
         return f"no {RESULTS}"
-    try:
-        recorded = json.loads((directory / MANIFEST).read_text())
-    except FileNotFoundError:
+    if not recorded.is_file():
         return f"no {MANIFEST} (the run did not finish writing)"
+    stamps = tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in (parquet.stat(), recorded.stat()))
+    return _check(str(directory), stamps)  # a report scans a folder several times: hash each file once
+
+
+@functools.lru_cache(maxsize=65536)
+def _check(directory: str, stamps: tuple) -> str | None:
+    import polars as pl
+
+    parquet = Path(directory) / RESULTS
+    try:
+        recorded = json.loads((Path(directory) / MANIFEST).read_text())
     except (OSError, ValueError):
         return f"unreadable {MANIFEST}"
     data = parquet.read_bytes()
