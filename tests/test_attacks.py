@@ -1,6 +1,7 @@
 """Issue 12's attacks, one test per class: corrupt points, Ctrl-C, two runs of one sweep, stale points, hostile
 names, unbounded inputs, an unwritable outputs folder, a write failure after measuring, and strict JSON.
-(Report artefacts beside a user's file: tests/test_report.py::test_report_artefacts_never_overwrite_user_files.)"""
+(Report artefacts beside a user's files and HTML names: tests/test_report.py::
+test_report_against_an_earlier_sweep_keeps_user_files and ::test_report_escapes_names_from_the_rows.)"""
 
 import json
 import os
@@ -86,7 +87,7 @@ def test_corrupt_point_is_named_left_out_and_rerun(pair, capsys):
 
 
 def test_first_sigint_finishes_the_running_point_prints_the_summary_and_exits_130(tmp_path, nano_path, kernel):
-    path = write_sweep(tmp_path, "ctrlc")
+    path = write_sweep(tmp_path, "ctrlc", grid=TWO)
     outputs = tmp_path / "outputs"
     proc = cli("sweep", str(path), outputs=outputs, background=True)
     root = outputs / "sweeps" / "ctrlc"
@@ -97,17 +98,17 @@ def test_first_sigint_finishes_the_running_point_prints_the_summary_and_exits_13
     sent = time.time()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert time.time() - sent < 60  # one point's time, not the three
+    assert time.time() - sent < 60  # one point's time
     table = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
-    assert (table["ran"], table["interrupted"], table["remaining"]) == ("1", "0", "2"), out
-    assert err.strip().splitlines()[-1].startswith("workbench: interrupted: 2 points not finished")
+    assert (table["ran"], table["interrupted"], table["remaining"]) == ("1", "0", "1"), out
+    assert err.strip().splitlines()[-1].startswith("workbench: interrupted: 1 points not finished")
     assert "Traceback" not in err
 
     resumed = cli("sweep", str(path), "--json", outputs=outputs)
     summary = strict_json(resumed.stdout.splitlines()[-1])
-    assert (resumed.returncode, summary["ran"], summary["skipped"]) == (0, 2, 1), resumed.stderr
+    assert (resumed.returncode, summary["ran"], summary["skipped"]) == (0, 1, 1), resumed.stderr
     runs = results.load_sweep_results("ctrlc").collect().group_by("point_id").agg(pl.col("run_id").n_unique())
-    assert runs["run_id"].to_list() == [1, 1, 1]
+    assert runs["run_id"].to_list() == [1, 1]
 
 
 def test_second_sigint_kills_the_kernel_at_once(tmp_path, nano_path, kernel):

@@ -196,8 +196,9 @@ def _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, wor
     def record(outcome):
         outcomes.append(outcome)
         bar.update(1)
+        done = sum(o["status"] in ("done", "skipped") for o in outcomes)
         failed = sum(o["status"] == "failed" for o in outcomes)
-        bar.set_postfix(done=len(outcomes) - failed, failed=failed, remaining=len(sweep.points) - len(outcomes))
+        bar.set_postfix(done=done, failed=failed, remaining=len(sweep.points) - done - failed)
 
     def record_remaining():
         started = {o["point_id"] for o in outcomes}
