@@ -84,8 +84,10 @@ def test_smoke_sweep_prepare_run_resume_and_load(tmp_path, nano_path, kernel, _o
     proc = cli("sweep", str(SMOKE), "--workers", "2", "--json", outputs=_outputs)
     assert proc.returncode == 0, proc.stderr
     assert '"ran": 3' in proc.stdout.splitlines()[-1]
-    for point in (_outputs / "sweeps" / "smoke").iterdir():
-        assert {"point.yaml", "params.yaml", "env.json", "results.parquet", "executed.ipynb"} <= {
+    root = _outputs / "sweeps" / "smoke"
+    assert {p.name for p in root.iterdir() if not p.is_dir()} <= {"sweep.json", ".lock"}
+    for point in (p for p in root.iterdir() if p.is_dir()):
+        assert {"point.yaml", "params.yaml", "env.json", "results.parquet", "manifest.json", "executed.ipynb"} <= {
             p.name for p in point.iterdir()
         }
 

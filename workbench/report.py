@@ -2,6 +2,10 @@
 self-contained HTML file (code hidden, the charts' JavaScript inlined once, no CDN).
 
     workbench report SWEEP [--baseline OLD_SWEEP] [--slo FILE] [--quality M] [--objective M] [-o X.html] [--json]
+                           [--include-stale]
+
+Only verified points are reported (`integrity`): corrupt points, stray entries and stale points (no longer
+in the sweep file; unless `--include-stale`) are left out, each named in a warning on stderr and in the report.
 
 Everything else the report makes goes into a folder of its own beside the HTML, `X_files/`: the executed
 notebook, the charts as PNGs for slides and `summary.json` (what `--json` prints). Both are written
@@ -15,14 +19,16 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import re
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from workbench import analysis, gates, significance, stats, tool
+from workbench import analysis, gates, integrity, significance, stats, tool
 from workbench.errors import DataError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
 
@@ -31,6 +37,7 @@ RENDERER = "workbench_offline"
 GENERATOR = '<meta name="generator" content="workbench-report">'
 MARKER = ".workbench-report"
 SWEEP_NAME = re.compile(r"[A-Za-z0-9_-]+")
+INCLUDE_STALE = "WORKBENCH_INCLUDE_STALE"
 QUALITIES = ("task_accuracy", "perplexity", "kl_mean", "greedy_agreement")
 
 
@@ -48,6 +55,9 @@ def setup_arg_parser() -> tool.Parser:
     parser.add_argument("--tolerance", type=_fraction, default=0.10, help="regression threshold (default 0.10)")
     parser.add_argument("-o", "--output", help="report .html path (default: outputs/reports/<sweep>.html)")
     parser.add_argument("--json", action="store_true", help="print the verdict as one JSON object, last line")
+    parser.add_argument(
+        "--include-stale", action="store_true", help="include points that are no longer in the sweep file"
+    )
     return parser
 
 
@@ -64,13 +74,18 @@ def _fraction(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     for name in filter(None, (args.sweep, args.baseline)):
-        sweep_root(name)
+        for line in scan(name, include_stale=args.include_stale).warnings():
+            print(f"warning: {line}", file=sys.stderr)
     if args.slo:
         gates.load_slo(args.slo)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
     options = {"baseline_sweep": args.baseline, "slo_file": args.slo}
     options |= {key: getattr(args, key) for key in ("quality", "objective", "tolerance")}
-    path = render(args.sweep, output, **options)
+    os.environ[INCLUDE_STALE] = "1" if args.include_stale else ""  # read by `build` in the notebook's kernel
+    try:
+        path = render(args.sweep, output, **options)
+    finally:
+        os.environ.pop(INCLUDE_STALE, None)
     print(f"report:    {path}")
     print(f"artefacts: {artefacts_dir(path)}")
     if args.json:
@@ -79,14 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def sweep_root(name: str) -> Path:
-    """The folder of a sweep with finished points; a bad or unknown name is a `UsageError`."""
+def scan(name: str, *, include_stale: bool = False) -> integrity.SweepScan:
+    """A sweep's folder sorted into verified points and what is left out; a bad or unknown name, or a sweep
+    without one verified point, is a `UsageError`."""
     if not SWEEP_NAME.fullmatch(name):
         raise UsageError(f"sweep name {name[:60]!r}: expected letters, digits, '-' and '_' only")
     root = outputs_dir() / "sweeps" / name
-    if not any(root.glob("*/results.parquet")):
+    found = integrity.scan_sweep(root, include_stale=include_stale)
+    if not found.finished:
         raise UsageError(f"sweep {name!r} has no finished points under {root.parent}")
-    return root
+    return found
+
+
+def _include_stale(include_stale: bool | None) -> bool:
+    return bool(os.environ.get(INCLUDE_STALE)) if include_stale is None else include_stale
 
 
 def artefacts_dir(output: Path) -> Path:
@@ -176,16 +197,20 @@ def build(
     quality: str = "task_accuracy",
     objective: str = "throughput_tps",
     tolerance: float = 0.10,
+    include_stale: bool | None = None,
 ) -> Report:
-    rows, env = load(sweep)
-    previous = load(baseline_sweep)[0] if baseline_sweep else None
-    failed, points = failures(sweep)
+    """The analysed sweep. Points that fail verification, stray entries and (unless `include_stale`; default:
+    `workbench report --include-stale`) stale points are left out with a warning."""
+    include_stale = _include_stale(include_stale)
+    rows, env = load(sweep, include_stale=include_stale)
+    previous = load(baseline_sweep, include_stale=include_stale)[0] if baseline_sweep else None
+    failed, points = failures(sweep, include_stale=include_stale)
     result = analysis.analyse(
         rows,
         slo=gates.load_slo(slo_file),
         quality=quality,
         objective=objective,
-        conditions=point_conditions(sweep),
+        conditions=point_conditions(sweep, include_stale=include_stale),
         previous=previous,
         tolerance=tolerance,
     )
@@ -194,34 +219,30 @@ def build(
     return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance)
 
 
-def load(sweep: str) -> tuple[pl.DataFrame, dict]:
-    """Rows of a sweep's finished points and the environment of its first point."""
+def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:
+    """Rows of a sweep's verified points and the environment of its first point."""
     from workbench.results import load_sweep_results
 
-    root = sweep_root(sweep)
+    found = scan(sweep, include_stale=include_stale)
     try:
-        rows = load_sweep_results(sweep).collect()
+        rows = load_sweep_results(sweep, include_stale=include_stale).collect()
     except FileNotFoundError as exc:
         raise DataError(str(exc)) from None
-    env_files = sorted(root.glob("*/env.json"))
+    env_files = [p / "env.json" for p in found.finished if (p / "env.json").is_file()]
     env = json.loads(env_files[0].read_text()) if env_files else {}
     return rows, env
 
 
-def point_conditions(sweep: str) -> pl.DataFrame:
-    """Per finished point: how many timed points ran at once (`workers`), machine load before/after, cores."""
-    import yaml
-
+def point_conditions(sweep: str, *, include_stale: bool = False) -> pl.DataFrame:
+    """Per verified point: how many timed points ran at once (`workers`), machine load before/after, cores."""
     out = []
-    for parquet in sorted((outputs_dir() / "sweeps" / sweep).glob("*/results.parquet")):
-        meta = yaml.load(
-            (parquet.parent / "point.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        )
-        env_file = parquet.parent / "env.json"
+    for directory in integrity.scan_sweep(outputs_dir() / "sweeps" / sweep, include_stale=include_stale).finished:
+        meta = integrity.read_point_meta(directory) or {}
+        env_file = directory / "env.json"
         env = json.loads(env_file.read_text()) if env_file.is_file() else {}
         out.append(
             {
-                "point_id": str(meta.get("point_id", parquet.parent.name)),
+                "point_id": str(meta.get("point_id", directory.name)),
                 "workers": meta.get("workers"),
                 **{k: env.get(k) for k in ("load_before", "load_after", "cores")},
             }
@@ -230,12 +251,11 @@ def point_conditions(sweep: str) -> pl.DataFrame:
     return pl.DataFrame(out, schema=schema | {"load_after": pl.Float64, "cores": pl.Int64}, strict=False)
 
 
-def failures(sweep: str) -> tuple[int, int]:
-    """(failed points, all points) of a sweep folder."""
-    root = outputs_dir() / "sweeps" / sweep
-    points = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.exists() else []
-    failed = sum((p / "error.json").exists() and not (p / "results.parquet").exists() for p in points)
-    return failed, len(points)
+def failures(sweep: str, *, include_stale: bool = False) -> tuple[int, int]:
+    """(failed or unverifiable points, all points) of a sweep folder; stray entries and stale points not counted."""
+    found = integrity.scan_sweep(outputs_dir() / "sweeps" / sweep, include_stale=include_stale)
+    failed = len(found.failed) + len(found.bad)
+    return failed, failed + len(found.finished) + len(found.unfinished)
 
 
 def figures(report: Report) -> dict:

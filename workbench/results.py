@@ -5,7 +5,7 @@ One row per measured unit: a request in a trial (`kind="speed"`), a task item
 Every row carries the run, model, backend and workload identity and the variant's
 parameters, so summaries are always computed from rows. See docs/results.md.
 
-    outputs/runs/<run_id>/{params.yaml, env.json, results.parquet}
+    outputs/runs/<run_id>/{params.yaml, env.json, results.parquet, manifest.json}
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ import io
 import json
 import math
 import secrets
+import sys
+import tempfile
 from pathlib import Path
 
 import polars as pl
 
-from workbench import stats
+from workbench import integrity, stats
 from workbench.errors import DataError
-from workbench.paths import atomic_write_bytes, atomic_write_text, outputs_dir
+from workbench.paths import OutputsError, atomic_write_bytes, atomic_write_text, outputs_dir
 
 IDENTITY = {
     "run_id": pl.String,
@@ -126,25 +128,50 @@ def to_frame(rows: list[dict], **identity) -> pl.DataFrame:
     return frame
 
 
-def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
-    """Write a parquet file atomically: a reader sees the old file, or the complete new one."""
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
+    """Write a parquet file atomically: a reader sees the old file, or the complete new one."""
+    atomic_write_bytes(Path(path), parquet_bytes(frame))
     return Path(path)
 
 
 def write_run(frame: pl.DataFrame, *, params: dict, env: dict, run_dir: Path | None = None) -> Path:
-    """Write params.yaml, env.json, then results.parquet last: a run is finished when its parquet exists."""
+    """Write params.yaml, env.json, results.parquet, then manifest.json last (its row count and checksum): a run is
+    finished when its parquet matches the manifest. If a write fails, the measured rows are not lost: they are kept
+    under the system temp directory and the `OutputsError` names the file."""
     import yaml
 
     run_id = frame["run_id"][0] if frame.height else new_run_id()
     run_dir = Path(run_dir) if run_dir else outputs_dir() / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(params, sort_keys=True))
-    atomic_write_text(run_dir / "env.json", json.dumps(env, indent=2, sort_keys=True, default=str))
-    write_parquet(frame, run_dir / "results.parquet")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "params.yaml", yaml.safe_dump(params, sort_keys=True))
+        atomic_write_text(run_dir / "env.json", json.dumps(env, indent=2, sort_keys=True, default=str))
+        data = parquet_bytes(frame)
+        atomic_write_bytes(run_dir / "results.parquet", data)
+        integrity.write_manifest(run_dir, frame.height, data)
+    except OSError as exc:
+        kept = rescue_rows(frame, params=params, env=env, run_id=run_id)
+        reason = exc.strerror or type(exc).__name__
+        raise OutputsError(
+            f"could not write {run_dir} ({reason}); the {frame.height} measured rows are in {kept}"
+        ) from None
     return run_dir
+
+
+def rescue_rows(frame: pl.DataFrame, *, params: dict, env: dict, run_id: str) -> Path:
+    """Keep rows that could not be written where they belong: `<tmp>/workbench-rescued/<run_id>/results.parquet`."""
+    directory = Path(tempfile.gettempdir()) / "workbench-rescued" / run_id
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "params.yaml").write_text(json.dumps(params, indent=1, default=str))
+    (directory / "env.json").write_text(json.dumps(env, indent=1, default=str))
+    frame.write_parquet(directory / "results.parquet")
+    return directory / "results.parquet"
 
 
 def load(*runs, root: Path | None = None) -> pl.LazyFrame:
@@ -227,40 +254,31 @@ def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "base
 
 
 def is_finished(directory: Path) -> bool:
-    """The point's results exist and read back as parquet (a truncated file is not a finished point)."""
-    parquet = directory / "results.parquet"
-    if not parquet.is_file():
-        return False
-    try:
-        pl.read_parquet_schema(parquet)
-    except Exception:  # polars raises several types for a corrupt file; any of them means "not finished"
-        return False
-    return True
+    """The folder's results.parquet matches the manifest written after it (rows, size, checksum) and reads back."""
+    return integrity.point_problem(directory) is None
 
 
-def point_meta(directory: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load((directory / "point.yaml").read_text())
-
-
-def load_sweep_results(name: str):
-    """One LazyFrame across a sweep's finished points, with the point parameters as `param_*` columns."""
+def load_sweep_results(name: str, *, include_stale: bool = False, warn: bool = True):
+    """One LazyFrame across a sweep's verified points, with the point parameters as `param_*` columns. Points that
+    fail verification, stale points (not in the current sweep file; unless `include_stale`) and stray entries are
+    left out, each with a warning on stderr when `warn`."""
     import polars as pl
 
     root = outputs_dir() / "sweeps" / name
+    scan = integrity.scan_sweep(root, include_stale=include_stale)
+    if warn:
+        for line in scan.warnings():
+            print(f"warning: {line}", file=sys.stderr)
     frames = []
-    for directory in sorted(p for p in root.glob("*") if p.is_dir()):
-        if not is_finished(directory) or not (directory / "point.yaml").is_file():
-            continue
-        meta = point_meta(directory)
+    for directory in scan.finished:
+        meta = integrity.read_point_meta(directory)
         columns = {
             f"param_{k}": (v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v))
             for k, v in meta["params"].items()
         }
         frames.append(
             pl.scan_parquet(directory / "results.parquet").with_columns(
-                pl.lit(meta["point_id"]).alias("point_id"),
+                pl.lit(str(meta.get("point_id", directory.name))).alias("point_id"),
                 pl.lit(name).alias("sweep"),
                 pl.lit(meta.get("workers", 1)).alias("workers"),
                 *[pl.lit(v).alias(k) for k, v in columns.items()],
@@ -272,11 +290,11 @@ def load_sweep_results(name: str):
 
 
 def list_sweeps() -> list[dict]:
+    """Per sweep folder: verified (`done`), `failed`, `unfinished`, `bad` (fail verification, by id) and `stale`."""
     root = outputs_dir() / "sweeps"
     out = []
-    for directory in sorted(p for p in root.glob("*") if p.is_dir()):
-        points = [p for p in directory.iterdir() if p.is_dir()]
-        done = sum(is_finished(p) for p in points)
-        failed = sum((p / "error.json").exists() and not is_finished(p) for p in points)
-        out.append({"sweep": directory.name, "done": done, "failed": failed})
+    for directory in sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")):
+        scan = integrity.scan_sweep(directory)
+        counts = {key: len(getattr(scan, key)) for key in ("finished", "failed", "unfinished", "stale")}
+        out.append({"sweep": directory.name, "done": counts.pop("finished"), **counts, "bad": scan.bad})
     return out

@@ -1,143 +1,40 @@
 """Sweeps: a sweep file expands into points; each point is one papermill-executed notebook.
 
-A sweep file names an experiment, `fixed` parameters, and either a `grid` (cartesian
-product of lists) or explicit `points`. Each point's config is the experiment's defaults
-< `fixed` < the point, built by `experiments.build_config`, the same function the
-notebook calls, so what is validated is exactly what runs. The whole file is validated
-before anything runs. A point's id is a stable hash of its parameters, so running the
-same sweep again resumes: a point is finished exactly when its `results.parquet` exists
-and reads back (the notebook writes it last, atomically); missing or failed points run
-again.
+The sweep file, its points and their validation live in `sweep_file`; this module runs them.
+Running the same sweep again resumes: a point is finished when its `results.parquet` matches
+the `manifest.json` written after it (`integrity`); missing, failed and corrupt points run
+again, corrupt ones named. One run per sweep folder at a time, and Ctrl-C stops cleanly
+(`sweep_guard`); `sweep.json` records the sweep file's hash and points, so points no longer in
+the file are reported as stale. The outputs folder is probed before anything is measured.
 
 Timed points run one at a time by default: two points measured at once share the cores
 and the memory bandwidth, and their numbers mean nothing. `--workers N` above 1 is
 allowed, recorded in every point's `point.yaml`, and flagged in the report.
 
-    outputs/sweeps/<sweep>/<point_id>/{point.yaml, params.yaml, env.json, results.parquet, executed.ipynb}
+    outputs/sweeps/<sweep>/<point_id>/{point.yaml, params.yaml, env.json, results.parquet, manifest.json,
+                                       executed.ipynb}
 
-    workbench sweep params/smoke.yaml [--workers N] [--executor local|dask] [--scheduler ADDR]
+    workbench sweep params/smoke.yaml [--workers N] [--executor local|dask] [--scheduler ADDR] [--max-points N]
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
-import math
 import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from workbench import tool
-from workbench.errors import SweepError, WorkbenchError
-from workbench.paths import REPO_ROOT, atomic_write_text, outputs_dir
+from workbench import integrity, tool
+from workbench.integrity import point_problem
+from workbench.paths import REPO_ROOT, atomic_write_text, check_writable
 from workbench.results import is_finished, list_sweeps
+from workbench.sweep_file import MAX_POINTS, Point, Sweep, expand, load_sweep, point_id  # noqa: F401 (the API)
+from workbench.sweep_guard import Interrupts, hold
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "10_experiment.ipynb"
-MAX_POINTS = 10_000
-
-
-class SweepFile(BaseModel):
-    """The keys a sweep file may have."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    description: str = ""
-    experiment: str
-    fixed: dict = Field(default_factory=dict)
-    grid: dict[str, list] | None = None
-    points: list[dict] | None = Field(None, min_length=1, max_length=MAX_POINTS)
-    timeout_s: int = Field(1800, ge=1, le=7 * 86400)
-    retries: int = Field(2, ge=0, le=10)
-
-
-@dataclass(frozen=True)
-class Point:
-    point_id: str
-    params: dict
-
-
-@dataclass(frozen=True)
-class Sweep:
-    name: str
-    path: Path
-    experiment: str
-    points: tuple
-    timeout_s: int = 1800
-    retries: int = 2
-    fixed: dict = field(default_factory=dict)
-
-    @property
-    def root(self) -> Path:
-        return outputs_dir() / "sweeps" / self.name
-
-
-def point_id(params: dict) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def expand(fixed: dict, grid: dict | None, points: list | None) -> list[dict]:
-    """The points of a sweep: fixed parameters merged with each grid combination or listed point."""
-    if grid:
-        keys = sorted(grid)
-        combos = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-    else:
-        combos = list(points or [{}])
-    return [{**fixed, **combo} for combo in combos]
-
-
-def _parse(path: Path) -> SweepFile:
-    from workbench import experiments
-    from workbench.paths import read_yaml_mapping
-
-    raw = read_yaml_mapping(path, SweepError)
-    try:
-        spec = SweepFile.model_validate(raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "file"
-        raise SweepError(f"{path}:{key}: {error['msg']}") from None
-    if spec.experiment not in experiments.names():
-        raise SweepError(f"{path}:experiment: must be one of {', '.join(experiments.names())}, got {spec.experiment!r}")
-    if spec.grid is not None and spec.points is not None:
-        raise SweepError(f"{path}:grid: give either grid or points, not both")
-    if spec.grid is not None:
-        if not spec.grid or not all(spec.grid.values()):
-            raise SweepError(f"{path}:grid: expected a mapping of non-empty lists")
-        if math.prod(len(v) for v in spec.grid.values()) > MAX_POINTS:
-            raise SweepError(f"{path}:grid: more than {MAX_POINTS} points; split the sweep")
-    return spec
-
-
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and validate a sweep file completely: every point's config and models; raises SweepError `file:key`."""
-    from workbench import experiments
-
-    path = Path(path)
-    spec = _parse(path)
-    points = []
-    for params in expand(spec.fixed, spec.grid, spec.points):
-        try:
-            config = experiments.build_config(spec.experiment, None, params)
-            experiments.check_models(config)
-        except WorkbenchError as exc:
-            key, _, problem = str(exc).partition(": ")
-            key = key.split(".", 1)[1] if key.startswith(f"{spec.experiment}.") else "model"
-            raise SweepError(f"{path}:{key}: {problem or exc}") from None
-        points.append(Point(point_id(params), params))
-    return Sweep(
-        name=spec.name or path.stem,
-        path=path,
-        experiment=spec.experiment,
-        points=tuple(points),
-        timeout_s=spec.timeout_s,
-        retries=spec.retries,
-        fixed=spec.fixed,
-    )
+POINT_BYTES = 4 << 20  # rough disk use of one point: executed notebook, rows, metadata
+EXIT_INTERRUPTED = 130
+STATUSES = {"ran": "done", "skipped": "skipped", "interrupted": "interrupted", "remaining": "remaining"}
 
 
 def point_dir(sweep: Sweep, point: Point) -> Path:
@@ -182,9 +79,16 @@ def prepare_point(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
 
 
 def execute_point(
-    sweep: Sweep, point: Point, *, timeout_s: int | None = None, retries: int | None = None, parallel: int = 1
+    sweep: Sweep,
+    point: Point,
+    *,
+    timeout_s: int | None = None,
+    retries: int | None = None,
+    parallel: int = 1,
+    interrupts: Interrupts | None = None,
 ) -> dict:
-    """Run one point with papermill; retry failures that may pass on retry (kernel start), with backoff."""
+    """Run one point with papermill; retry failures that may pass on retry (kernel start), with backoff. A point
+    stopped by Ctrl-C (`interrupts`) is `interrupted`, not failed, and not retried: a resume runs it again."""
     import papermill
     import tenacity
     from papermill.exceptions import PapermillExecutionError
@@ -199,7 +103,9 @@ def execute_point(
     write_point_meta(sweep, point, workers=parallel)
     executed = directory / "executed.ipynb"
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_not_exception_type(PapermillExecutionError),  # a cell raised: deterministic
+        retry=tenacity.retry_if_exception(  # a cell raised: deterministic; Ctrl-C twice: stop
+            lambda exc: not isinstance(exc, PapermillExecutionError) and not (interrupts and interrupts.aborted)
+        ),
         stop=tenacity.stop_after_attempt((sweep.retries if retries is None else retries) + 1),
         wait=tenacity.wait_exponential(multiplier=1, max=30),
         reraise=True,
@@ -223,9 +129,14 @@ def execute_point(
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     if error is None and is_finished(directory):
         return {"point_id": point.point_id, "status": "done"}
+    if interrupts and (interrupts.aborted or (interrupts.stopping and "KeyboardInterrupt" in (error or ""))):
+        return {"point_id": point.point_id, "status": "interrupted"}
     error = error or "notebook finished without writing results.parquet"
     record = {"error": error, "executed_notebook": str(executed), "params": point.params}
-    atomic_write_text(directory / "error.json", json.dumps(record, indent=2, default=str))
+    try:
+        atomic_write_text(directory / "error.json", json.dumps(record, indent=2, default=str))
+    except OSError as exc:  # a full disk must not end the sweep with a traceback; the summary still names it
+        error = f"{error} (error.json not written: {exc.strerror or exc})"
     return {"point_id": point.point_id, "status": "failed", "error": error, "executed_notebook": str(executed)}
 
 
@@ -247,9 +158,14 @@ def run_sweep(
     retries: int | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Execute every unfinished point, `workers` at a time (1: timed points never overlap)."""
+    """Execute every unfinished point, `workers` at a time (1: timed points never overlap). Points whose results
+    fail verification run again, named on stderr. Ctrl-C: see `sweep_guard`; points not started are `remaining`."""
     from tqdm import tqdm
 
+    bad = bad_points(sweep)
+    if bad:
+        named = "; ".join(f"{pid} ({why})" for pid, why in bad.items())
+        print(f"re-running {len(bad)} points that fail verification: {named}", file=sys.stderr)
     clean_unfinished(sweep)
     todo = [p for p in sweep.points if not is_finished(point_dir(sweep, p))]
     outcomes = [{"point_id": p.point_id, "status": "skipped"} for p in sweep.points if p not in todo]
@@ -257,12 +173,45 @@ def run_sweep(
         total=len(sweep.points), initial=len(outcomes), desc=f"sweep {sweep.name}", disable=not progress, unit="point"
     )
     kwargs = {"timeout_s": timeout_s, "retries": retries, "parallel": workers}
+    with Interrupts() as interrupts:
+        _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, workers, kwargs)
+    bar.close()
+    for outcome in outcomes:
+        if outcome["point_id"] in bad:
+            outcome["rerun"] = bad[outcome["point_id"]]
+    return outcomes
+
+
+def bad_points(sweep: Sweep) -> dict[str, str]:
+    """Point id -> why, for the sweep's points that have results which fail verification."""
+    found = {}
+    for point in sweep.points:
+        directory = point_dir(sweep, point)
+        if (directory / "results.parquet").exists() or (directory / "manifest.json").exists():
+            problem = point_problem(directory)
+            if problem:
+                found[point.point_id] = problem
+    return found
+
+
+def _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, workers, kwargs) -> None:
+    def run_one(point):
+        if interrupts.stopping:
+            return {"point_id": point.point_id, "status": "remaining"}
+        return execute_point(sweep, point, interrupts=interrupts, **kwargs)
 
     def record(outcome):
         outcomes.append(outcome)
         bar.update(1)
+        done = sum(o["status"] in ("done", "skipped") for o in outcomes)
         failed = sum(o["status"] == "failed" for o in outcomes)
-        bar.set_postfix(done=len(outcomes) - failed, failed=failed, remaining=len(sweep.points) - len(outcomes))
+        bar.set_postfix(done=done, failed=failed, remaining=len(sweep.points) - done - failed)
+
+    def record_remaining():
+        started = {o["point_id"] for o in outcomes}
+        for point in todo:
+            if point.point_id not in started:
+                record({"point_id": point.point_id, "status": "remaining"})
 
     if executor == "dask":
         from distributed import Client, LocalCluster, as_completed
@@ -278,19 +227,21 @@ def run_sweep(
             futures = [client.submit(execute_point, sweep, p, pure=False, **kwargs) for p in todo]
             for future in as_completed(futures):
                 record(future.result())
+                if interrupts.stopping:
+                    break
+            client.cancel([f for f in futures if not f.done()])
         if cluster is not None:
             cluster.close()
+        record_remaining()
     elif workers == 1:
         for point in todo:
-            record(execute_point(sweep, point, **kwargs))
+            record(run_one(point))
     else:
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         with ThreadPoolExecutor(max_workers=workers) as pool:  # each point runs in its own kernel process
-            for future in as_completed([pool.submit(execute_point, sweep, p, **kwargs) for p in todo]):
+            for future in as_completed([pool.submit(run_one, p) for p in todo]):
                 record(future.result())
-    bar.close()
-    return outcomes
 
 
 def setup_arg_parser() -> tool.Parser:
@@ -306,6 +257,9 @@ def setup_arg_parser() -> tool.Parser:
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
     parser.add_argument("--timeout", type=tool.positive_int, help="seconds per notebook cell")
     parser.add_argument("--retries", type=tool.int_at_least(0, 10))
+    parser.add_argument(
+        "--max-points", type=tool.positive_int, default=MAX_POINTS, help=f"allow more points (default {MAX_POINTS})"
+    )
     parser.add_argument("--prepare-only", action="store_true", help="write parameterised notebooks, run nothing")
     parser.add_argument("--json", action="store_true")
     return parser
@@ -313,7 +267,33 @@ def setup_arg_parser() -> tool.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
-    plan = load_sweep(args.params)
+    try:
+        plan = load_sweep(args.params, max_points=args.max_points, progress=not args.json)
+        check_writable(plan.root, need_bytes=POINT_BYTES * len(plan.points))
+        with hold(plan.root):
+            record_sweep_file(plan)
+            return _main(plan, args)
+    except KeyboardInterrupt:  # outside the points (validation, set-up): nothing to resume from
+        print("workbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def record_sweep_file(plan: Sweep) -> None:
+    """Record the sweep file's hash and points in `sweep.json`; say when it changed and points went stale."""
+    ids = [p.point_id for p in plan.points]
+    previous, record = integrity.write_sweep_record(
+        plan.root, sweep_file=plan.path, experiment=plan.experiment, point_ids=ids
+    )
+    stale = integrity.scan_sweep(plan.root).stale
+    if previous.get("sha256") not in (None, record["sha256"]) or stale:
+        print(
+            f"note: {len(stale)} points under {plan.root} are not in {plan.path} (stale): reports leave them out "
+            "unless --include-stale",
+            file=sys.stderr,
+        )
+
+
+def _main(plan: Sweep, args) -> int:
     summary = {"sweep": plan.name, "points": len(plan.points), "root": str(plan.root), "workers": args.workers}
     if args.prepare_only:
         for point in plan.points:
@@ -336,24 +316,29 @@ def main(argv: list[str] | None = None) -> int:
         retries=args.retries,
     )
     failed = [o for o in outcomes if o["status"] == "failed"]
-    summary.update(
-        ran=sum(o["status"] == "done" for o in outcomes),
-        skipped=sum(o["status"] == "skipped" for o in outcomes),
-        failed=len(failed),
-    )
+    counts = {key: sum(o["status"] == status for o in outcomes) for key, status in STATUSES.items()}
+    summary.update(counts, failed=len(failed), rerun=len([o for o in outcomes if "rerun" in o]))
     if args.json:
-        tool.print_json({**summary, "failures": failed})
+        rerun = {o["point_id"]: o["rerun"] for o in outcomes if "rerun" in o}
+        tool.print_json({**summary, "failures": failed, "rerun_points": rerun})
     else:
         tool.print_table(summary)
         for o in failed:
             print(f"failed {o['point_id']}: {o['error']} (see {o['executed_notebook']})")
+    if counts["interrupted"] or counts["remaining"]:
+        left = counts["interrupted"] + counts["remaining"]
+        print(f"workbench: interrupted: {left} points not finished; run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 1 if failed else 0
 
 
 def list_main(argv: list[str] | None = None) -> int:
     tool.parser("sweeps", "list sweeps with their done/failed point counts").parse_args(argv)
     for row in list_sweeps():
-        print(f"{row['sweep']:<30} done {row['done']:>4}  failed {row['failed']:>4}")
+        counts = "  ".join(f"{key} {row[key]:>4}" for key in ("done", "failed", "unfinished", "stale"))
+        print(f"{row['sweep']:<30} {counts}  bad {len(row['bad']):>4}")
+        for point, why in row["bad"].items():
+            print(f"  bad point {point}: {why} (left out; `workbench sweep` runs it again)")
     return 0
 
 

@@ -24,6 +24,7 @@ from workbench.errors import ConfigError
 from workbench.experiments.base import ExperimentConfig, validate
 
 NOT_EXPERIMENTS = {"base"}
+RUN_BYTES = 16 << 20  # rough disk use of one run
 
 
 @functools.cache
@@ -78,8 +79,12 @@ def check_models(config: ExperimentConfig) -> None:
 
 
 def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) -> tuple[pl.DataFrame, Path]:
-    """Check, run and write `params.yaml`, `env.json` (with the machine's load before and after) and the rows."""
+    """Check (models; the outputs folder takes a file), run and write `params.yaml`, `env.json` (with the machine's
+    load before and after) and the rows; a failed write keeps the rows under the temp dir (`results.write_run`)."""
+    from workbench.paths import check_writable, outputs_dir
+
     check_models(config)
+    check_writable(Path(run_dir) if run_dir else outputs_dir() / "runs", need_bytes=RUN_BYTES)
     load_before = runtime.load_average()
     frame = get(config.name).run(config)
     load_after = runtime.load_average()
