@@ -46,6 +46,8 @@ def copy_sweep(points: list[Path], target: Path, size: int) -> None:
     import polars as pl
     import yaml
 
+    from workbench import integrity
+
     for i in range(size):
         source = points[i % len(points)]
         point_id = f"copy{i:05d}-{source.name}"
@@ -58,7 +60,9 @@ def copy_sweep(points: list[Path], target: Path, size: int) -> None:
         meta.update(point_id=point_id, sweep=target.name)
         (directory / "point.yaml").write_text(yaml.safe_dump(meta))
         rows = pl.read_parquet(source / "results.parquet")
-        rows.with_columns(run_id=pl.col("run_id") + f"-copy{i:05d}").write_parquet(directory / "results.parquet")
+        rows = rows.with_columns(run_id=pl.col("run_id") + f"-copy{i:05d}")
+        rows.write_parquet(directory / "results.parquet")
+        integrity.write_manifest(directory, rows.height, (directory / "results.parquet").read_bytes())
 
 
 def main() -> int:

@@ -60,7 +60,7 @@ def test_bench_json_last_line(tmp_path, nano_path):
         assert summary[key] > 0, key
     assert (tmp_path / "outputs" / "runs").is_dir()
     run_dir = tmp_path / "outputs" / "runs" / os.path.basename(summary["run_dir"])
-    assert {p.name for p in run_dir.iterdir()} == {"params.yaml", "env.json", "results.parquet"}
+    assert {p.name for p in run_dir.iterdir()} == {"params.yaml", "env.json", "results.parquet", "manifest.json"}
 
 
 def test_eval_json_with_an_unseen_model_directory(tmp_path, nano_path):

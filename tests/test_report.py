@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 import yaml
 
-from workbench import report, tool
+from workbench import integrity, report, tool
 from workbench.paths import REPO_ROOT
 
 CHROMIUM_FLAGS = [
@@ -220,6 +220,7 @@ def test_report_escapes_names_from_the_rows(sweep_outputs, tmp_path):
         model_id=pl.lit(HOSTILE),
     )
     rows.write_parquet(target / "results.parquet")
+    integrity.write_manifest(target, rows.height, (target / "results.parquet").read_bytes())
     out = tmp_path / "hostile.html"
     assert report.main(["hostile", "-o", str(out)]) == 0
     page = out.read_text()

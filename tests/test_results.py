@@ -27,7 +27,7 @@ def test_schema_and_round_trip(tmp_path):
     frame = _frame("r1")
     assert list(frame.columns) == list(results.SCHEMA)
     run_dir = results.write_run(frame, params={"a": 1}, env={"backend": "cpu"}, run_dir=tmp_path / "r1")
-    assert sorted(p.name for p in run_dir.iterdir()) == ["env.json", "params.yaml", "results.parquet"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["env.json", "manifest.json", "params.yaml", "results.parquet"]
     back = pl.read_parquet(run_dir / "results.parquet")
     assert back.equals(frame)
 

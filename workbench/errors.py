@@ -29,3 +29,7 @@ class SweepError(WorkbenchError):
 
 class DataError(WorkbenchError):
     """A results, dataset or text file that is missing, corrupt or of the wrong shape."""
+
+
+class OutputsError(WorkbenchError):
+    """The outputs directory cannot be created, written or filled; or a write failed after measuring."""

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.errors import OutputsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,10 +67,6 @@ def atomic_dir(target: Path):
 MAX_YAML_BYTES = 1 << 20
 MAX_YAML_DEPTH = 32
 MAX_YAML_NODES = 200_000  # after alias expansion: a params or sweep file is a few hundred
-
-
-class OutputsError(WorkbenchError):
-    """The outputs directory cannot be created, written or filled; or a write failed after measuring."""
 
 
 def short(value, limit: int = 80) -> str:
