@@ -13,7 +13,7 @@ import sys
 
 import polars as pl
 
-from workbench import measure, models, results, runtime, tool, workloads
+from workbench import measure, models, paths, results, runtime, tool, workloads
 
 
 def run_bench(
@@ -90,6 +90,8 @@ def setup_arg_parser() -> tool.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
+    if not args.no_save:
+        paths.check_writable(paths.outputs_dir() / "runs")  # before any work: a result must have somewhere to go
     load_before = runtime.load_average()
     models.resolve(args.model, build_missing=False)  # fail fast on a missing model, before any work
     options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype")

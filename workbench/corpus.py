@@ -69,7 +69,10 @@ def stdlib_docstrings() -> tuple[tuple[str, ...], tuple[str, ...]]:
     train, heldout = [], []
     for relative, path in sources:
         (heldout if _is_heldout(relative) else train).extend(_docstrings(path))
-    atomic_write_text(cached, json.dumps([train, heldout]))
+    try:
+        atomic_write_text(cached, json.dumps([train, heldout]))
+    except OSError:  # the cache is an optimisation; an unwritable cache folder only costs the parse next time
+        pass
     return tuple(train), tuple(heldout)
 
 

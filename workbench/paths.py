@@ -52,8 +52,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_dir(target: Path):
     """Yield a temporary sibling directory; rename it to `target` when the block succeeds."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:  # a cache or model folder that cannot be written is the user's to fix: one line
+        raise OutputsError(f"{target.parent}: cannot be written ({exc.strerror or exc})") from None
     try:
         yield tmp
         if target.exists():
