@@ -13,7 +13,7 @@ import sys
 
 import polars as pl
 
-from workbench import measure, models, paths, results, runtime, tool, workloads
+from workbench import measure, models, results, runtime, tool, workloads
 
 
 def run_bench(
@@ -90,10 +90,7 @@ def setup_arg_parser() -> tool.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
-    if not args.no_save:
-        paths.check_writable(paths.outputs_dir() / "runs")  # before any work: a result must have somewhere to go
-    load_before = runtime.load_average()
-    models.resolve(args.model, build_missing=False)  # fail fast on a missing model, before any work
+    load_before = tool.prepare_run(args, [args.model])
     options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype")
     frame, summary = run_bench(args.model, **{key: getattr(args, key) for key in options})
     tool.save_and_print(args, frame, summary, command="bench", load_before=load_before)

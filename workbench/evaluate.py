@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from workbench import corpus, models, paths, quality, results, runtime, stats, tool, workloads
+from workbench import corpus, models, quality, results, runtime, stats, tool, workloads
 from workbench.errors import DataError, UsageError
 
 
@@ -211,13 +211,11 @@ def setup_arg_parser() -> tool.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
-    if not args.no_save:
-        paths.check_writable(paths.outputs_dir() / "runs")  # before any work: a result must have somewhere to go
-    load_before = runtime.load_average()
     if not (args.text or args.task or args.baseline):
         raise UsageError("eval needs at least one of --text, --task, --baseline")
-    for spec in filter(None, (args.model, args.baseline)):
-        models.resolve(spec, build_missing=False)  # fail fast on a missing model, before any work
+    if args.text and args.text != "stdlib":
+        read_text(args.text)  # a missing or unreadable file is one line before anything is created
+    load_before = tool.prepare_run(args, [args.model, args.baseline])
     frame, summary = run_eval(
         args.model,
         text=args.text,

@@ -78,6 +78,18 @@ def entry(main, argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def prepare_run(args, model_specs) -> list[float] | None:
+    """Before any work: every named model resolves, and (unless `--no-save`) the outputs folder takes a file.
+    Returns the machine's load averages, to record as `load_before`."""
+    from workbench import models, paths, runtime
+
+    for spec in filter(None, model_specs):
+        models.resolve(spec, build_missing=False)
+    if not args.no_save:
+        paths.check_writable(paths.outputs_dir() / "runs")
+    return runtime.load_average()
+
+
 def save_and_print(args, frame, summary: dict, *, command: str, table: dict | None = None, load_before=None) -> None:
     """Write the run folder (unless `--no-save`) with the machine's 1-minute load before and after the run, then
     print the summary as JSON or as a table."""
