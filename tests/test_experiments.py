@@ -81,6 +81,12 @@ def test_lossless_optimisations_keep_greedy_outputs(nano_path):
             assert summary[variant]["identical_to_baseline"] is True, (name, variant)
 
 
+def test_requests_longer_than_the_models_context_are_refused_before_anything_runs():
+    config = experiments.build_config("tradeoff", None, {"model": "nano", "prompt_tokens": 4090, "gen_tokens": 16})
+    with pytest.raises(ConfigError, match=r"tradeoff\.prompt_tokens: a request would hold 4106 tokens; .* 4096"):
+        experiments.check_models(config)
+
+
 @pytest.mark.parametrize(
     "name, values, message",
     [

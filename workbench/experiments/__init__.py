@@ -73,9 +73,13 @@ def check_models(config: ExperimentConfig) -> None:
         if spec != config.model:
             continue
         if spec in build.PRESETS:
-            config.check_model(build.get_recipe(spec).model_config())
+            model_config = build.get_recipe(spec).model_config()
         elif isinstance(target, Path):
-            config.check_model(json.loads((target / "config.json").read_text()))
+            model_config = json.loads((target / "config.json").read_text())
+        else:
+            continue  # a Hugging Face id: its config arrives with the model
+        config.check_context(model_config)
+        config.check_model(model_config)
 
 
 def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) -> tuple[pl.DataFrame, Path]:

@@ -63,6 +63,18 @@ class ExperimentConfig(BaseModel):
     def check_model(self, model_config: dict) -> None:
         """Checks that need the model's config.json (head_dim, vocabulary); run before anything is measured."""
 
+    def longest_sequence(self) -> int:
+        """The most tokens one request holds (prompt and generation), checked against the model's context."""
+        return self.prompt_tokens + self.gen_tokens
+
+    def check_context(self, model_config: dict) -> None:
+        context = model_config.get("max_position_embeddings") or model_config.get("text_config", {}).get(
+            "max_position_embeddings"
+        )
+        if context and self.longest_sequence() > context:
+            problem = f"a request would hold {self.longest_sequence()} tokens; the model's context is {context}"
+            self.require(False, "prompt_tokens", problem)
+
     def require(self, ok: bool, key: str, problem: str) -> None:
         if not ok:
             raise ConfigError(f"{self.name}.{key}: {problem} (got {short_repr(getattr(self, key))})")

@@ -28,6 +28,9 @@ class Config(ExperimentConfig):
     requests: int = Field(8, ge=1, le=4096)
     gen_tokens: int = Field(16, ge=1, le=8192)
 
+    def longest_sequence(self) -> int:
+        return self.prefix_tokens + 64 + self.gen_tokens  # the prefix, a question, the answer
+
 
 BASELINE = Variant("baseline")  # quality is not measured here: caching the prefix keeps the weights
 CACHED = Variant("cached", family="prompt-cache", changes={"prompt_cache": "shared prefix"}, lossless=True)
