@@ -87,8 +87,8 @@ def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) ->
     load before and after) and the rows; a failed write keeps the rows under the temp dir (`results.write_run`)."""
     from workbench.paths import check_writable, outputs_dir
 
+    check_models(config)  # the inputs first: a bad config creates nothing
     check_writable(Path(run_dir) if run_dir else outputs_dir() / "runs", need_bytes=RUN_BYTES)
-    check_models(config)
     load_before = runtime.load_average()
     frame = get(config.name).run(config)
     load_after = runtime.load_average()
