@@ -134,9 +134,6 @@ class Arm:
     quality_kwargs: dict = field(default_factory=dict)
 
 
-model_identity = results.model_identity
-
-
 def speed_workload(config: ExperimentConfig, loaded: models.LoadedModel) -> workloads.Workload:
     return workloads.synthetic(
         prompt_tokens=config.prompt_tokens,
@@ -174,7 +171,9 @@ def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> 
         load = {"kind": "speed", "load_s": arm.loaded.load_s}
         frames.append(
             results.to_frame(
-                [{**r.to_row(), **load} for r in rows[id(arm)]], **identity, **model_identity(arm.loaded, workload)
+                [{**r.to_row(), **load} for r in rows[id(arm)]],
+                **identity,
+                **results.model_identity(arm.loaded, workload),
             )
         )
     return pl.concat(frames, how="vertical")

@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench import continuous_batching, models, results, stats, workloads
-from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms, model_identity
+from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms
 
 
 class Config(ExperimentConfig):
@@ -107,7 +107,7 @@ def run_continuous(loaded: models.LoadedModel, config: Config, run_id: str) -> p
         f"continuous-{config.arrival}", family="batching", changes={"mode": "continuous", **params}, lossless=True
     )
     identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
-    return results.to_frame(rows, **identity, **model_identity(loaded, workload))
+    return results.to_frame(rows, **identity, **results.model_identity(loaded, workload))
 
 
 def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: float) -> pl.DataFrame:

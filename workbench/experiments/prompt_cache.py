@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench import corpus, measure, models, results, workloads
-from workbench.experiments.base import ExperimentConfig, Variant, model_identity
+from workbench.experiments.base import ExperimentConfig, Variant
 
 
 class Config(ExperimentConfig):
@@ -115,5 +115,5 @@ def run(config: Config) -> pl.DataFrame:
             "cache_build_s": build_s if cached else 0.0,
         }
         identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
-        frames.append(results.to_frame(rows[variant.name], **identity, **model_identity(loaded, workload)))
+        frames.append(results.to_frame(rows[variant.name], **identity, **results.model_identity(loaded, workload)))
     return pl.concat(frames, how="vertical")

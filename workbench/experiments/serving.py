@@ -22,7 +22,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench import measure, models, quality, results, tasks, workloads
-from workbench.experiments.base import ExperimentConfig, Variant, model_identity
+from workbench.experiments.base import ExperimentConfig, Variant
 
 
 class Config(ExperimentConfig):
@@ -113,7 +113,7 @@ def _frame(rows, loaded, config, run_id, variant: Variant, workload, params):
     task_keys = ("round", "request_index", "prediction", "reference", "exact_match")
     task_rows = [{"kind": "task", **{k: r.get(k) for k in task_keys}} for r in rows if r["round"] == 0]
     identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
-    return results.to_frame(rows + task_rows, **identity, **model_identity(loaded, workload))
+    return results.to_frame(rows + task_rows, **identity, **results.model_identity(loaded, workload))
 
 
 def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:

@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench import derived, measure, models, quality, results, tasks, workloads
-from workbench.experiments.base import ExperimentConfig, Variant, model_identity
+from workbench.experiments.base import ExperimentConfig, Variant
 
 TIERS = ("fast", "balanced", "complex")
 
@@ -107,7 +107,9 @@ def run(config: Config) -> pl.DataFrame:
         task_keys = ("request_index", "prediction", "reference", "exact_match", "tier")
         task_rows = [{"kind": "task", **{k: r[k] for k in task_keys}} for r in speed if r["round"] == 0]
         identity = variant.identity(run_id=run_id, experiment=config.name, params_json=changes)
-        frames.append(results.to_frame(speed + task_rows, **identity, **model_identity(loaded["complex"], workload)))
+        frames.append(
+            results.to_frame(speed + task_rows, **identity, **results.model_identity(loaded["complex"], workload))
+        )
     return pl.concat(frames, how="vertical")
 
 
