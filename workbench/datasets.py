@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import functools
 import hashlib
 import io
 import json
@@ -205,22 +204,24 @@ def rows_to_items(rows: list[tuple[str, dict]], *, turns: str = "first") -> list
     return items
 
 
-@functools.lru_cache(maxsize=8)
-def _read_cached(path: str, mtime_ns: int, size: int, turns: str) -> tuple[tuple, str]:
-    data = read_bytes(path)
-    items = rows_to_items(parse_rows(path, data), turns=turns)
-    if not items:
-        raise DataError(f"{path}: no prompts in the file")
-    return tuple(items), hashlib.sha256(data).hexdigest()
+_PARSED: dict = {}  # (path, SHA-256, turns) -> items, for the last few files read
 
 
 def read_items(path: str | Path, *, turns: str = "first") -> tuple[list[dict], str]:
     """Every item of a prompt file (validated) and the SHA-256 of the file's bytes.
 
-    Reads are cached by (path, modification time, size), so validating a config and then running it reads once."""
-    stat = check_path(path).stat()
-    items, sha256 = _read_cached(str(path), stat.st_mtime_ns, stat.st_size, turns)
-    return copy.deepcopy(list(items)), sha256
+    Parsed items are kept by (path, SHA-256, turns), so validating a config and then running it parses once."""
+    data = read_bytes(path)
+    sha256 = hashlib.sha256(data).hexdigest()
+    key = (str(path), sha256, turns)
+    if key not in _PARSED:
+        items = rows_to_items(parse_rows(path, data), turns=turns)
+        if not items:
+            raise DataError(f"{path}: no prompts in the file")
+        while len(_PARSED) >= 4:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = tuple(items)
+    return copy.deepcopy(list(_PARSED[key])), sha256
 
 
 def read_rows(path: str | Path) -> tuple[list[tuple[str, dict]], str]:

@@ -260,8 +260,8 @@ def shared_prefix(*, num_facts: int = 40, count: int = 8, seed: int = 0) -> Work
 OPTIONS = {
     "prompt_dist": None,
     "gen_dist": None,
-    "prefix_tokens": 0,
-    "prefix_groups": 1,
+    "shared_prefix_tokens": 0,
+    "shared_prefix_groups": 1,
     "dataset": None,
     "dataset_limit": None,
     "dataset_order": "file",
@@ -271,7 +271,7 @@ OPTIONS = {
     "chat": "auto",
 }
 DATASET_ONLY = ("dataset_limit", "dataset_order", "dataset_turns", "min_prompt_tokens", "max_prompt_tokens", "chat")
-SYNTHETIC_ONLY = ("prompt_dist", "gen_dist", "prefix_tokens", "prefix_groups")
+SYNTHETIC_ONLY = ("prompt_dist", "gen_dist", "shared_prefix_tokens", "shared_prefix_groups")
 
 
 def chosen_options(source) -> dict:
@@ -293,8 +293,8 @@ def option_problem(options: dict) -> tuple[str, str] | None:
     for key in wrong:
         if options[key] != OPTIONS[key]:
             return key, f"applies to {'dataset' if key in DATASET_ONLY else 'synthetic'} prompts only"
-    if options["prefix_groups"] > 1 and not options["prefix_tokens"]:
-        return "prefix_groups", "needs prefix_tokens > 0"
+    if options["shared_prefix_groups"] > 1 and not options["shared_prefix_tokens"]:
+        return "shared_prefix_groups", "needs shared_prefix_tokens > 0"
     low, high = options["min_prompt_tokens"], options["max_prompt_tokens"]
     if low and high and low > high:
         return "min_prompt_tokens", f"is above max_prompt_tokens ({high})"
@@ -306,7 +306,7 @@ def longest_synthetic(prompt_tokens: int, gen_tokens: int, options: dict) -> int
     options = {**OPTIONS, **options}
     prompt = Lengths.parse(options["prompt_dist"]).high if options["prompt_dist"] else prompt_tokens
     gen = Lengths.parse(options["gen_dist"]).high if options["gen_dist"] else gen_tokens
-    return options["prefix_tokens"] + prompt + gen
+    return options["shared_prefix_tokens"] + prompt + gen
 
 
 def build(*, tokenizer, vocab_size: int, prompt_tokens: int, count: int, seed: int = 0, **options) -> Workload:
@@ -331,8 +331,8 @@ def build(*, tokenizer, vocab_size: int, prompt_tokens: int, count: int, seed: i
         vocab_size=vocab_size,
         seed=seed,
         gen_tokens=options["gen_dist"],
-        prefix_tokens=options["prefix_tokens"],
-        prefix_groups=options["prefix_groups"],
+        prefix_tokens=options["shared_prefix_tokens"],
+        prefix_groups=options["shared_prefix_groups"],
     )
 
 
@@ -357,8 +357,8 @@ def add_arguments(parser) -> None:
     add("--seed", type=tool.int_at_least(0), default=0, help="seeds synthetic prompts and --dataset-order shuffle")
     add("--prompt-dist", help="synthetic prompt lengths: fixed:N, uniform:MIN,MAX or normal:MEAN,SD,MIN,MAX")
     add("--gen-dist", help="synthetic output lengths (max_tokens per request), same forms as --prompt-dist")
-    add("--prefix-tokens", type=tool.int_at_least(0, 32768), default=0, help="shared prefix before each prompt")
-    add("--prefix-groups", type=tool.int_at_least(1, 4096), default=1, help="distinct shared prefixes")
+    add("--shared-prefix-tokens", type=tool.int_at_least(0, 32768), default=0, help="shared prefix before each prompt")
+    add("--shared-prefix-groups", type=tool.int_at_least(1, 4096), default=1, help="distinct shared prefixes")
     add("--dataset", help="prompts from a .jsonl/.json/.csv/.parquet file (prompt or messages, max_tokens; ShareGPT)")
     add("--dataset-limit", type=tool.int_at_least(1), help="at most N prompts (after the length filters)")
     add("--dataset-order", choices=("file", "shuffle"), default="file", help="shuffle: seeded by --seed")

@@ -48,8 +48,8 @@ class ExperimentConfig(BaseModel):
     # the speed workload (workloads.OPTIONS, docs/workloads.md): synthetic distributions or a user's file
     prompt_dist: str | None = None
     gen_dist: str | None = None
-    prefix_tokens: int = Field(0, ge=0, le=32768)
-    prefix_groups: int = Field(1, ge=1, le=4096)
+    shared_prefix_tokens: int = Field(0, ge=0, le=32768)
+    shared_prefix_groups: int = Field(1, ge=1, le=4096)
     dataset: str | None = None
     dataset_limit: int | None = Field(None, ge=1)
     dataset_order: str = Field("file", pattern="^(file|shuffle)$")
