@@ -71,8 +71,9 @@ def run_bench(
         "seed": seed,
         **workload_options,
     }
-    if workload_options.get("dataset"):
-        del params["prompt_tokens"]  # the file's prompts, not this length
+    for option, replaced in (("dataset", "prompt_tokens"), ("prompt_dist", "prompt_tokens"), ("gen_dist", "gen_tokens")):
+        if workload_options.get(option):
+            params.pop(replaced, None)  # the option, not this length, says what ran
     identity = {
         "run_id": run_id or results.new_run_id("bench"),
         "experiment": "bench",
