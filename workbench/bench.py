@@ -71,9 +71,9 @@ def run_bench(
         "seed": seed,
         **workload_options,
     }
-    for option, replaced in (("dataset", "prompt_tokens"), ("prompt_dist", "prompt_tokens"), ("gen_dist", "gen_tokens")):
-        if workload_options.get(option):
-            params.pop(replaced, None)  # the option, not this length, says what ran
+    replaced = {"dataset": "prompt_tokens", "prompt_dist": "prompt_tokens", "gen_dist": "gen_tokens"}
+    for option in set(replaced) & set(workload_options):
+        params.pop(replaced[option], None)  # the option, not this length, says what ran
     identity = {
         "run_id": run_id or results.new_run_id("bench"),
         "experiment": "bench",
