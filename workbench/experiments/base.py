@@ -96,6 +96,8 @@ class ExperimentConfig(BaseModel):
     def longest_sequence(self) -> int:
         """The most tokens one request holds (prompt and generation), checked against the model's context; a
         dataset's rendered prompts are checked when the workload is built."""
+        if self.dataset:
+            return self.gen_tokens
         return workloads.longest_synthetic(self.prompt_tokens, self.gen_tokens, workloads.chosen_options(self))
 
     def check_context(self, model_config: dict) -> None:
