@@ -1,19 +1,23 @@
 """`workbench bench`: TTFT, ITL, TPOT, E2E, prefill/decode tok/s, throughput and memory of one model.
 
-Synthetic fixed-length prompts (as `mlx_lm.benchmark`), timed by the one loop in
-`workbench.measure`; returns (rows in the shared schema, summary) and writes nothing;
-`main` writes a run folder.
+Synthetic fixed-length prompts (as `mlx_lm.benchmark`), synthetic length distributions and
+shared prefixes, or a user's prompt file (`--dataset`, chat templates; docs/workloads.md),
+timed by the one loop in `workbench.measure`; returns (rows in the shared schema, summary)
+and writes nothing; `main` writes a run folder.
 
     workbench bench --model default --prompt-tokens 128 --gen-tokens 64 --trials 3 [--json]
+    workbench bench --model M --dataset prompts.jsonl --chat auto --dataset-limit 50 --gen-tokens 64
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 import polars as pl
 
-from workbench import measure, models, results, runtime, tool, workloads
+from workbench import chat, datasets, measure, models, results, runtime, tool, workloads
+from workbench.errors import UsageError
 
 
 def run_bench(
@@ -29,22 +33,35 @@ def run_bench(
     run_id: str | None = None,
     variant: str = "baseline",
     dtype: str = "auto",
+    workload_options: dict | None = None,
 ) -> tuple[pl.DataFrame, dict]:
-    """`requests` synthetic prompts (default: one batch) per trial, sent `batch_size` at a time."""
+    """`requests` synthetic prompts (default: one batch) per trial, sent `batch_size` at a time; or the prompts of
+    `workload_options["dataset"]`. `workload_options` are `workloads.OPTIONS`. A request generates its `max_tokens`
+    (a dataset row's, or drawn from `gen_dist`) or `gen_tokens`, with EOS suppressed as in `mlx_lm.benchmark`."""
     loaded = model if isinstance(model, models.LoadedModel) else models.load(model, dtype=dtype)
-    workload = workloads.synthetic(
-        prompt_tokens=prompt_tokens, count=requests or batch_size, vocab_size=models.vocab_size(loaded), seed=seed
+    workload_options = workload_options or {}
+    workload = workloads.build(
+        tokenizer=loaded.tokenizer,
+        vocab_size=models.vocab_size(loaded),
+        prompt_tokens=prompt_tokens,
+        count=requests or batch_size,
+        seed=seed,
+        **workload_options,
     )
+    workloads.check_context(workload, gen_tokens, loaded.config.get("max_position_embeddings"))
     records = measure.measure_generation(
         loaded.model,
         loaded.tokenizer,
         workload.token_prompts(loaded.tokenizer),
-        gen_tokens=gen_tokens,
+        gen_tokens=workload.generation_limits(gen_tokens),
         trials=trials,
         warmup=warmup,
         batch_size=batch_size,
     )
-    rows = [{**r.to_row(), "kind": "speed", "load_s": loaded.load_s} for r in records]
+    rows = [
+        {**r.to_row(), "kind": "speed", "load_s": loaded.load_s, **workload.request_facts(r.request_index)}
+        for r in records
+    ]
     params = {
         "prompt_tokens": prompt_tokens,
         "gen_tokens": gen_tokens,
@@ -52,7 +69,11 @@ def run_bench(
         "trials": trials,
         "warmup": warmup,
         "seed": seed,
+        **workload_options,
     }
+    replaced = {"dataset": "prompt_tokens", "prompt_dist": "prompt_tokens", "gen_dist": "gen_tokens"}
+    for option in set(replaced) & set(workload_options):
+        params.pop(replaced[option], None)  # the option, not this length, says what ran
     identity = {
         "run_id": run_id or results.new_run_id("bench"),
         "experiment": "bench",
@@ -83,16 +104,38 @@ def setup_arg_parser() -> tool.Parser:
     )
     parser.add_argument("--trials", type=tool.int_at_least(1, 100), default=3)
     parser.add_argument("--warmup", type=tool.int_at_least(0, 10), default=1)
+    workloads.add_arguments(parser)
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
     parser.add_argument("--json", action="store_true")
     return parser
 
 
+def check_workload(args) -> dict:
+    """Before anything is written: the workload flags fit together, and a `--dataset` file reads, renders with the
+    model's tokenizer (a local model's, loaded without weights) and fits its context. Returns the chosen options."""
+    options = workloads.chosen_options(args)
+    if problem := workloads.option_problem(options):
+        raise UsageError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
+    if args.dataset and args.requests:
+        raise UsageError("--requests: applies to synthetic prompts only; use --dataset-limit")
+    if args.dataset:
+        datasets.read_items(args.dataset, turns=args.dataset_turns)
+        tokenizer = chat.local_tokenizer(args.model)
+        if tokenizer is not None:
+            workload = workloads.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, **options)
+            config = json.loads((models.resolve(args.model, build_missing=False)[0] / "config.json").read_text())
+            workloads.check_context(workload, args.gen_tokens, config.get("max_position_embeddings"))
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
+    workload_options = check_workload(args)
     load_before = tool.prepare_run(args, [args.model])
-    options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype")
-    frame, summary = run_bench(args.model, **{key: getattr(args, key) for key in options})
+    options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype", "requests", "seed")
+    frame, summary = run_bench(
+        args.model, **{key: getattr(args, key) for key in options}, workload_options=workload_options
+    )
     tool.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0
 

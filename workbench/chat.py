@@ -46,3 +46,18 @@ def render(tokenizer, *, prompt: str | None = None, messages: list[dict] | None 
         raise DataError("the model's tokenizer has no chat template, so chat messages cannot be rendered")
     ids = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True)
     return [int(t) for t in ids], True
+
+
+def local_tokenizer(spec: str):
+    """The tokenizer of a preset or a local model directory, loaded without the weights (mlx-lm's
+    `load_tokenizer`), to check prompts before anything runs; None for a Hugging Face id or an unbuilt preset."""
+    from pathlib import Path
+
+    from mlx_lm.utils import load_tokenizer
+
+    from workbench import models
+
+    target, _ = models.resolve(spec, build_missing=False)
+    if not isinstance(target, Path) or not (target / "config.json").is_file():
+        return None
+    return load_tokenizer(target)

@@ -121,7 +121,7 @@ def stream_timed(model, tokenizer, prompt: list[int], max_tokens: int, **kwargs)
     return timeline
 
 
-def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: int, stop: bool, **kwargs) -> list[Timeline]:
+def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: list[int], stop: bool, **kwargs) -> list[Timeline]:
     from mlx_lm.generate import BatchGenerator
 
     stop_tokens = [[t] for t in tokenizer.eos_token_ids] if stop else None
@@ -134,7 +134,7 @@ def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: int, stop: bo
     )
     try:
         t0 = time.perf_counter()
-        uids = gen.insert(prompts, [gen_tokens] * len(prompts))
+        uids = gen.insert(prompts, list(gen_tokens))
         timelines = {uid: Timeline(t0=t0, prompt_tokens=len(p)) for uid, p in zip(uids, prompts)}
         with gen.stats() as batch_stats:
             while responses := gen.next_generated():
@@ -155,7 +155,7 @@ def measure_generation(
     tokenizer,
     prompts: list[list[int]],
     *,
-    gen_tokens: int,
+    gen_tokens: int | list[int],
     trials: int = 3,
     warmup: int = 1,
     batch_size: int = 1,
@@ -167,18 +167,22 @@ def measure_generation(
 
     Requests are sent `batch_size` at a time; within a trial they run back to back, so the
     trial's window is the sum of its batches' wall times. Peak memory is reset per trial.
+    `gen_tokens` is one limit for every request or a list, one per prompt (a workload's `max_tokens`).
     """
     import mlx.core as mx
     import psutil
 
-    if gen_tokens < 1 or trials < 1 or batch_size < 1 or warmup < 0:
-        raise ValueError("gen_tokens, trials and batch_size must be >= 1 and warmup >= 0")
-    batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    limits = [gen_tokens] * len(prompts) if isinstance(gen_tokens, int) else [int(n) for n in gen_tokens]
+    if len(limits) != len(prompts) or min(limits, default=1) < 1 or trials < 1 or batch_size < 1 or warmup < 0:
+        raise ValueError("gen_tokens (one per prompt), trials and batch_size must be >= 1 and warmup >= 0")
+    starts = range(0, len(prompts), batch_size)
+    batches = [(prompts[i : i + batch_size], limits[i : i + batch_size]) for i in starts]
 
     def run_batch(batch):
+        batch_prompts, batch_limits = batch
         if batch_size == 1:
-            return [stream_timed(model, tokenizer, batch[0], gen_tokens, **generate_kwargs)]
-        return _batch(model, tokenizer, batch, gen_tokens, stop=not ignore_eos, **generate_kwargs)
+            return [stream_timed(model, tokenizer, batch_prompts[0], batch_limits[0], **generate_kwargs)]
+        return _batch(model, tokenizer, batch_prompts, batch_limits, stop=not ignore_eos, **generate_kwargs)
 
     records = []
     with eos_disabled(tokenizer, ignore_eos):
@@ -190,7 +194,7 @@ def measure_generation(
             timed = []
             start = time.perf_counter()
             for b, batch in enumerate(batches):
-                timed.extend((b, len(batch), timeline) for timeline in run_batch(batch))
+                timed.extend((b, len(batch[0]), timeline) for timeline in run_batch(batch))
             window = time.perf_counter() - start
             trial_facts = {"round": round_index, "trial": trial, "window_s": window}
             trial_facts |= {"peak_mem_bytes": mx.get_peak_memory(), "rss_bytes": psutil.Process().memory_info().rss}

@@ -80,6 +80,7 @@ MEASURES = {
     "greedy_agreement": pl.Float64,
     "first_divergence": pl.Int32,
     "positions": pl.Int32,
+    "chat_template": pl.Boolean,
 }
 SCHEMA = {**IDENTITY, **MEASURES}
 KINDS = ("speed", "task", "fidelity", "perplexity")

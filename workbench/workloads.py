@@ -1,20 +1,40 @@
 """Versioned, hashed prompt sets. Pure: the same arguments give the same prompts and hash.
 
-- `synthetic`: random token ids of a fixed length, like `mlx_lm.benchmark`'s prompts;
+- `synthetic`: random token ids, like `mlx_lm.benchmark`'s prompts; prompt and output lengths
+  fixed or drawn from a distribution (`Lengths`: fixed, uniform, normal with min/max, as
+  GuideLLM's `prompt_tokens_stdev/min/max` and `vllm bench`'s random dataset), optionally with
+  `prefix_groups` shared prefixes of `prefix_tokens` (GuideLLM's `prefix_tokens`, `vllm bench`'s
+  prefix-repetition dataset);
+- `dataset`: a user's file (`workbench.datasets`: JSONL, JSON, CSV, parquet, ShareGPT), each
+  row rendered to token ids with `workbench.chat.render` (chat templates), filtered by
+  rendered length and limited;
 - `task`: the built-in retrieval task's prompts with references;
 - `shared_prefix`: one long context reused by many questions (for prompt caching).
 
-The hash goes into every result row, so rows measured on different prompts never mix.
+A `Workload` holds, index for index:
+- `prompts`: token-id tuples (synthetic, dataset: the rendered prompt the model sees) or strings;
+- `items`: for a file, the rows as read, `{"prompt": str}` or `{"messages": [{"role", "content"}, ...]}`
+  with `max_tokens` when the row gave it (and `conversation`, `turn` for ShareGPT turns), so an
+  endpoint client can send messages to /v1/chat/completions and raw text to /v1/completions;
+  empty for synthetic prompts;
+- `max_tokens`: each request's generation limit (None: the caller's `gen_tokens`); empty: all None;
+- `chat_template`: whether a chat template rendered each prompt; empty when none was asked for.
+
+The hash goes into every result row, so rows measured on different prompts never mix; for a
+file it covers the file's bytes (SHA-256), the options and the rendered token ids.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from workbench import tasks
+from workbench.errors import DataError
 
 VERSION = 1
 
@@ -26,6 +46,9 @@ class Workload:
     references: tuple = ()
     params: dict = field(default_factory=dict)
     version: int = VERSION
+    items: tuple = ()
+    max_tokens: tuple = ()
+    chat_template: tuple = ()
 
     @property
     def hash(self) -> str:
@@ -36,7 +59,19 @@ class Workload:
             "prompts": list(self.prompts),
             "references": list(self.references),
         }
+        for key in ("items", "max_tokens", "chat_template"):  # absent when empty: older hashes stay valid
+            if getattr(self, key):
+                payload[key] = list(getattr(self, key))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def generation_limits(self, gen_tokens: int) -> list[int]:
+        """Each request's number of tokens to generate: its own `max_tokens`, else `gen_tokens`."""
+        limits = self.max_tokens or (None,) * len(self.prompts)
+        return [gen_tokens if limit is None else int(limit) for limit in limits]
+
+    def request_facts(self, index: int) -> dict:
+        """Row columns that describe request `index` of the workload (whether a chat template rendered it)."""
+        return {"chat_template": bool(self.chat_template[index])} if self.chat_template else {}
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -45,16 +80,151 @@ class Workload:
         return [list(p) if not isinstance(p, str) else tokenizer.encode(p) for p in self.prompts]
 
 
-def synthetic(*, prompt_tokens: int, count: int = 1, vocab_size: int, seed: int = 0) -> Workload:
-    """`count` prompts of `prompt_tokens` uniformly random token ids."""
-    if prompt_tokens < 1 or count < 1 or vocab_size < 2:
-        raise ValueError("synthetic workload needs prompt_tokens >= 1, count >= 1, vocab_size >= 2")
+@dataclass(frozen=True)
+class Lengths:
+    """A distribution of token counts: `fixed:N`, `uniform:MIN,MAX` (inclusive) or `normal:MEAN,SD,MIN,MAX`
+    (rounded to the nearest integer and clipped to [MIN, MAX], as GuideLLM and `vllm bench` clip)."""
+
+    kind: str
+    low: int
+    high: int
+    mean: float = 0.0
+    sd: float = 0.0
+
+    @classmethod
+    def parse(cls, spec: int | str | Lengths) -> Lengths:
+        """`128`, `"fixed:128"`, `"uniform:64,256"` or `"normal:128,32,16,512"`; a `ValueError` names the problem."""
+        if isinstance(spec, Lengths):
+            return spec
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            spec = str(spec)
+        if not isinstance(spec, str):
+            raise ValueError(f"a length distribution is a string such as 'uniform:64,256', got {spec!r}")
+        kind, _, rest = spec.strip().partition(":")
+        if not rest:
+            kind, rest = "fixed", kind
+        try:
+            numbers = [float(x) for x in rest.split(",")]
+        except ValueError:
+            raise ValueError(f"{spec!r}: the numbers after {kind!r} must be numbers") from None
+        arity = {"fixed": 1, "uniform": 2, "normal": 4}
+        if kind not in arity:
+            raise ValueError(f"{spec!r}: use fixed:N, uniform:MIN,MAX or normal:MEAN,SD,MIN,MAX")
+        if len(numbers) != arity[kind]:
+            raise ValueError(f"{spec!r}: {kind} takes {arity[kind]} number(s)")
+        if kind == "normal":
+            mean, sd, low, high = numbers
+        else:
+            low, high = numbers[0], numbers[-1]
+            mean, sd = (low + high) / 2, 0.0
+        if low != int(low) or high != int(high) or not 1 <= low <= high or sd < 0 or not math.isfinite(mean):
+            raise ValueError(f"{spec!r}: need whole numbers 1 <= MIN <= MAX and SD >= 0")
+        return cls(kind, int(low), int(high), mean, sd)
+
+    @property
+    def spec(self) -> str:
+        if self.kind == "fixed":
+            return f"fixed:{self.low}"
+        if self.kind == "uniform":
+            return f"uniform:{self.low},{self.high}"
+        return f"normal:{self.mean:g},{self.sd:g},{self.low},{self.high}"
+
+    def sample(self, rng: random.Random, count: int) -> list[int]:
+        if self.kind == "fixed":
+            return [self.low] * count
+        if self.kind == "uniform":
+            return [rng.randint(self.low, self.high) for _ in range(count)]
+        return [min(self.high, max(self.low, round(rng.gauss(self.mean, self.sd)))) for _ in range(count)]
+
+
+def synthetic(
+    *,
+    prompt_tokens: int | str | Lengths,
+    count: int = 1,
+    vocab_size: int,
+    seed: int = 0,
+    gen_tokens: int | str | Lengths | None = None,
+    prefix_tokens: int = 0,
+    prefix_groups: int = 1,
+) -> Workload:
+    """`count` prompts of uniformly random token ids. `prompt_tokens` (a count or a `Lengths` spec) is each prompt's
+    own length; with `prefix_tokens`, prompt i starts with shared prefix i % `prefix_groups` of that many tokens.
+    `gen_tokens` (a `Lengths` spec), when given, draws each request's `max_tokens`."""
+    if count < 1 or vocab_size < 2 or prefix_tokens < 0 or prefix_groups < 1:
+        raise ValueError("synthetic workload needs count >= 1, vocab_size >= 2, prefix_tokens >= 0, prefix_groups >= 1")
+    lengths = Lengths.parse(prompt_tokens)
     rng = random.Random(f"synthetic-{seed}")
-    prompts = tuple(tuple(rng.randrange(vocab_size) for _ in range(prompt_tokens)) for _ in range(count))
+    sizes = lengths.sample(random.Random(f"synthetic-lengths-{seed}"), count)
+    suffixes = [tuple(rng.randrange(vocab_size) for _ in range(size)) for size in sizes]
+    params = {"prompt_tokens": lengths.low, "count": count, "vocab_size": vocab_size, "seed": seed}
+    if lengths.kind != "fixed":
+        params["prompt_tokens"] = lengths.spec
+    max_tokens = ()
+    if gen_tokens is not None:
+        gen = Lengths.parse(gen_tokens)
+        max_tokens = tuple(gen.sample(random.Random(f"synthetic-gen-{seed}"), count))
+        params["gen_tokens"] = gen.spec
+    if prefix_tokens:
+        prefix_rng = random.Random(f"synthetic-prefix-{seed}")
+        prefixes = [tuple(prefix_rng.randrange(vocab_size) for _ in range(prefix_tokens)) for _ in range(prefix_groups)]
+        suffixes = [prefixes[i % prefix_groups] + suffix for i, suffix in enumerate(suffixes)]
+        params |= {"prefix_tokens": prefix_tokens, "prefix_groups": prefix_groups}
+    return Workload("synthetic", tuple(suffixes), params=params, max_tokens=max_tokens)
+
+
+def dataset(
+    path: str | Path,
+    *,
+    tokenizer,
+    chat: str = "auto",
+    turns: str = "first",
+    limit: int | None = None,
+    order: str = "file",
+    min_prompt_tokens: int | None = None,
+    max_prompt_tokens: int | None = None,
+    seed: int = 0,
+) -> Workload:
+    """The prompts of a user's file rendered for `tokenizer` (`chat.render`: auto/on/off), in file order or shuffled
+    with `seed` (`order="shuffle"`), kept when the rendered length is within [min, max]_prompt_tokens, at most
+    `limit` of them. A file problem, or nothing left after the filters, is a `DataError` (one line)."""
+    from workbench import chat as chat_module
+    from workbench import datasets
+
+    chat_module.check_chat_mode(chat)
+    if order not in ("file", "shuffle"):
+        raise DataError(f"dataset order must be 'file' or 'shuffle', got {order!r}")
+    items, sha256 = datasets.read_items(path, turns=turns)
+    if order == "shuffle":
+        random.Random(f"dataset-{seed}").shuffle(items)
+    kept, prompts, applied = [], [], []
+    for item in items:
+        try:
+            ids, templated = chat_module.render(
+                tokenizer, prompt=item.get("prompt"), messages=item.get("messages"), chat=chat
+            )
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+        if (min_prompt_tokens and len(ids) < min_prompt_tokens) or (max_prompt_tokens and len(ids) > max_prompt_tokens):
+            continue
+        kept.append(item)
+        prompts.append(tuple(ids))
+        applied.append(templated)
+        if limit and len(kept) >= limit:
+            break
+    if not kept:
+        bounds = f"prompt tokens in [{min_prompt_tokens or 1}, {max_prompt_tokens or 'any'}]"
+        raise DataError(f"{path}: no prompt of the file's {len(items)} has {bounds}")
+    params = {"sha256": sha256, "chat": chat, "turns": turns, "limit": limit, "order": order}
+    params |= {"min_prompt_tokens": min_prompt_tokens, "max_prompt_tokens": max_prompt_tokens}
+    if order == "shuffle":
+        params["seed"] = seed
     return Workload(
-        "synthetic",
-        prompts,
-        params={"prompt_tokens": prompt_tokens, "count": count, "vocab_size": vocab_size, "seed": seed},
+        f"dataset:{Path(path).name}",
+        tuple(prompts),
+        params=params,
+        items=tuple(kept),
+        max_tokens=tuple(item.get("max_tokens") for item in kept),
+        chat_template=tuple(applied),
     )
 
 
@@ -84,3 +254,115 @@ def shared_prefix(*, num_facts: int = 40, count: int = 8, seed: int = 0) -> Work
         tuple(v for _, _, v in asked),
         params={"num_facts": num_facts, "count": count, "seed": seed, "prefix": context},
     )
+
+
+# The workload options shared by `workbench bench` flags and experiment config fields (same names).
+OPTIONS = {
+    "prompt_dist": None,
+    "gen_dist": None,
+    "shared_prefix_tokens": 0,
+    "shared_prefix_groups": 1,
+    "dataset": None,
+    "dataset_limit": None,
+    "dataset_order": "file",
+    "dataset_turns": "first",
+    "min_prompt_tokens": None,
+    "max_prompt_tokens": None,
+    "chat": "auto",
+}
+DATASET_ONLY = ("dataset_limit", "dataset_order", "dataset_turns", "min_prompt_tokens", "max_prompt_tokens", "chat")
+SYNTHETIC_ONLY = ("prompt_dist", "gen_dist", "shared_prefix_tokens", "shared_prefix_groups")
+
+
+def chosen_options(source) -> dict:
+    """The workload options an argparse namespace or a config sets away from their defaults."""
+    values = {key: getattr(source, key, default) for key, default in OPTIONS.items()}
+    return {key: value for key, value in values.items() if value != OPTIONS[key]}
+
+
+def option_problem(options: dict) -> tuple[str, str] | None:
+    """(option, problem) for an impossible combination of workload options, else None. Files are not read here."""
+    options = {**OPTIONS, **options}
+    for key in ("prompt_dist", "gen_dist"):
+        if options[key] is not None:
+            try:
+                Lengths.parse(options[key])
+            except ValueError as exc:
+                return key, str(exc)
+    wrong = SYNTHETIC_ONLY if options["dataset"] else DATASET_ONLY
+    for key in wrong:
+        if options[key] != OPTIONS[key]:
+            return key, f"applies to {'dataset' if key in DATASET_ONLY else 'synthetic'} prompts only"
+    if options["shared_prefix_groups"] > 1 and not options["shared_prefix_tokens"]:
+        return "shared_prefix_groups", "needs shared_prefix_tokens > 0"
+    low, high = options["min_prompt_tokens"], options["max_prompt_tokens"]
+    if low and high and low > high:
+        return "min_prompt_tokens", f"is above max_prompt_tokens ({high})"
+    return None
+
+
+def longest_synthetic(prompt_tokens: int, gen_tokens: int, options: dict) -> int:
+    """The most tokens one synthetic request can hold (prefix, the longest prompt, the longest generation)."""
+    options = {**OPTIONS, **options}
+    prompt = Lengths.parse(options["prompt_dist"]).high if options["prompt_dist"] else prompt_tokens
+    gen = Lengths.parse(options["gen_dist"]).high if options["gen_dist"] else gen_tokens
+    return options["shared_prefix_tokens"] + prompt + gen
+
+
+def build(*, tokenizer, vocab_size: int, prompt_tokens: int, count: int, seed: int = 0, **options) -> Workload:
+    """The workload that `workbench bench` and experiments' speed phase time: a user's file (`dataset`) or
+    synthetic prompts (`count` of `prompt_tokens`, or `prompt_dist`; `gen_dist`; shared prefixes)."""
+    options = {**OPTIONS, **options}
+    if options["dataset"]:
+        return dataset(
+            options["dataset"],
+            tokenizer=tokenizer,
+            chat=options["chat"],
+            turns=options["dataset_turns"],
+            limit=options["dataset_limit"],
+            order=options["dataset_order"],
+            min_prompt_tokens=options["min_prompt_tokens"],
+            max_prompt_tokens=options["max_prompt_tokens"],
+            seed=seed,
+        )
+    return synthetic(
+        prompt_tokens=options["prompt_dist"] or prompt_tokens,
+        count=count,
+        vocab_size=vocab_size,
+        seed=seed,
+        gen_tokens=options["gen_dist"],
+        prefix_tokens=options["shared_prefix_tokens"],
+        prefix_groups=options["shared_prefix_groups"],
+    )
+
+
+def check_context(workload: Workload, gen_tokens: int, context: int | None) -> None:
+    """Refuse a request whose prompt plus generation exceeds the model's context (`max_position_embeddings`)."""
+    if not context:
+        return
+    for index, (prompt, limit) in enumerate(zip(workload.prompts, workload.generation_limits(gen_tokens))):
+        if len(prompt) + limit > context:
+            raise DataError(
+                f"{workload.name}: request {index} would hold {len(prompt)} prompt + {limit} generated tokens; "
+                f"the model's context is {context}"
+            )
+
+
+def add_arguments(parser) -> None:
+    """The workload flags of `workbench bench` (names as `OPTIONS`; docs/workloads.md)."""
+    from workbench import chat, datasets, tool
+
+    add = parser.add_argument
+    add("--requests", type=tool.int_at_least(1, 100_000), help="synthetic prompts per trial (default: one batch)")
+    add("--seed", type=tool.int_at_least(0), default=0, help="seeds synthetic prompts and --dataset-order shuffle")
+    add("--prompt-dist", help="synthetic prompt lengths: fixed:N, uniform:MIN,MAX or normal:MEAN,SD,MIN,MAX")
+    add("--gen-dist", help="synthetic output lengths (max_tokens per request), same forms as --prompt-dist")
+    add("--shared-prefix-tokens", type=tool.int_at_least(0, 32768), default=0, help="shared prefix before each prompt")
+    add("--shared-prefix-groups", type=tool.int_at_least(1, 4096), default=1, help="distinct shared prefixes")
+    add("--dataset", help="prompts from a .jsonl/.json/.csv/.parquet file (prompt or messages, max_tokens; ShareGPT)")
+    add("--dataset-limit", type=tool.int_at_least(1), help="at most N prompts (after the length filters)")
+    add("--dataset-order", choices=("file", "shuffle"), default="file", help="shuffle: seeded by --seed")
+    add("--dataset-turns", choices=datasets.TURNS, default="first", help="ShareGPT: first user turn, or every turn")
+    add("--min-prompt-tokens", type=tool.int_at_least(1), help="keep dataset prompts of at least N rendered tokens")
+    add("--max-prompt-tokens", type=tool.int_at_least(1), help="keep dataset prompts of at most N rendered tokens")
+    add("--chat", choices=chat.CHAT_MODES, default="auto", help="auto: template for messages; on: also for prompts")

@@ -45,13 +45,43 @@ class ExperimentConfig(BaseModel):
     task_count: int = Field(50, ge=0, le=100_000)
     fidelity_count: int = Field(8, ge=0, le=10_000)
     seed: int = Field(0, ge=0)
+    # the speed workload (workloads.OPTIONS, docs/workloads.md): synthetic distributions or a user's file
+    prompt_dist: str | None = None
+    gen_dist: str | None = None
+    shared_prefix_tokens: int = Field(0, ge=0, le=32768)
+    shared_prefix_groups: int = Field(1, ge=1, le=4096)
+    dataset: str | None = None
+    dataset_limit: int | None = Field(None, ge=1)
+    dataset_order: str = Field("file", pattern="^(file|shuffle)$")
+    dataset_turns: str = Field("first", pattern="^(first|all)$")
+    min_prompt_tokens: int | None = Field(None, ge=1)
+    max_prompt_tokens: int | None = Field(None, ge=1)
+    chat: str = Field("auto", pattern="^(auto|on|off)$")
 
     name: ClassVar[str] = "experiment"
+    takes_workload: ClassVar[bool] = True  # False: the experiment builds its own prompts (the options above refused)
 
     @model_validator(mode="after")
     def _run_checks(self):
+        self.check_workload()
         self.check()
         return self
+
+    def check_workload(self) -> None:
+        """The workload options fit together, and a dataset file reads (every row valid) before anything runs."""
+        options = workloads.chosen_options(self)
+        if options and not self.takes_workload:
+            self.require(False, next(iter(options)), "this experiment builds its own prompts")
+        if problem := workloads.option_problem(options):
+            self.require(False, *problem)
+        if self.dataset:
+            from workbench import datasets
+            from workbench.errors import DataError
+
+            try:
+                datasets.read_items(self.dataset, turns=self.dataset_turns)
+            except DataError as exc:
+                self.require(False, "dataset", str(exc))
 
     def check(self) -> None:
         """Experiment-specific checks across fields; raise through `require`."""
@@ -64,8 +94,11 @@ class ExperimentConfig(BaseModel):
         """Checks that need the model's config.json (head_dim, vocabulary); run before anything is measured."""
 
     def longest_sequence(self) -> int:
-        """The most tokens one request holds (prompt and generation), checked against the model's context."""
-        return self.prompt_tokens + self.gen_tokens
+        """The most tokens one request holds (prompt and generation), checked against the model's context; a
+        dataset's rendered prompts are checked when the workload is built."""
+        if self.dataset:
+            return self.gen_tokens
+        return workloads.longest_synthetic(self.prompt_tokens, self.gen_tokens, workloads.chosen_options(self))
 
     def check_context(self, model_config: dict) -> None:
         context = model_config.get("max_position_embeddings") or model_config.get("text_config", {}).get(
@@ -135,12 +168,17 @@ class Arm:
 
 
 def speed_workload(config: ExperimentConfig, loaded: models.LoadedModel) -> workloads.Workload:
-    return workloads.synthetic(
+    """`requests` synthetic prompts, or the prompts of `config.dataset` (all of them, or `dataset_limit`)."""
+    workload = workloads.build(
+        tokenizer=loaded.tokenizer,
+        vocab_size=models.vocab_size(loaded),
         prompt_tokens=config.prompt_tokens,
         count=config.requests,
-        vocab_size=models.vocab_size(loaded),
         seed=config.seed,
+        **workloads.chosen_options(config),
     )
+    workloads.check_context(workload, config.gen_tokens, loaded.config.get("max_position_embeddings"))
+    return workload
 
 
 def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> pl.DataFrame:
@@ -156,7 +194,7 @@ def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> 
                 arm.loaded.model,
                 arm.loaded.tokenizer,
                 prompts,
-                gen_tokens=config.gen_tokens,
+                gen_tokens=workload.generation_limits(config.gen_tokens),
                 trials=config.trials,
                 warmup=config.warmup,
                 batch_size=arm.batch_size,
@@ -171,7 +209,7 @@ def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> 
         load = {"kind": "speed", "load_s": arm.loaded.load_s}
         frames.append(
             results.to_frame(
-                [{**r.to_row(), **load} for r in rows[id(arm)]],
+                [{**r.to_row(), **load, **workload.request_facts(r.request_index)} for r in rows[id(arm)]],
                 **identity,
                 **results.model_identity(arm.loaded, workload),
             )

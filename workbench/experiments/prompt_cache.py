@@ -23,6 +23,7 @@ from workbench.experiments.base import ExperimentConfig, Variant
 
 class Config(ExperimentConfig):
     name: ClassVar[str] = "prompt_cache"
+    takes_workload: ClassVar[bool] = False  # its own prompts (base.ExperimentConfig.check_workload)
 
     prefix_tokens: int = Field(512, ge=8, le=32768)
     requests: int = Field(8, ge=1, le=4096)

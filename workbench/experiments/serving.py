@@ -27,6 +27,7 @@ from workbench.experiments.base import ExperimentConfig, Variant
 
 class Config(ExperimentConfig):
     name: ClassVar[str] = "serving"
+    takes_workload: ClassVar[bool] = False  # its own prompts (base.ExperimentConfig.check_workload)
 
     unique_queries: int = Field(24, ge=1, le=100_000)
     requests: int = Field(96, ge=1, le=100_000)

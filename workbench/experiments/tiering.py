@@ -25,6 +25,7 @@ TIERS = ("fast", "balanced", "complex")
 
 class Config(ExperimentConfig):
     name: ClassVar[str] = "tiering"
+    takes_workload: ClassVar[bool] = False  # its own prompts (base.ExperimentConfig.check_workload)
 
     requests: int = Field(48, ge=1, le=100_000)
     gen_tokens: int = Field(6, ge=1, le=8192)
