@@ -43,6 +43,7 @@ IDENTITY = {
     "lossless": pl.Boolean,
     "quality_measured": pl.String,
     "dtype": pl.String,
+    "target": pl.String,
 }
 MEASURES = {
     "round": pl.Int32,
@@ -80,6 +81,14 @@ MEASURES = {
     "greedy_agreement": pl.Float64,
     "first_divergence": pl.Int32,
     "positions": pl.Int32,
+    "ok": pl.Boolean,
+    "error": pl.String,
+    "profile": pl.String,
+    "level": pl.Float64,
+    "saturated": pl.Boolean,
+    "sent_s": pl.Float64,
+    "chunks": pl.Int32,
+    "cached_tokens": pl.Int32,
 }
 SCHEMA = {**IDENTITY, **MEASURES}
 KINDS = ("speed", "task", "fidelity", "perplexity")

@@ -193,6 +193,8 @@ class EndpointClient:
             outcome.error = f"timed out: no complete reply in {self.target.timeout_s:g} s"
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             outcome.error = f"disconnected: {exc.__class__.__name__} after {len(outcome.chunk_times)} chunks"
+        except RuntimeError as exc:  # aiohttp: "Connection closed." when a shared connection is torn down
+            outcome.error = f"disconnected: {str(exc)[:100]}"
         except aiohttp.ClientError as exc:
             outcome.error = f"client error: {exc.__class__.__name__}: {str(exc)[:100]}"
         outcome.end = time.perf_counter()
