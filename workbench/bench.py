@@ -76,7 +76,7 @@ def run_bench(
 def setup_arg_parser() -> tool.Parser:
     parser = tool.parser("bench", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts")
     parser.add_argument(
-        "--model", help="preset, mlx-lm directory or Hugging Face repo id (default: default); with --target, the served name"
+        "--model", help="preset, mlx-lm directory or Hugging Face repo id (default: default); with --target: served name"
     )
     parser.add_argument("--prompt-tokens", type=tool.int_at_least(1, 32768), default=128)
     parser.add_argument("--gen-tokens", type=tool.int_at_least(1, 8192), default=64)
@@ -87,7 +87,7 @@ def setup_arg_parser() -> tool.Parser:
     parser.add_argument("--trials", type=tool.int_at_least(1, 100), default=3)
     parser.add_argument("--warmup", type=tool.int_at_least(0, 10), default=1)
     served = parser.add_argument_group("served endpoint (workbench.endpoint)")
-    served.add_argument("--target", help="URL of an OpenAI-compatible server: measure it instead of an in-process model")
+    served.add_argument("--target", help="URL of an OpenAI-compatible server to measure instead")
     served.add_argument("--tokenizer", help="model spec whose tokenizer builds the prompts (default: --model)")
     served.add_argument("--concurrency", type=tool.int_at_least(1, 4096), default=1, help="requests in flight")
     served.add_argument("--rate", type=float, help="Poisson arrivals at this many requests/s (open loop)")

@@ -105,6 +105,8 @@ def run_endpoint_bench(
 
     name = served_model(url, model)
     tok = load_tokenizer(tokenizer or model or name)
+    if tokenizer and tok is None:
+        raise ModelError(f"tokenizer {tokenizer!r} is not a preset or a local model directory")
     count = requests or max(8, 2 * concurrency)
     if tok is not None:
         texts = synthetic_texts(tok, prompt_tokens=prompt_tokens, count=count, seed=seed)
@@ -160,7 +162,7 @@ def main(args) -> int:
     }
     frame, summary = run_endpoint_bench(args.target, args.model, **options)
     if summary["prompts"] == "words":
-        print("note: no local tokenizer for the model: prompts are common words, EOS is not suppressed", file=sys.stderr)
+        print("note: no local tokenizer: prompts are common words and EOS is not suppressed", file=sys.stderr)
     warning = short_output_warning(summary, args.gen_tokens)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

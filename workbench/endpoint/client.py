@@ -1,4 +1,4 @@
-"""An async streaming client for OpenAI-compatible servers: one request in, one `RequestOutcome` out, never an exception.
+"""An async streaming client for OpenAI-compatible servers: a request in, a `RequestOutcome` out, never an exception.
 
 What is timed (`time.perf_counter`): the send (just before the request is written), then every *content* chunk
 of the SSE stream, read when its line arrives and before it is parsed. A content chunk carries generated text,
@@ -283,6 +283,8 @@ def check_target(url: str, model: str | None = None, *, timeout_s: float = 5.0) 
     if status >= 500:
         raise ConfigError(f"target {root} is not healthy: /health answered {status}")
     status, listing = get_json(f"{root}/v1/models", timeout_s)
+    if status < 400 and not isinstance(listing, dict) and model is not None:
+        return probe_model(root, model, timeout_s)  # mlx_lm.server's listing breaks without a Hugging Face cache
     if status >= 400 or not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
         raise ConfigError(f"target {root} is not an OpenAI-compatible server: GET /v1/models answered {status}")
     served = [entry.get("id") for entry in listing["data"] if isinstance(entry, dict)]
@@ -293,3 +295,18 @@ def check_target(url: str, model: str | None = None, *, timeout_s: float = 5.0) 
     if model not in served:
         raise ModelError(f"model {model!r} is not served by {root}; it serves: {', '.join(served) or 'none'}")
     return model
+
+
+def probe_model(root: str, model: str, timeout_s: float) -> str:
+    """When the server lists no models: one 1-token completion naming `model`; a 4xx reply is a `ModelError`."""
+    body = json.dumps({"model": model, "prompt": "hi", "max_tokens": 1}).encode()
+    request = urllib.request.Request(f"{root}/v1/completions", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=max(timeout_s, 30.0)):  # noqa: S310
+            return model
+    except urllib.error.HTTPError as exc:
+        detail = " ".join(exc.read(200).decode(errors="replace").split())[:100]
+        raise ModelError(f"model {model!r} is not served by {root} (http {exc.code}: {detail})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConfigError(f"target {root} is unreachable (POST /v1/completions: {reason})") from None

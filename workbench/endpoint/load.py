@@ -79,6 +79,7 @@ async def run_level_async(
     tracker = SaturationTracker(oversat if level.profile == "rate" else None)
     outcomes = [RequestOutcome(index=i) for i in range(len(prompts))]
     stop = asyncio.Event()
+    tasks: list[asyncio.Future] = []  # workers or requests; cancelled one by one when the level is stopped
     state = {"in_flight": 0}
     start = time.perf_counter()
 
@@ -105,10 +106,10 @@ async def run_level_async(
                     return
                 await one(i)
 
-        await asyncio.gather(*(worker() for _ in range(width)))
+        tasks.extend(asyncio.ensure_future(worker()) for _ in range(width))
+        await asyncio.gather(*tasks)
 
     async def open_loop(rate: float) -> None:
-        tasks = []
         for i, due in enumerate(poisson_arrivals(len(prompts), rate, seed)):
             outcomes[i].scheduled_s = due
             delay = due - (time.perf_counter() - start)
@@ -131,8 +132,9 @@ async def run_level_async(
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
     if not runner.done():
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        for task in (runner, *tasks):
+            task.cancel()
+        await asyncio.gather(runner, *tasks, return_exceptions=True)
     stopper.cancel()
     sent = [o for o in outcomes if o.sent_s is not None]
     for outcome in sent:

@@ -36,6 +36,7 @@ class StubConfig(BaseModel):
     prefill_s: float = Field(0.0, ge=0)
     capacity: int | None = Field(None, ge=1)
     eos_after: int | None = Field(None, ge=1)
+    tokens_per_chunk: int = Field(1, ge=1)
 
 
 def _response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
@@ -85,6 +86,7 @@ class StubServer:
     def __init__(self, config: StubConfig):
         self.config = config
         self.handled = 0
+        self.in_flight = self.peak_in_flight = 0
         self.slots = asyncio.Semaphore(config.capacity) if config.capacity else None
 
     def handle(self, transport, method: str, path: str, body: bytes) -> None:
@@ -120,8 +122,10 @@ class StubServer:
 
     def events(self, request: dict, path: str, tokens: int) -> list[dict]:
         chat = path.endswith("chat/completions")
-        choice = {"index": 0, "delta": {"content": "tok "}} if chat else {"index": 0, "text": "tok "}
-        return [{"choices": [choice]} for _ in range(tokens)]
+        per = self.config.tokens_per_chunk
+        text = "tok " * per
+        choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
+        return [{"choices": [choice]} for _ in range(-(-tokens // per))]
 
     def tail(self, request: dict, path: str, tokens: int, start: float) -> bytes:
         prompt = request.get("prompt") or request.get("messages") or ""
@@ -141,6 +145,8 @@ class StubServer:
 
     async def stream_paced(self, transport, request: dict, path: str) -> None:
         start = time.perf_counter()
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         if self.slots:
             await self.slots.acquire()
         try:
@@ -163,6 +169,7 @@ class StubServer:
         except asyncio.CancelledError:
             pass
         finally:
+            self.in_flight -= 1
             if self.slots:
                 self.slots.release()
 
