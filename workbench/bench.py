@@ -76,7 +76,7 @@ def run_bench(
 def setup_arg_parser() -> tool.Parser:
     parser = tool.parser("bench", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts")
     parser.add_argument(
-        "--model", help="preset, mlx-lm directory or Hugging Face repo id (default: default); with --target: served name"
+        "--model", help="preset, mlx-lm directory or Hugging Face repo id (default: default); or the served name"
     )
     parser.add_argument("--prompt-tokens", type=tool.int_at_least(1, 32768), default=128)
     parser.add_argument("--gen-tokens", type=tool.int_at_least(1, 8192), default=64)

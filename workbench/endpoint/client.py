@@ -121,9 +121,11 @@ def build_body(target: Target, prompt, max_tokens: int) -> dict:
         "stream_options": {"include_usage": True},
     }
     if target.chat:
-        body["messages"] = prompt if isinstance(prompt, list) and prompt and isinstance(prompt[0], dict) else [
-            {"role": "user", "content": prompt}
-        ]
+        body["messages"] = (
+            prompt
+            if isinstance(prompt, list) and prompt and isinstance(prompt[0], dict)
+            else [{"role": "user", "content": prompt}]
+        )
     else:
         body["prompt"] = prompt
     if target.temperature is not None:
