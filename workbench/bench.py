@@ -7,6 +7,7 @@ and writes nothing; `main` writes a run folder.
 
     workbench bench --model default --prompt-tokens 128 --gen-tokens 64 --trials 3 [--json]
     workbench bench --model M --dataset prompts.jsonl --chat auto --dataset-limit 50 --gen-tokens 64
+    workbench bench --target http://127.0.0.1:8080 --model M --concurrency 4 --requests 32   (workbench.endpoint)
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ def run_bench(
 
 def setup_arg_parser() -> tool.Parser:
     parser = tool.parser("bench", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts")
-    parser.add_argument("--model", default="default", help="preset, mlx-lm directory or Hugging Face repo id")
+    parser.add_argument(
+        "--model", help="preset, mlx-lm directory or Hugging Face repo id (default: default); or the served name"
+    )
     parser.add_argument("--prompt-tokens", type=tool.int_at_least(1, 32768), default=128)
     parser.add_argument("--gen-tokens", type=tool.int_at_least(1, 8192), default=64)
     parser.add_argument("--batch", dest="batch_size", type=tool.int_at_least(1, 1024), default=1)
@@ -105,6 +108,12 @@ def setup_arg_parser() -> tool.Parser:
     parser.add_argument("--trials", type=tool.int_at_least(1, 100), default=3)
     parser.add_argument("--warmup", type=tool.int_at_least(0, 10), default=1)
     workloads.add_arguments(parser)
+    served = parser.add_argument_group("served endpoint (workbench.endpoint)")
+    served.add_argument("--target", help="URL of an OpenAI-compatible server to measure instead")
+    served.add_argument("--tokenizer", help="model spec whose tokenizer builds the prompts (default: --model)")
+    served.add_argument("--concurrency", type=tool.int_at_least(1, 4096), default=1, help="requests in flight")
+    served.add_argument("--rate", type=float, help="Poisson arrivals at this many requests/s (open loop)")
+    served.add_argument("--timeout", type=float, default=60.0, help="seconds per request and between chunks")
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
     parser.add_argument("--json", action="store_true")
     return parser
@@ -130,6 +139,11 @@ def check_workload(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
+    if args.target:
+        from workbench.endpoint import bench as endpoint_bench
+
+        return endpoint_bench.main(args)
+    args.model = args.model or "default"
     workload_options = check_workload(args)
     load_before = tool.prepare_run(args, [args.model])
     options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype", "requests", "seed")

@@ -23,10 +23,14 @@ from dataclasses import asdict, dataclass, field
 from workbench import stats
 
 
-def request_metrics(t0: float, token_times: list[float], prompt_tokens: int) -> dict:
-    """Metrics of one request from its send time and its tokens' arrival times."""
-    n = len(token_times)
-    if n == 0:
+def request_metrics(t0: float, token_times: list[float], prompt_tokens: int, *, generated_tokens=None) -> dict:
+    """Metrics of one request from its send time and its tokens' arrival times.
+
+    A served stream may carry several tokens in one chunk: then `token_times` are the chunks' arrival times and
+    `generated_tokens` the server's count; ITL stays the gaps between chunks, TPOT and decode tok/s use the count.
+    """
+    n = len(token_times) if generated_tokens is None else generated_tokens
+    if not token_times or n == 0:
         raise ValueError("a request with no generated token has no timeline")
     ttft = token_times[0] - t0
     decode_span = token_times[-1] - token_times[0]

@@ -43,6 +43,7 @@ IDENTITY = {
     "lossless": pl.Boolean,
     "quality_measured": pl.String,
     "dtype": pl.String,
+    "target": pl.String,
 }
 MEASURES = {
     "round": pl.Int32,
@@ -81,6 +82,14 @@ MEASURES = {
     "first_divergence": pl.Int32,
     "positions": pl.Int32,
     "chat_template": pl.Boolean,
+    "ok": pl.Boolean,
+    "error": pl.String,
+    "profile": pl.String,
+    "level": pl.Float64,
+    "saturated": pl.Boolean,
+    "sent_s": pl.Float64,
+    "chunks": pl.Int32,
+    "cached_tokens": pl.Int32,
 }
 SCHEMA = {**IDENTITY, **MEASURES}
 KINDS = ("speed", "task", "fidelity", "perplexity")

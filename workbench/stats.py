@@ -63,6 +63,21 @@ def mean_interval(values, level: float = LEVEL) -> tuple[float, float]:
     return (float(low), float(high))
 
 
+def slope_interval(x, y, level: float = LEVEL) -> tuple[float, float]:
+    """Least-squares slope of y on x and the half-width of its Student t interval; (NaN, NaN) below three points."""
+    from scipy import stats
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 3 or np.ptp(x) == 0:
+        return (math.nan, math.nan)
+    dx = x - x.mean()
+    sxx = float(dx @ dx)
+    slope = float(dx @ (y - y.mean())) / sxx
+    residuals = y - y.mean() - slope * dx
+    stderr = math.sqrt(float(residuals @ residuals) / (x.size - 2) / sxx)
+    return (slope, float(stats.t.ppf(0.5 + level / 2, x.size - 2)) * stderr)
+
+
 @dataclass(frozen=True)
 class Difference:
     """Change of a metric's mean from `a` (reference) to `b`, with a Welch t interval."""

@@ -1,0 +1,170 @@
+"""`workbench bench --target URL`: the bench measurement against a served OpenAI-compatible endpoint.
+
+Synthetic text prompts of `--prompt-tokens` tokens (random token ids of the model's tokenizer, decoded and
+adjusted until the server's own `tokenizer.encode` gives that length; the server's `usage` records the real
+count per row), `--gen-tokens` tokens each with the end-of-sequence token suppressed by `logit_bias`, sent at
+`--concurrency` (closed loop) or `--rate` (Poisson); rows in the shared schema with `target` set.
+
+    workbench bench --target http://127.0.0.1:8080 --model M --prompt-tokens 128 --gen-tokens 64 \
+        --concurrency 4 --requests 32 [--rate 2] [--chat] [--timeout 60] [--json]
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+
+from workbench import models, paths, results, runtime, tool, workloads
+from workbench.endpoint.client import Target, check_target
+from workbench.endpoint.load import Level, run_levels
+from workbench.endpoint.slo import short_output_warning
+from workbench.errors import ModelError, UsageError
+
+WORDS = "time people year way day thing man world life hand part child eye woman place work week case point".split()
+
+
+def load_tokenizer(spec: str | None):
+    """The tokenizer of a model spec that resolves to a local directory (presets included); None otherwise.
+    Nothing is downloaded: a Hugging Face id that is not a local directory gives None."""
+    if not spec:
+        return None
+    try:
+        path, _ = models.resolve(spec, build_missing=False)
+    except ModelError:
+        return None
+    if isinstance(path, str) or not path.exists():
+        return None
+    from mlx_lm.tokenizer_utils import load
+
+    return load(path)
+
+
+def synthetic_texts(tokenizer, *, prompt_tokens: int, count: int, seed: int = 0) -> list[str]:
+    """`count` texts that `tokenizer.encode` (what mlx_lm.server applies to a completions prompt) turns into
+    `prompt_tokens` tokens: random non-special ids, decoded, then trimmed or extended a few times to fit."""
+    specials = set(getattr(tokenizer, "all_special_ids", None) or []) | set(tokenizer.eos_token_ids or [])
+    vocab = [i for i in range(tokenizer.vocab_size) if i not in specials]
+    texts = []
+    for index in range(count):
+        rng = random.Random(f"endpoint-synthetic-{seed}-{index}")
+        ids = [rng.choice(vocab) for _ in range(prompt_tokens)]
+        for _ in range(10):
+            text = tokenizer.decode(ids)
+            length = len(tokenizer.encode(text))
+            if length == prompt_tokens:
+                break
+            if length > prompt_tokens:
+                ids = ids[: max(1, len(ids) - (length - prompt_tokens))]
+            else:
+                ids += [rng.choice(vocab) for _ in range(prompt_tokens - length)]
+        texts.append(text)
+    return texts
+
+
+def word_texts(*, prompt_tokens: int, count: int, seed: int = 0) -> list[str]:
+    """Without a tokenizer: `prompt_tokens` common English words (about one token each; the rows hold the real
+    counts the server reports)."""
+    rng = random.Random(f"endpoint-words-{seed}")
+    return [" ".join(rng.choice(WORDS) for _ in range(prompt_tokens)) for _ in range(count)]
+
+
+def served_model(url: str, spec: str | None) -> str:
+    """The name to send: `spec` as served, or the served directory `spec` resolves to here (a preset such as
+    `nano`, served by mlx_lm.server under its absolute path), or the only served model when `spec` is None."""
+    try:
+        return check_target(url, spec)
+    except ModelError:
+        try:
+            path, _ = models.resolve(spec, build_missing=False) if spec else (None, None)
+        except ModelError:
+            path = None
+        if path is None or isinstance(path, str):
+            raise
+        return check_target(url, str(path))
+
+
+def run_endpoint_bench(
+    url: str,
+    model: str | None = None,
+    *,
+    prompt_tokens: int = 128,
+    gen_tokens: int = 64,
+    concurrency: int = 1,
+    rate: float | None = None,
+    requests: int | None = None,
+    chat: bool = False,
+    timeout_s: float = 60.0,
+    tokenizer: str | None = None,
+    trials: int = 1,
+    warmup: int = 1,
+    seed: int = 0,
+    run_id: str | None = None,
+) -> tuple:
+    """Measure the endpoint; (rows in the shared schema, summary). Checks the target first (one-line errors)."""
+    from workbench.endpoint.slo import summarise
+
+    name = served_model(url, model)
+    tok = load_tokenizer(tokenizer or model or name)
+    if tokenizer and tok is None:
+        raise ModelError(f"tokenizer {tokenizer!r} is not a preset or a local model directory")
+    count = requests or max(8, 2 * concurrency)
+    if tok is not None:
+        texts = synthetic_texts(tok, prompt_tokens=prompt_tokens, count=count, seed=seed)
+        source, eos = "tokenizer", sorted(tok.eos_token_ids or [])
+    else:
+        texts, source, eos = word_texts(prompt_tokens=prompt_tokens, count=count, seed=seed), "words", []
+    target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos)
+    level = Level("rate", rate) if rate else Level("synchronous" if concurrency == 1 else "concurrency", concurrency)
+    level_results = run_levels(target, texts, [level], max_tokens=gen_tokens, trials=trials, warmup=warmup, seed=seed)
+    rows = [row for result in level_results for row in result.rows]
+    workload = workloads.Workload("endpoint:synthetic", tuple(texts), params={"prompt_tokens": prompt_tokens})
+    params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
+    params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}
+    identity = {
+        "run_id": run_id or results.new_run_id("bench"),
+        "experiment": "bench",
+        "variant": "baseline",
+        "params_json": params,
+        "family": "baseline",
+        "changes_json": "{}",
+        "model_id": name,
+        "workload": workload.name,
+        "workload_hash": workload.hash,
+        "target": target.base_url,
+    }
+    frame = results.to_frame(rows, **identity)
+    summary = {"target": target.base_url, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
+    summary |= summarise(rows, gen_tokens=gen_tokens)
+    summary["unsent"] = sum(r.unsent for r in level_results)
+    return frame, summary
+
+
+def main(args) -> int:
+    """The `--target` branch of `workbench bench` (`args` parsed by `workbench.bench.setup_arg_parser`)."""
+    if args.rate is not None and not args.rate > 0:
+        raise UsageError(f"workbench bench: --rate must be > 0, got {args.rate}")
+    if not args.timeout > 0:
+        raise UsageError(f"workbench bench: --timeout must be > 0, got {args.timeout}")
+    if not args.no_save:
+        paths.check_writable(paths.outputs_dir() / "runs")
+    load_before = runtime.load_average()
+    options = {
+        "prompt_tokens": args.prompt_tokens,
+        "gen_tokens": args.gen_tokens,
+        "concurrency": args.concurrency,
+        "rate": args.rate,
+        "requests": args.requests,
+        "chat": args.chat == "on",
+        "timeout_s": args.timeout,
+        "tokenizer": args.tokenizer,
+        "trials": args.trials,
+        "warmup": args.warmup,
+    }
+    frame, summary = run_endpoint_bench(args.target, args.model, **options)
+    if summary["prompts"] == "words":
+        print("note: no local tokenizer: prompts are common words and EOS is not suppressed", file=sys.stderr)
+    warning = short_output_warning(summary, args.gen_tokens)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    tool.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    return 0

@@ -1,0 +1,234 @@
+"""Load profiles against a served endpoint: what is sent when, and the saturation search over levels.
+
+- `synchronous`: one request at a time;
+- `concurrency` C: a closed loop, C requests in flight, the next sent as one finishes;
+- `rate` R: an open loop, Poisson arrivals at R req/s from a seeded generator (each row keeps its scheduled
+  `arrival_s` next to its actual `sent_s`, both offsets from the level's start);
+- `throughput`: everything at once (concurrency = the number of requests);
+- `search_saturation`: rates or concurrencies in increasing order, stopping at the first level that fails its
+  SLOs (`slo.SLO`); a level whose requests in flight and TTFT grow without bound is stopped early and marked
+  `saturated` (`slo.OverSaturation`): sending stops, requests in flight are cancelled and kept as failed rows.
+
+Every request sent is a row (`kind="speed"`, with `profile`, `level`, `trial`, the level's `window_s` and
+`saturated`); requests a stopped level never sent are not rows. Summaries come from the rows (`slo.summarise`).
+
+    levels = [Level("concurrency", c) for c in (1, 2, 4)]
+    results = run_levels(Target(url=url, model=name), prompts, levels, max_tokens=64)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+from workbench.endpoint.client import EndpointClient, RequestOutcome, Target
+from workbench.endpoint.slo import SLO, OverSaturation, SaturationTracker, summarise
+
+PROFILES = ("synchronous", "concurrency", "rate", "throughput")
+CANCELLED = "cancelled: level stopped as over-saturated"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One load level: its profile and value (concurrency or rate; 1 for synchronous; 0 for throughput)."""
+
+    profile: str
+    value: float = 0.0
+
+    def __post_init__(self):
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown load profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if self.profile in ("concurrency", "rate") and not self.value > 0:
+            raise ValueError(f"a {self.profile} level needs a value > 0, got {self.value}")
+
+
+@dataclass
+class LevelResult:
+    level: Level
+    rows: list = field(default_factory=list)
+    outcomes: list = field(default_factory=list)
+    saturated: bool = False
+    unsent: int = 0
+
+    def summary(self, slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict:
+        return {**summarise(self.rows, slo, gen_tokens=gen_tokens), "unsent": self.unsent}
+
+
+def poisson_arrivals(count: int, rate: float, seed: int = 0) -> list[float]:
+    """Send offsets (s) of `count` requests at `rate` req/s: exponential gaps, the first request at 0."""
+    rng, now, out = random.Random(f"poisson-{seed}"), 0.0, []
+    for _ in range(count):
+        out.append(now)
+        now += rng.expovariate(rate)
+    return out
+
+
+async def run_level_async(
+    client: EndpointClient,
+    prompts: list,
+    level: Level,
+    *,
+    max_tokens: int,
+    trial: int = 0,
+    seed: int = 0,
+    oversat: OverSaturation | None = None,
+) -> LevelResult:
+    """Send every prompt once under `level`; one row per request sent."""
+    tracker = SaturationTracker(oversat if level.profile == "rate" else None)
+    outcomes = [RequestOutcome(index=i) for i in range(len(prompts))]
+    stop = asyncio.Event()
+    tasks: list[asyncio.Future] = []  # workers or requests; cancelled one by one when the level is stopped
+    state = {"in_flight": 0}
+    start = time.perf_counter()
+
+    async def one(i: int) -> None:
+        outcome = outcomes[i]
+        outcome.sent_s = time.perf_counter() - start
+        state["in_flight"] += 1
+        tracker.started.append((outcome.sent_s, state["in_flight"]))
+        try:
+            await client.send(prompts[i], max_tokens, outcome=outcome)
+        finally:
+            state["in_flight"] -= 1
+        if outcome.chunk_times:
+            tracker.ttfts.append((outcome.sent_s, outcome.chunk_times[0] - outcome.t0))
+        if tracker.due(time.perf_counter() - start) and tracker.saturated():
+            stop.set()
+
+    async def closed_loop(width: int) -> None:
+        pending = iter(range(len(prompts)))
+
+        async def worker():
+            for i in pending:
+                if stop.is_set():
+                    return
+                await one(i)
+
+        tasks.extend(asyncio.ensure_future(worker()) for _ in range(width))
+        await asyncio.gather(*tasks)
+
+    async def open_loop(rate: float) -> None:
+        for i, due in enumerate(poisson_arrivals(len(prompts), rate, seed)):
+            outcomes[i].scheduled_s = due
+            delay = due - (time.perf_counter() - start)
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+            if stop.is_set():
+                break
+            tasks.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*tasks)
+
+    if level.profile == "rate":
+        body = open_loop(level.value)
+    else:
+        width = {"synchronous": 1, "throughput": len(prompts)}.get(level.profile, int(level.value))
+        body = closed_loop(max(1, width))
+    runner = asyncio.ensure_future(body)
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if not runner.done():
+        for task in (runner, *tasks):
+            task.cancel()
+        await asyncio.gather(runner, *tasks, return_exceptions=True)
+    stopper.cancel()
+    sent = [o for o in outcomes if o.sent_s is not None]
+    for outcome in sent:
+        if outcome.end != outcome.end:  # cancelled mid-stream: still a request the server received
+            outcome.end, outcome.error, outcome.ok = time.perf_counter(), CANCELLED, False
+    window = max((o.end for o in sent), default=start) - start
+    value = {"synchronous": 1, "throughput": len(prompts)}.get(level.profile, level.value)
+    facts = {"kind": "speed", "profile": level.profile, "level": float(value), "trial": trial, "round": 0}
+    facts |= {"window_s": window, "saturated": stop.is_set()}
+    rows = [{**o.to_row(), **facts} for o in sent]
+    return LevelResult(level, rows, sent, saturated=stop.is_set(), unsent=len(prompts) - len(sent))
+
+
+async def warm_up(client: EndpointClient, prompts: list, *, max_tokens: int, count: int) -> None:
+    for i in range(count):
+        await client.send(prompts[i % len(prompts)], max_tokens)
+
+
+def run_levels(
+    target: Target,
+    prompts: list,
+    levels: list[Level],
+    *,
+    max_tokens: int,
+    trials: int = 1,
+    warmup: int = 0,
+    seed: int = 0,
+    oversat: OverSaturation | None = None,
+    keep_going=None,
+) -> list[LevelResult]:
+    """Run `levels` in order, `trials` times each, on one connection pool; `warmup` unrecorded requests first.
+    `keep_going(result) -> bool`, when given, is asked after each level whether to run the next."""
+
+    async def run() -> list[LevelResult]:
+        out = []
+        async with EndpointClient(target) as client:
+            await warm_up(client, prompts, max_tokens=max_tokens, count=warmup)
+            for level in levels:
+                for trial in range(trials):
+                    result = await run_level_async(
+                        client, prompts, level, max_tokens=max_tokens, trial=trial, seed=seed + trial, oversat=oversat
+                    )
+                    if trial and out and out[-1].level == level:
+                        out[-1].rows += result.rows
+                        out[-1].outcomes += result.outcomes
+                        out[-1].saturated |= result.saturated
+                        out[-1].unsent += result.unsent
+                    else:
+                        out.append(result)
+                if keep_going is not None and not keep_going(out[-1]):
+                    break
+        return out
+
+    return asyncio.run(run())
+
+
+@dataclass
+class SaturationSearch:
+    """The levels run, their summaries, the highest level that passed (None: none did) and the first that failed."""
+
+    results: list
+    summaries: list
+    best: float | None
+    failed_at: float | None
+
+
+def search_saturation(
+    target: Target,
+    prompts: list,
+    *,
+    profile: str,
+    values: list[float],
+    slo: SLO,
+    max_tokens: int,
+    warmup: int = 0,
+    seed: int = 0,
+    oversat: OverSaturation | None = None,
+) -> SaturationSearch:
+    """The highest rate or concurrency in `values` whose goodput meets `slo`: levels run in increasing order and
+    the search stops at the first that fails (over-saturated levels fail)."""
+    if profile not in ("rate", "concurrency"):
+        raise ValueError(f"a saturation search runs over 'rate' or 'concurrency', not {profile!r}")
+    levels = [Level(profile, v) for v in sorted(values)]
+    results = run_levels(
+        target,
+        prompts,
+        levels,
+        max_tokens=max_tokens,
+        warmup=warmup,
+        seed=seed,
+        oversat=oversat or OverSaturation(),
+        keep_going=lambda result: result.summary(slo)["slo_pass"],
+    )
+    summaries = [r.summary(slo, gen_tokens=max_tokens) for r in results]
+    passed = [s["level"] for s in summaries if s["slo_pass"]]
+    failed = [s["level"] for s in summaries if not s["slo_pass"]]
+    return SaturationSearch(results, summaries, max(passed) if passed else None, failed[0] if failed else None)

@@ -1,0 +1,136 @@
+"""What a load level is judged by: per-request SLOs and goodput, over-saturation, and the level's summary.
+
+- **Goodput** is requests per second that succeeded *and* met every per-request limit (`ttft_s_max`,
+  `tpot_s_max`, `e2e_s_max`), over the level's window. **SLO attainment** is the share of sent requests that
+  did; a level passes when attainment >= `attainment_min` (0.9: so TTFT p90 and TPOT p90 are within their limits),
+  its error rate <= `error_rate_max`, and it was not over-saturated. Level-wide targets are checked with
+  `workbench.gates.slo_checks`, the same `<metric>_max` / `<metric>_min` rule as a sweep's SLO file.
+- **Over-saturation** (as GuideLLM 0.8's `stop_over_saturated` constraint): the server no longer keeps up when
+  both the number of requests in flight and TTFT grow with send time, each slope positive with a relative 95%
+  margin of error below `max_margin`; the earliest quarter of a level is ignored (ramp-up), nothing is judged
+  before `min_seconds` and `min_requests`, and more than half the TTFTs must exceed `min_ttft_s`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workbench import gates, stats
+
+
+class SLO(BaseModel):
+    """Per-request limits (None: no limit) and the level-wide targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_s_max: float | None = Field(None, gt=0)
+    tpot_s_max: float | None = Field(None, gt=0)
+    e2e_s_max: float | None = Field(None, gt=0)
+    attainment_min: float = Field(0.9, ge=0, le=1)
+    error_rate_max: float = Field(0.01, ge=0, le=1)
+
+    def met(self, row: dict) -> bool:
+        """A request meets the SLO: it succeeded and every limit it has a value for holds."""
+        if not row.get("ok"):
+            return False
+        for metric in ("ttft_s", "tpot_s", "e2e_s"):
+            limit, value = getattr(self, f"{metric}_max"), row.get(metric)
+            if limit is not None and value is not None and value == value and value > limit:
+                return False
+        return True
+
+    def level_targets(self) -> dict:
+        return {"slo_attainment_min": self.attainment_min, "error_rate_max": self.error_rate_max}
+
+
+class OverSaturation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    min_seconds: float = Field(5.0, ge=0)
+    min_requests: int = Field(10, ge=3)
+    max_margin: float = Field(2.0, gt=0)
+    min_ttft_s: float = Field(0.0, ge=0)
+    check_every_s: float = Field(0.1, gt=0)
+
+
+class SaturationTracker:
+    """Collects (send offset, requests in flight) at each send and (send offset, TTFT) at each first chunk."""
+
+    def __init__(self, config: OverSaturation | None):
+        self.config = config or OverSaturation(enabled=False)
+        self.started: list[tuple[float, float]] = []
+        self.ttfts: list[tuple[float, float]] = []
+        self.last_check = 0.0
+        if self.config.enabled:
+            import scipy.stats  # noqa: F401  (imported now: a first import mid-level would stall the event loop)
+
+    def due(self, elapsed_s: float) -> bool:
+        if not self.config.enabled or elapsed_s - self.last_check < self.config.check_every_s:
+            return False
+        self.last_check = elapsed_s
+        return elapsed_s >= self.config.min_seconds and len(self.ttfts) >= self.config.min_requests
+
+    def growing(self, points: list[tuple[float, float]]) -> bool:
+        recent = points[len(points) // 4 :]
+        if len(recent) < 3:
+            return False
+        slope, half_width = stats.slope_interval([p[0] for p in recent], [p[1] for p in recent])
+        return slope > 0 and half_width / slope < self.config.max_margin
+
+    def saturated(self) -> bool:
+        slow = sum(ttft > self.config.min_ttft_s for _, ttft in self.ttfts)
+        if 2 * slow <= len(self.ttfts):
+            return False
+        return self.growing(self.started) and self.growing(self.ttfts)
+
+
+def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict:
+    """One level (or run) from its rows: medians and tails, throughput and goodput over the trial windows,
+    error rate and the commonest error, output lengths against `gen_tokens`, and the SLO verdict."""
+    slo = slo or SLO()
+    good = [r for r in rows if r.get("ok")]
+    windows = {r.get("trial", 0): r.get("window_s") or 0.0 for r in rows}
+    window = sum(windows.values())
+    summary = {"profile": rows[0].get("profile") if rows else None, "level": rows[0].get("level") if rows else None}
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        figures = stats.describe(r.get(key) for r in good)
+        summary.update({key: figures["p50"], f"{key}_p90": figures["p90"], f"{key}_p99": figures["p99"]})
+    itl = stats.describe(gap for r in good for gap in r.get("itl_s") or [])
+    summary.update(itl_s_p50=itl["p50"], itl_s_p90=itl["p90"])
+    generated = [r["generated_tokens"] for r in good if r.get("generated_tokens") is not None]
+    met = sum(slo.met(r) for r in rows)
+    errors = Counter(r.get("error") for r in rows if not r.get("ok"))
+    summary.update(
+        requests=len(rows),
+        ok=len(good),
+        error_rate=(len(rows) - len(good)) / len(rows) if rows else float("nan"),
+        top_error=errors.most_common(1)[0][0] if errors else None,
+        throughput_tps=sum(generated) / window if window else float("nan"),
+        throughput_rps=len(good) / window if window else float("nan"),
+        goodput_rps=met / window if window else float("nan"),
+        slo_attainment=met / len(rows) if rows else float("nan"),
+        generated_tokens_mean=stats.describe(generated)["mean"],
+        generated_tokens_min=min(generated, default=None),
+        prompt_tokens_mean=stats.describe(r.get("prompt_tokens") for r in good)["mean"],
+        short_outputs=sum(n < gen_tokens for n in generated) if gen_tokens else 0,
+        window_s=window,
+    )
+    summary["saturated"] = any(r.get("saturated") for r in rows)
+    checks = gates.slo_checks(summary, slo.level_targets())
+    summary["slo_pass"] = all(c["pass"] for c in checks) and not summary["saturated"]
+    return summary
+
+
+def short_output_warning(summary: dict, gen_tokens: int) -> str | None:
+    """A one-line warning when some requests generated fewer tokens than asked (the server stopped early)."""
+    short = summary.get("short_outputs") or 0
+    if not short:
+        return None
+    return (
+        f"{short} of {summary['ok']} requests generated fewer than {gen_tokens} tokens (shortest "
+        f"{summary['generated_tokens_min']}): the server stopped early; it may not honour logit_bias on the "
+        "end-of-sequence token (pass the tokenizer) or stops on a stop string"
+    )
