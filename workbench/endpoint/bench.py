@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import sys
 
-from workbench import models, paths, results, runtime, tool, workloads
+from workbench import datasets, models, paths, results, runtime, tool, workloads
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
 from workbench.endpoint.slo import short_output_warning
@@ -68,6 +68,46 @@ def word_texts(*, prompt_tokens: int, count: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(prompt_tokens)) for _ in range(count)]
 
 
+def endpoint_workload(
+    tokenizer, *, prompt_tokens: int, gen_tokens: int, count: int, seed: int = 0, options: dict | None = None
+) -> tuple[list, list[int], workloads.Workload, str]:
+    """(prompts to send, each request's max_tokens, the workload for the rows, where the prompts came from).
+
+    A `dataset` sends its rows as read: chat messages go to /v1/chat/completions (the server applies the
+    template), raw text to /v1/completions; the tokenizer renders them only to filter by length and hash them.
+    Other synthetic options (length distributions, shared prefixes) send the token prompts decoded to text (the
+    server's `usage` records the counts it saw); plain fixed-length prompts are fitted to exactly
+    `prompt_tokens` tokens (`synthetic_texts`)."""
+    options = options or {}
+    if (
+        options.get("dataset")
+        or options.get("prompt_dist")
+        or options.get("gen_dist")
+        or options.get("shared_prefix_tokens")
+    ):
+        if tokenizer is None:
+            raise UsageError("--dataset and synthetic distributions with --target need a local --tokenizer")
+        workload = workloads.build(
+            tokenizer=tokenizer,
+            vocab_size=tokenizer.vocab_size,
+            prompt_tokens=prompt_tokens,
+            count=count,
+            seed=seed,
+            **options,
+        )
+        if workload.items:
+            prompts = [item.get("messages") or item["prompt"] for item in workload.items]
+            return prompts, workload.generation_limits(gen_tokens), workload, "dataset"
+        prompts = [tokenizer.decode(list(p)) for p in workload.prompts]
+        return prompts, workload.generation_limits(gen_tokens), workload, "tokenizer"
+    if tokenizer is not None:
+        texts, source = synthetic_texts(tokenizer, prompt_tokens=prompt_tokens, count=count, seed=seed), "tokenizer"
+    else:
+        texts, source = word_texts(prompt_tokens=prompt_tokens, count=count, seed=seed), "words"
+    workload = workloads.Workload("endpoint:synthetic", tuple(texts), params={"prompt_tokens": prompt_tokens})
+    return texts, [gen_tokens] * len(texts), workload, source
+
+
 def served_model(url: str, spec: str | None) -> str:
     """The name to send: `spec` as served, or the served directory `spec` resolves to here (a preset such as
     `nano`, served by mlx_lm.server under its absolute path), or the only served model when `spec` is None."""
@@ -99,6 +139,7 @@ def run_endpoint_bench(
     warmup: int = 1,
     seed: int = 0,
     run_id: str | None = None,
+    workload_options: dict | None = None,
 ) -> tuple:
     """Measure the endpoint; (rows in the shared schema, summary). Checks the target first (one-line errors)."""
     from workbench.endpoint.slo import summarise
@@ -108,16 +149,14 @@ def run_endpoint_bench(
     if tokenizer and tok is None:
         raise ModelError(f"tokenizer {tokenizer!r} is not a preset or a local model directory")
     count = requests or max(8, 2 * concurrency)
-    if tok is not None:
-        texts = synthetic_texts(tok, prompt_tokens=prompt_tokens, count=count, seed=seed)
-        source, eos = "tokenizer", sorted(tok.eos_token_ids or [])
-    else:
-        texts, source, eos = word_texts(prompt_tokens=prompt_tokens, count=count, seed=seed), "words", []
+    texts, limits, workload, source = endpoint_workload(
+        tok, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, count=count, seed=seed, options=workload_options
+    )
+    eos = sorted(tok.eos_token_ids or []) if tok is not None else []
     target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos)
     level = Level("rate", rate) if rate else Level("synchronous" if concurrency == 1 else "concurrency", concurrency)
-    level_results = run_levels(target, texts, [level], max_tokens=gen_tokens, trials=trials, warmup=warmup, seed=seed)
-    rows = [row for result in level_results for row in result.rows]
-    workload = workloads.Workload("endpoint:synthetic", tuple(texts), params={"prompt_tokens": prompt_tokens})
+    level_results = run_levels(target, texts, [level], max_tokens=limits, trials=trials, warmup=warmup, seed=seed)
+    rows = [{**row, **workload.request_facts(row["request_index"])} for r in level_results for row in r.rows]
     params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
     params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}
     identity = {
@@ -145,6 +184,12 @@ def main(args) -> int:
         raise UsageError(f"workbench bench: --rate must be > 0, got {args.rate}")
     if not args.timeout > 0:
         raise UsageError(f"workbench bench: --timeout must be > 0, got {args.timeout}")
+    workload_options = workloads.chosen_options(args)
+    synthetic_chat = {key: value for key, value in workload_options.items() if key != "chat"}  # --chat on: chat API
+    if problem := workloads.option_problem(synthetic_chat if not args.dataset else workload_options):
+        raise UsageError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
+    if args.dataset:
+        datasets.read_items(args.dataset, turns=args.dataset_turns)  # a bad file: one line, before anything is written
     if not args.no_save:
         paths.check_writable(paths.outputs_dir() / "runs")
     load_before = runtime.load_average()
@@ -159,6 +204,7 @@ def main(args) -> int:
         "tokenizer": args.tokenizer,
         "trials": args.trials,
         "warmup": args.warmup,
+        "workload_options": workload_options,
     }
     frame, summary = run_endpoint_bench(args.target, args.model, **options)
     if summary["prompts"] == "words":

@@ -59,6 +59,14 @@ class Target(BaseModel):
     def path(self) -> str:
         return "/v1/chat/completions" if self.chat else "/v1/completions"
 
+    def uses_chat(self, prompt) -> bool:
+        """Chat messages always go to /v1/chat/completions; text and token ids only when `chat` is set."""
+        return self.chat or is_messages(prompt)
+
+
+def is_messages(prompt) -> bool:
+    return isinstance(prompt, (list, tuple)) and bool(prompt) and isinstance(prompt[0], dict)
+
 
 def base_url(url: str) -> str:
     """`http://host:port` from what a user may type: a trailing slash or `/v1` is dropped."""
@@ -120,12 +128,8 @@ def build_body(target: Target, prompt, max_tokens: int) -> dict:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    if target.chat:
-        body["messages"] = (
-            prompt
-            if isinstance(prompt, list) and prompt and isinstance(prompt[0], dict)
-            else [{"role": "user", "content": prompt}]
-        )
+    if target.uses_chat(prompt):
+        body["messages"] = list(prompt) if is_messages(prompt) else [{"role": "user", "content": prompt}]
     else:
         body["prompt"] = prompt
     if target.temperature is not None:
@@ -167,7 +171,6 @@ class EndpointClient:
         timeout = aiohttp.ClientTimeout(total=self.target.timeout_s, sock_read=stall, sock_connect=stall)
         connector = aiohttp.TCPConnector(limit=self.connections, force_close=False)
         self.session = aiohttp.ClientSession(connector=connector, timeout=timeout)
-        self.url = self.target.base_url + self.target.path
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -182,8 +185,10 @@ class EndpointClient:
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         outcome.t0 = time.perf_counter()
         try:
-            async with self.session.post(self.url, data=data, headers=headers) as response:
-                await self._read(response, outcome)
+            chat = self.target.uses_chat(prompt)
+            url = self.target.base_url + ("/v1/chat/completions" if chat else "/v1/completions")
+            async with self.session.post(url, data=data, headers=headers) as response:
+                await self._read(response, outcome, chat)
         except aiohttp.ClientConnectorError as exc:
             refused = getattr(exc, "os_error", None) and exc.os_error.errno == errno.ECONNREFUSED
             outcome.error = "connection refused" if refused else f"cannot connect: {exc.strerror or exc}"
@@ -203,7 +208,7 @@ class EndpointClient:
         outcome.ok = outcome.error is None
         return outcome
 
-    async def _read(self, response, outcome: RequestOutcome) -> None:
+    async def _read(self, response, outcome: RequestOutcome, chat: bool) -> None:
         if response.status >= 400:
             body = (await response.content.read(400)).decode(errors="replace")
             outcome.error = f"http {response.status}: {' '.join(body.split())[:100]}"
@@ -213,7 +218,7 @@ class EndpointClient:
             body = (await response.content.read(200)).decode(errors="replace")
             outcome.error = f"malformed: not an SSE stream ({kind or 'no content type'}): {' '.join(body.split())[:60]}"
             return
-        chat, done = self.target.chat, False
+        done = False
         async for raw in response.content:
             now = time.perf_counter()
             line = raw.strip()

@@ -70,7 +70,7 @@ async def run_level_async(
     prompts: list,
     level: Level,
     *,
-    max_tokens: int,
+    max_tokens: int | list[int],
     trial: int = 0,
     seed: int = 0,
     oversat: OverSaturation | None = None,
@@ -89,7 +89,8 @@ async def run_level_async(
         state["in_flight"] += 1
         tracker.started.append((outcome.sent_s, state["in_flight"]))
         try:
-            await client.send(prompts[i], max_tokens, outcome=outcome)
+            limit = max_tokens if isinstance(max_tokens, int) else max_tokens[i]
+            await client.send(prompts[i], limit, outcome=outcome)
         finally:
             state["in_flight"] -= 1
         if outcome.chunk_times:
@@ -148,9 +149,10 @@ async def run_level_async(
     return LevelResult(level, rows, sent, saturated=stop.is_set(), unsent=len(prompts) - len(sent))
 
 
-async def warm_up(client: EndpointClient, prompts: list, *, max_tokens: int, count: int) -> None:
+async def warm_up(client: EndpointClient, prompts: list, *, max_tokens: int | list[int], count: int) -> None:
     for i in range(count):
-        await client.send(prompts[i % len(prompts)], max_tokens)
+        limit = max_tokens if isinstance(max_tokens, int) else max_tokens[i % len(prompts)]
+        await client.send(prompts[i % len(prompts)], limit)
 
 
 def run_levels(
@@ -158,7 +160,7 @@ def run_levels(
     prompts: list,
     levels: list[Level],
     *,
-    max_tokens: int,
+    max_tokens: int | list[int],
     trials: int = 1,
     warmup: int = 0,
     seed: int = 0,
@@ -208,7 +210,7 @@ def search_saturation(
     profile: str,
     values: list[float],
     slo: SLO,
-    max_tokens: int,
+    max_tokens: int | list[int],
     warmup: int = 0,
     seed: int = 0,
     oversat: OverSaturation | None = None,
@@ -228,7 +230,8 @@ def search_saturation(
         oversat=oversat or OverSaturation(),
         keep_going=lambda result: result.summary(slo)["slo_pass"],
     )
-    summaries = [r.summary(slo, gen_tokens=max_tokens) for r in results]
+    fixed = max_tokens if isinstance(max_tokens, int) else None
+    summaries = [r.summary(slo, gen_tokens=fixed) for r in results]
     passed = [s["level"] for s in summaries if s["slo_pass"]]
     failed = [s["level"] for s in summaries if not s["slo_pass"]]
     return SaturationSearch(results, summaries, max(passed) if passed else None, failed[0] if failed else None)
