@@ -7,6 +7,7 @@ import shutil
 
 import mlx.core as mx
 import mlx.nn as nn
+import polars as pl
 import pytest
 
 from workbench import evalsets, evaluate, models, quality, run, tool, workloads
@@ -79,8 +80,6 @@ def test_own_greedy_replies_under_the_template_score_exact_match_1(chat_model, c
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["eval_exact_match"] == 1.0 == summary["task_accuracy"]
     assert summary["eval_items"] == 3 and summary["quality_measured"] == "task"
-    import polars as pl
-
     frame = pl.read_parquet(f"{summary['run_dir']}/results.parquet")
     assert frame["prompt_tokens"].to_list() == lengths  # the template-rendered lengths
     assert frame["item_id"].to_list() == ["1", "2", "3"] and set(frame["metric"]) == {"exact_match"}
@@ -274,3 +273,15 @@ def test_lm_eval_local_task_offline_matches_the_eval_set_path(nano, nano_path, t
     code, _, err = eval_tool(["--model", str(nano_path), "--lm-eval", "no_such_task_here", "--lm-eval-include",
                               str(tmp_path)], capsys)  # fmt: skip
     assert code == 2 and "unknown lm-eval task 'no_such_task_here'" in err
+
+
+def test_lost_items_are_those_a_variant_scored_below_the_baseline(nano):
+    from workbench import results
+
+    frame, _ = evaluate.run_eval(nano, task="facts", task_count=6)
+    base = frame.with_columns(variant=pl.lit("baseline"))
+    lowered = pl.when(pl.col("item_id") == "facts-2").then(pl.col("score") - 1).otherwise(pl.col("score"))
+    worse = frame.with_columns(variant=pl.lit("v"), score=lowered)  # the rows as a variant that lost item 2
+    lost = results.lost_items(pl.concat([base, worse]))
+    assert lost["item_id"].to_list() == ["facts-2"] and lost["variant"].to_list() == ["v"]
+    assert lost["baseline_score"][0] == frame.filter(item_id="facts-2")["score"][0]

@@ -261,6 +261,20 @@ def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "base
     return summary
 
 
+def lost_items(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "baseline") -> pl.DataFrame:
+    """Per variant, the eval items it scored lower than `baseline` on the same workload: `item_id`, `metric`, both
+    scores and both predictions (what a report shows as "the items this variant lost")."""
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    keys = ["workload_hash", "item_id", "metric"]
+    items = df.filter(pl.col("kind") == "task", pl.col("item_id").is_not_null(), pl.col("score").is_not_null())
+    items = items.select("variant", *keys, "score", "prediction", "reference")
+    base = items.filter(variant=baseline).select(
+        *keys, pl.col("score").alias("baseline_score"), pl.col("prediction").alias("baseline_prediction")
+    )
+    lost = items.filter(pl.col("variant") != baseline).join(base, on=keys, how="inner", maintain_order="left")
+    return lost.filter(pl.col("score") < pl.col("baseline_score"))
+
+
 def is_finished(directory: Path) -> bool:
     """The folder's results.parquet matches the manifest written after it (rows, size, checksum) and reads back."""
     return integrity.point_problem(directory) is None
