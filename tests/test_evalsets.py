@@ -285,3 +285,12 @@ def test_lost_items_are_those_a_variant_scored_below_the_baseline(nano):
     lost = results.lost_items(pl.concat([base, worse]))
     assert lost["item_id"].to_list() == ["facts-2"] and lost["variant"].to_list() == ["v"]
     assert lost["baseline_score"][0] == frame.filter(item_id="facts-2")["score"][0]
+
+
+def test_lm_eval_without_the_extra_is_one_line_before_anything_runs(nano_path, monkeypatch, capsys, _outputs):
+    from workbench import lm_eval_tasks
+
+    monkeypatch.setattr(lm_eval_tasks, "available", lambda: False)
+    code, _, err = eval_tool(["--model", str(nano_path), "--lm-eval", "arc_easy"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "pip install 'chimera-workbench[lm-eval]'" in err
+    assert not _outputs.exists()
