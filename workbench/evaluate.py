@@ -4,7 +4,11 @@ What it measures, and on what (docs/quality.md):
 - `--text FILE`: perplexity of the whole file, cut into non-overlapping chunks of
   `--sequence-length` tokens (the remainder dropped), as `mlx_lm.perplexity.eval_ppl`;
   `--max-chunks N` evaluates the first N chunks only, and the output says "N of M tokens".
-- `--task facts`: greedy answers to held-out task items, exact match and token F1.
+- `--eval-set FILE`: a JSONL eval set (generation or multiple-choice items, `workbench.evalsets`),
+  one row per item with its metric and score; `--task facts` is the built-in one,
+  `workbench/data/facts_heldout.jsonl` (its first `--task-count` items), scored the same way.
+- `--lm-eval TASKS`: lm-evaluation-harness tasks through mlx-lm's wrapper (`workbench.lm_eval_tasks`,
+  an optional extra), their documents as rows of the same kind.
 - `--baseline M2`: KL(baseline || model), greedy agreement and first divergence on the
   baseline's own continuations; refused when the two tokenizers differ.
 - `--kv-bits B`: all of the above with the model reading a quantised KV cache.
@@ -14,6 +18,7 @@ with the compute dtype and the metrics measured (`quality_measured`) in their id
 
     workbench eval --model default --text notes.txt
     workbench eval --model default --task facts --baseline default --kv-bits 8 --json
+    workbench eval --model default --eval-set my_items.jsonl --chat on --json
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from workbench import corpus, models, quality, results, runtime, stats, tool, workloads
+from workbench import corpus, evalsets, models, quality, results, runtime, stats, tool, workloads
 from workbench.errors import DataError, UsageError
 
 
@@ -63,6 +68,13 @@ def run_eval(
     max_chunks: int | None = None,
     task: str | None = None,
     task_count: int = 100,
+    eval_set: str | Path | evalsets.EvalSet | None = None,
+    metric: str = "exact_match",
+    eval_limit: int | None = None,
+    chat: str = "auto",
+    lm_eval: list[str] | None = None,
+    lm_eval_include: str | Path | None = None,
+    lm_eval_limit: int | None = None,
     baseline: str | models.LoadedModel | None = None,
     fidelity_count: int = 16,
     fidelity_tokens: int = 32,
@@ -75,16 +87,21 @@ def run_eval(
     kv_group_size: int = 64,
     identity: dict | None = None,
 ) -> tuple[pl.DataFrame, dict]:
-    """Perplexity on a text (`"stdlib"` = held-out stdlib docstrings; all chunks unless `max_chunks`),
-    task score, fidelity to a baseline. Writes nothing.
+    """Perplexity on a text (`"stdlib"` = held-out stdlib docstrings; all chunks unless `max_chunks`), scores on an
+    eval set (`task="facts"`: the built-in one, its first `task_count` items; else `eval_set`, a JSONL path, up to
+    `eval_limit` items, `metric` for items that name none, `chat` for messages), lm-eval tasks, fidelity to a
+    baseline. Writes nothing.
 
     `dtype` applies to models given as specs; `kv_bits` quantises the model's KV cache (not the
     baseline's); `identity` adds identity columns (family, changes_json, lossless) to every row, and
     `quality_measured` is set to what this call measured."""
-    if text is None and task is None and baseline is None:
-        raise UsageError("nothing to evaluate: give a text, a task or a baseline")
+    if text is None and task is None and eval_set is None and not lm_eval and baseline is None:
+        raise UsageError("nothing to evaluate: give a text, a task, an eval set, lm-eval tasks or a baseline")
     quality.check_kv_quantisation(kv_bits, kv_group_size)
+    if lm_eval and kv_bits:
+        raise UsageError("lm-eval tasks run on the plain KV cache: leave out kv_bits")
     body, text_name = read_text(text) if text is not None else (None, None)
+    items = read_items(task, task_count, eval_set, metric, eval_limit)
     loaded, base = load_pair(model, baseline, dtype=dtype)
     kv = {"kv_bits": kv_bits, "kv_group_size": kv_group_size}
     params = {**(params or {}), **({"kv_bits": kv_bits, "kv_group_size": kv_group_size} if kv_bits else {})}
@@ -94,12 +111,21 @@ def run_eval(
         chunks, total_tokens = text_chunks(loaded.tokenizer, body, text, sequence_length, max_chunks)
         text_params = {"sequence_length": sequence_length, "max_chunks": max_chunks, **params}
         parts.append(measure_perplexity(loaded, chunks, total_tokens, text_name, text_params, summary, **kv))
-    if task is not None:
-        parts.append(measure_task(loaded, task, task_count, {"task": task, **params}, summary, **kv))
+    if items is not None:
+        item_params = {**({"task": task} if task else {"eval_set": items.name, "chat": chat}), **params}
+        parts.append(measure_items(loaded, items, item_params, summary, chat, **kv))
+    if lm_eval:
+        from workbench import lm_eval_tasks
+
+        found, lm_summary = lm_eval_tasks.run_tasks(
+            loaded, list(lm_eval), include=lm_eval_include, limit=lm_eval_limit, chat_mode=chat
+        )
+        parts += [Measured("lm_eval", rows, workload, {**p, **params}) for _, rows, workload, p in found]
+        summary.update(lm_summary)
     if base is not None:
         workload = workloads.task(task or "facts", count=fidelity_count, seed=1)
         parts.append(measure_fidelity(loaded, base, workload, fidelity_tokens, params, summary, **kv))
-    summary["quality_measured"] = ",".join(part.kind for part in parts)
+    summary["quality_measured"] = ",".join(dict.fromkeys(part.kind for part in parts))
     shared = {
         "run_id": run_id or results.new_run_id(experiment),
         "experiment": experiment,
@@ -154,15 +180,31 @@ def measure_perplexity(loaded, chunks, total_tokens: int, name: str, params: dic
     return Measured("perplexity", rows, workload, params)
 
 
-def measure_task(loaded, task: str, task_count: int, params: dict, summary: dict, **kv) -> Measured:
-    workload = workloads.task(task, count=task_count)
-    rows = quality.task_rows(loaded.model, loaded.tokenizer, list(workload.prompts), list(workload.references), **kv)
-    for i, row in enumerate(rows):
-        row.update(kind="task", request_index=i)
-    summary["task_accuracy"] = sum(r["exact_match"] for r in rows) / len(rows)
-    summary["task_f1"] = sum(r["token_f1"] for r in rows) / len(rows)
-    summary["diversity"] = quality.diversity([r["prediction"] for r in rows])
-    return Measured("task", rows, workload, params)
+def read_items(task, task_count: int, eval_set, metric: str, eval_limit: int | None) -> evalsets.EvalSet | None:
+    """The eval set to score: the built-in facts items for `task`, or a file's (read and checked) or a given set."""
+    if task is not None and eval_set is not None:
+        raise UsageError("give a task or an eval set, not both")
+    if task is not None:
+        if task != "facts":
+            raise UsageError(f"unknown task {task!r}; the built-in task is 'facts'")
+        return evalsets.read_facts(task_count)
+    if eval_set is None or isinstance(eval_set, evalsets.EvalSet):
+        return eval_set
+    return evalsets.read_eval_set(eval_set, metric=metric, limit=eval_limit)
+
+
+def measure_items(loaded, items: evalsets.EvalSet, params: dict, summary: dict, chat: str, **kv) -> Measured:
+    """Every item of an eval set, greedy or by choice log-likelihood; the summary gets each metric's mean, and for
+    generation items the mean exact match (`task_accuracy`), token F1 and the answers' diversity."""
+    rows = evalsets.score_items(loaded, items, chat_mode=chat, **kv)
+    generated = [r for r in rows if r.get("exact_match") is not None]
+    summary["eval_set"] = items.name
+    if generated:
+        summary["task_accuracy"] = sum(r["exact_match"] for r in generated) / len(generated)
+        summary["task_f1"] = sum(r["token_f1"] for r in generated) / len(generated)
+        summary["diversity"] = quality.diversity([r["prediction"] for r in generated])
+    summary.update(evalsets.summarise(rows))
+    return Measured("task", rows, items.workload(), params)
 
 
 def measure_fidelity(loaded, base, workload, fidelity_tokens: int, params: dict, summary: dict, **kv) -> Measured:
@@ -191,15 +233,23 @@ def measure_fidelity(loaded, base, workload, fidelity_tokens: int, params: dict,
 
 
 def setup_arg_parser() -> tool.Parser:
+    from workbench.chat import CHAT_MODES
     from workbench.tasks import TASKS
 
-    parser = tool.parser("eval", "perplexity, task accuracy and fidelity to a baseline")
+    parser = tool.parser("eval", "perplexity, eval-set scores, lm-eval tasks and fidelity to a baseline")
     parser.add_argument("--model", default="default", help="preset, mlx-lm directory or Hugging Face repo id")
     parser.add_argument("--text", help="UTF-8 text file for perplexity, or 'stdlib' for held-out stdlib docstrings")
     parser.add_argument("--sequence-length", type=tool.int_at_least(2), default=128, help="tokens per chunk")
     parser.add_argument("--max-chunks", type=tool.positive_int, help="evaluate only the first N chunks (default: all)")
-    parser.add_argument("--task", choices=TASKS)
-    parser.add_argument("--task-count", type=tool.positive_int, default=100)
+    parser.add_argument("--task", choices=TASKS, help="the built-in eval set (workbench/data/facts_heldout.jsonl)")
+    parser.add_argument("--task-count", type=tool.positive_int, default=100, help="its first N items")
+    parser.add_argument("--eval-set", help="JSONL eval set: generation or multiple-choice items (docs/quality.md)")
+    parser.add_argument("--metric", choices=evalsets.METRICS, default="exact_match", help="for items naming none")
+    parser.add_argument("--eval-limit", type=tool.positive_int, help="score only the first N items of --eval-set")
+    parser.add_argument("--chat", choices=CHAT_MODES, default="auto", help="auto: template for messages only")
+    parser.add_argument("--lm-eval", help="comma-separated lm-evaluation-harness tasks (optional extra lm-eval)")
+    parser.add_argument("--lm-eval-include", help="folder of local lm-eval task YAML files")
+    parser.add_argument("--lm-eval-limit", type=tool.positive_int, help="documents per lm-eval task")
     parser.add_argument("--baseline", help="model to measure fidelity against (must share the tokenizer)")
     parser.add_argument("--dtype", choices=models.DTYPES, default="auto", help="auto: float32 on CPU, else checkpoint")
     parser.add_argument("--kv-bits", type=int, choices=quality.KV_BITS, help="quantise the model's KV cache")
@@ -211,10 +261,18 @@ def setup_arg_parser() -> tool.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
-    if not (args.text or args.task or args.baseline):
-        raise UsageError("eval needs at least one of --text, --task, --baseline")
+    if not (args.text or args.task or args.eval_set or args.lm_eval or args.baseline):
+        raise UsageError("eval needs at least one of --text, --task, --eval-set, --lm-eval, --baseline")
     if args.text and args.text != "stdlib":
         read_text(args.text)  # a missing or unreadable file is one line before anything is created
+    read_items(args.task, args.task_count, args.eval_set, args.metric, args.eval_limit)  # checked before any work
+    lm_tasks = [name.strip() for name in (args.lm_eval or "").split(",") if name.strip()] or None
+    if args.lm_eval is not None:
+        if args.kv_bits:
+            raise UsageError("--lm-eval runs on the plain KV cache: leave out --kv-bits")
+        from workbench import lm_eval_tasks
+
+        lm_eval_tasks.find_tasks(lm_tasks or [], args.lm_eval_include)
     load_before = tool.prepare_run(args, [args.model, args.baseline])
     frame, summary = run_eval(
         args.model,
@@ -223,6 +281,13 @@ def main(argv: list[str] | None = None) -> int:
         max_chunks=args.max_chunks,
         task=args.task,
         task_count=args.task_count,
+        eval_set=args.eval_set,
+        metric=args.metric,
+        eval_limit=args.eval_limit,
+        chat=args.chat,
+        lm_eval=lm_tasks,
+        lm_eval_include=args.lm_eval_include,
+        lm_eval_limit=args.lm_eval_limit,
         baseline=args.baseline,
         dtype=args.dtype,
         kv_bits=args.kv_bits,

@@ -183,14 +183,25 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return f"v{len(vocab)}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
 
-def check_same_tokenizer(model: LoadedModel, baseline: LoadedModel) -> None:
-    """Refuse to compare two models token by token when their tokenizers differ."""
-    ours, theirs = tokenizer_fingerprint(model.tokenizer), tokenizer_fingerprint(baseline.tokenizer)
+def check_same_tokenizer(model: LoadedModel, other: LoadedModel, *, role: str = "baseline") -> None:
+    """Refuse to compare or combine two models token by token when their tokenizers differ; `role` names the
+    other model's part ("baseline" for fidelity, "draft" for speculative decoding)."""
+    ours, theirs = tokenizer_fingerprint(model.tokenizer), tokenizer_fingerprint(other.tokenizer)
     if ours != theirs:
+        why = {"draft": "its proposed tokens would mean other words to the target"}
         raise ModelError(
-            f"baseline {baseline.model_id!r} has another tokenizer than {model.model_id!r} "
-            f"({theirs} vs {ours}): their token-level fidelity would mean nothing"
+            f"{role} {other.model_id!r} has another tokenizer than {model.model_id!r} "
+            f"({theirs} vs {ours}): {why.get(role, 'their token-level fidelity would mean nothing')}"
         )
+
+
+def load_tokenizer(path: Path):
+    """The tokenizer of a local model directory alone (as `mlx_lm.load` makes it, its EOS ids from config.json),
+    for checks that must run before any weights are loaded."""
+    from mlx_lm.utils import load_tokenizer as mlx_load_tokenizer
+
+    config = json.loads((Path(path) / "config.json").read_text())
+    return mlx_load_tokenizer(Path(path), eos_token_ids=config.get("eos_token_id"))
 
 
 def parameter_count(model) -> int:

@@ -6,6 +6,11 @@
 - fidelity: on the same token sequences, mean KL(baseline || variant) of the next-token
   distributions, greedy (argmax) agreement, first position where the argmaxes differ.
 - task score: greedy answers against references, exact match and token F1.
+- eval-set scores (`workbench.evalsets`): greedy generation up to `max_tokens`, EOS or a stop
+  string (`generate_until`), scored by one of `GENERATION_METRICS`; multiple choice by the
+  summed log-probability of each choice's tokens given the prompt (`choice_logprobs`), as
+  lm-evaluation-harness scores MMLU: acc = the most likely choice is the answer, acc_norm =
+  the same after dividing each choice's log-likelihood by its length in characters.
 - diversity: distinct-2 and first-word repetition rate of a set of generations.
 
 With `kv_bits` set, the model under test reads a quantised KV cache from position 0
@@ -18,6 +23,7 @@ to quantised keys and values; generation passes `kv_bits` to `stream_generate`.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -240,3 +246,71 @@ def diversity(texts: list[str]) -> dict:
         "distinct_2": len(set(bigrams)) / len(bigrams) if bigrams else math.nan,
         "first_word_repetition": sum(c for c in counts.values() if c > 1) / len(firsts) if firsts else math.nan,
     }
+
+
+def score_exact(prediction: str, reference: str) -> float:
+    """Eval-set exact match: equal after stripping surrounding whitespace, nothing else normalised."""
+    return float(prediction.strip() == reference.strip())
+
+
+def score_contains(prediction: str, reference: str) -> float:
+    """The reference (stripped) occurs in the prediction, case-sensitively."""
+    return float(reference.strip() in prediction)
+
+
+def score_regex(prediction: str, pattern: str) -> float:
+    """The reference is a regular expression that `re.search` finds in the prediction (anchor it for a full match)."""
+    return float(re.search(pattern, prediction) is not None)
+
+
+GENERATION_METRICS = {
+    "exact_match": score_exact,
+    "token_f1": token_f1,
+    "contains": score_contains,
+    "regex": score_regex,
+}
+
+
+def generate_until(
+    model,
+    tokenizer,
+    prompt: list[int],
+    max_tokens: int,
+    stop: tuple[str, ...] = (),
+    *,
+    kv_bits: int | None = None,
+    kv_group_size: int = 64,
+) -> tuple[str, int]:
+    """Greedy text after `prompt` and its token count: up to `max_tokens`, EOS, or the first stop string
+    (the text is cut before it); nothing else is cut."""
+    import mlx.core as mx
+    from mlx_lm import stream_generate
+
+    kv = {}
+    if kv_bits is not None:
+        check_kv_quantisation(kv_bits, kv_group_size, head_dims(model))
+        kv = {"kv_bits": kv_bits, "kv_group_size": kv_group_size, "quantized_kv_start": 0}
+    text, count = "", 0
+    for response in stream_generate(model, tokenizer, mx.array(prompt), max_tokens=max_tokens, **kv):
+        text += response.text
+        count += response.token not in tokenizer.eos_token_ids
+        cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+        if cut >= 0:
+            return text[:cut], count
+    return text, count
+
+
+def choice_logprobs(
+    model, prompt: list[int], continuations: list[list[int]], *, kv_bits: int | None = None, kv_group_size: int = 64
+) -> list[float]:
+    """Log-probability of each continuation's tokens following `prompt` (summed over its tokens)."""
+    import mlx.core as mx
+
+    scores = []
+    for continuation in continuations:
+        tokens = prompt + continuation
+        log_probs = _log_probs(model, tokens[:-1], kv_bits=kv_bits, kv_group_size=kv_group_size)
+        positions = mx.arange(len(prompt) - 1, len(tokens) - 1)
+        picked = log_probs[positions, mx.array(continuation)]
+        scores.append(float(picked.sum().item()))
+    return scores

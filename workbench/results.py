@@ -1,7 +1,8 @@
 """The result schema, atomic run folders, and reading results back.
 
-One row per measured unit: a request in a trial (`kind="speed"`), a task item
-(`"task"`), a fidelity sequence (`"fidelity"`) or a perplexity chunk (`"perplexity"`).
+One row per measured unit: a request in a trial (`kind="speed"`), a task or eval-set
+item or lm-eval document (`"task"`, with its `item_id`, `metric` and `score`), a fidelity
+sequence (`"fidelity"`) or a perplexity chunk (`"perplexity"`).
 Every row carries the run, model, backend and workload identity and the variant's
 parameters, so summaries are always computed from rows. See docs/results.md.
 
@@ -90,6 +91,11 @@ MEASURES = {
     "sent_s": pl.Float64,
     "chunks": pl.Int32,
     "cached_tokens": pl.Int32,
+    "item_id": pl.String,
+    "metric": pl.String,
+    "score": pl.Float64,
+    "acc_norm": pl.Float64,
+    "choice_logprobs": pl.List(pl.Float64),
 }
 SCHEMA = {**IDENTITY, **MEASURES}
 KINDS = ("speed", "task", "fidelity", "perplexity")
@@ -207,7 +213,8 @@ def load(*runs, root: Path | None = None) -> pl.LazyFrame:
 
 def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "baseline") -> pl.DataFrame:
     """One row per variant, computed from the rows: medians of per-request speed, throughput over the
-    trial windows, perplexity, task accuracy, fidelity, and whether greedy outputs equal the baseline's."""
+    trial windows, perplexity, task accuracy (mean exact match), eval score (mean of each item's own metric),
+    fidelity, and whether greedy outputs equal the baseline's."""
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     speed = df.filter(kind="speed")
     per_variant = speed.group_by("variant", maintain_order=True).agg(
@@ -239,6 +246,7 @@ def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "base
         pl.col("nll_mean").filter(pl.col("kind") == "perplexity").mean().exp().alias("perplexity"),
         pl.col("exact_match").filter(pl.col("kind") == "task").mean().alias("task_accuracy"),
         pl.col("token_f1").filter(pl.col("kind") == "task").mean().alias("task_f1"),
+        pl.col("score").filter(pl.col("kind") == "task").mean().alias("eval_score"),
         pl.col("kl_mean").filter(pl.col("kind") == "fidelity").mean().alias("kl_mean"),
         (
             (pl.col("greedy_agreement") * pl.col("positions")).filter(pl.col("kind") == "fidelity").sum()
@@ -261,6 +269,20 @@ def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "base
         )
         summary = summary.join(same, on="variant", how="left", maintain_order="left")
     return summary
+
+
+def lost_items(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "baseline") -> pl.DataFrame:
+    """Per variant, the eval items it scored lower than `baseline` on the same workload: `item_id`, `metric`, both
+    scores and both predictions (what a report shows as "the items this variant lost")."""
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    keys = ["workload_hash", "item_id", "metric"]
+    items = df.filter(pl.col("kind") == "task", pl.col("item_id").is_not_null(), pl.col("score").is_not_null())
+    items = items.select("variant", *keys, "score", "prediction", "reference")
+    base = items.filter(variant=baseline).select(
+        *keys, pl.col("score").alias("baseline_score"), pl.col("prediction").alias("baseline_prediction")
+    )
+    lost = items.filter(pl.col("variant") != baseline).join(base, on=keys, how="inner", maintain_order="left")
+    return lost.filter(pl.col("score") < pl.col("baseline_score"))
 
 
 def is_finished(directory: Path) -> bool:

@@ -24,7 +24,7 @@ from workbench.errors import ConfigError
 from workbench.paths import cache_dir
 
 QUALITY_METRICS = ("perplexity", "task", "fidelity")
-QUALITY_VERSION = 1  # bump when quality.py or evaluate.py change what they compute
+QUALITY_VERSION = 2  # bump when quality.py or evaluate.py change what they compute
 
 
 class ExperimentConfig(BaseModel):
@@ -42,7 +42,8 @@ class ExperimentConfig(BaseModel):
     warmup: int = Field(1, ge=0, le=10)
     perplexity_sequence_length: int = Field(128, ge=2, le=32768)
     perplexity_chunks: int = Field(32, ge=0, le=100_000)
-    task_count: int = Field(50, ge=0, le=100_000)
+    task_count: int = Field(50, ge=0, le=500)
+    eval_set: str | None = None
     fidelity_count: int = Field(8, ge=0, le=10_000)
     seed: int = Field(0, ge=0)
     # the speed workload (workloads.OPTIONS, docs/workloads.md): synthetic distributions or a user's file
@@ -65,6 +66,7 @@ class ExperimentConfig(BaseModel):
     def _run_checks(self):
         self.check_workload()
         self.check()
+        self.check_eval_set()
         return self
 
     def check_workload(self) -> None:
@@ -82,6 +84,18 @@ class ExperimentConfig(BaseModel):
                 datasets.read_items(self.dataset, turns=self.dataset_turns)
             except DataError as exc:
                 self.require(False, "dataset", str(exc))
+
+    def check_eval_set(self) -> None:
+        """`eval_set` (a JSONL file, read relative to the working directory) replaces the built-in facts items as
+        the task quality; a file that cannot be used is one line naming `experiment.eval_set`."""
+        from workbench import evalsets
+        from workbench.errors import DataError
+
+        if self.eval_set is not None:
+            try:
+                evalsets.read_eval_set(self.eval_set)
+            except DataError as exc:
+                raise ConfigError(f"{self.name}.eval_set: {exc}") from None
 
     def check(self) -> None:
         """Experiment-specific checks across fields; raise through `require`."""
@@ -239,13 +253,14 @@ def measure_quality(
         "text": "stdlib" if "perplexity" in wants and config.perplexity_chunks else None,
         "sequence_length": config.perplexity_sequence_length,
         "max_chunks": config.perplexity_chunks or None,
-        "task": "facts" if "task" in wants and config.task_count else None,
+        "task": "facts" if "task" in wants and config.task_count and config.eval_set is None else None,
         "task_count": config.task_count,
+        "eval_set": config.eval_set if "task" in wants else None,
         "fidelity_count": config.fidelity_count,
         **quality_kwargs,
     }
     fidelity = baseline if "fidelity" in wants and baseline is not None and config.fidelity_count else None
-    if not (settings["text"] or settings["task"] or fidelity):
+    if not (settings["text"] or settings["task"] or settings["eval_set"] or fidelity):
         return None
     key = quality_key(loaded, fidelity, settings)
     identity = variant.identity()
@@ -278,7 +293,7 @@ def quality_key(loaded: models.LoadedModel, baseline: models.LoadedModel | None,
     import hashlib
     from importlib.metadata import version
 
-    from workbench import corpus
+    from workbench import corpus, evalsets
 
     reference = (baseline.model_hash, baseline.dtype) if baseline is not None else None
     payload = {
@@ -287,6 +302,7 @@ def quality_key(loaded: models.LoadedModel, baseline: models.LoadedModel | None,
         "settings": settings,
         "versions": (version("mlx"), version("mlx-lm"), QUALITY_VERSION),
         "corpus": corpus.corpus_hash(),
+        "eval_set": evalsets.read_eval_set(settings["eval_set"]).sha256 if settings.get("eval_set") else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -1,7 +1,8 @@
 """Speculative decoding: a draft model proposes `num_draft_tokens`, the model under test verifies.
 
 The draft is any model with the same tokenizer: the distilled/`student` preset, a
-quantised copy of the model (`quantised:4`), or an mlx-lm directory. For each
+quantised copy of the model (`quantised:4`), or an mlx-lm directory. A draft whose
+tokenizer differs from the model's is refused before anything runs (one line, exit 2). For each
 `num_draft_tokens` the rows give decode tok/s (speedup vs the baseline measured in the
 same run), acceptance overall and by draft position (from mlx-lm's `from_draft` flags),
 and whether greedy outputs are identical to the baseline's.
@@ -11,6 +12,7 @@ and whether greedy outputs are identical to the baseline's.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import polars as pl
@@ -33,6 +35,21 @@ class Config(ExperimentConfig):
 
     def check(self):
         self.require(all(1 <= k <= 32 for k in self.num_draft_tokens), "num_draft_tokens", "entries must be in [1, 32]")
+
+    def check_model(self, model_config: dict) -> None:
+        check_draft_tokenizer(self.model, self.draft)
+
+
+def check_draft_tokenizer(model: str, draft: str) -> None:
+    """Before any weights load: a local draft must share the model's tokenizer (`models.check_same_tokenizer`).
+    Derived drafts (`quantised:N`, `distilled`) share it by construction; Hugging Face ids are checked once loaded."""
+    if derived.is_derived(draft) or draft == model:
+        return
+    (target, target_id), (other, other_id) = (models.resolve(spec, build_missing=False) for spec in (model, draft))
+    if isinstance(target, Path) and isinstance(other, Path) and target.is_dir() and other.is_dir():
+        ours = models.LoadedModel(None, models.load_tokenizer(target), target, target_id, "", 0.0)
+        theirs = models.LoadedModel(None, models.load_tokenizer(other), other, other_id, "", 0.0)
+        models.check_same_tokenizer(ours, theirs, role="draft")
 
 
 def draft_variant(draft: str, k: int) -> Variant:
@@ -66,6 +83,7 @@ def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("speculative")
     target = models.load(config.model, dtype=config.dtype)
     draft = derived.load_spec(config.draft, target, config.model, dtype=config.dtype)
+    models.check_same_tokenizer(target, draft, role="draft")
     if models.vocab_size(draft) != models.vocab_size(target):
         raise ModelError(f"draft {config.draft!r} has another vocabulary than {config.model!r}")
     arms = [Arm(BASELINE, target)]

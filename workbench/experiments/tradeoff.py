@@ -35,6 +35,12 @@ class Config(ExperimentConfig):
     def model_specs(self) -> list[str]:
         return [self.model] + ([self.draft] if self.speculative else [])
 
+    def check_model(self, model_config: dict) -> None:
+        if self.speculative:
+            from workbench.experiments.speculative import check_draft_tokenizer
+
+            check_draft_tokenizer(self.model, self.draft)
+
     def check(self):
         self.require(
             not (self.speculative and self.batch_size > 1),
@@ -80,6 +86,7 @@ def run(config: Config) -> pl.DataFrame:
     kwargs = {}
     if config.speculative:
         draft = derived.load_spec(config.draft, baseline, config.model, dtype=config.dtype)
+        models.check_same_tokenizer(baseline, draft, role="draft")
         kwargs = {"draft_model": draft.model, "num_draft_tokens": config.num_draft_tokens}
     point = variant(config)
     arms = [
