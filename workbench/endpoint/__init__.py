@@ -1,0 +1,1 @@
+"""Served endpoints: the OpenAI-compatible client, load profiles and the managed `mlx_lm.server`."""
