@@ -15,6 +15,7 @@ COMMANDS = {
     "doctor": ("workbench.doctor", "main", "backend, versions, BLAS, hardware, readiness"),
     "build-model": ("workbench.build_model", "main", "build (or load from cache) an embedded model"),
     "bench": ("workbench.bench", "main", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts"),
+    "serve": ("workbench.serve", "main", "start mlx_lm.server on a model (managed; stops on Ctrl-C)"),
     "eval": ("workbench.evaluate", "main", "perplexity, task accuracy and fidelity to a baseline"),
     "run": ("workbench.run", "main", "run an optimisation experiment from its params file"),
     "sweep": ("workbench.sweep", "main", "execute a sweep file's points with papermill (resumable)"),

@@ -5,6 +5,7 @@
 - `load`: `Level` (synchronous, concurrency, rate, throughput), `run_levels`, `search_saturation`;
 - `slo`: `SLO` (per-request limits, attainment, error rate), `OverSaturation`, `summarise` (a level from rows);
 - `bench`: `run_endpoint_bench`, behind `workbench bench --target URL`;
+- `server`: `serve()` starts `mlx_lm.server` as a managed subprocess (`workbench serve`);
 - `stub`: a fast local streaming stub server (tests and `benchmarks/loadgen_capacity.py` only).
 
 Metric definitions: docs/metrics.md, "Endpoints".

@@ -22,6 +22,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench import measure, models, quality, results, tasks, workloads
+from workbench.errors import ConfigError
 from workbench.experiments.base import ExperimentConfig, Variant
 
 
@@ -35,6 +36,11 @@ class Config(ExperimentConfig):
     gen_tokens: int = Field(6, ge=1, le=8192)
     cache_entries: int = Field(1024, ge=1)
     redis_url: str | None = None
+
+    def check_model(self, model_config: dict) -> None:
+        """Before anything is measured: the Redis at `redis_url`, if given, answers."""
+        if self.redis_url:
+            connect_redis(self.redis_url)
 
 
 NO_CACHE = Variant("baseline", quality=("task",))
@@ -70,13 +76,13 @@ class LRUCache:
 
 
 class RedisCache:
-    """The same interface on Redis (`pip install redis`); memory is Redis's own `used_memory`."""
+    """The same interface on a Redis server (`pip install redis`), each round under its own key prefix.
+
+    Its memory is what Redis itself reports: `MEMORY USAGE` summed over this cache's keys
+    (`nbytes`), and the server's whole `used_memory`. `clear` deletes the keys once measured."""
 
     def __init__(self, url: str, namespace: str):
-        import redis
-
-        self.client, self.namespace = redis.Redis.from_url(url), namespace
-        self.client.ping()
+        self.client, self.namespace = connect_redis(url), namespace
 
     def get(self, key: str):
         value = self.client.get(f"{self.namespace}:{key}")
@@ -85,8 +91,33 @@ class RedisCache:
     def set(self, key: str, value: str) -> None:
         self.client.set(f"{self.namespace}:{key}", value)
 
+    def keys(self) -> list[bytes]:
+        return list(self.client.scan_iter(match=f"{self.namespace}:*", count=1000))
+
     def nbytes(self) -> int:
+        return sum(int(self.client.memory_usage(key) or 0) for key in self.keys())
+
+    def used_memory(self) -> int:
         return int(self.client.info("memory")["used_memory"])
+
+    def clear(self) -> None:
+        keys = self.keys()
+        if keys:
+            self.client.delete(*keys)
+
+
+def connect_redis(url: str):
+    """A client that has answered PING; a missing package or an unreachable server is a one-line ConfigError."""
+    try:
+        import redis
+    except ImportError:
+        raise ConfigError("serving.redis_url: the redis client is not installed (pip install redis)") from None
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
+        client.ping()
+    except (ValueError, redis.RedisError) as exc:
+        raise ConfigError(f"serving.redis_url: no Redis answers at {url!r} ({exc})") from None
+    return client
 
 
 def zipf_stream(unique: int, count: int, s: float, seed: int) -> list[int]:
@@ -105,6 +136,8 @@ def _answer(loaded, prompt: str, gen_tokens: int) -> dict:
 
 def run(config: Config) -> pl.DataFrame:
     run_id = results.new_run_id("serving")
+    if config.redis_url:
+        connect_redis(config.redis_url)
     loaded = models.load(config.model, dtype=config.dtype)
     return response_cache_rows(loaded, config, run_id)
 
@@ -127,7 +160,7 @@ def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:
         params={"pool": pool.hash, "zipf_s": config.zipf_s, "seed": config.seed},
     )
     rows = {NO_CACHE.name: [], RESPONSE_CACHE.name: []}
-    cache_bytes = 0
+    memory = {"cache_bytes": 0, "cache_keys": 0, "redis_used_memory_bytes": None}
     for _ in range(config.warmup):
         _answer(loaded, workload.prompts[0], config.gen_tokens)
     for round_index in range(config.rounds):
@@ -169,27 +202,40 @@ def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:
         for name, variant_rows in rows.items():
             for row in variant_rows[start_rows[name] :]:
                 row["window_s"] = window[name]
-        cache_bytes = max(cache_bytes, cache.nbytes())
+        memory["cache_bytes"] = max(memory["cache_bytes"], cache.nbytes())
+        if isinstance(cache, RedisCache):
+            memory["cache_keys"] = max(memory["cache_keys"], len(cache.keys()))
+            memory["redis_used_memory_bytes"] = max(memory["redis_used_memory_bytes"] or 0, cache.used_memory())
+            cache.clear()
+        else:
+            memory["cache_keys"] = max(memory["cache_keys"], len(cache.data))
     frames = []
     for variant in (NO_CACHE, RESPONSE_CACHE):
         params = {
             "backend": "redis" if config.redis_url else "memory",
             "zipf_s": config.zipf_s,
             "unique_queries": config.unique_queries,
-            "cache_bytes": cache_bytes if variant is RESPONSE_CACHE else 0,
+            **(memory if variant is RESPONSE_CACHE else {"cache_bytes": 0, "cache_keys": 0}),
         }
         frames.append(_frame(rows[variant.name], loaded, config, run_id, variant, workload, params))
     return pl.concat(frames, how="vertical")
 
 
 def summary_extras(frame: pl.DataFrame) -> dict:
-    """Cache hit rate and E2E percentiles per variant."""
+    """Per variant: hit rate and count, E2E percentiles, and the latency the cache saved: the mean E2E of the
+    baseline minus the variant's over the same request stream, and the median E2E of a hit (the cache lookup)."""
     from workbench import stats
 
     speed = frame.filter(kind="speed")
     out = {}
     for (variant,), group in speed.group_by("variant"):
-        figures = {"hit_rate": group["cache_hit"].drop_nulls().mean()}
+        hits = group.filter(pl.col("cache_hit").fill_null(False))
+        figures = {"hit_rate": group["cache_hit"].drop_nulls().mean(), "cache_hits": hits.height}
         figures.update({f"e2e_s_p{p}": stats.percentile(group["e2e_s"].to_list(), p) for p in stats.PERCENTILES})
+        figures["hit_e2e_s_p50"] = stats.percentile(hits["e2e_s"].to_list(), 50)
+        figures["e2e_s_mean"] = stats.describe(group["e2e_s"].to_list())["mean"]
         out[variant] = figures
+    baseline = out.get(NO_CACHE.name, {}).get("e2e_s_mean")
+    for figures in out.values():
+        figures["e2e_saved_s_mean"] = None if baseline is None else baseline - figures["e2e_s_mean"]
     return out
