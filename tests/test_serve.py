@@ -4,6 +4,7 @@ cold start, and leaves no process behind, whether the block ends, Ctrl-C stops t
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -149,3 +150,23 @@ def test_watchdog_exits_when_the_pipe_closes():
     assert proc.poll() is None, "the watchdog must wait while the pipe is open"
     proc.stdin.close()
     assert proc.wait(5) == 0  # os._exit(0) from the watchdog, not the sys.exit(9) after it
+
+
+def test_a_port_taken_after_it_was_chosen_is_retried(nano_path, tmp_path, monkeypatch):
+    """The server exits at once when its port is taken (mlx-lm alone would hang), and `serve` picks another."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy, real, calls = taken.getsockname()[1], server.free_port, []
+
+        def free_port(port=0):
+            calls.append(port)
+            return busy if len(calls) == 1 else real(port)
+
+        monkeypatch.setattr(server, "free_port", free_port)
+        with server.serve(str(nano_path), log_path=tmp_path / "s.log", startup_timeout_s=60) as running:
+            assert running.port != busy and len(calls) == 2
+        monkeypatch.setattr(server, "free_port", real)
+        with pytest.raises(ConfigError, match=f"port {busy} on 127.0.0.1 is not free"):
+            with server.serve(str(nano_path), port=busy):
+                pass

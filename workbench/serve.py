@@ -51,23 +51,30 @@ def main(argv: list[str] | None = None) -> int:
     flags = {name: getattr(args, name) for name in server.SERVER_FLAGS if hasattr(args, name)}
     extra = server.server_args(**flags) + passthrough
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    with server.serve(
-        args.model, port=args.port, server_args=extra, log_path=args.log, startup_timeout_s=args.startup_timeout
-    ) as running:
-        for line in running.warnings:
-            print(f"warning: {line}", file=sys.stderr)
-        info = running.info()
-        if args.json:
-            tool.print_json(info)
-        else:
-            tool.print_table({k: info[k] for k in ("url", "model", "startup_s", "health_s", "dtype", "log_path")})
-            print("serving; press Ctrl-C to stop", flush=True)
-        sys.stdout.flush()
-        try:
+    running = None
+    try:
+        with server.serve(
+            args.model, port=args.port, server_args=extra, log_path=args.log, startup_timeout_s=args.startup_timeout
+        ) as running:
+            _announce(running, as_json=args.json)
             _wait(running, args.duration)
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:  # anywhere, even while printing: the server is stopped by then
+        if running is None:
+            print("workbench: interrupted before the server was ready", file=sys.stderr)
+            return 130
     return 0
+
+
+def _announce(running: server.Server, *, as_json: bool) -> None:
+    for line in running.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    info = running.info()
+    if as_json:
+        tool.print_json(info)
+    else:
+        tool.print_table({k: info[k] for k in ("url", "model", "startup_s", "health_s", "dtype", "log_path")})
+        print("serving; press Ctrl-C to stop")
+    sys.stdout.flush()
 
 
 def _wait(running: server.Server, duration: float | None) -> None:

@@ -143,9 +143,13 @@ def checkpoint_dtype(model_dir: str | Path) -> str | None:
     return max(counts, key=counts.get) if counts else None
 
 
-def free_port() -> int:
+def free_port(port: int = 0) -> int:
+    """A port on 127.0.0.1 that nothing listens on: `port` itself (a ConfigError if taken), or any when 0."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError(f"port {port} on 127.0.0.1 is not free ({exc.strerror or exc})") from None
         return sock.getsockname()[1]
 
 
@@ -186,7 +190,7 @@ def serve(
     args = resolve_args(server_args, base=model)
     log_path = Path(log_path) if log_path else default_log_path()
     for attempt in range(3):  # a free port can be taken between choosing it and binding it
-        chosen = port or free_port()
+        chosen = free_port(port or 0)
         proc, started = _launch(model_dir, chosen, args, log_path)
         try:
             health_s = _wait_ready(proc, chosen, log_path, started, startup_timeout_s)
@@ -367,7 +371,18 @@ def main(argv: list[str]) -> None:
 
         provider.load_default = load_default
     sys.argv = ["mlx_lm.server", *argv]
-    mlx_server.main()
+    try:
+        mlx_server.main()
+    except BaseException as exc:  # e.g. the port is taken: mlx-lm's generation thread would keep the process alive
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            os._exit(0)
+        if not isinstance(exc, SystemExit):
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 4)
+    os._exit(0)
 
 
 if __name__ == "__main__":
