@@ -236,3 +236,55 @@ def itl_histogram(rows: pl.DataFrame, title: str) -> alt.Chart:
         )
         .properties(title=title, width=480, height=240)
     )
+
+
+def throughput_vs_latency(levels: pl.DataFrame) -> alt.Chart:
+    """Served load levels: throughput against TTFT p90, one line per server configuration through its levels,
+    the Pareto front (no other level has both lower TTFT p90 and higher throughput) ringed.
+    `levels`: one row per configuration and level (`experiments.endpoint.level_summaries`)."""
+    from workbench.analysis import pareto_mask
+
+    data = levels.filter(pl.col("ttft_s_p90").is_not_null() & pl.col("throughput_tps").is_not_null())
+    data = data.with_columns(
+        pl.Series("pareto", pareto_mask(data, {"ttft_s_p90": False, "throughput_tps": True}), dtype=pl.Boolean),
+        pl.col("configuration").fill_null("served"),
+    )
+    data = in_units(data, "ttft_s_p90", "throughput_tps", "goodput_rps")
+    base = alt.Chart(data).encode(
+        x=alt.X("ttft_s_p90:Q", title=title("ttft_s_p90")),
+        y=alt.Y("throughput_tps:Q", title=title("throughput_tps")),
+        color=alt.Color("configuration:N", title="configuration"),
+        tooltip=_tooltip("configuration", "profile", "level", "ttft_s_p90", "throughput_tps", "goodput_rps"),
+    )
+    line = base.mark_line(point=True).encode(order="level:Q")
+    front = base.transform_filter("datum.pareto").mark_point(size=220, shape="circle", filled=False, color="black")
+    return (line + front).properties(title="Throughput against TTFT p90 per load level (ringed: Pareto front)")
+
+
+def goodput_vs_load(levels: pl.DataFrame) -> alt.Chart:
+    """Goodput (requests/s meeting every SLO) and completed requests/s against the load level; levels that failed
+    their SLOs or were over-saturated are marked."""
+    data = levels.with_columns(
+        pl.when(pl.col("saturated"))
+        .then(pl.lit("over-saturated"))
+        .when(pl.col("slo_pass"))
+        .then(pl.lit("meets SLOs"))
+        .otherwise(pl.lit("misses SLOs"))
+        .alias("verdict"),
+        pl.col("configuration").fill_null("served"),
+    )
+    long = data.unpivot(
+        index=["configuration", "profile", "level", "verdict"],
+        on=["goodput_rps", "throughput_rps"],
+        variable_name="measure",
+        value_name="requests_per_s",
+    ).with_columns(pl.col("measure").replace({"goodput_rps": "goodput", "throughput_rps": "completed"}))
+    base = alt.Chart(long).encode(
+        x=alt.X("level:Q", title="load level (concurrency, or requests/s for a rate)"),
+        y=alt.Y("requests_per_s:Q", title="requests/s"),
+        color=alt.Color("measure:N", title=""),
+        strokeDash=alt.StrokeDash("configuration:N", title="configuration"),
+        tooltip=_tooltip("configuration", "profile", "level", "measure", "requests_per_s", "verdict"),
+    )
+    points = base.mark_point(size=90, filled=True).encode(shape=alt.Shape("verdict:N", title="level"))
+    return (base.mark_line() + points).properties(title="Goodput against load (SLO verdict per level)")

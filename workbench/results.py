@@ -98,7 +98,7 @@ MEASURES = {
     "choice_logprobs": pl.List(pl.Float64),
 }
 SCHEMA = {**IDENTITY, **MEASURES}
-KINDS = ("speed", "task", "fidelity", "perplexity")
+KINDS = ("speed", "task", "fidelity", "perplexity", "startup")
 
 
 def new_run_id(prefix: str = "run") -> str:

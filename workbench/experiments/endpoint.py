@@ -1,0 +1,302 @@
+"""Served endpoint: the model behind an OpenAI-compatible server, under load, against the same model in process.
+
+What a user of the service feels: TTFT, TPOT, ITL, E2E, throughput, goodput and error rate at each load level
+(`synchronous`, fixed `concurrency`, Poisson `rate`, `throughput`: everything at once), or a `saturation`
+search for the highest rate or concurrency whose goodput meets the SLOs. With no `target`, `workbench serve`
+starts `mlx_lm.server` for this run (so caches start cold; a sweep point restarts it with its own `server`
+flags: decode/prompt concurrency, prompt-cache size, KV bits, a draft model) and stops it after.
+
+The baseline is the same model in process (synchronous, same prompts), so the served-versus-in-process gap is
+a measured difference with an interval. The load levels and the baseline run in interleaved rounds (the order
+rotates), each round on fresh prompts so the server's prompt cache never replays one. Cold start is measured
+too: `startup` rows hold the launch-to-ready time (`load_s`) and the first request's TTFT before any warm-up,
+for the server and in process, so "pre-load and warm up" is a measured recommendation.
+
+    workbench run endpoint --params params/endpoint.yaml [--model M] [--json]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import ClassVar, Literal
+
+import polars as pl
+from pydantic import Field
+
+from workbench import measure, models, results, runtime
+from workbench.endpoint import (
+    SLO,
+    Level,
+    OverSaturation,
+    Target,
+    check_target,
+    run_levels,
+    summarise,
+)
+from workbench.endpoint import bench as endpoint_bench
+from workbench.experiments.base import ExperimentConfig, Variant
+
+PROFILES = ("synchronous", "concurrency", "rate", "throughput", "saturation")
+
+
+class Config(ExperimentConfig):
+    name: ClassVar[str] = "endpoint"
+
+    requests: int = Field(16, ge=1, le=100_000)
+    target: str | None = None
+    served_model: str | None = None
+    server_model: str | None = None
+    server: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    profile: Literal["synchronous", "concurrency", "rate", "throughput", "saturation"] = "concurrency"
+    levels: list[float] = Field(default_factory=lambda: [1.0, 4.0], min_length=1, max_length=32)
+    search_over: Literal["rate", "concurrency"] = "concurrency"
+    slo: SLO = Field(default_factory=SLO)
+    over_saturation: OverSaturation = Field(default_factory=OverSaturation)
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    startup_timeout_s: float = Field(300.0, gt=0, le=3600)
+    in_process: bool = True
+
+    def model_specs(self) -> list[str]:
+        served = [self.server_model] if self.server_model else []
+        draft = [str(self.server["draft_model"])] if "draft_model" in self.server else []
+        return [self.model, *served, *draft] if self.target is None else [self.model]
+
+    def check(self):
+        from workbench.endpoint import server
+
+        server.server_args(**self.server)  # unknown or mistyped server options fail here
+        self.require(self.target is None or not self.server, "server", "applies only when the run starts its server")
+        self.require(self.target is None or not self.server_model, "server_model", "applies only without target")
+        levelled = self.profile in ("concurrency", "rate", "saturation")
+        self.require(not levelled or all(v > 0 for v in self.levels), "levels", "must all be > 0")
+        concurrent = self.profile == "concurrency" or (self.profile == "saturation" and self.search_over != "rate")
+        self.require(not concurrent or all(v == int(v) for v in self.levels), "levels", "concurrencies are integers")
+
+
+def levels(config: Config) -> list[Level]:
+    if config.profile in ("synchronous", "throughput"):
+        return [Level(config.profile)]
+    if config.profile == "saturation":
+        return [Level(config.search_over, v) for v in sorted(config.levels)]
+    return [Level(config.profile, v) for v in config.levels]
+
+
+def label(level: Level) -> str:
+    value = f"{level.value:g}"
+    return {"synchronous": "sync", "throughput": "max", "concurrency": f"c{value}", "rate": f"r{value}"}[level.profile]
+
+
+@contextlib.contextmanager
+def endpoint(config: Config, log_path):
+    """(URL, served name, server facts): a server started for this run, or the configured target."""
+    if config.target is not None:
+        yield config.target, endpoint_bench.served_model(config.target, config.served_model), {"target": config.target}
+        return
+    from workbench.endpoint import server
+
+    spec = server.resolve_model(config.server_model, base=config.model) if config.server_model else config.model
+    args = server.server_args(**config.server)
+    with server.serve(spec, server_args=args, log_path=log_path, startup_timeout_s=config.startup_timeout_s) as s:
+        check_target(s.url, s.model)
+        yield s.url, s.model, s.info()
+
+
+def run(config: Config) -> pl.DataFrame:
+    from workbench.paths import outputs_dir
+
+    run_id = results.new_run_id("endpoint")
+    loaded = models.load(config.model, dtype=config.dtype) if config.in_process else None
+    tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
+    plan = levels(config)
+    slices = config.rounds * len(plan) if config.profile != "saturation" else len(plan)
+    options = {k: v for k, v in _workload_options(config).items()}
+    prompts, limits, workload, _ = endpoint_bench.endpoint_workload(
+        tokenizer,
+        prompt_tokens=config.prompt_tokens,
+        gen_tokens=config.gen_tokens,
+        count=config.requests * (slices + 1),
+        seed=config.seed,
+        options=options,
+    )
+    log_path = outputs_dir() / "servers" / f"{run_id}.log"
+    rows: dict[str, list] = {}
+    with endpoint(config, log_path) as (url, name, facts):
+        eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
+        target = Target(url=url, model=name, chat=config.chat == "on", timeout_s=config.timeout_s, eos_token_ids=eos)
+        startup = cold_start(config, target, loaded, prompts, limits, facts, served_name=f"served-{label(plan[0])}")
+        if config.profile == "saturation":
+            served = saturation_rows(config, target, plan, prompts, limits)
+            rows.update(served)
+            for round_index in range(config.rounds):
+                if loaded is not None:
+                    rows.setdefault("baseline", []).extend(in_process(config, loaded, prompts, limits, 0, round_index))
+        else:
+            arms = ([None] if loaded is not None else []) + plan
+            for round_index in range(config.rounds):
+                shift = round_index % len(arms)
+                for arm in arms[shift:] + arms[:shift]:
+                    piece = (1 + round_index * len(plan) + (plan.index(arm) if arm else 0)) % (slices + 1)
+                    if arm is None:
+                        rows.setdefault("baseline", []).extend(
+                            in_process(config, loaded, prompts, limits, piece, round_index)
+                        )
+                        continue
+                    served_rows = served_level(config, target, arm, prompts, limits, piece)
+                    rows.setdefault(f"served-{label(arm)}", []).extend({**r, "round": round_index} for r in served_rows)
+    return frames(config, run_id, rows, startup, loaded, workload, facts, url)
+
+
+def _workload_options(config: Config) -> dict:
+    from workbench import workloads
+
+    options = workloads.chosen_options(config)
+    return options if config.dataset else {k: v for k, v in options.items() if k != "chat"}
+
+
+def indices(config: Config, piece: int, total: int) -> list[int]:
+    """The workload items of one (round, level) piece: fresh ones each piece, wrapping round a short dataset."""
+    return [(piece * config.requests + k) % total for k in range(config.requests)]
+
+
+def piece_of(items: list, config: Config, piece: int) -> list:
+    return [items[i] for i in indices(config, piece, len(items))]
+
+
+def with_items(rows: list[dict], config: Config, piece: int, total: int) -> list[dict]:
+    """Each row keeps the workload index of its prompt (`item`, dropped before the rows are stored)."""
+    chosen = indices(config, piece, total)
+    return [{**r, "item": chosen[r["request_index"]]} for r in rows]
+
+
+def cold_start(config: Config, target: Target, loaded, prompts, limits, facts: dict, *, served_name: str) -> list:
+    """The first request to the just-started server and, in process, the first after loading: before any warm-up.
+    The served one is filed under the first served level's variant (the same server)."""
+    out = []
+    first = run_levels(target, prompts[-1:], [Level("synchronous")], max_tokens=limits[-1:])[0].rows[0]
+    out.append({**first, "variant": served_name, "load_s": facts.get("startup_s")})
+    if loaded is not None:
+        token_prompt = loaded.tokenizer.encode(_text(prompts[-2]))
+        timeline = measure.stream_timed(loaded.model, loaded.tokenizer, token_prompt, limits[-2])
+        out.append({**timeline.metrics(), "ok": True, "variant": "baseline", "load_s": loaded.load_s})
+    return [{**r, "kind": "startup", "request_index": 0, "round": 0, "trial": 0} for r in out]
+
+
+def _text(prompt) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    raise ValueError("the in-process baseline takes text prompts; set in_process: false for chat messages")
+
+
+def in_process(config: Config, loaded, prompts, limits, piece: int, round_index: int) -> list[dict]:
+    from workbench import chat
+
+    texts = piece_of(prompts, config, piece)
+    tokens = [
+        chat.render(loaded.tokenizer, messages=p, chat="auto")[0] if not isinstance(p, str) else None for p in texts
+    ]
+    tokens = [t if t is not None else loaded.tokenizer.encode(p) for t, p in zip(tokens, texts)]
+    records = measure.measure_generation(
+        loaded.model,
+        loaded.tokenizer,
+        tokens,
+        gen_tokens=piece_of(limits, config, piece),
+        trials=config.trials,
+        warmup=config.warmup,
+        round_index=round_index,
+    )
+    rows = [{**r.to_row(), "ok": True, "profile": "synchronous", "level": 1.0} for r in records]
+    return with_items(rows, config, piece, len(prompts))
+
+
+def served_level(config: Config, target: Target, level: Level, prompts, limits, piece: int) -> list[dict]:
+    result = run_levels(
+        target,
+        piece_of(prompts, config, piece),
+        [level],
+        max_tokens=piece_of(limits, config, piece),
+        trials=config.trials,
+        warmup=config.warmup,
+        seed=config.seed + piece,
+        oversat=config.over_saturation if level.profile == "rate" else None,
+    )
+    return with_items([row for r in result for row in r.rows], config, piece, len(prompts))
+
+
+def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, limits) -> dict[str, list]:
+    """The search runs once, levels in increasing order on fresh prompts each, stopping at the first failure."""
+    out = {}
+    for index, level in enumerate(plan):
+        piece = index + 1
+        level_rows = served_level(config, target, level, prompts, limits, piece)
+        out[f"served-{label(level)}"] = [{**r, "round": 0} for r in level_rows]
+        if not summarise(level_rows, config.slo)["slo_pass"]:
+            break
+    return out
+
+
+def frames(config, run_id, rows, startup, loaded, workload, facts, url) -> pl.DataFrame:
+    served_identity = {
+        "model_id": facts.get("model_spec") or config.served_model or config.model,
+        "model_hash": None,
+        "backend": runtime.backend() if config.target is None else "remote",
+        "blas": runtime.active_blas() if config.target is None else None,
+        "dtype": facts.get("dtype"),
+        "workload": workload.name,
+        "workload_hash": workload.hash,
+    }
+    base_identity = results.model_identity(loaded, workload) if loaded is not None else served_identity
+    server = {"server": config.server, "server_model": config.server_model, "target": config.target}
+    out = []
+    for name, variant_rows in rows.items():
+        baseline = name == "baseline"
+        variant = Variant(
+            name,
+            family="baseline" if baseline else "endpoint",
+            changes={} if baseline else {"served": True, **server},
+        )
+        level = variant_rows[0].get("level") if variant_rows else None
+        params = {"profile": variant_rows[0].get("profile") if variant_rows else None, "level": level}
+        params |= {"slo": config.slo.model_dump(), **({} if baseline else {**server, "server_info": facts})}
+        identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
+        identity["target"] = None if baseline else url
+        facts_rows = [
+            {**{k: v for k, v in r.items() if k != "item"}, "kind": "speed", **workload.request_facts(r["item"])}
+            for r in variant_rows
+        ]
+        out.append(results.to_frame(facts_rows, **identity, **(base_identity if baseline else served_identity)))
+        mine = [{k: v for k, v in r.items() if k != "variant"} for r in startup if r["variant"] == name]
+        out.append(results.to_frame(mine, **identity, **(base_identity if baseline else served_identity)))
+    return pl.concat(out, how="diagonal_relaxed")
+
+
+def level_summaries(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per variant and load level: latency medians and tails, throughput, goodput against the run's SLO,
+    error rate and whether the level was over-saturated (`endpoint.summarise`, from the rows)."""
+    out = []
+    speed = frame.filter(kind="speed")
+    for (variant,), group in speed.group_by("variant", maintain_order=True):
+        params = json.loads(group["params_json"][0] or "{}")
+        slo = SLO(**params.get("slo", {}))
+        summary = summarise(group.to_dicts(), slo)
+        configuration = "in-process" if variant == "baseline" else "served"
+        out.append({"variant": variant, "configuration": configuration, "target": group["target"][0], **summary})
+    return pl.DataFrame(out, strict=False)
+
+
+def summary_extras(frame: pl.DataFrame) -> dict:
+    """Per variant: goodput, SLO attainment and verdict, error rate, saturation, and the cold start."""
+    keys = ("goodput_rps", "slo_attainment", "slo_pass", "error_rate", "top_error", "saturated", "throughput_rps")
+    out = {row["variant"]: {k: row[k] for k in keys} for row in level_summaries(frame).to_dicts()}
+    for row in frame.filter(kind="startup").to_dicts():
+        out.setdefault(row["variant"], {}).update(cold_ttft_s=row["ttft_s"], startup_s=row["load_s"])
+    return out
+
+
+def chart(summary: pl.DataFrame, frame: pl.DataFrame):
+    import altair as alt
+
+    from workbench import charts
+
+    levels = level_summaries(frame)
+    return alt.vconcat(charts.throughput_vs_latency(levels), charts.goodput_vs_load(levels))
