@@ -190,7 +190,20 @@ def run_levels(
                     break
         return out
 
-    return asyncio.run(run())
+    return run_async(run())
+
+
+def run_async(coroutine):
+    """`asyncio.run`, also from inside a running event loop (a Jupyter kernel has one): then on a thread of its own,
+    which the caller waits for, so nothing else runs while a level is timed."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @dataclass

@@ -73,6 +73,11 @@ class Config(ExperimentConfig):
         concurrent = self.profile == "concurrency" or (self.profile == "saturation" and self.search_over != "rate")
         self.require(not concurrent or all(v == int(v) for v in self.levels), "levels", "concurrencies are integers")
 
+    def check_model(self, model_config: dict) -> None:
+        """A `target` must answer and serve the model before anything is written (one line otherwise)."""
+        if self.target is not None:
+            endpoint_bench.served_model(self.target, self.served_model)
+
 
 def levels(config: Config) -> list[Level]:
     if config.profile in ("synchronous", "throughput"):
