@@ -238,33 +238,42 @@ def itl_histogram(rows: pl.DataFrame, title: str) -> alt.Chart:
     )
 
 
+def _series(levels: pl.DataFrame) -> pl.DataFrame:
+    """A `series` label per configuration and load profile: one line each, through its levels."""
+    return levels.with_columns(
+        (pl.col("configuration").fill_null("served") + pl.lit(" · ") + pl.col("profile")).alias("series")
+    )
+
+
 def throughput_vs_latency(levels: pl.DataFrame) -> alt.Chart:
-    """Served load levels: throughput against TTFT p90, one line per server configuration through its levels,
-    the Pareto front (no other level has both lower TTFT p90 and higher throughput) ringed.
+    """Served load levels: throughput against TTFT p90, one line per server configuration and load profile
+    through its levels, the Pareto front (no other level has both lower TTFT p90 and higher throughput) ringed.
     `levels`: one row per configuration and level (`experiments.endpoint.level_summaries`)."""
     from workbench.analysis import pareto_mask
 
-    data = levels.filter(pl.col("ttft_s_p90").is_not_null() & pl.col("throughput_tps").is_not_null())
+    data = _series(levels.filter(pl.col("ttft_s_p90").is_not_null() & pl.col("throughput_tps").is_not_null()))
     data = data.with_columns(
-        pl.Series("pareto", pareto_mask(data, {"ttft_s_p90": False, "throughput_tps": True}), dtype=pl.Boolean),
-        pl.col("configuration").fill_null("served"),
+        pl.Series("pareto", pareto_mask(data, {"ttft_s_p90": False, "throughput_tps": True}), dtype=pl.Boolean)
     )
     data = in_units(data, "ttft_s_p90", "throughput_tps", "goodput_rps")
     base = alt.Chart(data).encode(
         x=alt.X("ttft_s_p90:Q", title=title("ttft_s_p90")),
         y=alt.Y("throughput_tps:Q", title=title("throughput_tps")),
-        color=alt.Color("configuration:N", title="configuration"),
+        color=alt.Color(
+            "series:N", title="configuration · load", legend=alt.Legend(orient="bottom", columns=1, labelLimit=0)
+        ),
         tooltip=_tooltip("configuration", "profile", "level", "ttft_s_p90", "throughput_tps", "goodput_rps"),
     )
     line = base.mark_line(point=True).encode(order="level:Q")
     front = base.transform_filter("datum.pareto").mark_point(size=220, shape="circle", filled=False, color="black")
-    return (line + front).properties(title="Throughput against TTFT p90 per load level (ringed: Pareto front)")
+    title_text = "Throughput against TTFT p90 per load level (ringed: Pareto front)"
+    return (line + front).properties(title=title_text, width=460, height=300)
 
 
 def goodput_vs_load(levels: pl.DataFrame) -> alt.Chart:
-    """Goodput (requests/s meeting every SLO) and completed requests/s against the load level; levels that failed
-    their SLOs or were over-saturated are marked."""
-    data = levels.with_columns(
+    """Goodput (requests/s meeting every SLO, solid) and completed requests/s (dashed) against the load level,
+    one panel per load profile; each level's verdict (meets SLOs, misses them, over-saturated) is its shape."""
+    data = _series(levels).with_columns(
         pl.when(pl.col("saturated"))
         .then(pl.lit("over-saturated"))
         .when(pl.col("slo_pass"))
@@ -279,12 +288,25 @@ def goodput_vs_load(levels: pl.DataFrame) -> alt.Chart:
         variable_name="measure",
         value_name="requests_per_s",
     ).with_columns(pl.col("measure").replace({"goodput_rps": "goodput", "throughput_rps": "completed"}))
-    base = alt.Chart(long).encode(
-        x=alt.X("level:Q", title="load level (concurrency, or requests/s for a rate)"),
+    base = alt.Chart().encode(
+        x=alt.X("level:Q", title="load level (concurrency, or offered requests/s)"),
         y=alt.Y("requests_per_s:Q", title="requests/s"),
-        color=alt.Color("measure:N", title=""),
-        strokeDash=alt.StrokeDash("configuration:N", title="configuration"),
+        color=alt.Color(
+            "configuration:N", title="configuration", legend=alt.Legend(orient="bottom", columns=1, labelLimit=0)
+        ),
+        strokeDash=alt.StrokeDash("measure:N", title="", sort=["goodput", "completed"]),
         tooltip=_tooltip("configuration", "profile", "level", "measure", "requests_per_s", "verdict"),
     )
-    points = base.mark_point(size=90, filled=True).encode(shape=alt.Shape("verdict:N", title="level"))
-    return (base.mark_line() + points).properties(title="Goodput against load (SLO verdict per level)")
+    line = base.mark_line().encode(detail="configuration:N")
+    points = base.mark_point(size=90, filled=True).encode(
+        shape=alt.Shape(
+            "verdict:N", title="level", scale=alt.Scale(domain=["meets SLOs", "misses SLOs", "over-saturated"])
+        )
+    )
+    return (
+        alt.layer(line, points, data=long)
+        .properties(width=300, height=220)
+        .facet(column=alt.Column("profile:N", title="load profile"))
+        .resolve_scale(x="independent")
+        .properties(title="Goodput against load (shape: the level's SLO verdict)")
+    )

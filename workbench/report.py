@@ -45,6 +45,7 @@ def setup_arg_parser() -> tool.Parser:
     parser = tool.parser("report", "render a sweep's stakeholder report to one offline HTML file")
     parser.add_argument("sweep", help="name of a sweep under outputs/sweeps/")
     parser.add_argument("--baseline", help="an earlier sweep to check for regressions")
+    parser.add_argument("--endpoint", help="an endpoint sweep to report as the served-endpoint section")
     parser.add_argument(
         "--slo", help="YAML of SLO targets (ttft_s_p90_max, throughput_tps_min, task_accuracy_min, ...)"
     )
@@ -73,13 +74,13 @@ def _fraction(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
-    for name in filter(None, (args.sweep, args.baseline)):
+    for name in filter(None, (args.sweep, args.baseline, args.endpoint)):
         for line in scan(name, include_stale=args.include_stale).warnings():
             print(f"warning: {line}", file=sys.stderr)
     if args.slo:
         gates.load_slo(args.slo)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
-    options = {"baseline_sweep": args.baseline, "slo_file": args.slo}
+    options = {"baseline_sweep": args.baseline, "slo_file": args.slo, "endpoint_sweep": args.endpoint}
     options |= {key: getattr(args, key) for key in ("quality", "objective", "tolerance")}
     os.environ[INCLUDE_STALE] = "1" if args.include_stale else ""  # read by `build` in the notebook's kernel
     try:
@@ -178,6 +179,7 @@ class Report:
     slo_rows: list
     baseline_sweep: str | None = None
     tolerance: float = 0.10
+    endpoint: object = None  # endpoint_report.EndpointSection, when an endpoint sweep is reported
 
     def summary(self) -> dict:
         extra = {
@@ -185,6 +187,7 @@ class Report:
             "points": self.points,
             "failed": self.failed,
             "baseline_sweep": self.baseline_sweep,
+            "endpoint": self.endpoint.to_json() if self.endpoint is not None else None,
         }
         return {**extra, **self.analysis.to_json()}
 
@@ -198,6 +201,7 @@ def build(
     objective: str = "throughput_tps",
     tolerance: float = 0.10,
     include_stale: bool | None = None,
+    endpoint_sweep: str | None = None,
 ) -> Report:
     """The analysed sweep. Points that fail verification, stray entries and (unless `include_stale`; default:
     `workbench report --include-stale`) stale points are left out with a warning."""
@@ -216,7 +220,12 @@ def build(
     )
     risks = gates.risks(result.configs, failures=failed, points=points, memory_total_bytes=env.get("memory_bytes"))
     slo_rows = gates.slo_rows(result.configs, result.recommended, result.slo)
-    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance)
+    section = None
+    if endpoint_sweep:
+        from workbench import endpoint_report
+
+        section = endpoint_report.build(endpoint_sweep, include_stale=include_stale)
+    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section)
 
 
 def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:
@@ -259,7 +268,7 @@ def failures(sweep: str, *, include_stale: bool = False) -> tuple[int, int]:
 
 
 def figures(report: Report) -> dict:
-    from workbench import charts
+    from workbench import charts, endpoint_report
 
     a = report.analysis
     measured = [q for q in (a.quality, "perplexity", "task_accuracy") if a.configs[q].drop_nulls().len()]
@@ -273,6 +282,7 @@ def figures(report: Report) -> dict:
         "latency_cdf": charts.latency_cdf(a.latency),
         "quality_vs_speed": charts.quality_vs_speed(a.configs, quality=(measured or ["perplexity"])[0]),
         "memory": charts.memory_by_variant(a.configs),
+        **endpoint_report.figures(report.endpoint),
     }
 
 

@@ -290,3 +290,81 @@ def regressions_section(report):
         return HTML("<p>No earlier sweep given (<code>--baseline SWEEP</code>).</p>")
     heading = f"Against sweep {report.baseline_sweep}"
     return regressions(report.analysis.regressions, tolerance=report.tolerance).tab_header(title=heading)
+
+
+NO_ENDPOINT = "No endpoint sweep in this report (`workbench report SWEEP --endpoint ENDPOINT_SWEEP`)."
+
+
+def _ms(value) -> str:
+    return fmt_value("ttft_s", value)
+
+
+def endpoint_levels(section):
+    """From `endpoint_report.EndpointSection.levels`: one row per configuration and load level."""
+    rows = []
+    for r in [] if section is None else section.levels.iter_rows(named=True):
+        verdict = "over-saturated" if r["saturated"] else ("meets SLOs" if r["slo_pass"] else "misses SLOs")
+        rows.append(
+            {
+                "Configuration": r["configuration"],
+                "Load": f"{r['profile']} {r['level']:g}",
+                "TTFT p50 / p90": f"{_ms(r['ttft_s'])} / {_ms(r['ttft_s_p90'])}",
+                "TPOT p50": _ms(r["tpot_s"]),
+                "Throughput": fmt_value("throughput_tps", r["throughput_tps"]),
+                "Goodput": f"{r['goodput_rps']:.3g} req/s" if r["goodput_rps"] is not None else "n/a",
+                "Errors": f"{100 * r['error_rate']:.1f}%" + (f" ({r['top_error']})" if r["top_error"] else ""),
+                "Verdict": verdict,
+            }
+        )
+    note = "Goodput: requests per second that succeeded and met every per-request SLO, over the level's window."
+    return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)
+
+
+def endpoint_saturation(section):
+    rows = [
+        {
+            "Configuration": r["configuration"],
+            "Load profile": r["profile"],
+            "Highest level meeting the SLOs": "none" if r["best_level"] is None else f"{r['best_level']:g}",
+            "First level missing them": "none measured"
+            if r["first_failing_level"] is None
+            else f"{r['first_failing_level']:g}",
+            "Best goodput": f"{r['best_goodput_rps']:.3g} req/s",
+            "Over-saturated": "yes" if r["over_saturated"] else "no",
+        }
+        for r in ([] if section is None else section.saturation.iter_rows(named=True))
+    ]
+    return table(pl.DataFrame(rows), empty=NO_ENDPOINT)
+
+
+def endpoint_gap(section):
+    rows = [
+        {
+            "Configuration": r["configuration"],
+            "Served at": r["variant"],
+            "Metric": title(r["metric"]),
+            "In process": fmt_value(r["metric"], r["baseline_mean"]),
+            "Served": fmt_value(r["metric"], r["mean"]),
+            "Change": fmt_change(r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]),
+            "Verdict": r["verdict"],
+        }
+        for r in ([] if section is None else section.gap.iter_rows(named=True))
+    ]
+    note = "The same model and prompts, one request at a time in process against the server's lowest load level."
+    return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)
+
+
+def endpoint_cold(section):
+    rows = [
+        {
+            "Configuration": r["configuration"],
+            "Where": r["side"],
+            "Launch to ready": f"{r['startup_s']:.2f} s" if r["startup_s"] is not None else "n/a",
+            "First request TTFT (cold)": _ms(r["cold_ttft_s"]),
+            "TTFT p50 warm": _ms(r["warm_ttft_s"]),
+            "Cold / warm": f"{r['cold_over_warm']:.1f}×" if r["cold_over_warm"] is not None else "n/a",
+        }
+        for r in ([] if section is None else section.cold.iter_rows(named=True))
+    ]
+    note = "Cold: the first request after the model loaded, before any warm-up request."
+    return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)

@@ -1,0 +1,180 @@
+"""The served-endpoint section of the report: an `endpoint` sweep's rows shaped into what a service owner asks.
+
+- **Load levels**: per server configuration (a sweep point's `server` flags and served model) and level, the
+  latency medians and tails, throughput, goodput against the run's SLO, error rate, and whether the level met
+  its SLOs or was over-saturated (`experiments.endpoint.level_summaries`, from the rows).
+- **Saturation**: per configuration, the highest level that met the SLOs and the first that did not.
+- **Served against in process**: the same model and prompts in process (the run's baseline) against the
+  server's lowest load level, with Welch t intervals over trials and the run's A/A floor (`significance`).
+- **Cold start**: launch-to-ready and the first request's TTFT before any warm-up, next to the warm median,
+  for the server and in process: what pre-loading and warming up buy, measured.
+
+Pure: rows in, frames out; `tables`/`charts` present them. `workbench report SWEEP --endpoint ENDPOINT_SWEEP`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import polars as pl
+
+from workbench import significance, stats
+
+
+@dataclass
+class EndpointSection:
+    sweep: str
+    levels: pl.DataFrame
+    saturation: pl.DataFrame
+    gap: pl.DataFrame
+    cold: pl.DataFrame
+
+    def to_json(self) -> dict:
+        return {
+            "sweep": self.sweep,
+            "levels": stats.json_safe(self.levels.to_dicts()),
+            "saturation": stats.json_safe(self.saturation.to_dicts()),
+            "served_vs_in_process": stats.json_safe(self.gap.to_dicts()),
+            "cold_start": stats.json_safe(self.cold.to_dicts()),
+        }
+
+
+def configuration(changes_json: str | None) -> str:
+    """A server configuration in words: its flags and served model, or 'mlx_lm.server defaults'."""
+    changes = json.loads(changes_json or "{}")
+    parts = [f"{k}={v}" for k, v in sorted((changes.get("server") or {}).items())]
+    if changes.get("server_model"):
+        parts.append(f"model={changes['server_model']}")
+    if changes.get("target"):
+        parts.append(f"target={changes['target']}")
+    return ", ".join(parts) or "mlx_lm.server defaults"
+
+
+def run_configurations(rows: pl.DataFrame) -> pl.DataFrame:
+    """run_id -> the run's server configuration in words (its in-process baseline shares it)."""
+    served = rows.filter(pl.col("target").is_not_null()).group_by("run_id").agg(pl.col("changes_json").first())
+    return served.select(
+        "run_id", pl.col("changes_json").map_elements(configuration, return_dtype=pl.String).alias("configuration")
+    )
+
+
+def level_table(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per (point, served variant): `configuration`, profile, level and the level's summary."""
+    from workbench.experiments.endpoint import level_summaries
+
+    out = []
+    for (point,), part in rows.filter(pl.col("target").is_not_null()).group_by("point_id", maintain_order=True):
+        label = configuration(part["changes_json"][0])
+        summary = level_summaries(part).with_columns(
+            pl.lit(point).alias("point_id"), pl.lit(label).alias("configuration")
+        )
+        out.append(summary)
+    if not out:
+        return pl.DataFrame()
+    return pl.concat(out, how="diagonal_relaxed").sort("configuration", "profile", "level")
+
+
+def saturation_table(levels: pl.DataFrame) -> pl.DataFrame:
+    """Per configuration and profile: the highest level meeting the SLOs and the first that missed them."""
+    if levels.is_empty():
+        return levels
+    return (
+        levels.sort("level")
+        .group_by("configuration", "profile", maintain_order=True)
+        .agg(
+            pl.col("level").filter(pl.col("slo_pass")).max().alias("best_level"),
+            pl.col("level").filter(~pl.col("slo_pass")).min().alias("first_failing_level"),
+            pl.col("goodput_rps").max().alias("best_goodput_rps"),
+            pl.col("saturated").any().alias("over_saturated"),
+        )
+    )
+
+
+def gap_table(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per point: the server's lowest load level against the in-process baseline on the same prompts."""
+    samples = significance.trial_samples(rows)
+    metrics = ("throughput_tps", "ttft_s", "e2e_s")  # decode tok/s of a stream is chunk timing, not decoding
+    compared = significance.comparisons(samples, significance.noise_floors(samples, metrics), metrics)
+    if compared.is_empty():
+        return compared
+    lowest = (
+        rows.filter(
+            pl.col("target").is_not_null()
+            & (pl.col("kind") == "speed")
+            & pl.col("profile").is_in(["synchronous", "concurrency"])
+        )
+        .group_by("run_id", "variant")
+        .agg(pl.col("level").min(), pl.col("changes_json").first())
+        .sort("level")
+        .group_by("run_id", maintain_order=True)
+        .first()
+    )
+    return (
+        compared.join(lowest, on=["run_id", "variant"], how="inner")
+        .join(run_configurations(rows), on="run_id", how="left")
+        .select(
+            "configuration",
+            "variant",
+            "metric",
+            "baseline_mean",
+            "mean",
+            "change_pct",
+            "ci_low_pct",
+            "ci_high_pct",
+            "floor_pct",
+            "verdict",
+        )
+    )
+
+
+def cold_table(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per point and side (served, in process): startup time, the first request's TTFT, the warm TTFT median."""
+    startup = rows.filter(kind="startup")
+    if startup.is_empty():
+        return pl.DataFrame()
+    warm = (
+        rows.filter((pl.col("kind") == "speed") & pl.col("ok").fill_null(True))
+        .group_by("run_id", "variant")
+        .agg(stats.quantile_expr("ttft_s", 0.5).alias("warm_ttft_s"))
+    )
+    return (
+        startup.join(warm, on=["run_id", "variant"], how="left")
+        .join(run_configurations(rows), on="run_id", how="left")
+        .with_columns(
+            pl.when(pl.col("target").is_null()).then(pl.lit("in process")).otherwise(pl.lit("served")).alias("side"),
+        )
+        .select(
+            "configuration",
+            "side",
+            pl.col("load_s").alias("startup_s"),
+            pl.col("ttft_s").alias("cold_ttft_s"),
+            "warm_ttft_s",
+            (pl.col("ttft_s") / pl.col("warm_ttft_s")).alias("cold_over_warm"),
+        )
+        .sort("side", "configuration")
+    )
+
+
+def build(sweep: str, *, include_stale: bool | None = None) -> EndpointSection:
+    """The section from an endpoint sweep's verified points (`report.load`: corrupt or stale points left out)."""
+    from workbench import report
+    from workbench.errors import DataError
+
+    rows, _ = report.load(sweep, include_stale=bool(include_stale))
+    rows = rows.filter(pl.col("experiment") == "endpoint")
+    if rows.is_empty():
+        raise DataError(f"sweep {sweep!r} has no finished endpoint points")
+    levels = level_table(rows)
+    return EndpointSection(sweep, levels, saturation_table(levels), gap_table(rows), cold_table(rows))
+
+
+def figures(section: EndpointSection | None) -> dict:
+    from workbench import charts
+
+    if section is None or section.levels.is_empty():
+        return {}
+    return {
+        "endpoint_throughput_vs_ttft": charts.throughput_vs_latency(section.levels),
+        "endpoint_goodput": charts.goodput_vs_load(section.levels),
+    }
