@@ -165,8 +165,15 @@ def build(sweep: str, *, include_stale: bool | None = None) -> EndpointSection:
     rows = rows.filter(pl.col("experiment") == "endpoint")
     if rows.is_empty():
         raise DataError(f"sweep {sweep!r} has no finished endpoint points")
+    return from_rows(rows, sweep)
+
+
+def from_rows(rows: pl.DataFrame, name: str = "runs") -> EndpointSection:
+    """The section from endpoint rows: a sweep's, or one or more runs' (each run then counts as a point)."""
+    if "point_id" not in rows.columns:
+        rows = rows.with_columns(pl.col("run_id").alias("point_id"))
     levels = level_table(rows)
-    return EndpointSection(sweep, levels, saturation_table(levels), gap_table(rows), cold_table(rows))
+    return EndpointSection(name, levels, saturation_table(levels), gap_table(rows), cold_table(rows))
 
 
 def figures(section: EndpointSection | None) -> dict:
