@@ -33,7 +33,8 @@ demo: setup
 	$(BIN)/workbench build-model --preset nano --no-eval
 	$(BIN)/workbench demo
 	$(BIN)/workbench sweep params/default.yaml
-	$(BIN)/workbench report default -o outputs/reports/default.html
+	$(BIN)/workbench sweep params/endpoint_demo.yaml
+	$(BIN)/workbench report default --endpoint endpoint_demo -o outputs/reports/default.html
 
 test: setup lint
 	$(BIN)/python -m pytest -q
