@@ -50,19 +50,34 @@ AA_SWEEP = {
 }
 
 
+ENDPOINT_SWEEP = {
+    "name": "served",
+    "experiment": "endpoint",
+    "fixed": {"model": "nano", "prompt_tokens": 16, "gen_tokens": 6, "requests": 3, "trials": 1, "timeout_s": 30},
+    # mlx_lm.server restarted per point: default flags at two concurrencies; unbatched, a rate search
+    "points": [
+        {"profile": "concurrency", "levels": [1, 2]},
+        {"profile": "saturation", "search_over": "rate", "levels": [5, 10], "server": {"decode_concurrency": 1}},
+    ],
+}
+
+
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory, nano_path, kernel):
     """This module's outputs folder: the smoke sweep, and the A/A sweep `rounds` (tradeoff on nano: two
-    points with the baseline's settings and one at batch 4), both run for real with papermill."""
+    points with the baseline's settings and one at batch 4), and the endpoint sweep `served` (nano behind
+    mlx_lm.server), all run for real with papermill."""
     from workbench import sweep
 
     root = tmp_path_factory.mktemp("report-outputs")
     sweep_file = root / "rounds.yaml"
     sweep_file.write_text(yaml.safe_dump(AA_SWEEP))
+    served_file = root / "served.yaml"
+    served_file.write_text(yaml.safe_dump(ENDPOINT_SWEEP))
     saved = os.environ.get("WORKBENCH_OUTPUTS")
     os.environ["WORKBENCH_OUTPUTS"] = str(root)
     try:
-        for path in (REPO_ROOT / "params" / "smoke.yaml", sweep_file):
+        for path in (REPO_ROOT / "params" / "smoke.yaml", sweep_file, served_file):
             outcomes = sweep.run_sweep(sweep.load_sweep(path), progress=False)
             assert all(o["status"] == "done" for o in outcomes), outcomes
     finally:
@@ -95,6 +110,18 @@ def test_dashboard_controls_change_chart_and_table(sweep_outputs):
     assert json.dumps(d.chart.spec, sort_keys=True) != before_spec
     d.baseline.value = "smoke"
     assert "Regressions against smoke" in d.regressions.value and "No regression." in d.regressions.value
+
+
+def test_dashboard_shows_an_endpoint_sweep_by_load_level(sweep_outputs):
+    from workbench import dashboard
+
+    dashboard._rows.cache_clear()
+    dashboard._endpoint.cache_clear()
+    d = dashboard.Dashboard(["served", "smoke"])
+    assert "Throughput against TTFT p90" in json.dumps(d.chart.spec)
+    assert d.table.value.count('<td headers="Configuration"') == 4  # c1, c2; r5, r10
+    d.slo_ttft.value = 1e-9
+    assert "none" in d.table.value
 
 
 def test_dashboard_notebook_runs_under_papermill(sweep_outputs, tmp_path):
@@ -148,7 +175,7 @@ def _png_is_blank(path: Path) -> bool:
 def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outputs, tmp_path):
     out = tmp_path / "report.html"
     proc = subprocess.run(
-        [sys.executable, "-c", REPORT, "rounds", "-o", str(out), "--json"],
+        [sys.executable, "-c", REPORT, "rounds", "--endpoint", "served", "-o", str(out), "--json"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -165,7 +192,18 @@ def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outp
     page = out.read_text()
     assert "vegaEmbed" in page and 'src="http' not in page and "Recommendations" in page
     assert "shape: (" not in page and "Noise floor (A/A)" in page
+    served = verdict["endpoint"]
+    assert {(r["profile"], r["level"]) for r in served["levels"]} == {("concurrency", 1), ("concurrency", 2)} | {
+        ("rate", 5),
+        ("rate", 10),
+    }
+    assert all(r["error_rate"] == 0 and r["generated_tokens_min"] == 6 for r in served["levels"])
+    assert {r["side"] for r in served["cold_start"]} == {"served", "in process"}
+    assert {r["metric"] for r in served["served_vs_in_process"]} == {"throughput_tps", "ttft_s", "e2e_s"}
+    assert "Served endpoint" in out.read_text() and "Launch to ready" in out.read_text()
     assert sorted(p.name for p in (tmp_path / "report_files" / "charts").glob("*.png")) == [
+        "endpoint_goodput.png",
+        "endpoint_throughput_vs_ttft.png",
         "latency_cdf.png",
         "memory.png",
         "quality_vs_speed.png",
@@ -238,6 +276,7 @@ def test_report_bad_input_is_one_line(sweep_outputs, tmp_path, capsys):
         ["smoke", "--slo", str(tmp_path / "missing.yaml")],
         ["smoke", "--tolerance", "2"],
         ["smoke", "--baseline", "nosuch"],
+        ["smoke", "--endpoint", "nosuch"],
     ):
         assert tool.entry(report.main, args) == 2, args
         assert len(capsys.readouterr().err.strip().splitlines()) == 1, args

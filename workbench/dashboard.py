@@ -7,6 +7,7 @@ the SLOs. It reads finished sweep results only and never starts a run.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import altair as alt
@@ -29,6 +30,17 @@ def _rows(sweep: str) -> pl.DataFrame:
 @functools.lru_cache(maxsize=16)
 def _configs(sweep: str) -> pl.DataFrame:
     return configurations.configurations(_rows(sweep))
+
+
+@functools.lru_cache(maxsize=16)
+def _endpoint(sweep: str):
+    """The served-endpoint view of an endpoint sweep (`endpoint_report.from_rows`); None for any other sweep."""
+    from workbench import endpoint_report
+
+    rows = _rows(sweep)
+    if rows.is_empty() or set(rows["experiment"].unique()) != {"endpoint"}:
+        return None
+    return endpoint_report.from_rows(rows, sweep)
 
 
 def _options(names) -> list[tuple[str, str]]:
@@ -104,7 +116,22 @@ class Dashboard:
         """`meeting_slo` as a formatted table (great_tables; names escaped)."""
         return tables.configurations(self.meeting_slo(), quality=self.quality.value)
 
+    def refresh_endpoint(self, section) -> None:
+        """An endpoint sweep: throughput against TTFT p90 per configuration and level; the table lists the levels
+        within the TTFT p90 and throughput SLOs."""
+        self.chart.chart = charts.throughput_vs_latency(section.levels)
+        levels = section.levels.filter(
+            (pl.col("ttft_s_p90") <= self.slo_ttft.value) & (pl.col("throughput_tps") >= self.slo_throughput.value)
+        )
+        shown = dataclasses.replace(section, levels=levels)
+        self.table.value = tables.html(tables.endpoint_levels(shown)) if levels.height else "<p><i>none</i></p>"
+        self.regressions.value = ""
+
     def refresh(self) -> None:
+        section = _endpoint(self.sweep.value)
+        if section is not None:
+            self.refresh_endpoint(section)
+            return
         configs = analysis.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
         self.chart.chart = charts.tradeoff_scatter(
             configs,
