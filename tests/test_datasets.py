@@ -181,3 +181,22 @@ def assert_refused(args, message, model, outputs, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("workbench: error:") and message in err[0], err
     assert not outputs.exists(), "nothing written"
+
+
+def test_chat_messages_for_a_model_without_template_write_nothing(nano_path, tmp_path, _outputs, capsys):
+    """`workbench run` with a messages dataset, and `eval` with a messages eval set, on nano (no template)."""
+    messages = {"messages": [{"role": "user", "content": "hi"}]}
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps(messages) + "\n")
+    params = tmp_path / "p.yaml"
+    params.write_text(f"model: {nano_path}\ndataset: {data}\n")
+    evals = tmp_path / "ev.jsonl"
+    evals.write_text(json.dumps({**messages, "reference": "x"}) + "\n")
+    for argv in (
+        ["run", "batching", "--params", str(params)],
+        ["eval", "--model", str(nano_path), "--eval-set", str(evals)],
+    ):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no chat template" in err[0]
+        assert not (_outputs / "runs").exists()

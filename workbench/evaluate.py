@@ -193,6 +193,22 @@ def read_items(task, task_count: int, eval_set, metric: str, eval_limit: int | N
     return evalsets.read_eval_set(eval_set, metric=metric, limit=eval_limit)
 
 
+def check_renderable(items: evalsets.EvalSet | None, model: str, chat_mode: str) -> None:
+    """Chat items for a local model without a chat template (or with `--chat off`): one line before anything is
+    written (a Hugging Face id's tokenizer is only known once loaded; `chat.render` refuses it then)."""
+    from workbench import chat
+
+    if items is None or not any(i.messages is not None for i in items.items):
+        return
+    if chat_mode == "off":
+        raise DataError(f"{items.name}: chat messages with --chat off: use --chat auto or on, or give raw prompts")
+    tokenizer = chat.local_tokenizer(model)
+    if tokenizer is not None and not chat.has_template(tokenizer):
+        raise DataError(
+            f"{items.name}: the model's tokenizer has no chat template, so chat messages cannot be rendered"
+        )
+
+
 def measure_items(loaded, items: evalsets.EvalSet, params: dict, summary: dict, chat: str, **kv) -> Measured:
     """Every item of an eval set, greedy or by choice log-likelihood; the summary gets each metric's mean, and for
     generation items the mean exact match (`task_accuracy`), token F1 and the answers' diversity."""
@@ -265,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("eval needs at least one of --text, --task, --eval-set, --lm-eval, --baseline")
     if args.text and args.text != "stdlib":
         read_text(args.text)  # a missing or unreadable file is one line before anything is created
-    read_items(args.task, args.task_count, args.eval_set, args.metric, args.eval_limit)  # checked before any work
+    items = read_items(args.task, args.task_count, args.eval_set, args.metric, args.eval_limit)  # before any work
+    check_renderable(items, args.model, args.chat)
     lm_tasks = [name.strip() for name in (args.lm_eval or "").split(",") if name.strip()] or None
     if args.lm_eval is not None:
         if args.kv_bits:

@@ -80,6 +80,25 @@ def check_models(config: ExperimentConfig) -> None:
             continue  # a Hugging Face id: its config arrives with the model
         config.check_context(model_config)
         config.check_model(model_config)
+    check_prompts(config)
+
+
+def check_prompts(config: ExperimentConfig) -> None:
+    """A dataset or eval set that needs the model's tokenizer (chat messages, length filters) is rendered with a
+    local model's tokenizer now, so a model without a chat template is one line before anything is written."""
+    from workbench import chat, evalsets, evaluate, workloads
+
+    dataset, eval_set = getattr(config, "dataset", None), getattr(config, "eval_set", None)
+    if not (dataset or eval_set):
+        return
+    tokenizer = chat.local_tokenizer(config.model)
+    if tokenizer is None:
+        return
+    if dataset:
+        options = workloads.chosen_options(config)
+        workloads.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, seed=config.seed, **options)
+    if eval_set:
+        evaluate.check_renderable(evalsets.read_eval_set(eval_set), config.model, config.chat)
 
 
 def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) -> tuple[pl.DataFrame, Path]:
