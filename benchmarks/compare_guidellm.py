@@ -27,6 +27,8 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import polars as pl
+
 GUIDELLM = "0.8.1"
 TORCH = "2.13.0"  # the local CPU wheel; installed before guidellm so pip keeps it
 TOLERANCE = 0.10
@@ -89,7 +91,7 @@ def run_guidellm(exe: Path, spec: dict, work: Path, workers: int) -> dict:
         raise RuntimeError(f"guidellm failed (exit {proc.returncode}): {tail}")
     bench = json.loads(out.read_text())["benchmarks"][0]
     metrics, requests = bench["metrics"], bench["requests"]
-    ttft, tpot, lengths = [], [], []
+    ttft, tpot, lengths, timelines = [], [], [], []
     for request in requests["successful"]:
         t = request["info"]["timings"]
         n = request["output_metrics"]["text_tokens"]
@@ -97,6 +99,7 @@ def run_guidellm(exe: Path, spec: dict, work: Path, workers: int) -> dict:
         ttft.append(t["first_token_iteration"] - t["request_start"])
         if n > 1:
             tpot.append((t["last_token_iteration"] - t["first_token_iteration"]) / (n - 1))
+        timelines.append((t["request_start"], t["first_token_iteration"], t["last_token_iteration"], n))
     return {
         "ttft_s": metrics["time_to_first_token_ms"]["successful"]["median"] / 1000,
         "tpot_s": metrics["inter_token_latency_ms"]["successful"]["median"] / 1000,
@@ -106,7 +109,14 @@ def run_guidellm(exe: Path, spec: dict, work: Path, workers: int) -> dict:
         "errored": len(requests["errored"]) + len(requests["incomplete"]),
         "generated_tokens_min": min(lengths, default=0),
         "generated_tokens_max": max(lengths, default=0),
+        "timelines": relative(timelines),
     }
+
+
+def relative(timelines: list[tuple]) -> list[tuple]:
+    """(sent, first token, last token, tokens) per request, times in seconds from the run's first send."""
+    start = min((t[0] for t in timelines), default=0.0)
+    return sorted((sent - start, first - start, last - start, n) for sent, first, last, n in timelines)
 
 
 def run_workbench(url: str, model: str, *, concurrency: int, requests: int, args) -> dict:
@@ -114,6 +124,7 @@ def run_workbench(url: str, model: str, *, concurrency: int, requests: int, args
     command = [sys.executable, "-m", "workbench.cli", "bench", "--target", url, "--model", model]
     command += ["--prompt-tokens", str(args.prompt_tokens), "--gen-tokens", str(args.gen_tokens)]
     command += ["--concurrency", str(concurrency), "--requests", str(requests), "--json"]
+    command += ["--trials", "1", "--warmup", "0"]  # as a GuideLLM run: `requests` requests from one start
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -121,7 +132,50 @@ def run_workbench(url: str, model: str, *, concurrency: int, requests: int, args
         raise RuntimeError(f"workbench bench --target failed (exit {proc.returncode}): {tail}")
     summary = json.loads(lines[-1])
     keys = ("ttft_s", "tpot_s", "error_rate", "generated_tokens_mean")
-    return {key: summary.get(key) for key in keys}
+    rows = pl.read_parquet(Path(summary["run_dir"]) / "results.parquet").filter(pl.col("ok")).to_dicts()
+    timelines = [
+        (r["sent_s"], r["sent_s"] + r["ttft_s"], r["sent_s"] + r["e2e_s"], r["generated_tokens"]) for r in rows
+    ]
+    return {**{key: summary.get(key) for key in keys}, "timelines": relative(timelines)}
+
+
+def load_shape(runs: list[dict], concurrency: int) -> dict:
+    """How a tool's requests met the server, from the per-request timelines of its runs: the spread of the first
+    `concurrency` sends, the gap from a completion to the next send (closed loop: the tool's dispatch delay), and
+    the share of requests prefilled in a full convoy (first token within 3 ms of `concurrency - 1` others)."""
+    from workbench import stats
+
+    spread, refill, convoy, count = [], [], 0, 0
+    for run in runs:
+        lines = run["timelines"]
+        spread.append(lines[concurrency - 1][0] - lines[0][0] if len(lines) >= concurrency else float("nan"))
+        for sent, *_ in lines[concurrency:]:
+            done = [last for _, _, last, _ in lines if last <= sent]
+            if done:
+                refill.append(sent - max(done))
+        convoy += sum(sum(abs(f - first) < 0.003 for _, f, _, _ in lines) >= concurrency for _, first, _, _ in lines)
+        count += len(lines)
+    return {
+        "start_spread_ms": stats.percentile(spread, 50) * 1000,
+        "refill_ms_p50": stats.percentile(refill, 50) * 1000,
+        "refill_ms_p90": stats.percentile(refill, 90) * 1000,
+        "convoy_share": convoy / count if count and concurrency > 1 else float("nan"),
+    }
+
+
+def pooled(runs: list[dict], key: str) -> float:
+    """The p50 over every request of every round (one estimator for both tools, from their per-request times)."""
+    from workbench import stats
+
+    values = []
+    for run in runs:
+        for sent, first, last, n in run["timelines"]:
+            values.append(first - sent if key == "ttft_s" else (last - first) / (n - 1) if n > 1 else float("nan"))
+    return stats.percentile(values, 50)
+
+
+def brief(run: dict) -> str:
+    return json.dumps({key: value for key, value in run.items() if key != "timelines"})
 
 
 def warm_up(url: str, model: str, concurrency: int, bias: dict, gen_tokens: int) -> None:
@@ -158,16 +212,30 @@ def median_over_rounds(runs: list[dict], key: str) -> float:
 
 
 def print_comparison(results: dict, concurrencies: list[int]) -> tuple[dict, bool]:
+    """p50 over all requests of all rounds (and, as before, the median over rounds of each run's median)."""
     ratios, ok = {}, True
-    print(f"\n{'':16}{'GuideLLM':>12}{'workbench':>12}{'ratio':>8}")
+    print(f"\n{'':16}{'GuideLLM':>12}{'workbench':>12}{'ratio':>8}   median of run medians: GuideLLM, workbench")
     for c in concurrencies:
+        theirs_runs, ours_runs = results[c]["guidellm"], results[c]["workbench"]
         for key, label in (("ttft_s", "TTFT p50"), ("tpot_s", "TPOT p50")):
-            theirs = median_over_rounds(results[c]["guidellm"], key)
-            ours = median_over_rounds(results[c]["workbench"], key)
+            theirs, ours = pooled(theirs_runs, key), pooled(ours_runs, key)
             ratio = ours / theirs if theirs and ours == ours else float("nan")
             ratios[f"c{c}_{key}_ratio"] = ratio
             ok = ok and abs(ratio - 1) <= TOLERANCE
-            print(f"{label + f' (c={c})':16}{theirs * 1000:10.2f}ms{ours * 1000:10.2f}ms{ratio:8.3f}")
+            per_run = [median_over_rounds(runs, key) * 1000 for runs in (theirs_runs, ours_runs)]
+            print(
+                f"{label + f' (c={c})':16}{theirs * 1000:10.2f}ms{ours * 1000:10.2f}ms{ratio:8.3f}"
+                f"   {per_run[0]:.2f}, {per_run[1]:.2f} ms"
+            )
+    print("\nload shape: first sends' spread, completion-to-next-send gap (p50/p90), share prefilled in a full convoy")
+    for c in concurrencies:
+        for tool in ("guidellm", "workbench"):
+            shape = load_shape(results[c][tool], c)
+            ratios[f"c{c}_{tool}_load_shape"] = shape
+            print(
+                f"  c={c} {tool:10} spread {shape['start_spread_ms']:6.1f} ms  gap {shape['refill_ms_p50']:5.1f} / "
+                f"{shape['refill_ms_p90']:5.1f} ms  convoy {shape['convoy_share']:.0%}"
+            )
     return ratios, ok
 
 
@@ -212,7 +280,7 @@ def main() -> int:
                 )  # fmt: skip
                 run = run_guidellm(exe, spec, work, args.guidellm_workers)
                 results[c]["guidellm"].append(run)
-                print(f"round {round_index} c={c} GuideLLM  {json.dumps(run)}", flush=True)
+                print(f"round {round_index} c={c} GuideLLM  {brief(run)} load {runtime.load_average()}", flush=True)
                 if args.guidellm_only:
                     continue
                 try:
@@ -222,7 +290,7 @@ def main() -> int:
                     args.guidellm_only = True
                     continue
                 results[c]["workbench"].append(ours)
-                print(f"round {round_index} c={c} workbench {json.dumps(ours)}", flush=True)
+                print(f"round {round_index} c={c} workbench {brief(ours)} load {runtime.load_average()}", flush=True)
     warn_short(results, args.gen_tokens)
     if args.guidellm_only:
         figures = {
@@ -232,11 +300,14 @@ def main() -> int:
         }
         for name, value in figures.items():
             print(f"GuideLLM {name:26} {value * 1000:8.2f} ms")
-        print(json.dumps({"guidellm": figures, "runs": results}))
+        runs = {c: [json.loads(brief(run)) for run in r["guidellm"]] for c, r in results.items()}
+        print(json.dumps({"guidellm": figures, "runs": runs}))
         return 0
+    (work / "timelines.json").write_text(json.dumps(results))
     ratios, ok = print_comparison(results, args.concurrency)
-    print(f"agreement within +-{TOLERANCE:.0%}: {'yes' if ok else 'NO'}")
-    print(json.dumps({**ratios, "within_tolerance": ok, "runs": results}))
+    print(f"agreement within +-{TOLERANCE:.0%}: {'yes' if ok else 'NO'}; load average {runtime.load_average()}")
+    runs = {c: {tool: [json.loads(brief(run)) for run in v] for tool, v in r.items()} for c, r in results.items()}
+    print(json.dumps({**ratios, "within_tolerance": ok, "runs": runs}))
     return 0 if ok else 1
 
 

@@ -111,6 +111,8 @@ def test_bench_target_json_and_rows(capsys, _outputs):
     with StubThread(token_delay_s=0.001) as stub:
         argv = ["bench", "--target", stub.url, "--concurrency", "2", "--requests", "6", "--gen-tokens", "5"]
         assert cli.main([*argv, "--trials", "2", "--json"]) == 0
+        prompts = stub.server.stub.prompts[:]
+    assert len(prompts) == 13 and prompts[0] not in prompts[1:]  # the warm-up prompt is none of the measured six
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("ttft_s", "tpot_s", "itl_s_p50", "e2e_s", "throughput_tps", "throughput_rps", "error_rate"):
         assert isinstance(summary[key], float) and summary[key] >= 0
@@ -118,6 +120,16 @@ def test_bench_target_json_and_rows(capsys, _outputs):
     frame = pl.read_parquet(f"{summary['run_dir']}/results.parquet")
     assert frame.height == 12 and frame["target"].unique().to_list() == [stub.url]
     assert frame["ok"].all() and set(frame["trial"]) == {0, 1} and set(frame["profile"]) == {"concurrency"}
+
+
+def test_warm_up_requests_go_first_on_their_own_prompts():
+    with StubThread() as stub:
+        target = Target(url=stub.url, model="stub")
+        run_levels(target, ["a", "b"], [Level("synchronous")], max_tokens=[2, 3], warmup=3, warmup_prompts=["w"])
+        assert stub.server.stub.prompts == ["w", "w", "w", "a", "b"]
+        stub.server.stub.prompts.clear()
+        run_levels(target, ["a", "b"], [Level("synchronous")], max_tokens=2, warmup=1)
+        assert stub.server.stub.prompts == ["a", "a", "b"]  # without prompts of its own the warm-up reuses the first
 
 
 def test_eos_suppression_keeps_the_asked_length_and_short_outputs_warn():

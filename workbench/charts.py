@@ -247,14 +247,11 @@ def _series(levels: pl.DataFrame) -> pl.DataFrame:
 
 def throughput_vs_latency(levels: pl.DataFrame) -> alt.Chart:
     """Served load levels: throughput against TTFT p90, one line per server configuration and load profile
-    through its levels, the Pareto front (no other level has both lower TTFT p90 and higher throughput) ringed.
-    `levels`: one row per configuration and level (`experiments.endpoint.level_summaries`)."""
-    from workbench.analysis import pareto_mask
-
+    through its levels, the Pareto front (`pareto`: no other level has both lower TTFT p90 and higher throughput)
+    ringed. `levels`: one row per configuration and level (`experiments.endpoint.level_summaries`)."""
     data = _series(levels.filter(pl.col("ttft_s_p90").is_not_null() & pl.col("throughput_tps").is_not_null()))
-    data = data.with_columns(
-        pl.Series("pareto", pareto_mask(data, {"ttft_s_p90": False, "throughput_tps": True}), dtype=pl.Boolean)
-    )
+    if "pareto" not in data.columns:
+        data = data.with_columns(pl.lit(False).alias("pareto"))
     data = in_units(data, "ttft_s_p90", "throughput_tps", "goodput_rps")
     base = alt.Chart(data).encode(
         x=alt.X("ttft_s_p90:Q", title=title("ttft_s_p90")),

@@ -9,7 +9,8 @@
 - **Cold start**: launch-to-ready and the first request's TTFT before any warm-up, next to the warm median,
   for the server and in process: what pre-loading and warming up buy, measured.
 
-Pure: rows in, frames out; `tables`/`charts` present them. `workbench report SWEEP --endpoint ENDPOINT_SWEEP`.
+Pure: rows in, frames out; `tables`/`charts` present them; `report.build` loads the sweep.
+`workbench report SWEEP --endpoint ENDPOINT_SWEEP`.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def run_configurations(rows: pl.DataFrame) -> pl.DataFrame:
 
 def level_table(rows: pl.DataFrame) -> pl.DataFrame:
     """One row per (point, served variant): `configuration`, profile, level and the level's summary."""
-    from workbench.experiments.endpoint import level_summaries
+    from workbench.experiments.endpoint import level_summaries, with_pareto
 
     out = []
     for (point,), part in rows.filter(pl.col("target").is_not_null()).group_by("point_id", maintain_order=True):
@@ -72,7 +73,7 @@ def level_table(rows: pl.DataFrame) -> pl.DataFrame:
         out.append(summary)
     if not out:
         return pl.DataFrame()
-    return pl.concat(out, how="diagonal_relaxed").sort("configuration", "profile", "level")
+    return with_pareto(pl.concat(out, how="diagonal_relaxed")).sort("configuration", "profile", "level")
 
 
 def saturation_table(levels: pl.DataFrame) -> pl.DataFrame:
@@ -156,20 +157,14 @@ def cold_table(rows: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def build(sweep: str, *, include_stale: bool | None = None) -> EndpointSection:
-    """The section from an endpoint sweep's verified points (`report.load`: corrupt or stale points left out)."""
-    from workbench import report
+def from_rows(rows: pl.DataFrame, name: str = "runs") -> EndpointSection:
+    """The section from endpoint rows: a sweep's verified points (`report.build` loads them), or one or more
+    runs' (each run then counts as a point). Rows of other experiments are left out; none left is a DataError."""
     from workbench.errors import DataError
 
-    rows, _ = report.load(sweep, include_stale=bool(include_stale))
     rows = rows.filter(pl.col("experiment") == "endpoint")
     if rows.is_empty():
-        raise DataError(f"sweep {sweep!r} has no finished endpoint points")
-    return from_rows(rows, sweep)
-
-
-def from_rows(rows: pl.DataFrame, name: str = "runs") -> EndpointSection:
-    """The section from endpoint rows: a sweep's, or one or more runs' (each run then counts as a point)."""
+        raise DataError(f"{name!r} has no finished endpoint rows")
     if "point_id" not in rows.columns:
         rows = rows.with_columns(pl.col("run_id").alias("point_id"))
     levels = level_table(rows)

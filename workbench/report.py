@@ -224,7 +224,7 @@ def build(
     if endpoint_sweep:
         from workbench import endpoint_report
 
-        section = endpoint_report.build(endpoint_sweep, include_stale=include_stale)
+        section = endpoint_report.from_rows(load(endpoint_sweep, include_stale=include_stale)[0], endpoint_sweep)
     return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section)
 
 

@@ -39,13 +39,14 @@ def load_tokenizer(spec: str | None):
     return load(path)
 
 
-def synthetic_texts(tokenizer, *, prompt_tokens: int, count: int, seed: int = 0) -> list[str]:
+def synthetic_texts(tokenizer, *, prompt_tokens: int, count: int, seed: int = 0, start: int = 0) -> list[str]:
     """`count` texts that `tokenizer.encode` (what mlx_lm.server applies to a completions prompt) turns into
-    `prompt_tokens` tokens: random non-special ids, decoded, then trimmed or extended a few times to fit."""
+    `prompt_tokens` tokens: random non-special ids, decoded, then trimmed or extended a few times to fit.
+    Text `index` depends only on `seed` and `index` (`start` .. `start + count - 1`)."""
     specials = set(getattr(tokenizer, "all_special_ids", None) or []) | set(tokenizer.eos_token_ids or [])
     vocab = [i for i in range(tokenizer.vocab_size) if i not in specials]
     texts = []
-    for index in range(count):
+    for index in range(start, start + count):
         rng = random.Random(f"endpoint-synthetic-{seed}-{index}")
         ids = [rng.choice(vocab) for _ in range(prompt_tokens)]
         for _ in range(10):
@@ -66,6 +67,14 @@ def word_texts(*, prompt_tokens: int, count: int, seed: int = 0) -> list[str]:
     counts the server reports)."""
     rng = random.Random(f"endpoint-words-{seed}")
     return [" ".join(rng.choice(WORDS) for _ in range(prompt_tokens)) for _ in range(count)]
+
+
+def warmup_texts(tokenizer, *, prompt_tokens: int, count: int, measured: int, seed: int = 0) -> list[str]:
+    """Prompts for the unrecorded warm-up requests, none of them a measured one: mlx_lm.server keeps a warm-up's
+    KV in its prompt cache, and a measured request on the same prompt would then prefill 1 token, not 128."""
+    if tokenizer is not None:
+        return synthetic_texts(tokenizer, prompt_tokens=prompt_tokens, count=count, seed=seed, start=measured)
+    return word_texts(prompt_tokens=prompt_tokens, count=measured + count, seed=seed)[measured:]
 
 
 def endpoint_workload(
@@ -155,7 +164,10 @@ def run_endpoint_bench(
     eos = sorted(tok.eos_token_ids or []) if tok is not None else []
     target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos)
     level = Level("rate", rate) if rate else Level("synchronous" if concurrency == 1 else "concurrency", concurrency)
-    level_results = run_levels(target, texts, [level], max_tokens=limits, trials=trials, warmup=warmup, seed=seed)
+    warm = warmup_texts(tok, prompt_tokens=prompt_tokens, count=warmup, measured=count, seed=seed)
+    level_results = run_levels(
+        target, texts, [level], max_tokens=limits, trials=trials, warmup=warmup, warmup_prompts=warm, seed=seed
+    )
     rows = [{**row, **workload.request_facts(row["request_index"])} for r in level_results for row in r.rows]
     params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
     params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}

@@ -1,8 +1,7 @@
 """Load profiles against a served endpoint: what is sent when, and the saturation search over levels.
 
 - `synchronous`: one request at a time;
-- `concurrency` C: a closed loop, C requests in flight, the next sent as one finishes; with `rampup_s` R the
-  first C requests start at R*k/C (k = 0..C-1, GuideLLM's `rampup_duration`) instead of all at once;
+- `concurrency` C: a closed loop, C requests in flight, the next sent as one finishes;
 - `rate` R: an open loop, Poisson arrivals at R req/s from a seeded generator (each row keeps its scheduled
   `arrival_s` next to its actual `sent_s`, both offsets from the level's start);
 - `throughput`: everything at once (concurrency = the number of requests);
@@ -33,22 +32,16 @@ CANCELLED = "cancelled: level stopped as over-saturated"
 
 @dataclass(frozen=True)
 class Level:
-    """One load level: its profile and value (concurrency or rate; 1 for synchronous; 0 for throughput), and for
-    a closed loop the ramp-up over which its first requests start (0: all at once)."""
+    """One load level: its profile and value (concurrency or rate; 1 for synchronous; 0 for throughput)."""
 
     profile: str
     value: float = 0.0
-    rampup_s: float = 0.0
 
     def __post_init__(self):
         if self.profile not in PROFILES:
             raise ValueError(f"unknown load profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.profile in ("concurrency", "rate") and not self.value > 0:
             raise ValueError(f"a {self.profile} level needs a value > 0, got {self.value}")
-        if not self.rampup_s >= 0:
-            raise ValueError(f"a ramp-up must be >= 0 s, got {self.rampup_s}")
-        if self.rampup_s and self.profile == "rate":
-            raise ValueError("a ramp-up applies to closed loops (synchronous, concurrency, throughput), not to a rate")
 
 
 @dataclass
@@ -108,19 +101,13 @@ async def run_level_async(
     async def closed_loop(width: int) -> None:
         pending = iter(range(len(prompts)))
 
-        async def worker(k: int):
-            if level.rampup_s and k:  # GuideLLM's rampup_duration: stream k starts at R * k / C
-                delay = start + level.rampup_s * k / width - time.perf_counter()
-                try:
-                    await asyncio.wait_for(stop.wait(), max(delay, 0.0))
-                except asyncio.TimeoutError:
-                    pass
+        async def worker():
             for i in pending:
                 if stop.is_set():
                     return
                 await one(i)
 
-        tasks.extend(asyncio.ensure_future(worker(k)) for k in range(width))
+        tasks.extend(asyncio.ensure_future(worker()) for _ in range(width))
         await asyncio.gather(*tasks)
 
     async def open_loop(rate: float) -> None:
@@ -164,7 +151,7 @@ async def run_level_async(
 
 async def warm_up(client: EndpointClient, prompts: list, *, max_tokens: int | list[int], count: int) -> None:
     for i in range(count):
-        limit = max_tokens if isinstance(max_tokens, int) else max_tokens[i % len(prompts)]
+        limit = max_tokens if isinstance(max_tokens, int) else max_tokens[i % len(max_tokens)]
         await client.send(prompts[i % len(prompts)], limit)
 
 
@@ -176,17 +163,20 @@ def run_levels(
     max_tokens: int | list[int],
     trials: int = 1,
     warmup: int = 0,
+    warmup_prompts: list | None = None,
     seed: int = 0,
     oversat: OverSaturation | None = None,
     keep_going=None,
 ) -> list[LevelResult]:
-    """Run `levels` in order, `trials` times each, on one connection pool; `warmup` unrecorded requests first.
+    """Run `levels` in order, `trials` times each, on one connection pool; `warmup` unrecorded requests first,
+    on `warmup_prompts` (default: the measured prompts; then a server with a prompt cache, as mlx_lm.server,
+    serves the first measured request's prompt from the cache the warm-up left: give prompts of their own).
     `keep_going(result) -> bool`, when given, is asked after each level whether to run the next."""
 
     async def run() -> list[LevelResult]:
         out = []
         async with EndpointClient(target) as client:
-            await warm_up(client, prompts, max_tokens=max_tokens, count=warmup)
+            await warm_up(client, warmup_prompts or prompts, max_tokens=max_tokens, count=warmup)
             for level in levels:
                 for trial in range(trials):
                     result = await run_level_async(

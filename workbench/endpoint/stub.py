@@ -86,6 +86,7 @@ class StubServer:
     def __init__(self, config: StubConfig):
         self.config = config
         self.handled = 0
+        self.prompts: list = []  # the prompt (or messages) of every completion request, in arrival order
         self.in_flight = self.peak_in_flight = 0
         self.slots = asyncio.Semaphore(config.capacity) if config.capacity else None
 
@@ -98,6 +99,7 @@ class StubServer:
             transport.write(_response(200, json.dumps(listing).encode()))
         elif method == "POST" and path in ("/v1/completions", "/v1/chat/completions"):
             request = json.loads(body)
+            self.prompts.append(request.get("prompt") or request.get("messages"))
             if request.get("model") != self.config.model:
                 message = {"error": {"message": f"The model `{request.get('model')}` does not exist."}}
                 transport.write(_response(404, json.dumps(message).encode()))

@@ -286,7 +286,17 @@ def level_summaries(frame: pl.DataFrame) -> pl.DataFrame:
         summary = summarise(group.to_dicts(), slo)
         configuration = "in-process" if variant == "baseline" else "served"
         out.append({"variant": variant, "configuration": configuration, "target": group["target"][0], **summary})
-    return pl.DataFrame(out, strict=False)
+    return with_pareto(pl.DataFrame(out, strict=False))
+
+
+def with_pareto(levels: pl.DataFrame) -> pl.DataFrame:
+    """`pareto`: no other level (of any configuration given) has both a lower TTFT p90 and a higher throughput."""
+    from workbench.analysis import pareto_mask
+
+    if levels.is_empty():
+        return levels
+    mask = pareto_mask(levels, {"ttft_s_p90": False, "throughput_tps": True})
+    return levels.with_columns(pl.Series("pareto", mask, dtype=pl.Boolean))
 
 
 def summary_extras(frame: pl.DataFrame) -> dict:
