@@ -25,27 +25,30 @@ class Batches:
             ids.extend(tokenizer.encode(doc + "\n").ids[1:] + [0])
         self.text_ids = np.array(ids, dtype=np.int32)
 
-    def _task_row(self, length: int) -> tuple[list[int], list[bool]]:
+    def _task_row(self, length: int, max_facts: int) -> tuple[list[int], list[bool]]:
         """Packed task documents, BOS-separated, and which tokens are answers."""
+        recipe = self.recipe
+        shape = {"min_facts": recipe.min_facts, "max_facts": max_facts, "questions": recipe.questions}
+        shape["same_attribute"] = recipe.same_attribute
         row, answer = [], []
         while len(row) < length:
             row.append(0)
             answer.append(False)
-            for text, is_answer in tasks.make_training_segments(self.rng):
+            for text, is_answer in tasks.make_training_segments(self.rng, **shape):
                 ids = self.tokenizer.encode(text, add_special_tokens=False).ids
                 row.extend(ids)
                 answer.extend([is_answer] * len(ids))
         return row[:length], answer[:length]
 
-    def next(self):
-        """(tokens, loss weights): answer tokens weigh `recipe.answer_weight`, others 1."""
+    def next(self, step: int = 0):
+        """(tokens, loss weights) for `step`: answer tokens weigh `recipe.answer_weight`, others 1."""
         import numpy as np
 
         length = self.recipe.sequence_length + 1
         rows, answers = [], []
         for _ in range(self.recipe.batch_size):
             if self.rng.random() < self.recipe.task_fraction:
-                row, answer = self._task_row(length)
+                row, answer = self._task_row(length, self.recipe.facts_bound(step))
             else:
                 start = self.rng.randrange(0, len(self.text_ids) - length)
                 row, answer = self.text_ids[start : start + length].tolist(), [False] * length
