@@ -68,12 +68,13 @@ class AnswerProbe:
         items = tasks.make_items(count, seed=12345)
         prompts = [tokenizer.encode(item.prompt).ids for item in items]
         width = max(map(len, prompts))
-        # left-pad with EOS so the last position is the prompt's last token
-        self.tokens = np.array([[0] * (width - len(p)) + p for p in prompts], dtype=np.int32)
+        # right-padded: causal attention keeps padding out of each prompt's last position
+        self.tokens = np.array([p + [0] * (width - len(p)) for p in prompts], dtype=np.int32)
+        self.last = np.array([len(p) - 1 for p in prompts])
         self.answers = np.array([tokenizer.encode(" " + item.reference).ids[1] for item in items])
 
     def __call__(self, model) -> float:
         import mlx.core as mx
 
-        logits = model(mx.array(self.tokens))[:, -1, :]
+        logits = model(mx.array(self.tokens))[mx.arange(len(self.last)), mx.array(self.last), :]
         return float((mx.argmax(logits, axis=-1) == mx.array(self.answers)).mean().item())
