@@ -212,3 +212,16 @@ def test_training_rows_follow_the_curriculum_and_never_hold_evaluation_contexts(
     assert max(c.count(".") for c in seen) > 4
     heldout = {item.context.removeprefix("Context: ").rstrip("\n") for item in tasks.make_items(200, seed=0)}
     assert not heldout & seen
+
+
+def test_committed_default_weights_are_built_from_the_current_recipe():
+    """A recipe change without rebuilt weights would make every fresh clone train for half an hour."""
+    import dataclasses
+
+    from workbench.assets import ASSETS_DIR, find_committed
+
+    recipe = build.get_recipe("default")
+    assert find_committed(recipe) == ASSETS_DIR / "default"
+    info = json.loads((ASSETS_DIR / "default" / "build.json").read_text())
+    assert info["recipe"] == dataclasses.asdict(recipe)
+    assert (ASSETS_DIR / "default" / "model.safetensors").stat().st_size < 20 * 2**20
