@@ -156,3 +156,72 @@ def test_quantising_a_half_precision_checkpoint_gives_float32_scales_on_cpu(fp16
     source_ppl = quality.perplexity(source.model, chunks)["perplexity"]
     assert quantised_ppl != source_ppl
     assert quantised_ppl == pytest.approx(source_ppl, rel=0.1)
+
+
+def test_curriculum_ramps_the_facts_per_context_and_new_fields_enter_the_hash():
+    import dataclasses
+
+    recipe = dataclasses.replace(build.get_recipe("nano"), min_facts=2, max_facts=8, curriculum_steps=12)
+    assert [recipe.facts_bound(step) for step in (0, 6, 11, 12, 500)] == [2, 5, 7, 8, 8]
+    assert dataclasses.replace(recipe, curriculum_steps=0).facts_bound(0) == 8
+    assert recipe.hash() != build.get_recipe("nano").hash()
+    assert dataclasses.replace(recipe, questions=8).hash() != recipe.hash()
+    with pytest.raises(ValueError, match="min_facts"):
+        dataclasses.replace(recipe, min_facts=9)
+
+
+def test_same_attribute_contexts_leave_only_the_name_to_tell_facts_apart():
+    import random
+
+    from workbench import tasks
+
+    rng = random.Random(3)
+    for _ in range(20):
+        segments = tasks.make_training_segments(rng, min_facts=4, max_facts=6, same_attribute=1.0, questions=8)
+        facts = segments[0][0].removeprefix("Context: ").strip().split(". ")
+        stems = {" ".join(fact.split()[1:-1]) for fact in facts}
+        assert len(facts) >= 4 and len(stems) == 1, facts
+        assert sum(is_answer for _, is_answer in segments) == len(facts)
+
+
+def test_training_rows_follow_the_curriculum_and_never_hold_evaluation_contexts():
+    import dataclasses
+    import re
+
+    from tokenizers import Tokenizer
+
+    from workbench import tasks
+    from workbench.training.data import Batches
+
+    recipe = dataclasses.replace(
+        build.get_recipe("nano"), task_fraction=1.0, min_facts=2, max_facts=8, curriculum_steps=100, questions=8
+    )
+    tokenizer = Tokenizer.from_file(str(build.build_tokenizer(recipe) / "tokenizer.json"))
+    batches = Batches(recipe, tokenizer)
+
+    def contexts(step):
+        tokens, _ = batches.next(step)
+        text = "".join(tokenizer.decode(row.tolist()) for row in tokens)
+        return re.findall(r"Context: (.*)\n", text)
+
+    early = [c.count(".") for c in contexts(0)]
+    assert early and max(early) == 2  # the curriculum starts at min_facts
+    seen = set()
+    for step in range(100, 160):
+        seen.update(contexts(step))
+    assert max(c.count(".") for c in seen) > 4
+    heldout = {item.context.removeprefix("Context: ").rstrip("\n") for item in tasks.make_items(200, seed=0)}
+    assert not heldout & seen
+
+
+def test_committed_default_weights_are_built_from_the_current_recipe():
+    """A recipe change without rebuilt weights would make every fresh clone train for half an hour."""
+    import dataclasses
+
+    from workbench.assets import ASSETS_DIR, find_committed
+
+    recipe = build.get_recipe("default")
+    assert find_committed(recipe) == ASSETS_DIR / "default"
+    info = json.loads((ASSETS_DIR / "default" / "build.json").read_text())
+    assert info["recipe"] == dataclasses.asdict(recipe)
+    assert (ASSETS_DIR / "default" / "model.safetensors").stat().st_size < 20 * 2**20

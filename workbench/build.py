@@ -50,6 +50,13 @@ class Recipe:
     task_fraction: float = 0.75
     answer_weight: float = 4.0
     seed: int = 0
+    # Added after BUILD_VERSION 2; they enter the hash only when they differ from these
+    # defaults (which reproduce the earlier data), so existing cache keys stay valid.
+    questions: int = 4  # answered questions per task context
+    min_facts: int = 2  # facts per training context, drawn uniformly in [min_facts, max_facts]
+    max_facts: int = 8
+    same_attribute: float = 0.0  # share of task contexts whose facts all have one attribute
+    curriculum_steps: int = 0  # the upper bound on facts ramps from min_facts to max_facts over these steps
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -58,6 +65,10 @@ class Recipe:
                 raise ValueError(f"recipe.{field.name} must be >= 0, got {value}")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("recipe.hidden_size must be a multiple of num_attention_heads")
+        if not 1 <= self.min_facts <= self.max_facts:
+            raise ValueError(f"recipe needs 1 <= min_facts <= max_facts, got {self.min_facts}, {self.max_facts}")
+        if not 0.0 <= self.same_attribute <= 1.0:
+            raise ValueError(f"recipe.same_attribute must be in [0, 1], got {self.same_attribute}")
         if not 0.0 <= self.task_fraction <= 1.0:
             raise ValueError(f"recipe.task_fraction must be in [0, 1], got {self.task_fraction}")
 
@@ -68,8 +79,15 @@ class Recipe:
         """Cache key. `portable` leaves out the stdlib corpus hash (which moves with the Python
         version), so committed weights built from this recipe are found on any machine."""
         tokenizer = {k: v for k, v in self.tokenizer_key().items() if not (portable and k == "corpus")}
-        payload = {**dataclasses.asdict(self), "tokenizer": tokenizer, "version": BUILD_VERSION}
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if _ADDED_FIELDS.get(k, object()) != v}
+        payload = {**fields, "tokenizer": tokenizer, "version": BUILD_VERSION}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def facts_bound(self, step: int) -> int:
+        """The most facts a training context may have at `step` (the curriculum)."""
+        if self.curriculum_steps <= 0 or step >= self.curriculum_steps:
+            return self.max_facts
+        return self.min_facts + (self.max_facts - self.min_facts) * step // self.curriculum_steps
 
     def model_config(self) -> dict:
         return {
@@ -90,11 +108,23 @@ class Recipe:
         }
 
 
+_ADDED_FIELDS = {"questions": 4, "min_facts": 2, "max_facts": 8, "same_attribute": 0.0, "curriculum_steps": 0}
+
 # The embedded family: nano for tests, default for the demo, student (~25% of default) for distillation.
 _LONG = {"steps": 2400, "batch_size": 32, "sequence_length": 96, "warmup_steps": 50, "task_fraction": 0.85}
+# default: half the learning rate (3e-3 left a 128-wide model at the answer prior's level),
+# 8 heads, every fact of a context asked, a curriculum from 2 facts up over 300 steps.
+_DEFAULT = {
+    **_LONG,
+    "steps": 1800,
+    "learning_rate": 1.5e-3,
+    "task_fraction": 0.9,
+    "questions": 8,
+    "curriculum_steps": 300,
+}
 _SIZES = {  # hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, training
     "nano": (64, 2, 4, 128, {"steps": 100, "batch_size": 8, "warmup_steps": 20}),
-    "default": (128, 4, 4, 384, _LONG),
+    "default": (128, 4, 8, 384, _DEFAULT),
     "student": (64, 3, 4, 192, _LONG),
 }
 PRESETS = {

@@ -71,13 +71,18 @@ class TaskItem:
     question: str
 
 
-def make_context(rng: random.Random, num_facts: int) -> tuple[str, list[tuple[str, str, str]]]:
-    """A context passage and its (name, attribute, value) facts, each name used once."""
+def make_context(
+    rng: random.Random, num_facts: int, *, attribute: str | None = None
+) -> tuple[str, list[tuple[str, str, str]]]:
+    """A context passage and its (name, attribute, value) facts, each name used once.
+
+    `attribute` gives every fact the same attribute (training only: then the answer's type
+    does not tell which fact is asked about, only the name does)."""
     names = rng.sample(NAMES, num_facts)
     facts = []
     for name in names:
-        attribute = rng.choice(sorted(ATTRIBUTES))
-        facts.append((name, attribute, rng.choice(ATTRIBUTES[attribute][3])))
+        chosen = attribute or rng.choice(sorted(ATTRIBUTES))
+        facts.append((name, chosen, rng.choice(ATTRIBUTES[chosen][3])))
     text = " ".join(ATTRIBUTES[a][0].format(name=n, value=v) for n, a, v in facts)
     return f"Context: {text}\n", facts
 
@@ -88,10 +93,19 @@ def format_question(name: str, attribute: str) -> str:
 
 
 def make_training_segments(
-    rng: random.Random, *, min_facts: int = 2, max_facts: int = 8, questions: int = 4
+    rng: random.Random,
+    *,
+    min_facts: int = 2,
+    max_facts: int = 8,
+    questions: int = 4,
+    same_attribute: float = 0.0,
 ) -> list[tuple[str, bool]]:
-    """One training document as (text, is_answer) segments: a context, then answered questions."""
-    context, facts = make_context(rng, rng.randint(min_facts, max_facts))
+    """One training document as (text, is_answer) segments: a context, then answered questions.
+
+    With probability `same_attribute` every fact of the context shares one attribute."""
+    num_facts = rng.randint(min_facts, max_facts)
+    attribute = rng.choice(sorted(ATTRIBUTES)) if same_attribute and rng.random() < same_attribute else None
+    context, facts = make_context(rng, num_facts, attribute=attribute)
     segments = [(context, False)]
     for name, attribute, value in rng.sample(facts, min(questions, len(facts))):
         segments += [(format_question(name, attribute), False), (f" {value}", True), (".\n", False)]

@@ -38,7 +38,7 @@ def fit(model, recipe, tokenizer, loss_fn, *, progress: bool = True, desc: str |
     accuracy = math.nan
     bar = tqdm(range(recipe.steps), desc=desc or f"train {recipe.preset}", disable=not progress, mininterval=1.0)
     for i in bar:
-        tokens, weights = batches.next()
+        tokens, weights = batches.next(i)
         loss = step(mx.array(tokens), mx.array(weights))
         mx.eval(state, loss)
         history.append(loss.item())
