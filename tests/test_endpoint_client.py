@@ -167,6 +167,11 @@ def test_rate_profile_sends_on_its_seeded_poisson_schedule():
     assert all(0 <= r["sent_s"] - r["arrival_s"] < 0.05 for r in rows)
 
 
+def test_a_fault_in_the_load_loop_is_raised_not_lost():
+    with StubThread() as stub, pytest.raises(TypeError, match="not JSON serializable"):
+        run_levels(Target(url=stub.url, model="stub"), [object()], [Level("synchronous")], max_tokens=2)
+
+
 def test_saturation_search_stops_at_the_first_level_over_capacity():
     # the stub serves 2 requests at a time, 50 ms each: concurrency 2 keeps TTFT near 50 ms, 4 doubles it for half
     with StubThread(capacity=2, prefill_s=0.05) as stub:

@@ -137,6 +137,8 @@ async def run_level_async(
             task.cancel()
         await asyncio.gather(runner, *tasks, return_exceptions=True)
     stopper.cancel()
+    if runner.done() and not runner.cancelled() and runner.exception() is not None:
+        raise runner.exception()  # a fault in the load loop itself, never a failed request (those are rows)
     sent = [o for o in outcomes if o.sent_s is not None]
     for outcome in sent:
         if outcome.end != outcome.end:  # cancelled mid-stream: still a request the server received
