@@ -184,7 +184,8 @@ def throughput_changes(frame: pl.DataFrame) -> pl.DataFrame:
 def summary_table(name: str, frame: pl.DataFrame) -> pl.DataFrame:
     """The headline columns of `variant_summaries`, with each variant's throughput change, interval and verdict."""
     rows = variant_summaries(name, frame)
-    table = pl.DataFrame([{k: r.get(k) for k in SUMMARY_COLUMNS} for r in rows], strict=False)
+    columns = getattr(get(name), "SUMMARY_COLUMNS", SUMMARY_COLUMNS)  # an experiment may name its own headline
+    table = pl.DataFrame([{k: r.get(k) for k in columns} for r in rows], strict=False)
     return table.join(throughput_changes(frame), on="variant", how="left", maintain_order="left")
 
 

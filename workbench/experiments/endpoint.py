@@ -38,6 +38,20 @@ from workbench.endpoint import bench as endpoint_bench
 from workbench.experiments.base import ExperimentConfig, Variant
 
 PROFILES = ("synchronous", "concurrency", "rate", "throughput", "saturation")
+SUMMARY_COLUMNS = (
+    "variant",
+    "profile",
+    "level",
+    "ttft_s",
+    "ttft_s_p90",
+    "tpot_s",
+    "throughput_tps",
+    "goodput_rps",
+    "error_rate",
+    "slo_pass",
+    "cold_ttft_s",
+    "startup_s",
+)
 
 
 class Config(ExperimentConfig):
