@@ -191,7 +191,7 @@ def test_saturation_search_stops_at_the_first_level_over_capacity():
 def test_over_saturation_stops_a_level_and_keeps_its_requests_as_rows():
     # 2 slots of 50 ms serve 40 req/s; 200 req/s queues without bound
     with StubThread(capacity=2, prefill_s=0.05) as stub:
-        oversat = OverSaturation(min_seconds=0.4, min_requests=5)
+        oversat = OverSaturation(min_seconds=0.4, min_requests=5, min_ttft_s=0.0, correlation_s=0.01)
         result = run_levels(
             Target(url=stub.url, model="stub"), ["x"] * 400, [Level("rate", 200)], max_tokens=2, oversat=oversat
         )[0]
@@ -203,7 +203,7 @@ def test_over_saturation_stops_a_level_and_keeps_its_requests_as_rows():
 
 def test_a_level_within_capacity_is_not_over_saturated():
     with StubThread(capacity=4, prefill_s=0.01) as stub:
-        oversat = OverSaturation(min_seconds=0.3, min_requests=5)
+        oversat = OverSaturation(min_seconds=0.3, min_requests=5, min_ttft_s=0.0, correlation_s=0.01)
         result = run_levels(
             Target(url=stub.url, model="stub"), ["x"] * 30, [Level("rate", 50)], max_tokens=2, oversat=oversat
         )[0]

@@ -61,3 +61,12 @@ def test_json_safe_replaces_nan():
         "b": None,
         "c": 2.0,
     }
+
+
+def test_slope_interval_widens_for_correlated_points():
+    x = [0.1 * i for i in range(40)]
+    y = [2 * v + (0.3 if i % 2 else -0.3) for i, v in enumerate(x)]
+    slope, half = stats.slope_interval(x, y)
+    same, wider = stats.slope_interval(x, y, effective_n=4)
+    assert slope == pytest.approx(2.0, rel=0.05) and same == slope
+    assert wider > 3 * half  # 4 independent samples, not 40, and t with 2 degrees of freedom

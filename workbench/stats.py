@@ -63,8 +63,10 @@ def mean_interval(values, level: float = LEVEL) -> tuple[float, float]:
     return (float(low), float(high))
 
 
-def slope_interval(x, y, level: float = LEVEL) -> tuple[float, float]:
-    """Least-squares slope of y on x and the half-width of its Student t interval; (NaN, NaN) below three points."""
+def slope_interval(x, y, level: float = LEVEL, *, effective_n: float | None = None) -> tuple[float, float]:
+    """Least-squares slope of y on x and the half-width of its Student t interval; (NaN, NaN) below three points.
+    `effective_n` (< the number of points) widens the interval for correlated points: the standard error and the
+    t degrees of freedom are those of `effective_n` independent points with the same residual spread."""
     from scipy import stats
 
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
@@ -75,7 +77,9 @@ def slope_interval(x, y, level: float = LEVEL) -> tuple[float, float]:
     slope = float(dx @ (y - y.mean())) / sxx
     residuals = y - y.mean() - slope * dx
     stderr = math.sqrt(float(residuals @ residuals) / (x.size - 2) / sxx)
-    return (slope, float(stats.t.ppf(0.5 + level / 2, x.size - 2)) * stderr)
+    n = x.size if effective_n is None else max(3.0, min(float(effective_n), x.size))
+    stderr *= math.sqrt(x.size / n)
+    return (slope, float(stats.t.ppf(0.5 + level / 2, n - 2)) * stderr)
 
 
 @dataclass(frozen=True)

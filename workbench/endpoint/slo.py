@@ -49,10 +49,11 @@ class OverSaturation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    min_seconds: float = Field(5.0, ge=0)
+    min_seconds: float = Field(10.0, ge=0)  # GuideLLM: 30 s; our levels are shorter
     min_requests: int = Field(10, ge=3)
-    max_margin: float = Field(2.0, gt=0)
-    min_ttft_s: float = Field(0.0, ge=0)
+    max_margin: float = Field(2.0, gt=0)  # GuideLLM's moe_threshold
+    min_ttft_s: float = Field(2.5, ge=0)  # GuideLLM's minimum_ttft: more than half the TTFTs must exceed it
+    correlation_s: float = Field(1.0, gt=0)  # requests this close count as one sample (GuideLLM: n <= seconds)
     check_every_s: float = Field(0.1, gt=0)
 
 
@@ -74,10 +75,17 @@ class SaturationTracker:
         return elapsed_s >= self.config.min_seconds and len(self.ttfts) >= self.config.min_requests
 
     def growing(self, points: list[tuple[float, float]]) -> bool:
+        """A positive least-squares slope whose relative margin of error is small, with the sample size discounted
+        as GuideLLM does: requests within `correlation_s` of each other are not independent evidence."""
         recent = points[len(points) // 4 :]
         if len(recent) < 3:
             return False
-        slope, half_width = stats.slope_interval([p[0] for p in recent], [p[1] for p in recent])
+        span = recent[-1][0] - recent[0][0]
+        effective = min(len(recent), span / self.config.correlation_s)
+        if effective < 3:
+            return False
+        x, y = [p[0] for p in recent], [p[1] for p in recent]
+        slope, half_width = stats.slope_interval(x, y, effective_n=effective)
         return slope > 0 and half_width / slope < self.config.max_margin
 
     def saturated(self) -> bool:
