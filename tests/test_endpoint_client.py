@@ -203,7 +203,8 @@ def test_over_saturation_stops_a_level_and_keeps_its_requests_as_rows():
 
 def test_a_level_within_capacity_is_not_over_saturated():
     with StubThread(capacity=4, prefill_s=0.01) as stub:
-        oversat = OverSaturation(min_seconds=0.3, min_requests=5, min_ttft_s=0.0, correlation_s=0.01)
+        # one sample per 0.1 s: a busy machine's jitter must not read as a trend (it did at 0.01 s, under load)
+        oversat = OverSaturation(min_seconds=0.3, min_requests=5, min_ttft_s=0.0, correlation_s=0.1)
         result = run_levels(
             Target(url=stub.url, model="stub"), ["x"] * 30, [Level("rate", 50)], max_tokens=2, oversat=oversat
         )[0]
