@@ -46,3 +46,30 @@ def kernel():
     from workbench.jupyter_kernel import install_kernel
 
     return install_kernel()
+
+
+def copy_with_chat_template(source: Path, target: Path, template: str) -> Path:
+    """A model directory copied from `source` with `template` as the chat template in tokenizer_config.json."""
+    import json
+    import shutil
+
+    shutil.copytree(source, target)
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    (target / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+    return target
+
+
+@pytest.fixture(scope="module")
+def other_tokenizer(nano_path, tmp_path_factory):
+    """nano with two vocabulary entries swapped: same vocabulary size, another tokenizer."""
+    import json
+    import shutil
+
+    target = tmp_path_factory.mktemp("tok") / "nano-swapped"
+    shutil.copytree(nano_path, target)
+    spec = json.loads((target / "tokenizer.json").read_text())
+    vocab = spec["model"]["vocab"]
+    a, b = (token for token, index in vocab.items() if index in (300, 301))
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (target / "tokenizer.json").write_text(json.dumps(spec))
+    return target

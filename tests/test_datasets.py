@@ -7,6 +7,7 @@ import shutil
 
 import polars as pl
 import pytest
+from conftest import copy_with_chat_template
 
 from workbench import cli, datasets
 
@@ -20,11 +21,7 @@ CHAT = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "cont
 @pytest.fixture(scope="module")
 def chat_nano(nano_path, tmp_path_factory):
     """nano's files plus a chat template in tokenizer_config.json."""
-    path = tmp_path_factory.mktemp("models") / "chat-nano"
-    shutil.copytree(nano_path, path)
-    config = json.loads((path / "tokenizer_config.json").read_text())
-    (path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": TEMPLATE}))
-    return path
+    return copy_with_chat_template(nano_path, tmp_path_factory.mktemp("models") / "chat-nano", TEMPLATE)
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@ comparisons, on a chat-templated copy of nano made here: its own greedy replies 
 multiple-choice set scores acc 1.0 or 0 as constructed, and every bad file is one line, exit 2, nothing written."""
 
 import json
-import shutil
 
 import mlx.core as mx
 import mlx.nn as nn
 import polars as pl
 import pytest
+from conftest import copy_with_chat_template
 
 from workbench import evalsets, evaluate, models, quality, run, tool, workloads
 from workbench.errors import ConfigError, ModelError
@@ -44,11 +44,7 @@ def write_jsonl(path, items) -> str:
 @pytest.fixture(scope="module")
 def chat_dir(nano_path, tmp_path_factory):
     """nano's files with a chat template in tokenizer_config.json."""
-    target = tmp_path_factory.mktemp("chat") / "nano-chat"
-    shutil.copytree(nano_path, target)
-    config = json.loads((target / "tokenizer_config.json").read_text())
-    (target / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": TEMPLATE}))
-    return target
+    return copy_with_chat_template(nano_path, tmp_path_factory.mktemp("chat") / "nano-chat", TEMPLATE)
 
 
 @pytest.fixture(scope="module")
@@ -206,19 +202,6 @@ def test_experiments_take_an_eval_set(nano_path, tmp_path):
     assert frame["workload"].to_list() == ["eval_set:items"] and frame["item_id"].to_list() == ["1"]
     with pytest.raises(ConfigError, match=r"quantise\.eval_set: eval set .* no such file"):
         experiments.build_config("quantise", None, {"eval_set": str(tmp_path / "none.jsonl")})
-
-
-@pytest.fixture(scope="module")
-def other_tokenizer(nano_path, tmp_path_factory):
-    """nano with two vocabulary entries swapped: same vocabulary size, another tokenizer."""
-    target = tmp_path_factory.mktemp("tok") / "nano-swapped"
-    shutil.copytree(nano_path, target)
-    spec = json.loads((target / "tokenizer.json").read_text())
-    vocab = spec["model"]["vocab"]
-    a, b = (token for token, index in vocab.items() if index in (300, 301))
-    vocab[a], vocab[b] = vocab[b], vocab[a]
-    (target / "tokenizer.json").write_text(json.dumps(spec))
-    return target
 
 
 def test_fidelity_and_speculative_refuse_another_tokenizer(

@@ -2,7 +2,6 @@
 KV cache must be quantisable (nano's head dimension, 16, is below MLX's smallest group size, 32)."""
 
 import json
-import shutil
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -33,19 +32,6 @@ def text_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def default():
     return models.load("default")
-
-
-@pytest.fixture(scope="module")
-def other_tokenizer(nano_path, tmp_path_factory):
-    """nano with two vocabulary entries swapped: same vocabulary size, another tokenizer."""
-    target = tmp_path_factory.mktemp("tok") / "nano-swapped"
-    shutil.copytree(nano_path, target)
-    spec = json.loads((target / "tokenizer.json").read_text())
-    vocab = spec["model"]["vocab"]
-    a, b = (token for token, index in vocab.items() if index in (300, 301))
-    vocab[a], vocab[b] = vocab[b], vocab[a]
-    (target / "tokenizer.json").write_text(json.dumps(spec))
-    return target
 
 
 def test_whole_file_perplexity_agrees_with_mlx_lm_eval_ppl(nano, text_file):

@@ -37,7 +37,6 @@ from workbench.endpoint import (
 from workbench.endpoint import bench as endpoint_bench
 from workbench.experiments.base import ExperimentConfig, Variant
 
-PROFILES = ("synchronous", "concurrency", "rate", "throughput", "saturation")
 SUMMARY_COLUMNS = (
     "variant",
     "profile",
@@ -129,14 +128,13 @@ def run(config: Config) -> pl.DataFrame:
     tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
     plan = levels(config)
     slices = config.rounds * len(plan) if config.profile != "saturation" else len(plan)
-    options = {k: v for k, v in _workload_options(config).items()}
     prompts, limits, workload, _ = endpoint_bench.endpoint_workload(
         tokenizer,
         prompt_tokens=config.prompt_tokens,
         gen_tokens=config.gen_tokens,
         count=config.requests * (slices + 1),
         seed=config.seed,
-        options=options,
+        options=_workload_options(config),
     )
     log_path = outputs_dir() / "servers" / f"{run_id}.log"
     rows: dict[str, list] = {}
