@@ -25,7 +25,8 @@ TARGET_FORWARD = 8.0
 def child(model_spec: str, repeats: int) -> dict:
     import mlx.core as mx
 
-    from workbench import models, runtime, stats
+    from workbench import runtime, stats
+    from workbench.models import loader
 
     def timed(fn):
         for _ in range(3):
@@ -39,7 +40,7 @@ def child(model_spec: str, repeats: int) -> dict:
 
     a = mx.random.normal((512, 512), key=mx.random.key(0))
     b = mx.random.normal((512, 512), key=mx.random.key(1))
-    loaded = models.load(model_spec)
+    loaded = loader.load(model_spec)
     tokens = mx.random.randint(0, loaded.config["vocab_size"], (4, 128), key=mx.random.key(2))
     return {
         "blas": runtime.active_blas(),
@@ -58,12 +59,13 @@ def main() -> int:
         print(json.dumps(child(args.model, args.repeats)))
         return 0
 
-    from workbench import models, runtime
+    from workbench import runtime
+    from workbench.models import loader
 
     if runtime.find_optimised_blas() is None:
         print(f"no optimised BLAS on this machine; install it with: {runtime.FIX_COMMAND}")
         return 1
-    models.resolve(args.model)  # build or fetch once, outside the timed children
+    loader.resolve(args.model)  # build or fetch once, outside the timed children
     base = {k: v for k, v in os.environ.items() if k not in {"LD_PRELOAD", "WORKBENCH_BLAS_REEXEC"}}
     stock_env = {**base, runtime.NO_REEXEC: "1"}
     fast_env = {**runtime.blas_env(base), runtime.NO_REEXEC: "1"}

@@ -49,10 +49,12 @@ def benchmark_prompt(vocab_size: int, p: int) -> list[int]:
 
 
 def run_workbench(loaded, p: int, g: int, n: int) -> dict:
-    from workbench import measure, models, stats
+    from workbench import stats
+    from workbench.measure import timed
+    from workbench.models import loader
 
-    prompts = [benchmark_prompt(models.vocab_size(loaded), p)]
-    records = measure.measure_generation(loaded.model, loaded.tokenizer, prompts, gen_tokens=g, trials=n)
+    prompts = [benchmark_prompt(loader.vocab_size(loaded), p)]
+    records = timed.measure_generation(loaded.model, loaded.tokenizer, prompts, gen_tokens=g, trials=n)
     return {key: stats.describe(getattr(r, key) for r in records)["mean"] for key in ("prefill_tps", "decode_tps")}
 
 
@@ -68,14 +70,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from workbench import models
+    from workbench.models import loader
 
-    loaded = models.load(args.model)
+    loaded = loader.load(args.model)
     p, g, n = args.prompt_tokens, args.generation_tokens, args.num_trials
     theirs, ours = [], []
     for _ in range(args.rounds):  # mlx_lm.benchmark loads the model afresh each time; so do we
         theirs.append(run_mlx_lm(str(loaded.path), p, g, n))
-        ours.append(run_workbench(models.load(args.model), p, g, n))
+        ours.append(run_workbench(loader.load(args.model), p, g, n))
     from workbench import stats
 
     mean = lambda rows, k: stats.describe(r[k] for r in rows)["mean"]

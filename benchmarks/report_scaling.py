@@ -28,15 +28,15 @@ REPORT = "import sys; from workbench import tool, report; sys.exit(tool.entry(re
 
 def source_points(name: str) -> list[Path]:
     """Finished points of a real sweep; the smoke sweep is run once when there is none."""
-    from workbench import sweep
     from workbench.paths import outputs_dir
+    from workbench.sweep import runner
 
     root = outputs_dir() / "sweeps" / name
     points = sorted(p.parent for p in root.glob("*/results.parquet"))
     if not points:
         if name != "smoke":
             raise SystemExit(f"sweep {name!r} has no finished points under {root.parent}")
-        sweep.run_sweep(sweep.load_sweep(ROOT / "params" / "smoke.yaml"), workers=1, progress=False)
+        runner.run_sweep(runner.load_sweep(ROOT / "params" / "smoke.yaml"), workers=1, progress=False)
         points = sorted(p.parent for p in root.glob("*/results.parquet"))
     return points
 
@@ -46,7 +46,7 @@ def copy_sweep(points: list[Path], target: Path, size: int) -> None:
     import polars as pl
     import yaml
 
-    from workbench import integrity
+    from workbench.results import integrity
 
     for i in range(size):
         source = points[i % len(points)]

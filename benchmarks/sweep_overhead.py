@@ -54,7 +54,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--points", type=int, default=4, help="points of the multi-point sweep")
     args = parser.parse_args()
-    from workbench import build, runtime, stats
+    from workbench import runtime, stats
+    from workbench.models import build
 
     nano = str(build.build_model("nano", progress=False))
     env = {**runtime.blas_env(), runtime.NO_REEXEC: "1"}

@@ -29,16 +29,16 @@ def _outputs(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def nano_path() -> Path:
-    from workbench import build
+    from workbench.models import build
 
     return build.build_model("nano", progress=False)
 
 
 @pytest.fixture(scope="session")
 def nano(nano_path):
-    from workbench import models
+    from workbench.models import loader
 
-    return models.load(str(nano_path))
+    return loader.load(str(nano_path))
 
 
 @pytest.fixture(scope="session")

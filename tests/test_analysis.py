@@ -7,8 +7,10 @@ import math
 import polars as pl
 import pytest
 
-from workbench import analysis, configurations, gates, results, significance, stats
+from workbench import stats
+from workbench.analysis import decisions, gates, per_variant, significance
 from workbench.errors import ConfigError
+from workbench.results import store
 
 # baseline: even rounds average 100 tok/s, odd rounds 102 -> an A/A change of +2.0 %
 BASE = {0: [99, 100, 101], 1: [101, 102, 103], 2: [99, 100, 101], 3: [101, 102, 103]}
@@ -68,7 +70,7 @@ def quality(run, variant, *, accuracy=None, nll=None, kl=None, **identity):
 
 
 def frame(*parts) -> pl.DataFrame:
-    return results.to_frame([row for part in parts for row in part])
+    return store.to_frame([row for part in parts for row in part])
 
 
 def shifted(per_round, factor):
@@ -98,7 +100,7 @@ def test_identity_is_read_from_columns_never_from_names():
         speed("r1", "student-x", BASE, family="speculative", lossless=True, changes_json='{"draft": "s"}'),
         speed("r1", "q4", BASE),  # nothing declared: an older sweep
     )
-    configs = configurations.configurations(rows)
+    configs = per_variant.configurations(rows)
     assert config(configs, "student-x")["family"] == "speculative"
     assert config(configs, "q4")["family"] == "unknown"
     assert config(configs, "baseline")["is_reference"] and config(configs, "baseline")["family"] == "baseline"
@@ -115,7 +117,7 @@ def test_quality_is_inherited_only_when_lossless_and_identical():
         speed("r1", "q4", BASE, family="quantisation", lossless=False, quality_measured="perplexity"),
         quality("r1", "q4", accuracy=0.9, nll=math.log(30), family="quantisation", quality_measured="perplexity"),
     )
-    configs = configurations.configurations(rows)
+    configs = per_variant.configurations(rows)
     b4 = config(configs, "b4")
     assert b4["task_accuracy"] == pytest.approx(0.5) and b4["perplexity"] == pytest.approx(20)
     assert b4["kl_mean"] == 0.0 and b4["greedy_agreement"] == 1.0
@@ -158,7 +160,7 @@ def test_significance_needs_interval_and_floor_and_aa_is_never_recommended():
         # an A/A copy measured 10 % faster: the machine was that noisy, so nothing below 10 % is significant
         aa_fast=(shifted(BASE, 1.1), {**BASELINE_ID, "quality_measured": ""}, {"ttft": 0.01}),
     )
-    result = analysis.analyse(rows, slo={"ttft_s_p90_max": 1.0})
+    result = decisions.analyse(rows, slo={"ttft_s_p90_max": 1.0})
     compared = result.compared.filter(metric="throughput_tps")
     tiny = compared.filter(variant="tiny").row(0, named=True)
     assert tiny["ci_low"] > 0 and tiny["floor_pct"] == pytest.approx(10.0) and not tiny["significant"]
@@ -181,7 +183,7 @@ def test_significance_needs_interval_and_floor_and_aa_is_never_recommended():
 def test_without_round_data_nothing_is_significant():
     batching = {"family": "batching", "lossless": True, "quality_measured": ""}
     rows = run_rows(b4=(shifted(BASE, 1.2), batching, {})).with_columns(pl.lit(None, pl.Int32).alias("round"))
-    result = analysis.analyse(rows, slo={})
+    result = decisions.analyse(rows, slo={})
     assert not result.compared["significant"].any() and result.recommended.is_empty()
     assert not result.floor_known and any("Noise floor unknown" in w for w in result.warnings)
     assert result.candidates.row(0, named=True)["status"] == significance.NO_DIFFERENCE
@@ -194,7 +196,7 @@ def test_a_run_uses_the_larger_of_its_floor_and_the_sweep_median():
     rows = pl.concat([run_rows("quiet", b5=(five, batching, {})), run_rows("noisy", base=noisy)])
     floors = significance.noise_floors(significance.trial_samples(rows)).filter(metric="throughput_tps")
     assert sorted(floors["floor_pct"].to_list()) == pytest.approx([2.0, 10.0])
-    compared = analysis.analyse(rows, slo={}).compared.filter(metric="throughput_tps", variant="b5")
+    compared = decisions.analyse(rows, slo={}).compared.filter(metric="throughput_tps", variant="b5")
     assert compared["floor_pct"][0] == pytest.approx(6.0) and not compared["significant"][0]
 
 
@@ -207,7 +209,7 @@ def test_pareto_mask_keeps_only_undominated_rows():
         }
     )
     objectives = {"ttft_s_p90": False, "throughput_tps": True, "task_accuracy": True}
-    assert analysis.pareto_mask(df, objectives) == [True, True, False, False, False]
+    assert decisions.pareto_mask(df, objectives) == [True, True, False, False, False]
 
 
 def test_slo_checks_and_rows():
@@ -218,7 +220,7 @@ def test_slo_checks_and_rows():
     assert [c["pass"] for c in checks] == [True, False, False]  # at the bound passes; not measured fails
     batching = {"family": "batching", "lossless": True, "quality_measured": ""}
     rows = pl.concat([run_rows("r1", b4=(shifted(BASE, 1.2), batching, {})), run_rows("r2"), run_rows("r3")])
-    result = analysis.analyse(rows, slo={"throughput_tps_min": 110})
+    result = decisions.analyse(rows, slo={"throughput_tps_min": 110})
     table = gates.slo_rows(result.configs, result.recommended, result.slo)
     assert [r["configuration"] for r in table] == ["baseline (median of 3 runs)", "b4 @ r1"]
     assert [r["pass"] for r in table] == [False, True]
@@ -265,7 +267,7 @@ def test_latency_quantiles_are_the_linear_percentiles():
     groups = pl.DataFrame(
         {"run_id": [None], "variant": ["baseline"], "label": ["baseline"]}, schema_overrides={"run_id": pl.String}
     )
-    q = analysis.latency_quantiles(rows, groups, points=5)
+    q = decisions.latency_quantiles(rows, groups, points=5)
     assert q["ttft_s"].to_list() == pytest.approx([stats.percentile(range(1, 11), p) for p in (0, 25, 50, 75, 100)])
 
 
@@ -283,10 +285,10 @@ def test_warnings_flag_overlap_load_dtypes_and_unknown_floor():
             "cores": [2, 2],
         }
     )
-    warnings = analysis.analyse(rows, slo={}, conditions=conditions).warnings
+    warnings = decisions.analyse(rows, slo={}, conditions=conditions).warnings
     assert any("1 of 2 points ran with more than one worker" in w for w in warnings)
     assert any("1 of 2 points started on a busy machine (load up to 1.30 per core" in w for w in warnings)
     assert any("different dtypes (bfloat16, float32)" in w for w in warnings)
     assert not any("Noise floor unknown" in w for w in warnings)
     quiet = pl.DataFrame({"point_id": ["r1"], "workers": [1], "load_before": [0.2], "load_after": [0.3], "cores": [2]})
-    assert analysis.analyse(run_rows(), slo={}, conditions=quiet).warnings == []
+    assert decisions.analyse(run_rows(), slo={}, conditions=quiet).warnings == []

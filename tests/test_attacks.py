@@ -17,8 +17,11 @@ import psutil
 import pytest
 import yaml
 
-from workbench import integrity, report, results, sweep, sweep_guard, tool
+from workbench import console
 from workbench.paths import REPO_ROOT, OutputsError, check_writable
+from workbench.present import report
+from workbench.results import integrity, store
+from workbench.sweep import guard, runner
 
 SMOKE = yaml.safe_load((REPO_ROOT / "params" / "smoke.yaml").read_text())
 TWO = {"variants": [[{"bits": 8}], [{"bits": 4}]]}
@@ -69,7 +72,7 @@ def test_corrupt_point_is_named_left_out_and_rerun(pair, capsys):
     (pair / "empty").mkdir()
     assert integrity.point_problem(first) and integrity.point_problem(second) is None
 
-    frame = results.load_sweep_results("pair").collect()
+    frame = store.load_sweep_results("pair").collect()
     assert frame["point_id"].unique().to_list() == [second.name]
     err = capsys.readouterr().err
     assert f"point {first.name} left out" in err and "stray file notes.txt" in err and "stray folder empty/" in err
@@ -107,7 +110,7 @@ def test_first_sigint_finishes_the_running_point_prints_the_summary_and_exits_13
     resumed = cli("sweep", str(path), "--json", outputs=outputs)
     summary = strict_json(resumed.stdout.splitlines()[-1])
     assert (resumed.returncode, summary["ran"], summary["skipped"]) == (0, 1, 1), resumed.stderr
-    runs = results.load_sweep_results("ctrlc").collect().group_by("point_id").agg(pl.col("run_id").n_unique())
+    runs = store.load_sweep_results("ctrlc").collect().group_by("point_id").agg(pl.col("run_id").n_unique())
     assert runs["run_id"].to_list() == [1, 1]
 
 
@@ -134,17 +137,17 @@ def test_second_sigint_kills_the_kernel_at_once(tmp_path, nano_path, kernel):
 def test_second_run_of_a_sweep_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, _outputs):
     path = write_sweep(tmp_path, "locked", grid={"variants": [[{"bits": 8}]]})
     root = _outputs / "sweeps" / "locked"
-    with sweep_guard.hold(root):
+    with guard.hold(root):
         proc = cli("sweep", str(path), "--prepare-only", outputs=_outputs)
     assert proc.returncode == 2 and f"pid {os.getpid()}" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from workbench import sweep_guard\nwith sweep_guard.hold({str(root)!r}): input()"],
+        [sys.executable, "-c", f"from workbench import sweep_guard\nwith guard.hold({str(root)!r}): input()"],
         stdin=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
-    while not (root / sweep_guard.OWNER).is_file() or (root / sweep_guard.OWNER).read_text().strip() != str(holder.pid):
+    while not (root / guard.OWNER).is_file() or (root / guard.OWNER).read_text().strip() != str(holder.pid):
         time.sleep(0.05)
     holder.kill()  # SIGKILL: no clean-up, the PID file stays
     holder.wait()
@@ -154,17 +157,17 @@ def test_second_run_of_a_sweep_is_refused_and_a_dead_runs_lock_is_taken_over(tmp
 
 
 def test_points_no_longer_in_the_sweep_file_are_stale_and_left_out(pair, tmp_path, capsys):
-    kept = sweep.point_id({**SMOKE["fixed"], "variants": [{"bits": 8}]})
+    kept = runner.point_id({**SMOKE["fixed"], "variants": [{"bits": 8}]})
     path = write_sweep(tmp_path, "pair", grid={"variants": [[{"bits": 8}]]})
     proc = cli("sweep", str(path), "--json", outputs=pair.parent.parent)
     assert proc.returncode == 0 and "1 points under" in proc.stderr and "stale" in proc.stderr, proc.stderr
     assert strict_json(proc.stdout.splitlines()[-1])["skipped"] == 1
-    assert results.load_sweep_results("pair").collect()["point_id"].unique().to_list() == [kept]
+    assert store.load_sweep_results("pair").collect()["point_id"].unique().to_list() == [kept]
     assert "1 stale points, not in the current sweep file, left out" in capsys.readouterr().err
-    assert results.load_sweep_results("pair", include_stale=True).collect()["point_id"].n_unique() == 2
+    assert store.load_sweep_results("pair", include_stale=True).collect()["point_id"].n_unique() == 2
     assert report.failures("pair") == (0, 1) and report.point_conditions("pair").height == 1
     assert "stale    1" in cli("sweeps", outputs=pair.parent.parent).stdout
-    assert tool.entry(report.main, ["pair", "-o", str(tmp_path / "all.html"), "--include-stale", "--json"]) == 0
+    assert console.entry(report.main, ["pair", "-o", str(tmp_path / "all.html"), "--include-stale", "--json"]) == 0
     out, err = capsys.readouterr()
     assert strict_json(out.splitlines()[-1])["points"] == 2 and "1 stale points" in err and "included" in err
 
@@ -183,7 +186,7 @@ def test_points_no_longer_in_the_sweep_file_are_stale_and_left_out(pair, tmp_pat
 def test_sweep_names_are_plain_slugs(tmp_path, _outputs, capsys, stem, name):
     path = tmp_path / f"{stem}.yaml"
     path.write_text(yaml.safe_dump({**SMOKE, "name": name}))
-    assert tool.entry(sweep.main, [str(path), "--prepare-only"]) == 2
+    assert console.entry(runner.main, [str(path), "--prepare-only"]) == 2
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and f"{path}:name:" in line, line
     assert not _outputs.exists() and not (tmp_path.parent / "x").exists()
@@ -208,7 +211,7 @@ def test_yaml_alias_bomb_deep_nesting_and_bad_files_are_refused_fast_and_small(t
     probe = textwrap.dedent(f"""
         import resource, time
         from workbench.errors import SweepError
-        from workbench.sweep_file import load_sweep
+        from workbench.sweep.spec import load_sweep
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         try:
@@ -228,7 +231,7 @@ def test_yaml_alias_bomb_deep_nesting_and_bad_files_are_refused_fast_and_small(t
     (tmp_path / "latin.yaml").write_bytes(b"name: caf\xe9\n")
     (tmp_path / "folder.yaml").mkdir()
     for name, problem in [("deep", "nested deeper than"), ("latin", "not UTF-8"), ("folder", "is a directory")]:
-        assert tool.entry(sweep.main, [str(tmp_path / f"{name}.yaml")]) == 2
+        assert console.entry(runner.main, [str(tmp_path / f"{name}.yaml")]) == 2
         line = capsys.readouterr().err.strip()
         assert "\n" not in line and f"{tmp_path / name}.yaml: {problem}" in line, line
 
@@ -236,14 +239,14 @@ def test_yaml_alias_bomb_deep_nesting_and_bad_files_are_refused_fast_and_small(t
 def test_million_point_grid_is_refused_fast_and_max_points_lifts_the_cap(tmp_path, capsys):
     path = write_sweep(tmp_path, "huge", grid={"seed": list(range(1000)), "trials": list(range(1, 1001))})
     start = time.perf_counter()
-    assert tool.entry(sweep.main, [str(path)]) == 2
+    assert console.entry(runner.main, [str(path)]) == 2
     assert time.perf_counter() - start < 2
     assert ":grid: more than 10000 points (1000000)" in capsys.readouterr().err
 
     three = write_sweep(tmp_path, "three")
-    assert tool.entry(sweep.main, [str(three), "--max-points", "2"]) == 2
+    assert console.entry(runner.main, [str(three), "--max-points", "2"]) == 2
     assert "more than 2 points" in capsys.readouterr().err
-    assert len(sweep.load_sweep(three, max_points=3).points) == 3
+    assert len(runner.load_sweep(three, max_points=3).points) == 3
 
 
 def test_unwritable_outputs_exit_2_before_anything_is_measured(tmp_path, nano_path, monkeypatch, capsys):
@@ -277,11 +280,11 @@ def test_unwritable_outputs_exit_2_before_anything_is_measured(tmp_path, nano_pa
 
 
 def test_a_write_failure_after_measuring_keeps_the_rows_and_names_them(tmp_path):
-    frame = results.to_frame([{"kind": "speed", "ttft_s": 0.5}], run_id="run-rescue", experiment="bench")
+    frame = store.to_frame([{"kind": "speed", "ttft_s": 0.5}], run_id="run-rescue", experiment="bench")
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(OutputsError) as caught:
-        results.write_run(frame, params={"x": 1}, env={}, run_dir=blocker / "run")
+        store.write_run(frame, params={"x": 1}, env={}, run_dir=blocker / "run")
     kept = str(caught.value).rsplit(" ", 1)[-1]
     assert "\n" not in str(caught.value) and kept.endswith("results.parquet")
     assert pl.read_parquet(kept).equals(frame)
@@ -289,7 +292,8 @@ def test_a_write_failure_after_measuring_keeps_the_rows_and_names_them(tmp_path)
 
 
 def test_every_commands_json_is_strict_json(pair, tmp_path, nano_path, capsys):
-    from workbench import bench, doctor, evaluate, run
+    from workbench import doctor, run
+    from workbench.measure import bench, evaluate
 
     params = tmp_path / "quantise.yaml"
     tiny = {k: v for k, v in SMOKE["fixed"].items()}
@@ -301,9 +305,9 @@ def test_every_commands_json_is_strict_json(pair, tmp_path, nano_path, capsys):
         (bench.main, ["--model", "nano", "--prompt-tokens", "8", "--gen-tokens", "4", "--trials", "1"]),
         (evaluate.main, ["--model", "nano", "--text", str(text), "--sequence-length", "32", "--max-chunks", "2"]),
         (run.main, ["quantise", "--params", str(params)]),
-        (sweep.main, [str(write_sweep(tmp_path, "prep", grid=TWO)), "--prepare-only"]),
+        (runner.main, [str(write_sweep(tmp_path, "prep", grid=TWO)), "--prepare-only"]),
         (report.main, ["pair", "-o", str(tmp_path / "pair.html")]),
     ]
     for main, args in commands:
-        assert tool.entry(main, [*args, "--json"]) == 0, capsys.readouterr().err
+        assert console.entry(main, [*args, "--json"]) == 0, capsys.readouterr().err
         strict_json(capsys.readouterr().out.strip().splitlines()[-1])

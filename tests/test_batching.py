@@ -7,7 +7,7 @@ def small(nano: str) -> dict:
 
 
 def test_continuous_scheduler_serves_urgent_first_under_a_backlog(nano):
-    from workbench import continuous_batching
+    from workbench.optimise import continuous_batching
 
     prompts = [list(range(1, 17))] * 8
     requests = [continuous_batching.Request(i, p, 0.0, priority=0 if i >= 6 else 1) for i, p in enumerate(prompts)]
@@ -21,7 +21,7 @@ def test_continuous_scheduler_serves_urgent_first_under_a_backlog(nano):
 
 
 def test_adaptive_batch_halves_on_memory_pressure_and_grows_without(nano):
-    from workbench import continuous_batching
+    from workbench.optimise import continuous_batching
 
     requests = [continuous_batching.Request(i, list(range(1, 9)), 0.0) for i in range(12)]
     _, grown = continuous_batching.run_continuous(

@@ -10,7 +10,7 @@ import socket
 import polars as pl
 import pytest
 
-from workbench import cli, results
+from workbench import cli
 from workbench.endpoint import (
     SLO,
     Level,
@@ -26,6 +26,7 @@ from workbench.endpoint.load import CANCELLED, poisson_arrivals
 from workbench.endpoint.slo import short_output_warning
 from workbench.endpoint.stub import StubThread
 from workbench.errors import ConfigError, ModelError
+from workbench.results import store
 
 
 def send_one(url: str, *, prompt="a b c", max_tokens=4, **target):
@@ -82,7 +83,7 @@ def test_failed_requests_count_in_error_rate_and_goodput():
     with StubThread(mode="http500") as stub:
         target = Target(url=stub.url, model="stub")
         rows = run_levels(target, ["x"] * 4, [Level("concurrency", 2)], max_tokens=2)[0].rows
-    frame = results.to_frame(rows, run_id="r", experiment="bench", target=stub.url)
+    frame = store.to_frame(rows, run_id="r", experiment="bench", target=stub.url)
     assert frame.height == 4 and frame["error"].str.starts_with("http 500").all()
     summary = summarise(rows)
     assert summary["error_rate"] == 1.0 and summary["goodput_rps"] == 0 and not summary["slo_pass"]

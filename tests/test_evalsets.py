@@ -1,4 +1,4 @@
-"""Eval sets from files (workbench/evalsets.py), lm-eval tasks (workbench/lm_eval_tasks.py) and tokenizer-safe
+"""Eval sets from files (workbench/measure/evalsets.py), lm-eval tasks (workbench/measure/lm_eval_tasks.py) and tokenizer-safe
 comparisons, on a chat-templated copy of nano made here: its own greedy replies score exact match 1.0, a
 multiple-choice set scores acc 1.0 or 0 as constructed, and every bad file is one line, exit 2, nothing written."""
 
@@ -10,8 +10,11 @@ import polars as pl
 import pytest
 from conftest import copy_with_chat_template
 
-from workbench import evalsets, evaluate, models, quality, run, tool, workloads
+from workbench import console, run
 from workbench.errors import ConfigError, ModelError
+from workbench.measure import evalsets, evaluate, quality
+from workbench.models import loader
+from workbench.workloads import prompt_sets
 
 TEMPLATE = (  # a system turn is the context, user turns are questions, the reply an answer: what nano was trained on
     "{% for m in messages %}{% if m['role'] == 'system' %}Context: {{ m['content'] }}\n"
@@ -31,7 +34,7 @@ CHOICES = [" Paris", " cat", " brown", " Rome", " teacher"]
 
 
 def eval_tool(argv, capsys):
-    code = tool.entry(evaluate.main, argv)
+    code = console.entry(evaluate.main, argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -49,7 +52,7 @@ def chat_dir(nano_path, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chat_model(chat_dir):
-    return models.load(str(chat_dir))
+    return loader.load(str(chat_dir))
 
 
 def own_log_likelihood(model, context: list[int], continuation: list[int]) -> float:
@@ -138,7 +141,7 @@ def test_facts_file_is_the_task_items_and_regenerates_identically():
     lines = evalsets.FACTS_PATH.read_text(encoding="utf-8").splitlines()
     assert lines == evalsets.facts_lines() and len(lines) >= 200
     facts = evalsets.read_facts(200)
-    workload = workloads.task("facts", count=200)  # what `--task facts` scored before it became data
+    workload = prompt_sets.task("facts", count=200)  # what `--task facts` scored before it became data
     assert [i.prompt for i in facts.items] == list(workload.prompts)
     assert [i.reference for i in facts.items] == list(workload.references)
     with pytest.raises(ConfigError, match="500 items"):
@@ -198,7 +201,7 @@ def test_experiments_take_an_eval_set(nano_path, tmp_path):
 
     path = write_jsonl(tmp_path / "items.jsonl", [{"prompt": FACT, "reference": "Paris", "max_tokens": 3}])
     config = experiments.build_config("quantise", None, {"model": str(nano_path), "eval_set": path})
-    frame = measure_quality(models.load(str(nano_path)), Variant("v", quality=("task",)), config, run_id="r")
+    frame = measure_quality(loader.load(str(nano_path)), Variant("v", quality=("task",)), config, run_id="r")
     assert frame["workload"].to_list() == ["eval_set:items"] and frame["item_id"].to_list() == ["1"]
     with pytest.raises(ConfigError, match=r"quantise\.eval_set: eval set .* no such file"):
         experiments.build_config("quantise", None, {"eval_set": str(tmp_path / "none.jsonl")})
@@ -216,12 +219,12 @@ def test_fidelity_and_speculative_refuse_another_tokenizer(
     monkeypatch.setenv("WORKBENCH_OUTPUTS", str(outputs))
     params = tmp_path / "spec.yaml"
     params.write_text(f"draft: {other_tokenizer}\nnum_draft_tokens: [2]\ngen_tokens: 8\nprompt_tokens: 8\n")
-    code = tool.entry(run.main, ["speculative", "--params", str(params), "--model", str(nano_path)])
+    code = console.entry(run.main, ["speculative", "--params", str(params), "--model", str(nano_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "draft 'nano-swapped' has another tokenizer" in err, err
     assert not outputs.exists()  # refused before the outputs folder is made
     with pytest.raises(ModelError, match="draft 'nano-swapped'"):  # the check run() makes on loaded models
-        models.check_same_tokenizer(models.load(str(nano_path)), models.load(str(other_tokenizer)), role="draft")
+        loader.check_same_tokenizer(loader.load(str(nano_path)), loader.load(str(other_tokenizer)), role="draft")
 
 
 def lm_eval_task(folder, data) -> None:
@@ -259,19 +262,19 @@ def test_lm_eval_local_task_offline_matches_the_eval_set_path(nano, nano_path, t
 
 
 def test_lost_items_are_those_a_variant_scored_below_the_baseline(nano):
-    from workbench import results
+    from workbench.results import store
 
     frame, _ = evaluate.run_eval(nano, task="facts", task_count=6)
     base = frame.with_columns(variant=pl.lit("baseline"))
     lowered = pl.when(pl.col("item_id") == "facts-2").then(pl.col("score") - 1).otherwise(pl.col("score"))
     worse = frame.with_columns(variant=pl.lit("v"), score=lowered)  # the rows as a variant that lost item 2
-    lost = results.lost_items(pl.concat([base, worse]))
+    lost = store.lost_items(pl.concat([base, worse]))
     assert lost["item_id"].to_list() == ["facts-2"] and lost["variant"].to_list() == ["v"]
     assert lost["baseline_score"][0] == frame.filter(item_id="facts-2")["score"][0]
 
 
 def test_lm_eval_without_the_extra_is_one_line_before_anything_runs(nano_path, monkeypatch, capsys, _outputs):
-    from workbench import lm_eval_tasks
+    from workbench.measure import lm_eval_tasks
 
     monkeypatch.setattr(lm_eval_tasks, "available", lambda: False)
     code, _, err = eval_tool(["--model", str(nano_path), "--lm-eval", "arc_easy"], capsys)

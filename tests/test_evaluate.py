@@ -1,4 +1,4 @@
-"""`workbench eval` (workbench/evaluate.py) on real models: nano, and the committed `default` where the
+"""`workbench eval` (workbench/measure/evaluate.py) on real models: nano, and the committed `default` where the
 KV cache must be quantisable (nano's head dimension, 16, is below MLX's smallest group size, 32)."""
 
 import json
@@ -8,12 +8,15 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from workbench import corpus, evaluate, models, quality, tool
+from workbench import console
 from workbench.errors import ConfigError, ModelError
+from workbench.measure import evaluate, quality
+from workbench.models import loader
+from workbench.workloads import corpus
 
 
 def run_tool(argv, capsys) -> tuple[int, str, str]:
-    code = tool.entry(evaluate.main, argv)
+    code = console.entry(evaluate.main, argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -31,7 +34,7 @@ def text_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def default():
-    return models.load("default")
+    return loader.load("default")
 
 
 def test_whole_file_perplexity_agrees_with_mlx_lm_eval_ppl(nano, text_file):
@@ -49,7 +52,7 @@ def test_whole_file_perplexity_agrees_with_mlx_lm_eval_ppl(nano, text_file):
 def test_max_chunks_says_n_of_m_tokens(nano_path, text_file, capsys, _outputs):
     argv = ["--model", str(nano_path), "--text", str(text_file), "--sequence-length", "64", "--max-chunks", "3"]
     code, out, _ = run_tool(argv, capsys)
-    total = len(models.load(str(nano_path)).tokenizer.encode(text_file.read_text()))
+    total = len(loader.load(str(nano_path)).tokenizer.encode(text_file.read_text()))
     assert code == 0
     assert f"evaluated         192 of {total} tokens (3 chunks of 64)" in out
     assert len(runs_written(_outputs)) == 1
@@ -83,10 +86,10 @@ def test_bad_text_is_one_line_naming_the_file_and_writes_nothing(kind, message, 
 
 
 def test_tokenizer_fingerprint_tells_tokenizers_apart(nano, default, other_tokenizer):
-    swapped = models.load(str(other_tokenizer))
-    assert models.tokenizer_fingerprint(nano.tokenizer) == models.tokenizer_fingerprint(default.tokenizer)
-    assert models.tokenizer_fingerprint(nano.tokenizer).startswith("v2048-")
-    assert models.tokenizer_fingerprint(swapped.tokenizer) != models.tokenizer_fingerprint(nano.tokenizer)
+    swapped = loader.load(str(other_tokenizer))
+    assert loader.tokenizer_fingerprint(nano.tokenizer) == loader.tokenizer_fingerprint(default.tokenizer)
+    assert loader.tokenizer_fingerprint(nano.tokenizer).startswith("v2048-")
+    assert loader.tokenizer_fingerprint(swapped.tokenizer) != loader.tokenizer_fingerprint(nano.tokenizer)
     with pytest.raises(ModelError, match="another tokenizer"):
         evaluate.run_eval(nano, baseline=swapped, fidelity_count=1)
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from workbench import experiments, results
+from workbench import experiments
 from workbench.errors import ConfigError
 from workbench.paths import REPO_ROOT
+from workbench.results import store
 
 PARAMS = sorted((REPO_ROOT / "params").glob("*.yaml"))
 EXPERIMENT_PARAMS = [p for p in PARAMS if p.stem in experiments.names()]
@@ -55,7 +56,7 @@ def test_params_file_runs_on_nano(path, nano_path):
         "model": str(nano_path),
     }
     frame = run(name, values)
-    assert list(frame.columns) == list(results.SCHEMA)
+    assert list(frame.columns) == list(store.SCHEMA)
     assert "baseline" in set(frame["variant"])
     assert frame["run_id"].n_unique() == 1
     assert frame["family"].null_count() == 0, "every row says what its variant is"

@@ -6,12 +6,14 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from workbench import bench, evaluate, measure, quality, results, workloads
+from workbench.measure import bench, evaluate, quality, timed
+from workbench.results import store
+from workbench.workloads import prompt_sets
 
 
 def test_bench_rows_follow_the_schema(nano):
     frame, summary = bench.run_bench(nano, prompt_tokens=16, gen_tokens=8, trials=2, batch_size=1)
-    assert frame.schema == results.to_frame([]).schema
+    assert frame.schema == store.to_frame([]).schema
     assert frame.height == 2
     assert set(frame["kind"]) == {"speed"}
     assert frame["generated_tokens"].to_list() == [8, 8]
@@ -31,7 +33,7 @@ def test_batched_bench_gives_one_row_per_request(nano):
 
 def test_decode_speed_agrees_with_mlx_lm_own_figure(nano):
     """Our decode tok/s = (N-1)/(t_N - t_1); mlx-lm's = N/(t_N - t_1) on the same clock readings."""
-    rows = measure.measure_generation(nano.model, nano.tokenizer, [list(range(1, 33))], gen_tokens=32, trials=2)
+    rows = timed.measure_generation(nano.model, nano.tokenizer, [list(range(1, 33))], gen_tokens=32, trials=2)
     for row in rows:
         assert row.decode_tps * 32 / 31 == pytest.approx(row.mlx_generation_tps, rel=0.05)
         assert row.prefill_tps == pytest.approx(row.mlx_prompt_tps, rel=0.25)
@@ -49,7 +51,7 @@ def test_perplexity_matches_mlx_lm_eval_ppl(nano):
 
 
 def test_fidelity_of_a_model_against_itself(nano):
-    prompts = workloads.task(count=3).token_prompts(nano.tokenizer)
+    prompts = prompt_sets.task(count=3).token_prompts(nano.tokenizer)
     rows = quality.fidelity(nano.model, nano.model, prompts)
     for row in rows:
         assert row["kl_mean"] == pytest.approx(0.0, abs=1e-6)
@@ -64,7 +66,7 @@ def test_fidelity_detects_a_perturbed_model(nano):
 
     other = copy.deepcopy(nano.model)
     other.update(tree_map(lambda w: w + 0.05 * mx.random.normal(w.shape, key=mx.random.key(1)), other.parameters()))
-    rows = quality.fidelity(nano.model, other, workloads.task(count=3).token_prompts(nano.tokenizer))
+    rows = quality.fidelity(nano.model, other, prompt_sets.task(count=3).token_prompts(nano.tokenizer))
     assert all(r["kl_mean"] > 1e-4 for r in rows)
 
 
@@ -89,7 +91,8 @@ def test_eval_writes_quality_rows(nano):
 
 
 def test_trained_nano_beats_its_untrained_self(nano):
-    from workbench import build, corpus
+    from workbench.models import build
+    from workbench.workloads import corpus
 
     chunks = quality.chunk_tokens(nano.tokenizer.encode(corpus.heldout_text()), 64, max_chunks=8)
     trained = quality.perplexity(nano.model, chunks)["perplexity"]

@@ -2,12 +2,12 @@ import math
 
 import pytest
 
-from workbench import measure
+from workbench.measure import timed
 
 
 def test_request_metrics_known_timeline():
     # sent at 10.0; tokens at 10.5, 10.6, 10.8, 11.1
-    row = measure.request_metrics(10.0, [10.5, 10.6, 10.8, 11.1], prompt_tokens=100)
+    row = timed.request_metrics(10.0, [10.5, 10.6, 10.8, 11.1], prompt_tokens=100)
     assert row["ttft_s"] == pytest.approx(0.5)
     assert row["itl_s"] == pytest.approx([0.1, 0.2, 0.3])
     assert row["tpot_s"] == pytest.approx(0.6 / 3)
@@ -18,7 +18,7 @@ def test_request_metrics_known_timeline():
 
 
 def test_single_token_request_has_no_decode_rate():
-    row = measure.request_metrics(0.0, [0.25], prompt_tokens=10)
+    row = timed.request_metrics(0.0, [0.25], prompt_tokens=10)
     assert row["ttft_s"] == row["e2e_s"] == 0.25
     assert math.isnan(row["tpot_s"]) and math.isnan(row["decode_tps"])
     assert row["itl_s"] == []
@@ -26,16 +26,16 @@ def test_single_token_request_has_no_decode_rate():
 
 def test_empty_timeline_is_an_error():
     with pytest.raises(ValueError):
-        measure.request_metrics(0.0, [], prompt_tokens=3)
+        timed.request_metrics(0.0, [], prompt_tokens=3)
 
 
 def test_run_summary_throughput_over_windows():
     records = []
     for trial, window in enumerate([2.0, 2.0]):
         for i in range(2):
-            metrics = measure.request_metrics(0.0, [0.1, 0.2, 0.3, 0.4, 0.5], prompt_tokens=8)
+            metrics = timed.request_metrics(0.0, [0.1, 0.2, 0.3, 0.4, 0.5], prompt_tokens=8)
             records.append(
-                measure.RequestRecord(
+                timed.RequestRecord(
                     round=0,
                     trial=trial,
                     request_index=i,
@@ -50,7 +50,7 @@ def test_run_summary_throughput_over_windows():
                     output_tokens=[1, 2, 3, 4, 5],
                 )
             )
-    summary = measure.run_summary(records)
+    summary = timed.run_summary(records)
     assert summary["throughput_tps"] == pytest.approx(20 / 4.0)
     assert summary["throughput_rps"] == pytest.approx(4 / 4.0)
     assert summary["ttft_s"] == pytest.approx(0.1)

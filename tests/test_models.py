@@ -3,35 +3,35 @@ import shutil
 
 import pytest
 
-from workbench import build, models
 from workbench.errors import ConfigError
+from workbench.models import build, loader
 
 
 def test_load_nano_by_path(nano_path):
-    loaded = models.load(str(nano_path))
+    loaded = loader.load(str(nano_path))
     assert loaded.config["model_type"] == "llama"
-    assert loaded.model_hash == models.fingerprint_dir(nano_path)
+    assert loaded.model_hash == loader.fingerprint_dir(nano_path)
     assert loaded.load_s > 0
 
 
 def test_missing_path_is_a_one_line_error(tmp_path):
-    with pytest.raises(models.ModelError, match="not found") as err:
-        models.load(str(tmp_path / "nope"))
+    with pytest.raises(loader.ModelError, match="not found") as err:
+        loader.load(str(tmp_path / "nope"))
     assert "\n" not in str(err.value)
 
 
 def test_directory_without_config(tmp_path):
     (tmp_path / "m").mkdir()
-    with pytest.raises(models.ModelError, match="no config.json"):
-        models.load(str(tmp_path / "m"))
+    with pytest.raises(loader.ModelError, match="no config.json"):
+        loader.load(str(tmp_path / "m"))
 
 
 def test_unreadable_weights(tmp_path, nano_path):
     broken = tmp_path / "broken"
     shutil.copytree(nano_path, broken)
     (broken / "model.safetensors").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(models.ModelError, match="cannot load model") as err:
-        models.load(str(broken))
+    with pytest.raises(loader.ModelError, match="cannot load model") as err:
+        loader.load(str(broken))
     assert "\n" not in str(err.value)
 
 
@@ -39,14 +39,14 @@ def test_corrupt_config(tmp_path, nano_path):
     broken = tmp_path / "broken"
     shutil.copytree(nano_path, broken)
     (broken / "config.json").write_text("{not json")
-    with pytest.raises(models.ModelError, match="unreadable config.json"):
-        models.load(str(broken))
+    with pytest.raises(loader.ModelError, match="unreadable config.json"):
+        loader.load(str(broken))
 
 
 def test_hf_repo_ids_are_passed_through_without_contacting_the_hub():
-    assert models.resolve("mlx-community/Qwen3-0.6B-4bit") == ("mlx-community/Qwen3-0.6B-4bit",) * 2
-    with pytest.raises(models.ModelError):
-        models.resolve("no spaces allowed/here x")
+    assert loader.resolve("mlx-community/Qwen3-0.6B-4bit") == ("mlx-community/Qwen3-0.6B-4bit",) * 2
+    with pytest.raises(loader.ModelError):
+        loader.resolve("no spaces allowed/here x")
 
 
 def test_unknown_preset():
@@ -79,18 +79,18 @@ def test_training_is_deterministic_for_a_seed():
 
 
 def test_student_is_about_a_quarter_of_default():
-    from workbench.build import init_model
+    from workbench.models.build import init_model
 
-    default = models.parameter_count(init_model(build.get_recipe("default")))
-    student = models.parameter_count(init_model(build.get_recipe("student")))
+    default = loader.parameter_count(init_model(build.get_recipe("default")))
+    student = loader.parameter_count(init_model(build.get_recipe("student")))
     assert 0.18 < student / default < 0.32
 
 
 def test_model_error_is_the_shared_workbench_error():
     from workbench import errors
 
-    assert models.ModelError is errors.ModelError
-    assert issubclass(models.ModelError, errors.WorkbenchError)
+    assert loader.ModelError is errors.ModelError
+    assert issubclass(loader.ModelError, errors.WorkbenchError)
 
 
 @pytest.fixture(scope="module")
@@ -113,19 +113,19 @@ def floating_dtypes(model) -> set[str]:
 def test_auto_dtype_is_float32_on_cpu_and_the_checkpoint_dtype_elsewhere(fp16_nano):
     from workbench import runtime
 
-    loaded = models.load(str(fp16_nano))
+    loaded = loader.load(str(fp16_nano))
     expected = "float32" if runtime.backend() == "cpu" else "float16"
     assert loaded.dtype == expected
     assert floating_dtypes(loaded.model) == {f"mlx.core.{expected}"}
 
 
 def test_explicit_dtype_casts_every_floating_array(fp16_nano, nano_path):
-    assert models.load(str(fp16_nano), dtype="float32").dtype == "float32"
-    loaded = models.load(str(nano_path), dtype="bfloat16")
+    assert loader.load(str(fp16_nano), dtype="float32").dtype == "float32"
+    loaded = loader.load(str(nano_path), dtype="bfloat16")
     assert loaded.dtype == "bfloat16"
     assert floating_dtypes(loaded.model) == {"mlx.core.bfloat16"}
-    with pytest.raises(models.ModelError, match="dtype 'float64' is not supported"):
-        models.load(str(nano_path), dtype="float64")
+    with pytest.raises(loader.ModelError, match="dtype 'float64' is not supported"):
+        loader.load(str(nano_path), dtype="float64")
 
 
 def test_quantising_a_half_precision_checkpoint_gives_float32_scales_on_cpu(fp16_nano, tmp_path, monkeypatch):
@@ -135,12 +135,14 @@ def test_quantising_a_half_precision_checkpoint_gives_float32_scales_on_cpu(fp16
     from mlx.utils import tree_flatten
     from mlx_lm import load as mlx_load
 
-    from workbench import corpus, quality, runtime
+    from workbench import runtime
+    from workbench.measure import quality
+    from workbench.workloads import corpus
 
     if runtime.backend() != "cpu":
         pytest.skip("auto keeps the checkpoint's float16 off the CPU backend")
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    path = models.quantised(str(fp16_nano), bits=4, group_size=64)
+    path = loader.quantised(str(fp16_nano), bits=4, group_size=64)
     assert "-float32-" in path.name
     assert json.loads((path / "quantisation.json").read_text())["dtype"] == "float32"
     raw, _ = mlx_load(str(path))  # as stored, before load() casts anything
@@ -149,8 +151,8 @@ def test_quantising_a_half_precision_checkpoint_gives_float32_scales_on_cpu(fp16
     assert stored["model.layers.0.self_attn.q_proj.scales"].dtype == mx.float32
     assert stored["model.norm.weight"].dtype == mx.float32
 
-    loaded = models.load(str(path))
-    source = models.load(str(fp16_nano))
+    loaded = loader.load(str(path))
+    source = loader.load(str(fp16_nano))
     chunks = quality.chunk_tokens(loaded.tokenizer.encode(corpus.heldout_text()), 64, max_chunks=4)
     quantised_ppl = quality.perplexity(loaded.model, chunks)["perplexity"]
     source_ppl = quality.perplexity(source.model, chunks)["perplexity"]
@@ -173,7 +175,7 @@ def test_curriculum_ramps_the_facts_per_context_and_new_fields_enter_the_hash():
 def test_same_attribute_contexts_leave_only_the_name_to_tell_facts_apart():
     import random
 
-    from workbench import tasks
+    from workbench.workloads import tasks
 
     rng = random.Random(3)
     for _ in range(20):
@@ -190,8 +192,8 @@ def test_training_rows_follow_the_curriculum_and_never_hold_evaluation_contexts(
 
     from tokenizers import Tokenizer
 
-    from workbench import tasks
     from workbench.training.data import Batches
+    from workbench.workloads import tasks
 
     recipe = dataclasses.replace(
         build.get_recipe("nano"), task_fraction=1.0, min_facts=2, max_facts=8, curriculum_steps=100, questions=8
@@ -218,7 +220,7 @@ def test_committed_default_weights_are_built_from_the_current_recipe():
     """A recipe change without rebuilt weights would make every fresh clone train for half an hour."""
     import dataclasses
 
-    from workbench.assets import ASSETS_DIR, find_committed
+    from workbench.models.assets import ASSETS_DIR, find_committed
 
     recipe = build.get_recipe("default")
     assert find_committed(recipe) == ASSETS_DIR / "default"

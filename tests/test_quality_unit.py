@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from workbench import quality, tasks
+from workbench.measure import quality
+from workbench.workloads import tasks
 
 
 def test_exact_match_and_f1_normalise_case_and_punctuation():

@@ -14,8 +14,10 @@ import polars as pl
 import pytest
 import yaml
 
-from workbench import integrity, report, tool
+from workbench import console
 from workbench.paths import REPO_ROOT
+from workbench.present import report
+from workbench.results import integrity
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -27,7 +29,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-REPORT = "import sys; from workbench import tool, report; sys.exit(tool.entry(report.main, sys.argv[1:]))"
+REPORT = "import sys; from workbench import tool, report; sys.exit(console.entry(report.main, sys.argv[1:]))"
 HOSTILE = '<img src=x onerror="alert(1)">'
 
 
@@ -67,7 +69,7 @@ def outputs(tmp_path_factory, nano_path, kernel):
     """This module's outputs folder: the smoke sweep, and the A/A sweep `rounds` (tradeoff on nano: two
     points with the baseline's settings and one at batch 4), and the endpoint sweep `served` (nano behind
     mlx_lm.server), all run for real with papermill."""
-    from workbench import sweep
+    from workbench.sweep import runner
 
     root = tmp_path_factory.mktemp("report-outputs")
     sweep_file = root / "rounds.yaml"
@@ -78,7 +80,7 @@ def outputs(tmp_path_factory, nano_path, kernel):
     os.environ["WORKBENCH_OUTPUTS"] = str(root)
     try:
         for path in (REPO_ROOT / "params" / "smoke.yaml", sweep_file, served_file):
-            outcomes = sweep.run_sweep(sweep.load_sweep(path), progress=False)
+            outcomes = runner.run_sweep(runner.load_sweep(path), progress=False)
             assert all(o["status"] == "done" for o in outcomes), outcomes
     finally:
         if saved is not None:
@@ -93,7 +95,7 @@ def sweep_outputs(outputs, monkeypatch):
 
 
 def test_dashboard_controls_change_chart_and_table(sweep_outputs):
-    from workbench import dashboard
+    from workbench.present import dashboard
 
     dashboard._rows.cache_clear()
     dashboard._configs.cache_clear()
@@ -113,7 +115,7 @@ def test_dashboard_controls_change_chart_and_table(sweep_outputs):
 
 
 def test_dashboard_shows_an_endpoint_sweep_by_load_level(sweep_outputs):
-    from workbench import dashboard
+    from workbench.present import dashboard
 
     dashboard._rows.cache_clear()
     dashboard._endpoint.cache_clear()
@@ -242,7 +244,7 @@ def test_report_against_an_earlier_sweep_keeps_user_files(sweep_outputs, tmp_pat
     (tmp_path / "notes.html").write_text("<p>my notes</p>")
     (tmp_path / "y_files").mkdir()
     for args in refused:
-        assert tool.entry(report.main, ["smoke", *args]) == 2
+        assert console.entry(report.main, ["smoke", *args]) == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert (tmp_path / "notes.html").read_text() == "<p>my notes</p>" and not list((tmp_path / "y_files").iterdir())
     assert not (REPO_ROOT / "notebooks" / "99_report_files").exists()
@@ -278,8 +280,8 @@ def test_report_bad_input_is_one_line(sweep_outputs, tmp_path, capsys):
         ["smoke", "--baseline", "nosuch"],
         ["smoke", "--endpoint", "nosuch"],
     ):
-        assert tool.entry(report.main, args) == 2, args
+        assert console.entry(report.main, args) == 2, args
         assert len(capsys.readouterr().err.strip().splitlines()) == 1, args
     (tmp_path / "slo.yaml").write_text("ttft_s_p90_max: soon\n")
-    assert tool.entry(report.main, ["smoke", "--slo", str(tmp_path / "slo.yaml")]) == 2
+    assert console.entry(report.main, ["smoke", "--slo", str(tmp_path / "slo.yaml")]) == 2
     assert "ttft_s_p90_max" in capsys.readouterr().err

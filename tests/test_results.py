@@ -1,14 +1,14 @@
 import polars as pl
 import pytest
 
-from workbench import results
+from workbench.results import store
 
 
 def _frame(run_id):
     rows = [
         {"kind": "speed", "trial": 0, "request_index": i, "ttft_s": 0.1 * i, "itl_s": [0.01, 0.02]} for i in range(3)
     ]
-    return results.to_frame(
+    return store.to_frame(
         rows,
         run_id=run_id,
         experiment="bench",
@@ -25,8 +25,8 @@ def _frame(run_id):
 
 def test_schema_and_round_trip(tmp_path):
     frame = _frame("r1")
-    assert list(frame.columns) == list(results.SCHEMA)
-    run_dir = results.write_run(frame, params={"a": 1}, env={"backend": "cpu"}, run_dir=tmp_path / "r1")
+    assert list(frame.columns) == list(store.SCHEMA)
+    run_dir = store.write_run(frame, params={"a": 1}, env={"backend": "cpu"}, run_dir=tmp_path / "r1")
     assert sorted(p.name for p in run_dir.iterdir()) == ["env.json", "manifest.json", "params.yaml", "results.parquet"]
     back = pl.read_parquet(run_dir / "results.parquet")
     assert back.equals(frame)
@@ -34,31 +34,31 @@ def test_schema_and_round_trip(tmp_path):
 
 def test_load_across_runs(tmp_path):
     for run in ("r1", "r2"):
-        results.write_run(_frame(run), params={}, env={}, run_dir=tmp_path / run)
-    lazy = results.load(root=tmp_path)
+        store.write_run(_frame(run), params={}, env={}, run_dir=tmp_path / run)
+    lazy = store.load(root=tmp_path)
     assert isinstance(lazy, pl.LazyFrame)
     assert lazy.collect().group_by("run_id").len().sort("run_id")["len"].to_list() == [3, 3]
-    assert results.load("r2", root=tmp_path).collect().height == 3
+    assert store.load("r2", root=tmp_path).collect().height == 3
     with pytest.raises(FileNotFoundError):
-        results.load("r9", root=tmp_path)
+        store.load("r9", root=tmp_path)
 
 
 def test_unknown_identity_and_kind_are_rejected():
     with pytest.raises(ValueError):
-        results.to_frame([], colour="red")
+        store.to_frame([], colour="red")
     with pytest.raises(ValueError):
-        results.to_frame([{"kind": "vibes"}])
+        store.to_frame([{"kind": "vibes"}])
 
 
 def test_a_failed_write_leaves_the_previous_file(tmp_path, monkeypatch):
     target = tmp_path / "results.parquet"
-    results.write_parquet(_frame("old"), target)
+    store.write_parquet(_frame("old"), target)
 
     def boom(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr("os.replace", boom)
     with pytest.raises(OSError):
-        results.write_parquet(_frame("new"), target)
+        store.write_parquet(_frame("new"), target)
     assert pl.read_parquet(target)["run_id"][0] == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.parquet"]

@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 import yaml
 
-from workbench import results, sweep
 from workbench.paths import REPO_ROOT
+from workbench.results import store
+from workbench.sweep import runner
 
 SMOKE = REPO_ROOT / "params" / "smoke.yaml"
 
@@ -38,14 +39,14 @@ def cli(*args, outputs):
 
 
 def test_grid_expansion_and_stable_ids():
-    points = sweep.expand({"model": "nano"}, {"b": [1, 2], "a": ["x", "y", "z"]}, None)
+    points = runner.expand({"model": "nano"}, {"b": [1, 2], "a": ["x", "y", "z"]}, None)
     assert len(points) == 6 and all(p["model"] == "nano" for p in points)
-    assert sweep.point_id({"a": 1, "b": [1, 2]}) == sweep.point_id({"b": [1, 2], "a": 1})
-    assert sweep.point_id({"a": 1}) != sweep.point_id({"a": 2})
-    assert sweep.expand({"m": 1}, None, [{"a": 1}, {"a": 2}]) == [{"m": 1, "a": 1}, {"m": 1, "a": 2}]
-    plan = sweep.load_sweep(SMOKE)
+    assert runner.point_id({"a": 1, "b": [1, 2]}) == runner.point_id({"b": [1, 2], "a": 1})
+    assert runner.point_id({"a": 1}) != runner.point_id({"a": 2})
+    assert runner.expand({"m": 1}, None, [{"a": 1}, {"a": 2}]) == [{"m": 1, "a": 1}, {"m": 1, "a": 2}]
+    plan = runner.load_sweep(SMOKE)
     assert len(plan.points) >= 3 and len({p.point_id for p in plan.points}) == len(plan.points)
-    assert [p.point_id for p in sweep.load_sweep(SMOKE).points] == [p.point_id for p in plan.points]
+    assert [p.point_id for p in runner.load_sweep(SMOKE).points] == [p.point_id for p in plan.points]
 
 
 @pytest.mark.parametrize(
@@ -94,7 +95,7 @@ def test_smoke_sweep_prepare_run_resume_and_load(tmp_path, nano_path, kernel, _o
     proc = cli("sweep", str(SMOKE), "--json", outputs=_outputs)
     assert '"ran": 0' in proc.stdout.splitlines()[-1] and '"skipped": 3' in proc.stdout.splitlines()[-1]
 
-    frame = results.load_sweep_results("smoke").collect()
+    frame = store.load_sweep_results("smoke").collect()
     assert frame["point_id"].n_unique() == 3
     assert "param_variants" in frame.columns and frame["param_variants"].n_unique() == 3
     assert "smoke" in cli("sweeps", outputs=_outputs).stdout
@@ -144,7 +145,7 @@ def test_killed_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, nano_pat
     done = cli("sweep", str(path), "--json", outputs=_outputs)
     assert done.returncode == 0, done.stderr
     assert f'"skipped": {len(finished_before)}' in done.stdout.splitlines()[-1]
-    frame = results.load_sweep_results("killed").collect()
+    frame = store.load_sweep_results("killed").collect()
     assert frame["point_id"].n_unique() == 3
     per_point = frame.group_by("point_id").agg(pl.col("run_id").n_unique().alias("runs"))
     assert per_point["runs"].to_list() == [1, 1, 1]
@@ -152,10 +153,10 @@ def test_killed_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, nano_pat
 
 def test_dask_executor_with_a_local_cluster(tmp_path, nano_path, kernel, _outputs):
     path = write_sweep(tmp_path, "dasky", grid={"variants": [[{"bits": 4}], [{"bits": 8}]]})
-    plan = sweep.load_sweep(path)
-    outcomes = sweep.run_sweep(plan, workers=1, executor="dask", progress=False)
+    plan = runner.load_sweep(path)
+    outcomes = runner.run_sweep(plan, workers=1, executor="dask", progress=False)
     assert sorted(o["status"] for o in outcomes) == ["done", "done"]
-    assert results.load_sweep_results("dasky").collect()["point_id"].n_unique() == 2
+    assert store.load_sweep_results("dasky").collect()["point_id"].n_unique() == 2
 
 
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)
@@ -164,7 +165,7 @@ def test_every_params_file_validates(path):
 
     spec = yaml.safe_load(path.read_text())
     if "fixed" in spec or "grid" in spec or "points" in spec:
-        assert sweep.load_sweep(path).points
+        assert runner.load_sweep(path).points
     else:
         experiments.build_config(path.stem, path)
 

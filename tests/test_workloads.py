@@ -7,9 +7,9 @@ import statistics
 
 import pytest
 
-from workbench import workloads
 from workbench.errors import ConfigError
-from workbench.workloads import Lengths
+from workbench.workloads import prompt_sets
+from workbench.workloads.prompt_sets import Lengths
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_normal_centres_on_its_mean():
 
 
 def test_synthetic_distributions_and_prefix_groups():
-    work = workloads.synthetic(
+    work = prompt_sets.synthetic(
         prompt_tokens="uniform:3,12",
         gen_tokens="normal:6,3,2,9",
         count=40,
@@ -59,14 +59,14 @@ def test_synthetic_distributions_and_prefix_groups():
         prefix_tokens=5,
         prefix_groups=3,
     )
-    assert work.hash == workloads.synthetic(**synthetic_args(work)).hash
+    assert work.hash == prompt_sets.synthetic(**synthetic_args(work)).hash
     assert all(8 <= len(p) <= 17 for p in work.prompts), "prefix 5 + own length in [3, 12]"
     assert len({len(p) for p in work.prompts}) > 3
     assert all(2 <= n <= 9 for n in work.max_tokens) and len(work.max_tokens) == 40
     prefixes = [p[:5] for p in work.prompts]
     assert all(prefixes[i] == prefixes[i % 3] for i in range(40)) and len(set(prefixes[:3])) == 3
     assert work.generation_limits(64) == list(work.max_tokens)
-    other = workloads.synthetic(**{**synthetic_args(work), "seed": 4})
+    other = prompt_sets.synthetic(**{**synthetic_args(work), "seed": 4})
     assert other.hash != work.hash and other.prompts != work.prompts
 
 
@@ -77,25 +77,25 @@ def synthetic_args(work):
 
 
 def test_fixed_synthetic_is_unchanged_by_the_new_options():
-    plain = workloads.synthetic(prompt_tokens=16, count=3, vocab_size=100, seed=0)
+    plain = prompt_sets.synthetic(prompt_tokens=16, count=3, vocab_size=100, seed=0)
     assert plain.params == {"prompt_tokens": 16, "count": 3, "vocab_size": 100, "seed": 0}
     assert not plain.max_tokens and plain.generation_limits(8) == [8, 8, 8] and plain.request_facts(0) == {}
-    assert workloads.build(tokenizer=None, vocab_size=100, prompt_tokens=16, count=3).hash == plain.hash
+    assert prompt_sets.build(tokenizer=None, vocab_size=100, prompt_tokens=16, count=3).hash == plain.hash
 
 
 def test_dataset_hash_follows_the_file_bytes(nano, tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text('{"prompt": "Ada lives in Paris.", "id": "a"}\n')
-    first = workloads.dataset(path, tokenizer=nano.tokenizer)
-    assert workloads.dataset(path, tokenizer=nano.tokenizer).hash == first.hash
+    first = prompt_sets.dataset(path, tokenizer=nano.tokenizer)
+    assert prompt_sets.dataset(path, tokenizer=nano.tokenizer).hash == first.hash
     path.write_text('{"prompt": "Ada lives in Paris.", "id": "b"}\n')  # one byte, same prompt
-    second = workloads.dataset(path, tokenizer=nano.tokenizer)
+    second = prompt_sets.dataset(path, tokenizer=nano.tokenizer)
     assert second.prompts == first.prompts and second.hash != first.hash
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     (moved / "p.jsonl").write_bytes(path.read_bytes())
-    assert workloads.dataset(moved / "p.jsonl", tokenizer=nano.tokenizer).hash == second.hash, "content, not place"
-    assert workloads.dataset(path, tokenizer=nano.tokenizer, limit=1, min_prompt_tokens=1).hash != second.hash
+    assert prompt_sets.dataset(moved / "p.jsonl", tokenizer=nano.tokenizer).hash == second.hash, "content, not place"
+    assert prompt_sets.dataset(path, tokenizer=nano.tokenizer, limit=1, min_prompt_tokens=1).hash != second.hash
 
 
 @pytest.mark.parametrize(
@@ -110,15 +110,15 @@ def test_dataset_hash_follows_the_file_bytes(nano, tmp_path):
     ],
 )
 def test_option_problems(options, key):
-    assert workloads.option_problem(options)[0] == key
+    assert prompt_sets.option_problem(options)[0] == key
 
 
 def test_per_request_generation_limits_in_the_timed_loop(nano):
-    from workbench import measure
+    from workbench.measure import timed
 
     prompts = [[1, 2, 3], [4, 5, 6, 7], [8, 9]]
     for batch_size in (1, 3):
-        records = measure.measure_generation(
+        records = timed.measure_generation(
             nano.model, nano.tokenizer, prompts, gen_tokens=[2, 5, 3], trials=1, warmup=0, batch_size=batch_size
         )
         assert [r.generated_tokens for r in records] == [2, 5, 3]

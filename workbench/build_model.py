@@ -10,11 +10,12 @@ import shutil
 import sys
 import time
 
-from workbench import build, models, tool
+from workbench import console
+from workbench.models import build, loader
 
 
-def setup_arg_parser() -> tool.Parser:
-    parser = tool.parser("build-model", "build (or load from cache) an embedded model")
+def setup_arg_parser() -> console.Parser:
+    parser = console.parser("build-model", "build (or load from cache) an embedded model")
     parser.add_argument("--preset", default="default", choices=sorted(build.PRESETS))
     parser.add_argument("--force", action="store_true", help="rebuild even if cached or committed")
     parser.add_argument("--output", help="also copy the model directory here")
@@ -25,7 +26,8 @@ def setup_arg_parser() -> tool.Parser:
 
 def build_quality(loaded, recipe) -> dict:
     """Held-out perplexity of the trained model against its untrained self, and task accuracy."""
-    from workbench import corpus, evaluate, quality
+    from workbench.measure import evaluate, quality
+    from workbench.workloads import corpus
 
     chunks = quality.chunk_tokens(loaded.tokenizer.encode(corpus.heldout_text()), 128, 64)
     untrained = quality.perplexity(build.init_model(recipe), chunks)["perplexity"]
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     start = time.perf_counter()
     path = build.build_model(args.preset, force=args.force)
-    loaded = models.load(str(path))
+    loaded = loader.load(str(path))
     info = json.loads((path / "build.json").read_text())
     if args.output:
         shutil.copytree(path, args.output, dirs_exist_ok=True)
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         "preset": args.preset,
         "path": str(path),
         "recipe_hash": info["recipe_hash"],
-        "parameters": models.parameter_count(loaded.model),
+        "parameters": loader.parameter_count(loaded.model),
         "seconds": time.perf_counter() - start,
         "build_seconds": info.get("build_seconds"),
         "final_loss": info.get("final_loss"),
@@ -60,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_eval:
         summary.update(build_quality(loaded, build.get_recipe(args.preset)))
     if args.json:
-        tool.print_json(summary)
+        console.print_json(summary)
     else:
-        tool.print_table(summary)
+        console.print_table(summary)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(tool.entry(main))
+    sys.exit(console.entry(main))

@@ -14,13 +14,13 @@ import sys
 COMMANDS = {
     "doctor": ("workbench.doctor", "main", "backend, versions, BLAS, hardware, readiness"),
     "build-model": ("workbench.build_model", "main", "build (or load from cache) an embedded model"),
-    "bench": ("workbench.bench", "main", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts"),
+    "bench": ("workbench.measure.bench", "main", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts"),
     "serve": ("workbench.serve", "main", "start mlx_lm.server on a model (managed; stops on Ctrl-C)"),
-    "eval": ("workbench.evaluate", "main", "perplexity, task accuracy and fidelity to a baseline"),
+    "eval": ("workbench.measure.evaluate", "main", "perplexity, task accuracy and fidelity to a baseline"),
     "run": ("workbench.run", "main", "run an optimisation experiment from its params file"),
-    "sweep": ("workbench.sweep", "main", "execute a sweep file's points with papermill (resumable)"),
-    "sweeps": ("workbench.sweep", "list_main", "list sweeps with their done/failed point counts"),
-    "report": ("workbench.report", "main", "render a sweep's stakeholder report to one offline HTML file"),
+    "sweep": ("workbench.sweep.runner", "main", "execute a sweep file's points with papermill (resumable)"),
+    "sweeps": ("workbench.sweep.runner", "list_main", "list sweeps with their done/failed point counts"),
+    "report": ("workbench.present.report", "main", "render a sweep's stakeholder report to one offline HTML file"),
     "install-kernel": ("workbench.jupyter_kernel", "main", "register the 'workbench' Jupyter kernel"),
     "demo": ("workbench.demo", "main", "run the quickstart notebook on the default model with papermill"),
 }
@@ -33,20 +33,20 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from workbench import runtime, tool
+    from workbench import console, runtime
 
     if argv is None:
         runtime.ensure_optimised_blas()
         argv = sys.argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
-        return 0 if argv else tool.EXIT_USAGE
+        return 0 if argv else console.EXIT_USAGE
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"workbench: error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return tool.EXIT_USAGE
+        return console.EXIT_USAGE
     module_name, function, _ = COMMANDS[command]
-    return tool.entry(getattr(importlib.import_module(module_name), function), rest)
+    return console.entry(getattr(importlib.import_module(module_name), function), rest)
 
 
 if __name__ == "__main__":

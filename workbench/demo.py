@@ -9,7 +9,7 @@ from pathlib import Path
 
 from workbench.jupyter_kernel import KERNEL_NAME
 from workbench.paths import REPO_ROOT, outputs_dir
-from workbench.results import new_run_id
+from workbench.results.store import new_run_id
 
 QUICKSTART = REPO_ROOT / "notebooks" / "00_quickstart.ipynb"
 HEADLINE = (
@@ -41,10 +41,13 @@ def quickstart(
     Returns (rows, summary, run folder)."""
     import polars as pl
 
-    from workbench import bench, evaluate, models, results, runtime
+    from workbench import runtime
+    from workbench.measure import bench, evaluate
+    from workbench.models import loader
+    from workbench.results import store
 
     load_before = runtime.load_average()
-    loaded = models.load(model)
+    loaded = loader.load(model)
     speed, speed_summary = bench.run_bench(loaded, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, trials=trials)
     quality, quality_summary = evaluate.run_eval(
         loaded, text="stdlib", task="facts", task_count=task_count, run_id=speed["run_id"][0]
@@ -59,7 +62,7 @@ def quickstart(
         "task_count": task_count,
     }
     env = {**runtime.fingerprint(), "load_before": load_before and load_before[0]}
-    run_dir = results.write_run(frame, params=params, env=env, run_dir=output_dir)
+    run_dir = store.write_run(frame, params=params, env=env, run_dir=output_dir)
     return frame, {**speed_summary, **quality_summary}, run_dir
 
 
@@ -115,19 +118,19 @@ def run_demo(
 
 
 def setup_arg_parser():
-    from workbench import tool
+    from workbench import console
 
-    parser = tool.parser("demo", "run the quickstart notebook on the default model with papermill")
+    parser = console.parser("demo", "run the quickstart notebook on the default model with papermill")
     parser.add_argument("--model", default="default")
-    parser.add_argument("--trials", type=tool.int_at_least(1, 100), default=3)
+    parser.add_argument("--trials", type=console.int_at_least(1, 100), default=3)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from workbench import models
+    from workbench.models import loader
 
     args = setup_arg_parser().parse_args(argv)
-    models.resolve(args.model, build_missing=False)
+    loader.resolve(args.model, build_missing=False)
     out_dir = run_demo(model=args.model, trials=args.trials)
     print(f"executed notebook: {out_dir / 'executed.ipynb'}")
     print(f"results:           {out_dir / 'results.parquet'}")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from workbench import runtime, tool
+from workbench import console, runtime
 
 
-def setup_arg_parser() -> tool.Parser:
-    parser = tool.parser("doctor", "backend, versions, BLAS, hardware, readiness")
+def setup_arg_parser() -> console.Parser:
+    parser = console.parser("doctor", "backend, versions, BLAS, hardware, readiness")
     parser.add_argument("--json", action="store_true")
     return parser
 
@@ -22,13 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     info["ready"] = not problems
     info["problems"] = problems
     if args.json:
-        tool.print_json(info)
+        console.print_json(info)
     else:
-        tool.print_table({k: v for k, v in info.items() if k != "problems"})
+        console.print_table({k: v for k, v in info.items() if k != "problems"})
         for problem in problems:
             print(f"problem: {problem}")
     return 0 if not problems else 1
 
 
 if __name__ == "__main__":
-    sys.exit(tool.entry(main))
+    sys.exit(console.entry(main))

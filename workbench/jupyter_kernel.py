@@ -28,8 +28,8 @@ def install_kernel() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from workbench import tool
+    from workbench import console
 
-    tool.parser("install-kernel", "register the 'workbench' Jupyter kernel (BLAS preloaded)").parse_args(argv)
+    console.parser("install-kernel", "register the 'workbench' Jupyter kernel (BLAS preloaded)").parse_args(argv)
     print(f"installed Jupyter kernel 'workbench' at {install_kernel()}")
     return 0

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import sys
 
-from workbench import experiments, tool
+from workbench import console, experiments
 
 
-def setup_arg_parser() -> tool.Parser:
-    parser = tool.parser("run", "run an optimisation experiment from its params file")
+def setup_arg_parser() -> console.Parser:
+    parser = console.parser("run", "run an optimisation experiment from its params file")
     parser.add_argument("experiment", choices=experiments.names())
     parser.add_argument("--params", required=True, help="params/<experiment>.yaml")
     parser.add_argument("--model", help="replace the model under test (preset, mlx-lm directory or repo id)")
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         frame, run_dir = experiments.run_and_save(config)
         print(f"results: {run_dir / 'results.parquet'}")
     if args.json:
-        tool.print_json(experiments.variant_summaries(args.experiment, frame))
+        console.print_json(experiments.variant_summaries(args.experiment, frame))
     else:
         with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200):
             print(experiments.summary_table(args.experiment, frame))
@@ -45,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(tool.entry(main))
+    sys.exit(console.entry(main))

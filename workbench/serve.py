@@ -16,28 +16,28 @@ import sys
 import time
 from pathlib import Path
 
-from workbench import tool
+from workbench import console
 from workbench.endpoint import server
 from workbench.errors import ModelError
 
 
-def setup_arg_parser() -> tool.Parser:
-    parser = tool.parser("serve", "start mlx_lm.server on a model (managed; stops on Ctrl-C)")
+def setup_arg_parser() -> console.Parser:
+    parser = console.parser("serve", "start mlx_lm.server on a model (managed; stops on Ctrl-C)")
     parser.add_argument("--model", default="default", help="preset, mlx-lm directory or Hugging Face repo id")
-    parser.add_argument("--port", type=tool.int_at_least(1, 65535), default=None, help="default: a free port")
+    parser.add_argument("--port", type=console.int_at_least(1, 65535), default=None, help="default: a free port")
     parser.add_argument("--log", type=Path, default=None, help="server log (default: outputs/servers/<id>.log)")
-    parser.add_argument("--startup-timeout", type=tool.int_at_least(1), default=180, help="seconds")
+    parser.add_argument("--startup-timeout", type=console.int_at_least(1), default=180, help="seconds")
     parser.add_argument("--duration", type=_positive_seconds, default=None, help="stop after S seconds")
-    positive = tool.positive_int
+    positive = console.positive_int
     group = parser.add_argument_group("mlx_lm.server flags (others pass through as given)")
     group.add_argument("--decode-concurrency", type=positive)
     group.add_argument("--prompt-concurrency", type=positive)
     group.add_argument("--prefill-step-size", type=positive)
-    group.add_argument("--prompt-cache-size", type=tool.non_negative_int)
+    group.add_argument("--prompt-cache-size", type=console.non_negative_int)
     group.add_argument("--prompt-cache-bytes", help="an integer or a size such as 2GB")
-    group.add_argument("--kv-bits", type=tool.int_at_least(1, 8))
+    group.add_argument("--kv-bits", type=console.int_at_least(1, 8))
     group.add_argument("--kv-group-size", type=positive)
-    group.add_argument("--quantized-kv-start", type=tool.non_negative_int)
+    group.add_argument("--quantized-kv-start", type=console.non_negative_int)
     group.add_argument("--draft-model", help="a model spec, or quantised:BITS of --model")
     group.add_argument("--num-draft-tokens", type=positive)
     group.add_argument("--max-tokens", type=positive)
@@ -70,9 +70,9 @@ def _announce(running: server.Server, *, as_json: bool) -> None:
         print(f"warning: {line}", file=sys.stderr)
     info = running.info()
     if as_json:
-        tool.print_json(info)
+        console.print_json(info)
     else:
-        tool.print_table({k: info[k] for k in ("url", "model", "startup_s", "health_s", "dtype", "log_path")})
+        console.print_table({k: info[k] for k in ("url", "model", "startup_s", "health_s", "dtype", "log_path")})
         print("serving; press Ctrl-C to stop")
     sys.stdout.flush()
 
@@ -101,4 +101,4 @@ def _stop_on_sigterm(signum, frame):
 
 
 if __name__ == "__main__":
-    sys.exit(tool.entry(main))
+    sys.exit(console.entry(main))

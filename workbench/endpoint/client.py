@@ -5,7 +5,7 @@ of the SSE stream, read when its line arrives and before it is parsed. A content
 reasoning text (`reasoning_content` / `reasoning`) or tool calls; role-only deltas, the finish chunk with empty
 text, keep-alive comments and the `usage` chunk are not content. Token counts come from the server's `usage`
 (`stream_options.include_usage`); a server that sends none falls back to counting content chunks (`usage=False`
-on the outcome). Metrics are `workbench.measure.request_metrics` over the content-chunk times, with the token
+on the outcome). Metrics are `workbench.measure.timed.request_metrics` over the content-chunk times, with the token
 count from `usage`: ITL is the gaps between chunks (AIPerf's inter_chunk_latency), TPOT divides the span by the
 tokens (docs/metrics.md, "Endpoints").
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import ConfigError, ModelError
-from workbench.measure import request_metrics
+from workbench.measure.timed import request_metrics
 
 EOS_BIAS = -100.0  # the most negative bias OpenAI-style servers accept; exp(-100) never wins a sample
 

@@ -112,15 +112,16 @@ def server_args(**flags) -> list[str]:
 def resolve_model(spec: str, *, base: str | None = None) -> str:
     """A model spec as `mlx_lm.server --model` takes it: the absolute directory of a preset, a local
     directory or (with `base`, the served model) a derived `quantised:BITS`; a Hugging Face id as is."""
-    from workbench import derived, models
+    from workbench.models import loader
+    from workbench.optimise import derived
 
     spec = str(spec)
     if derived.is_derived(spec):
         derived.check(spec)
         if base is None or spec == "distilled":
             raise ConfigError(f"model spec {spec!r} cannot be served; give a preset, a directory or quantised:BITS")
-        return str(models.quantised(base, bits=int(spec.split(":", 1)[1])))
-    target, _ = models.resolve(spec)
+        return str(loader.quantised(base, bits=int(spec.split(":", 1)[1])))
+    target, _ = loader.resolve(spec)
     return str(target)
 
 
@@ -169,9 +170,10 @@ def resolve_args(args: Sequence[str], base: str) -> list[str]:
 
 
 def default_log_path() -> Path:
-    from workbench import paths, results
+    from workbench import paths
+    from workbench.results import store
 
-    return paths.outputs_dir() / "servers" / f"{results.new_run_id('serve')}.log"
+    return paths.outputs_dir() / "servers" / f"{store.new_run_id('serve')}.log"
 
 
 @contextlib.contextmanager

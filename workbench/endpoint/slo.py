@@ -4,7 +4,7 @@
   `tpot_s_max`, `e2e_s_max`), over the level's window. **SLO attainment** is the share of sent requests that
   did; a level passes when attainment >= `attainment_min` (0.9: so TTFT p90 and TPOT p90 are within their limits),
   its error rate <= `error_rate_max`, and it was not over-saturated. Level-wide targets are checked with
-  `workbench.gates.slo_checks`, the same `<metric>_max` / `<metric>_min` rule as a sweep's SLO file.
+  `workbench.analysis.gates.slo_checks`, the same `<metric>_max` / `<metric>_min` rule as a sweep's SLO file.
 - **Over-saturation** (as GuideLLM 0.8's `stop_over_saturated` constraint): the server no longer keeps up when
   both the number of requests in flight and TTFT grow with send time, each slope positive with a relative 95%
   margin of error below `max_margin`; the earliest quarter of a level is ignored (ramp-up), nothing is judged
@@ -17,7 +17,8 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench import gates, stats
+from workbench import stats
+from workbench.analysis import gates
 
 
 class SLO(BaseModel):

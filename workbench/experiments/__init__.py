@@ -19,9 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
-from workbench import results, runtime
+from workbench import runtime
 from workbench.errors import ConfigError
 from workbench.experiments.base import ExperimentConfig, validate
+from workbench.results import store
 
 NOT_EXPERIMENTS = {"base"}
 RUN_BYTES = 16 << 20  # rough disk use of one run
@@ -63,13 +64,14 @@ def check_models(config: ExperimentConfig) -> None:
     """Resolve every model the config names and run its model-dependent checks, before anything is measured."""
     import json
 
-    from workbench import build, derived, models
+    from workbench.models import build, loader
+    from workbench.optimise import derived
 
     for spec in config.model_specs():
         if derived.is_derived(spec):
             derived.check(spec)
             continue
-        target, _ = models.resolve(spec, build_missing=False)
+        target, _ = loader.resolve(spec, build_missing=False)
         if spec != config.model:
             continue
         if spec in build.PRESETS:
@@ -86,7 +88,8 @@ def check_models(config: ExperimentConfig) -> None:
 def check_prompts(config: ExperimentConfig) -> None:
     """A dataset or eval set that needs the model's tokenizer (chat messages, length filters) is rendered with a
     local model's tokenizer now, so a model without a chat template is one line before anything is written."""
-    from workbench import chat, evalsets, evaluate, workloads
+    from workbench.measure import evalsets, evaluate
+    from workbench.workloads import chat, prompt_sets
 
     dataset, eval_set = getattr(config, "dataset", None), getattr(config, "eval_set", None)
     if not (dataset or eval_set):
@@ -95,15 +98,15 @@ def check_prompts(config: ExperimentConfig) -> None:
     if tokenizer is None:
         return
     if dataset:
-        options = workloads.chosen_options(config)
-        workloads.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, seed=config.seed, **options)
+        options = prompt_sets.chosen_options(config)
+        prompt_sets.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, seed=config.seed, **options)
     if eval_set:
         evaluate.check_renderable(evalsets.read_eval_set(eval_set), config.model, config.chat)
 
 
 def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) -> tuple[pl.DataFrame, Path]:
     """Check (models; the outputs folder takes a file), run and write `params.yaml`, `env.json` (with the machine's
-    load before and after) and the rows; a failed write keeps the rows under the temp dir (`results.write_run`)."""
+    load before and after) and the rows; a failed write keeps the rows under the temp dir (`store.write_run`)."""
     from workbench.paths import check_writable, outputs_dir
 
     check_models(config)  # the inputs first: a bad config creates nothing
@@ -113,7 +116,7 @@ def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) ->
     load_after = runtime.load_average()
     env = {**runtime.fingerprint(), "load_before": load_before and load_before[0]}  # 1-minute load averages
     env["load_after"] = load_after and load_after[0]
-    path = results.write_run(frame, params={"experiment": config.name, **config.to_dict()}, env=env, run_dir=run_dir)
+    path = store.write_run(frame, params={"experiment": config.name, **config.to_dict()}, env=env, run_dir=run_dir)
     return frame, path
 
 
@@ -123,7 +126,7 @@ def variant_summaries(name: str, frame: pl.DataFrame) -> list[dict]:
 
     from workbench.stats import json_safe
 
-    summary = results.summarise_variants(frame)
+    summary = store.summarise_variants(frame)
     identity = frame.group_by("variant", maintain_order=True).agg(
         pl.col("params_json").first(),
         pl.col("family").drop_nulls().first(),
@@ -166,8 +169,8 @@ SUMMARY_COLUMNS = (
 
 def throughput_changes(frame: pl.DataFrame) -> pl.DataFrame:
     """Per variant: its throughput change against the run's baseline, the 95% interval (Welch t over trials),
-    the A/A noise floor it had to beat, and the verdict (`workbench.significance`)."""
-    from workbench import significance
+    the A/A noise floor it had to beat, and the verdict (`workbench.analysis.significance`)."""
+    from workbench.analysis import significance
 
     samples = significance.trial_samples(frame)
     compared = significance.comparisons(samples, significance.noise_floors(samples), metrics=("throughput_tps",))
@@ -193,7 +196,7 @@ def chart(name: str, frame: pl.DataFrame, *, enabled: bool = True):
     """The experiment's own chart, or throughput per variant against the baseline (None when not `enabled`)."""
     if not enabled:
         return None
-    from workbench import charts
+    from workbench.present import charts
 
     module = get(name)
     summary = pl.DataFrame(variant_summaries(name, frame), strict=False)

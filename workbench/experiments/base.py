@@ -19,9 +19,12 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workbench import measure, models, results, workloads
 from workbench.errors import ConfigError
+from workbench.measure import timed
+from workbench.models import loader
 from workbench.paths import cache_dir
+from workbench.results import store
+from workbench.workloads import prompt_sets
 
 QUALITY_METRICS = ("perplexity", "task", "fidelity")
 QUALITY_VERSION = 2  # bump when quality.py or evaluate.py change what they compute
@@ -46,7 +49,7 @@ class ExperimentConfig(BaseModel):
     eval_set: str | None = None
     fidelity_count: int = Field(8, ge=0, le=10_000)
     seed: int = Field(0, ge=0)
-    # the speed workload (workloads.OPTIONS, docs/workloads.md): synthetic distributions or a user's file
+    # the speed workload (prompt_sets.OPTIONS, docs/workloads.md): synthetic distributions or a user's file
     prompt_dist: str | None = None
     gen_dist: str | None = None
     shared_prefix_tokens: int = Field(0, ge=0, le=32768)
@@ -71,14 +74,14 @@ class ExperimentConfig(BaseModel):
 
     def check_workload(self) -> None:
         """The workload options fit together, and a dataset file reads (every row valid) before anything runs."""
-        options = workloads.chosen_options(self)
+        options = prompt_sets.chosen_options(self)
         if options and not self.takes_workload:
             self.require(False, next(iter(options)), "this experiment builds its own prompts")
-        if problem := workloads.option_problem(options):
+        if problem := prompt_sets.option_problem(options):
             self.require(False, *problem)
         if self.dataset:
-            from workbench import datasets
             from workbench.errors import DataError
+            from workbench.workloads import datasets
 
             try:
                 datasets.read_items(self.dataset, turns=self.dataset_turns)
@@ -88,8 +91,8 @@ class ExperimentConfig(BaseModel):
     def check_eval_set(self) -> None:
         """`eval_set` (a JSONL file, read relative to the working directory) replaces the built-in facts items as
         the task quality; a file that cannot be used is one line naming `experiment.eval_set`."""
-        from workbench import evalsets
         from workbench.errors import DataError
+        from workbench.measure import evalsets
 
         if self.eval_set is not None:
             try:
@@ -112,7 +115,7 @@ class ExperimentConfig(BaseModel):
         dataset's rendered prompts are checked when the workload is built."""
         if self.dataset:
             return self.gen_tokens
-        return workloads.longest_synthetic(self.prompt_tokens, self.gen_tokens, workloads.chosen_options(self))
+        return prompt_sets.longest_synthetic(self.prompt_tokens, self.gen_tokens, prompt_sets.chosen_options(self))
 
     def check_context(self, model_config: dict) -> None:
         context = model_config.get("max_position_embeddings") or model_config.get("text_config", {}).get(
@@ -174,24 +177,24 @@ class Arm:
     """One variant as timed: the model it runs, how requests are batched, what goes to mlx-lm."""
 
     variant: Variant
-    loaded: models.LoadedModel
+    loaded: loader.LoadedModel
     batch_size: int = 1
     generate_kwargs: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     quality_kwargs: dict = field(default_factory=dict)
 
 
-def speed_workload(config: ExperimentConfig, loaded: models.LoadedModel) -> workloads.Workload:
+def speed_workload(config: ExperimentConfig, loaded: loader.LoadedModel) -> prompt_sets.Workload:
     """`requests` synthetic prompts, or the prompts of `config.dataset` (all of them, or `dataset_limit`)."""
-    workload = workloads.build(
+    workload = prompt_sets.build(
         tokenizer=loaded.tokenizer,
-        vocab_size=models.vocab_size(loaded),
+        vocab_size=loader.vocab_size(loaded),
         prompt_tokens=config.prompt_tokens,
         count=config.requests,
         seed=config.seed,
-        **workloads.chosen_options(config),
+        **prompt_sets.chosen_options(config),
     )
-    workloads.check_context(workload, config.gen_tokens, loaded.config.get("max_position_embeddings"))
+    prompt_sets.check_context(workload, config.gen_tokens, loaded.config.get("max_position_embeddings"))
     return workload
 
 
@@ -204,7 +207,7 @@ def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> 
     for round_index in range(config.rounds):
         shift = round_index % len(arms)  # rotate the order each round, so no arm is always first after a pause
         for arm in arms[shift:] + arms[:shift]:
-            records = measure.measure_generation(
+            records = timed.measure_generation(
                 arm.loaded.model,
                 arm.loaded.tokenizer,
                 prompts,
@@ -222,22 +225,22 @@ def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> 
         identity = arm.variant.identity(run_id=run_id, experiment=config.name, params_json=params)
         load = {"kind": "speed", "load_s": arm.loaded.load_s}
         frames.append(
-            results.to_frame(
+            store.to_frame(
                 [{**r.to_row(), **load, **workload.request_facts(r.request_index)} for r in rows[id(arm)]],
                 **identity,
-                **results.model_identity(arm.loaded, workload),
+                **store.model_identity(arm.loaded, workload),
             )
         )
     return pl.concat(frames, how="vertical")
 
 
 def measure_quality(
-    loaded: models.LoadedModel,
+    loaded: loader.LoadedModel,
     variant: Variant,
     config: ExperimentConfig,
     *,
     run_id: str,
-    baseline: models.LoadedModel | None = None,
+    baseline: loader.LoadedModel | None = None,
     **quality_kwargs,
 ) -> pl.DataFrame | None:
     """Perplexity, task accuracy and fidelity to `baseline`, as the variant declares; None if nothing to do.
@@ -246,7 +249,7 @@ def measure_quality(
     Quality is deterministic (fixed chunks, greedy decoding, no clock), so rows measured once for the same
     weights, dtype, settings and versions are reused from the cache (a sweep measures its baseline's quality
     once, not at every point); reused rows name the run that measured them in `params_json`."""
-    from workbench import evaluate
+    from workbench.measure import evaluate
 
     wants = set(variant.quality)
     settings = {
@@ -284,16 +287,17 @@ def measure_quality(
         identity=declared,
         **settings,
     )
-    results.write_parquet(frame, cached)
+    store.write_parquet(frame, cached)
     return frame
 
 
-def quality_key(loaded: models.LoadedModel, baseline: models.LoadedModel | None, settings: dict) -> str:
+def quality_key(loaded: loader.LoadedModel, baseline: loader.LoadedModel | None, settings: dict) -> str:
     """What determines a quality measurement: weights, dtype, the baseline's (fidelity), settings, versions."""
     import hashlib
     from importlib.metadata import version
 
-    from workbench import corpus, evalsets
+    from workbench.measure import evalsets
+    from workbench.workloads import corpus
 
     reference = (baseline.model_hash, baseline.dtype) if baseline is not None else None
     payload = {

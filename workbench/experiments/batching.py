@@ -2,7 +2,7 @@
 
 - static: the same requests sent `batch_size` at a time for each batch size; throughput,
   per-request latency, memory, and whether greedy outputs equal the unbatched ones;
-- continuous: `workbench.continuous_batching` admits requests into the running batch as they
+- continuous: `workbench.optimise.continuous_batching` admits requests into the running batch as they
   arrive (Poisson at `arrival_rate_rps` with a seed, or fixed `concurrency`), with
   adaptive batch sizing and priority classes; TTFT/ITL/E2E per priority and goodput under
   the SLO (`slo_ttft_s`, `slo_e2e_s`).
@@ -17,8 +17,12 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from workbench import continuous_batching, models, results, stats, workloads
+from workbench import stats
 from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.models import loader
+from workbench.optimise import continuous_batching
+from workbench.results import store
+from workbench.workloads import prompt_sets
 
 
 class Config(ExperimentConfig):
@@ -50,8 +54,8 @@ def batch_variant(size: int) -> Variant:
 
 
 def run(config: Config) -> pl.DataFrame:
-    run_id = results.new_run_id("batching")
-    loaded = models.load(config.model, dtype=config.dtype)
+    run_id = store.new_run_id("batching")
+    loaded = loader.load(config.model, dtype=config.dtype)
     arms = [Arm(BASELINE, loaded, params={"mode": "static"})]
     for size in sorted(set(config.batch_sizes) - {1}):
         arms.append(Arm(batch_variant(size), loaded, batch_size=size, params={"mode": "static"}))
@@ -61,9 +65,9 @@ def run(config: Config) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def run_continuous(loaded: models.LoadedModel, config: Config, run_id: str) -> pl.DataFrame:
-    vocab = models.vocab_size(loaded)
-    workload = workloads.synthetic(
+def run_continuous(loaded: loader.LoadedModel, config: Config, run_id: str) -> pl.DataFrame:
+    vocab = loader.vocab_size(loaded)
+    workload = prompt_sets.synthetic(
         prompt_tokens=config.prompt_tokens, count=config.continuous_requests, vocab_size=vocab, seed=config.seed + 1
     )
     prompts = workload.token_prompts(loaded.tokenizer)
@@ -107,7 +111,7 @@ def run_continuous(loaded: models.LoadedModel, config: Config, run_id: str) -> p
         f"continuous-{config.arrival}", family="batching", changes={"mode": "continuous", **params}, lossless=True
     )
     identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
-    return results.to_frame(rows, **identity, **results.model_identity(loaded, workload))
+    return store.to_frame(rows, **identity, **store.model_identity(loaded, workload))
 
 
 def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: float) -> pl.DataFrame:
@@ -156,7 +160,7 @@ def summary_extras(frame: pl.DataFrame) -> dict:
 
 
 def chart(summary: pl.DataFrame, frame: pl.DataFrame):
-    from workbench import charts
+    from workbench.present import charts
 
     data = summary.with_columns(
         pl.format('{{"batch_size": {}}}', pl.col("batch_size").fill_null(1)).alias("params"),

@@ -17,9 +17,10 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from workbench import build, models, results
 from workbench.errors import ModelError
 from workbench.experiments.base import BASELINE, QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.models import build, loader
+from workbench.results import store
 from workbench.training.distill import KDSettings, train_student
 
 DEFAULTS = KDSettings()
@@ -48,14 +49,14 @@ def student_variant(name: str, config: Config, alpha: float) -> Variant:
 
 
 def run(config: Config) -> pl.DataFrame:
-    run_id = results.new_run_id("distill")
-    teacher = models.load(config.model, dtype=config.dtype)
+    run_id = store.new_run_id("distill")
+    teacher = loader.load(config.model, dtype=config.dtype)
     if teacher.path is None:
         raise ModelError("distillation needs a local teacher directory (for its tokenizer)")
-    arms = [Arm(BASELINE, teacher, params={"role": "teacher", "parameters": models.parameter_count(teacher.model)})]
+    arms = [Arm(BASELINE, teacher, params={"role": "teacher", "parameters": loader.parameter_count(teacher.model)})]
     for name, alpha in (("student-kd", config.alpha), ("student-control", 0.0)):
-        student = models.load(str(train_student(teacher, config.settings(), alpha=alpha)), dtype=config.dtype)
+        student = loader.load(str(train_student(teacher, config.settings(), alpha=alpha)), dtype=config.dtype)
         variant = student_variant(name, config, alpha)
-        params = {"role": name, **variant.changes, "parameters": models.parameter_count(student.model)}
+        params = {"role": name, **variant.changes, "parameters": loader.parameter_count(student.model)}
         arms.append(Arm(variant, student, params=params))
     return measure_arms(arms, config, run_id=run_id)

@@ -24,7 +24,7 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from workbench import measure, models, results, runtime
+from workbench import runtime
 from workbench.endpoint import (
     SLO,
     Level,
@@ -34,8 +34,11 @@ from workbench.endpoint import (
     run_levels,
     summarise,
 )
-from workbench.endpoint import bench as endpoint_bench
+from workbench.endpoint import target_bench as endpoint_bench
 from workbench.experiments.base import ExperimentConfig, Variant
+from workbench.measure import timed
+from workbench.models import loader
+from workbench.results import store
 
 SUMMARY_COLUMNS = (
     "variant",
@@ -123,8 +126,8 @@ def endpoint(config: Config, log_path):
 def run(config: Config) -> pl.DataFrame:
     from workbench.paths import outputs_dir
 
-    run_id = results.new_run_id("endpoint")
-    loaded = models.load(config.model, dtype=config.dtype) if config.in_process else None
+    run_id = store.new_run_id("endpoint")
+    loaded = loader.load(config.model, dtype=config.dtype) if config.in_process else None
     tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
     plan = levels(config)
     slices = config.rounds * len(plan) if config.profile != "saturation" else len(plan)
@@ -165,9 +168,9 @@ def run(config: Config) -> pl.DataFrame:
 
 
 def _workload_options(config: Config) -> dict:
-    from workbench import workloads
+    from workbench.workloads import prompt_sets
 
-    options = workloads.chosen_options(config)
+    options = prompt_sets.chosen_options(config)
     return options if config.dataset else {k: v for k, v in options.items() if k != "chat"}
 
 
@@ -194,7 +197,7 @@ def cold_start(config: Config, target: Target, loaded, prompts, limits, facts: d
     out.append({**first, "variant": served_name, "load_s": facts.get("startup_s")})
     if loaded is not None:
         token_prompt = loaded.tokenizer.encode(_text(prompts[-2]))
-        timeline = measure.stream_timed(loaded.model, loaded.tokenizer, token_prompt, limits[-2])
+        timeline = timed.stream_timed(loaded.model, loaded.tokenizer, token_prompt, limits[-2])
         out.append({**timeline.metrics(), "ok": True, "variant": "baseline", "load_s": loaded.load_s})
     return [{**r, "kind": "startup", "request_index": 0, "round": 0, "trial": 0} for r in out]
 
@@ -206,14 +209,14 @@ def _text(prompt) -> str:
 
 
 def in_process(config: Config, loaded, prompts, limits, piece: int, round_index: int) -> list[dict]:
-    from workbench import chat
+    from workbench.workloads import chat
 
     texts = piece_of(prompts, config, piece)
     tokens = [
         chat.render(loaded.tokenizer, messages=p, chat="auto")[0] if not isinstance(p, str) else None for p in texts
     ]
     tokens = [t if t is not None else loaded.tokenizer.encode(p) for t, p in zip(tokens, texts)]
-    records = measure.measure_generation(
+    records = timed.measure_generation(
         loaded.model,
         loaded.tokenizer,
         tokens,
@@ -262,7 +265,7 @@ def frames(config, run_id, rows, startup, loaded, workload, facts, url) -> pl.Da
         "workload": workload.name,
         "workload_hash": workload.hash,
     }
-    base_identity = results.model_identity(loaded, workload) if loaded is not None else served_identity
+    base_identity = store.model_identity(loaded, workload) if loaded is not None else served_identity
     server = {"server": config.server, "server_model": config.server_model, "target": config.target}
     out = []
     for name, variant_rows in rows.items():
@@ -281,9 +284,9 @@ def frames(config, run_id, rows, startup, loaded, workload, facts, url) -> pl.Da
             {**{k: v for k, v in r.items() if k != "item"}, "kind": "speed", **workload.request_facts(r["item"])}
             for r in variant_rows
         ]
-        out.append(results.to_frame(facts_rows, **identity, **(base_identity if baseline else served_identity)))
+        out.append(store.to_frame(facts_rows, **identity, **(base_identity if baseline else served_identity)))
         mine = [{k: v for k, v in r.items() if k != "variant"} for r in startup if r["variant"] == name]
-        out.append(results.to_frame(mine, **identity, **(base_identity if baseline else served_identity)))
+        out.append(store.to_frame(mine, **identity, **(base_identity if baseline else served_identity)))
     return pl.concat(out, how="diagonal_relaxed")
 
 
@@ -303,7 +306,7 @@ def level_summaries(frame: pl.DataFrame) -> pl.DataFrame:
 
 def with_pareto(levels: pl.DataFrame) -> pl.DataFrame:
     """`pareto`: no other level (of any configuration given) has both a lower TTFT p90 and a higher throughput."""
-    from workbench.analysis import pareto_mask
+    from workbench.analysis.decisions import pareto_mask
 
     if levels.is_empty():
         return levels
@@ -323,7 +326,7 @@ def summary_extras(frame: pl.DataFrame) -> dict:
 def chart(summary: pl.DataFrame, frame: pl.DataFrame):
     import altair as alt
 
-    from workbench import charts
+    from workbench.present import charts
 
     levels = level_summaries(frame)
     return alt.vconcat(charts.throughput_vs_latency(levels), charts.goodput_vs_load(levels))

@@ -17,8 +17,11 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from workbench import corpus, measure, models, results, workloads
 from workbench.experiments.base import ExperimentConfig, Variant
+from workbench.measure import timed
+from workbench.models import loader
+from workbench.results import store
+from workbench.workloads import corpus, prompt_sets
 
 
 class Config(ExperimentConfig):
@@ -37,16 +40,16 @@ BASELINE = Variant("baseline")  # quality is not measured here: caching the pref
 CACHED = Variant("cached", family="prompt-cache", changes={"prompt_cache": "shared prefix"}, lossless=True)
 
 
-def build_workload(tokenizer, config: Config) -> tuple[list[int], list[list[int]], workloads.Workload]:
+def build_workload(tokenizer, config: Config) -> tuple[list[int], list[list[int]], prompt_sets.Workload]:
     """Prefix tokens (preamble text + a context of facts, exactly `prefix_tokens` long) and question suffixes."""
-    shared = workloads.shared_prefix(num_facts=30, count=config.requests, seed=config.seed)
+    shared = prompt_sets.shared_prefix(num_facts=30, count=config.requests, seed=config.seed)
     context = shared.params["prefix"]
     preamble = tokenizer.encode(corpus.heldout_text()[: 20 * config.prefix_tokens])
     context_ids = tokenizer.encode(context, add_special_tokens=False)
     keep = max(config.prefix_tokens - len(context_ids), 1)
     prefix = (preamble[:keep] + context_ids)[-config.prefix_tokens :]
     suffixes = [tokenizer.encode(p[len(context) :], add_special_tokens=False) for p in shared.prompts]
-    workload = workloads.Workload(
+    workload = prompt_sets.Workload(
         "shared_prefix_tokens",
         (tuple(prefix), *map(tuple, suffixes)),
         params={**shared.params, "prefix_tokens": config.prefix_tokens},
@@ -58,8 +61,8 @@ def run(config: Config) -> pl.DataFrame:
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
 
-    run_id = results.new_run_id("prompt_cache")
-    loaded = models.load(config.model, dtype=config.dtype)
+    run_id = store.new_run_id("prompt_cache")
+    loaded = loader.load(config.model, dtype=config.dtype)
     model, tokenizer = loaded.model, loaded.tokenizer
     prefix, suffixes, workload = build_workload(tokenizer, config)
 
@@ -70,17 +73,17 @@ def run(config: Config) -> pl.DataFrame:
     build_s = time.perf_counter() - build_start
     cache_bytes = sum(c.nbytes for c in cache)
 
-    def request(variant: Variant, suffix: list[int]) -> measure.Timeline:
+    def request(variant: Variant, suffix: list[int]) -> timed.Timeline:
         if variant is BASELINE:
-            return measure.stream_timed(model, tokenizer, prefix + suffix, config.gen_tokens)
+            return timed.stream_timed(model, tokenizer, prefix + suffix, config.gen_tokens)
         # the copy of the prefix cache is inside the timed TTFT
         t0 = time.perf_counter()
-        timeline = measure.stream_timed(model, tokenizer, suffix, config.gen_tokens, prompt_cache=copy.deepcopy(cache))
+        timeline = timed.stream_timed(model, tokenizer, suffix, config.gen_tokens, prompt_cache=copy.deepcopy(cache))
         timeline.t0, timeline.prompt_tokens = t0, len(prefix) + len(suffix)
         return timeline
 
     rows = {BASELINE.name: [], CACHED.name: []}
-    with measure.eos_disabled(tokenizer):
+    with timed.eos_disabled(tokenizer):
         for round_index in range(config.rounds):
             for _ in range(config.warmup):  # each round warms both paths up again
                 for variant in (BASELINE, CACHED):
@@ -116,5 +119,5 @@ def run(config: Config) -> pl.DataFrame:
             "cache_build_s": build_s if cached else 0.0,
         }
         identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
-        frames.append(results.to_frame(rows[variant.name], **identity, **results.model_identity(loaded, workload)))
+        frames.append(store.to_frame(rows[variant.name], **identity, **store.model_identity(loaded, workload)))
     return pl.concat(frames, how="vertical")

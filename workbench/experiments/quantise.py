@@ -19,8 +19,9 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench import models, results
 from workbench.experiments.base import BASELINE, QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.models import loader
+from workbench.results import store
 
 Bits = Literal[2, 3, 4, 5, 6, 8]
 GroupSize = Literal[32, 64, 128]
@@ -75,23 +76,23 @@ def kv_variant(bits: int, group_size: int) -> Variant:
     return Variant(f"kv{bits}", family="kv-quantisation", changes=changes, quality=QUALITY_METRICS)
 
 
-def facts(loaded: models.LoadedModel) -> dict:
+def facts(loaded: loader.LoadedModel) -> dict:
     from mlx_lm.utils import compute_bits_per_weight
 
     return {
         "bits_per_weight": compute_bits_per_weight(loaded.model),
-        "weights_bytes": models.weights_bytes(loaded.model),
-        "size_on_disk_bytes": models.size_on_disk(loaded.path) if loaded.path else None,
+        "weights_bytes": loader.weights_bytes(loaded.model),
+        "size_on_disk_bytes": loader.size_on_disk(loaded.path) if loaded.path else None,
     }
 
 
 def run(config: Config) -> pl.DataFrame:
-    run_id = results.new_run_id("quantise")
-    baseline = models.load(config.model, dtype=config.dtype)
+    run_id = store.new_run_id("quantise")
+    baseline = loader.load(config.model, dtype=config.dtype)
     arms = [Arm(BASELINE, baseline, params=facts(baseline))]
     for spec in config.variants:
         variant = weight_variant(spec, config.group_size)
-        path = models.quantised(
+        path = loader.quantised(
             config.model,
             bits=spec.bits,
             group_size=variant.changes["group_size"],
@@ -99,7 +100,7 @@ def run(config: Config) -> pl.DataFrame:
             recipe=spec.recipe,
             dtype=config.dtype,
         )
-        loaded = models.load(str(path), dtype=config.dtype)
+        loaded = loader.load(str(path), dtype=config.dtype)
         arms.append(Arm(variant, loaded, params={**variant.changes, **facts(loaded)}))
     for bits in config.kv_bits:
         variant = kv_variant(bits, config.kv_group_size)

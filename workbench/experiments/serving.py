@@ -21,9 +21,12 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from workbench import measure, models, quality, results, tasks, workloads
 from workbench.errors import ConfigError
 from workbench.experiments.base import ExperimentConfig, Variant
+from workbench.measure import quality, timed
+from workbench.models import loader
+from workbench.results import store
+from workbench.workloads import prompt_sets, tasks
 
 
 class Config(ExperimentConfig):
@@ -128,17 +131,17 @@ def zipf_stream(unique: int, count: int, s: float, seed: int) -> list[int]:
 
 def _answer(loaded, prompt: str, gen_tokens: int) -> dict:
     """One generated answer, timed: TTFT, E2E, token counts and the extracted answer."""
-    timeline = measure.stream_timed(loaded.model, loaded.tokenizer, loaded.tokenizer.encode(prompt), gen_tokens)
+    timeline = timed.stream_timed(loaded.model, loaded.tokenizer, loaded.tokenizer.encode(prompt), gen_tokens)
     metrics = timeline.metrics()
     keep = ("prompt_tokens", "generated_tokens", "ttft_s", "e2e_s", "tpot_s", "itl_s", "decode_tps", "prefill_tps")
     return {**{k: metrics[k] for k in keep}, "prediction": tasks.extract_answer(timeline.text)}
 
 
 def run(config: Config) -> pl.DataFrame:
-    run_id = results.new_run_id("serving")
+    run_id = store.new_run_id("serving")
     if config.redis_url:
         connect_redis(config.redis_url)
-    loaded = models.load(config.model, dtype=config.dtype)
+    loaded = loader.load(config.model, dtype=config.dtype)
     return response_cache_rows(loaded, config, run_id)
 
 
@@ -147,13 +150,13 @@ def _frame(rows, loaded, config, run_id, variant: Variant, workload, params):
     task_keys = ("round", "request_index", "prediction", "reference", "exact_match")
     task_rows = [{"kind": "task", **{k: r.get(k) for k in task_keys}} for r in rows if r["round"] == 0]
     identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
-    return results.to_frame(rows + task_rows, **identity, **results.model_identity(loaded, workload))
+    return store.to_frame(rows + task_rows, **identity, **store.model_identity(loaded, workload))
 
 
 def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:
-    pool = workloads.task(count=config.unique_queries, seed=config.seed + 7)
+    pool = prompt_sets.task(count=config.unique_queries, seed=config.seed + 7)
     order = zipf_stream(config.unique_queries, config.requests, config.zipf_s, config.seed)
-    workload = workloads.Workload(
+    workload = prompt_sets.Workload(
         "zipf_queries",
         tuple(pool.prompts[i] for i in order),
         tuple(pool.references[i] for i in order),

@@ -18,9 +18,11 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from workbench import derived, models, results
 from workbench.errors import ModelError
 from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.models import loader
+from workbench.optimise import derived
+from workbench.results import store
 
 
 class Config(ExperimentConfig):
@@ -41,15 +43,15 @@ class Config(ExperimentConfig):
 
 
 def check_draft_tokenizer(model: str, draft: str) -> None:
-    """Before any weights load: a local draft must share the model's tokenizer (`models.check_same_tokenizer`).
+    """Before any weights load: a local draft must share the model's tokenizer (`loader.check_same_tokenizer`).
     Derived drafts (`quantised:N`, `distilled`) share it by construction; Hugging Face ids are checked once loaded."""
     if derived.is_derived(draft) or draft == model:
         return
-    (target, target_id), (other, other_id) = (models.resolve(spec, build_missing=False) for spec in (model, draft))
+    (target, target_id), (other, other_id) = (loader.resolve(spec, build_missing=False) for spec in (model, draft))
     if isinstance(target, Path) and isinstance(other, Path) and target.is_dir() and other.is_dir():
-        ours = models.LoadedModel(None, models.load_tokenizer(target), target, target_id, "", 0.0)
-        theirs = models.LoadedModel(None, models.load_tokenizer(other), other, other_id, "", 0.0)
-        models.check_same_tokenizer(ours, theirs, role="draft")
+        ours = loader.LoadedModel(None, loader.load_tokenizer(target), target, target_id, "", 0.0)
+        theirs = loader.LoadedModel(None, loader.load_tokenizer(other), other, other_id, "", 0.0)
+        loader.check_same_tokenizer(ours, theirs, role="draft")
 
 
 def draft_variant(draft: str, k: int) -> Variant:
@@ -80,11 +82,11 @@ def acceptance(from_draft: list[bool], k: int) -> tuple[int, int, list[int], lis
 
 
 def run(config: Config) -> pl.DataFrame:
-    run_id = results.new_run_id("speculative")
-    target = models.load(config.model, dtype=config.dtype)
+    run_id = store.new_run_id("speculative")
+    target = loader.load(config.model, dtype=config.dtype)
     draft = derived.load_spec(config.draft, target, config.model, dtype=config.dtype)
-    models.check_same_tokenizer(target, draft, role="draft")
-    if models.vocab_size(draft) != models.vocab_size(target):
+    loader.check_same_tokenizer(target, draft, role="draft")
+    if loader.vocab_size(draft) != loader.vocab_size(target):
         raise ModelError(f"draft {config.draft!r} has another vocabulary than {config.model!r}")
     arms = [Arm(BASELINE, target)]
     for k in config.num_draft_tokens:
@@ -136,6 +138,6 @@ def summary_extras(frame: pl.DataFrame) -> dict:
 
 
 def chart(summary: pl.DataFrame, frame: pl.DataFrame):
-    from workbench import charts
+    from workbench.present import charts
 
     return charts.acceptance_by_position(acceptance_table(frame))

@@ -17,8 +17,12 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from workbench import derived, measure, models, quality, results, tasks, workloads
 from workbench.experiments.base import ExperimentConfig, Variant
+from workbench.measure import quality, timed
+from workbench.models import loader
+from workbench.optimise import derived
+from workbench.results import store
+from workbench.workloads import prompt_sets, tasks
 
 TIERS = ("fast", "balanced", "complex")
 
@@ -55,18 +59,18 @@ def route(prompt_tokens: int, thresholds: list[int]) -> str:
 
 def answer(loaded, prompt: list[int], gen_tokens: int) -> dict:
     """One request, timed: the speed row's figures plus the extracted answer."""
-    timeline = measure.stream_timed(loaded.model, loaded.tokenizer, prompt, gen_tokens)
+    timeline = timed.stream_timed(loaded.model, loaded.tokenizer, prompt, gen_tokens)
     return {**timeline.metrics(), "prediction": tasks.extract_answer(timeline.text)}
 
 
 def run(config: Config) -> pl.DataFrame:
-    run_id = results.new_run_id("tiering")
-    target = models.load(config.model, dtype=config.dtype)
+    run_id = store.new_run_id("tiering")
+    target = loader.load(config.model, dtype=config.dtype)
     loaded = {
         tier: derived.load_spec(spec, target, config.model, dtype=config.dtype) for tier, spec in config.tiers.items()
     }
     items = tasks.make_items(config.requests, seed=config.seed + 11, min_facts=2, max_facts=12)
-    workload = workloads.Workload(
+    workload = prompt_sets.Workload(
         "tiering_task",
         tuple(i.prompt for i in items),
         tuple(i.reference for i in items),
@@ -109,7 +113,7 @@ def run(config: Config) -> pl.DataFrame:
         task_rows = [{"kind": "task", **{k: r[k] for k in task_keys}} for r in speed if r["round"] == 0]
         identity = variant.identity(run_id=run_id, experiment=config.name, params_json=changes)
         frames.append(
-            results.to_frame(speed + task_rows, **identity, **results.model_identity(loaded["complex"], workload))
+            store.to_frame(speed + task_rows, **identity, **store.model_identity(loaded["complex"], workload))
         )
     return pl.concat(frames, how="vertical")
 

@@ -18,8 +18,10 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from workbench import derived, models, results
 from workbench.experiments.base import BASELINE, QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.models import loader
+from workbench.optimise import derived
+from workbench.results import store
 
 
 class Config(ExperimentConfig):
@@ -75,18 +77,18 @@ def variant(config: Config) -> Variant:
 
 
 def run(config: Config) -> pl.DataFrame:
-    run_id = results.new_run_id("tradeoff")
-    baseline = models.load(config.model, dtype=config.dtype)
+    run_id = store.new_run_id("tradeoff")
+    baseline = loader.load(config.model, dtype=config.dtype)
     loaded = baseline
     if config.bits:
-        loaded = models.load(
-            str(models.quantised(config.model, bits=config.bits, group_size=config.group_size, dtype=config.dtype)),
+        loaded = loader.load(
+            str(loader.quantised(config.model, bits=config.bits, group_size=config.group_size, dtype=config.dtype)),
             dtype=config.dtype,
         )
     kwargs = {}
     if config.speculative:
         draft = derived.load_spec(config.draft, baseline, config.model, dtype=config.dtype)
-        models.check_same_tokenizer(baseline, draft, role="draft")
+        loader.check_same_tokenizer(baseline, draft, role="draft")
         kwargs = {"draft_model": draft.model, "num_draft_tokens": config.num_draft_tokens}
     point = variant(config)
     arms = [

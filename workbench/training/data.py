@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from workbench import corpus, tasks
+from workbench.workloads import corpus, tasks
 
 
 class Batches:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench import build
+from workbench.models import build
 from workbench.paths import cache_dir
 
 

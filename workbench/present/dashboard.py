@@ -1,7 +1,7 @@
 """The tradeoff dashboard: ipywidgets controls driving the charts and a table of configurations that meet
 the SLOs. It reads finished sweep results only and never starts a run.
 
-    from workbench.dashboard import Dashboard
+    from workbench.present.dashboard import Dashboard
     Dashboard().widget          # in notebooks/90_dashboard.ipynb
 """
 
@@ -14,8 +14,9 @@ import altair as alt
 import ipywidgets as widgets
 import polars as pl
 
-from workbench import analysis, charts, configurations, gates, tables
-from workbench.results import list_sweeps, load_sweep_results
+from workbench.analysis import decisions, gates, per_variant
+from workbench.present import charts, tables
+from workbench.results.store import list_sweeps, load_sweep_results
 
 QUALITIES = ("task_accuracy", "perplexity", "kl_mean")
 X_AXES = ("ttft_s_p90", "ttft_s", "e2e_s")
@@ -29,18 +30,18 @@ def _rows(sweep: str) -> pl.DataFrame:
 
 @functools.lru_cache(maxsize=16)
 def _configs(sweep: str) -> pl.DataFrame:
-    return configurations.configurations(_rows(sweep))
+    return per_variant.configurations(_rows(sweep))
 
 
 @functools.lru_cache(maxsize=16)
 def _endpoint(sweep: str):
-    """The served-endpoint view of an endpoint sweep (`endpoint_report.from_rows`); None for any other sweep."""
-    from workbench import endpoint_report
+    """The served-endpoint view of an endpoint sweep (`endpoint_section.from_rows`); None for any other sweep."""
+    from workbench.present import endpoint_section
 
     rows = _rows(sweep)
     if rows.is_empty() or set(rows["experiment"].unique()) != {"endpoint"}:
         return None
-    return endpoint_report.from_rows(rows, sweep)
+    return endpoint_section.from_rows(rows, sweep)
 
 
 def _options(names) -> list[tuple[str, str]]:
@@ -107,7 +108,7 @@ class Dashboard:
 
     def meeting_slo(self) -> pl.DataFrame:
         """The configurations that meet the current SLOs, best throughput first."""
-        configs = analysis.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
+        configs = decisions.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
         slo = self.slo()
         keep = [all(c["pass"] for c in gates.slo_checks(row, slo)) for row in configs.iter_rows(named=True)]
         return configs.filter(pl.Series(keep, dtype=pl.Boolean)).sort("throughput_tps", descending=True)
@@ -132,7 +133,7 @@ class Dashboard:
         if section is not None:
             self.refresh_endpoint(section)
             return
-        configs = analysis.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
+        configs = decisions.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
         self.chart.chart = charts.tradeoff_scatter(
             configs,
             quality=self.quality.value,

@@ -14,11 +14,14 @@ from __future__ import annotations
 import random
 import sys
 
-from workbench import datasets, models, paths, results, runtime, tool, workloads
+from workbench import console, paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
 from workbench.endpoint.slo import short_output_warning
 from workbench.errors import ModelError, UsageError
+from workbench.models import loader
+from workbench.results import store
+from workbench.workloads import datasets, prompt_sets
 
 WORDS = "time people year way day thing man world life hand part child eye woman place work week case point".split()
 
@@ -29,7 +32,7 @@ def load_tokenizer(spec: str | None):
     if not spec:
         return None
     try:
-        path, _ = models.resolve(spec, build_missing=False)
+        path, _ = loader.resolve(spec, build_missing=False)
     except ModelError:
         return None
     if isinstance(path, str) or not path.exists():
@@ -79,7 +82,7 @@ def warmup_texts(tokenizer, *, prompt_tokens: int, count: int, measured: int, se
 
 def endpoint_workload(
     tokenizer, *, prompt_tokens: int, gen_tokens: int, count: int, seed: int = 0, options: dict | None = None
-) -> tuple[list, list[int], workloads.Workload, str]:
+) -> tuple[list, list[int], prompt_sets.Workload, str]:
     """(prompts to send, each request's max_tokens, the workload for the rows, where the prompts came from).
 
     A `dataset` sends its rows as read: chat messages go to /v1/chat/completions (the server applies the
@@ -96,7 +99,7 @@ def endpoint_workload(
     ):
         if tokenizer is None:
             raise UsageError("--dataset and synthetic distributions with --target need a local --tokenizer")
-        workload = workloads.build(
+        workload = prompt_sets.build(
             tokenizer=tokenizer,
             vocab_size=tokenizer.vocab_size,
             prompt_tokens=prompt_tokens,
@@ -113,7 +116,7 @@ def endpoint_workload(
         texts, source = synthetic_texts(tokenizer, prompt_tokens=prompt_tokens, count=count, seed=seed), "tokenizer"
     else:
         texts, source = word_texts(prompt_tokens=prompt_tokens, count=count, seed=seed), "words"
-    workload = workloads.Workload("endpoint:synthetic", tuple(texts), params={"prompt_tokens": prompt_tokens})
+    workload = prompt_sets.Workload("endpoint:synthetic", tuple(texts), params={"prompt_tokens": prompt_tokens})
     return texts, [gen_tokens] * len(texts), workload, source
 
 
@@ -124,7 +127,7 @@ def served_model(url: str, spec: str | None) -> str:
         return check_target(url, spec)
     except ModelError:
         try:
-            path, _ = models.resolve(spec, build_missing=False) if spec else (None, None)
+            path, _ = loader.resolve(spec, build_missing=False) if spec else (None, None)
         except ModelError:
             path = None
         if path is None or isinstance(path, str):
@@ -172,7 +175,7 @@ def run_endpoint_bench(
     params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
     params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}
     identity = {
-        "run_id": run_id or results.new_run_id("bench"),
+        "run_id": run_id or store.new_run_id("bench"),
         "experiment": "bench",
         "variant": "baseline",
         "params_json": params,
@@ -183,7 +186,7 @@ def run_endpoint_bench(
         "workload_hash": workload.hash,
         "target": target.base_url,
     }
-    frame = results.to_frame(rows, **identity)
+    frame = store.to_frame(rows, **identity)
     summary = {"target": target.base_url, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
     summary |= summarise(rows, gen_tokens=gen_tokens)
     summary["unsent"] = sum(r.unsent for r in level_results)
@@ -191,14 +194,14 @@ def run_endpoint_bench(
 
 
 def main(args) -> int:
-    """The `--target` branch of `workbench bench` (`args` parsed by `workbench.bench.setup_arg_parser`)."""
+    """The `--target` branch of `workbench bench` (`args` parsed by `workbench.measure.bench.setup_arg_parser`)."""
     if args.rate is not None and not args.rate > 0:
         raise UsageError(f"workbench bench: --rate must be > 0, got {args.rate}")
     if not args.timeout > 0:
         raise UsageError(f"workbench bench: --timeout must be > 0, got {args.timeout}")
-    workload_options = workloads.chosen_options(args)
+    workload_options = prompt_sets.chosen_options(args)
     synthetic_chat = {key: value for key, value in workload_options.items() if key != "chat"}  # --chat on: chat API
-    if problem := workloads.option_problem(synthetic_chat if not args.dataset else workload_options):
+    if problem := prompt_sets.option_problem(synthetic_chat if not args.dataset else workload_options):
         raise UsageError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
     if args.dataset:
         datasets.read_items(args.dataset, turns=args.dataset_turns)  # a bad file: one line, before anything is written
@@ -224,5 +227,5 @@ def main(args) -> int:
     warning = short_output_warning(summary, args.gen_tokens)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    tool.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0

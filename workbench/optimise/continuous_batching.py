@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from workbench.measure import request_metrics
+from workbench.measure.timed import request_metrics
 
 
 @dataclass(frozen=True)

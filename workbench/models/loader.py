@@ -8,8 +8,8 @@ Every model computes in one dtype, chosen by `dtype`: `auto` is float32 on the C
 slower, so a bits comparison would become a dtype comparison) and the checkpoint's own
 dtype on Metal or CUDA. See docs/quality.md.
 
-    from workbench import models
-    loaded = models.load("default", dtype="auto")
+    from workbench.models import loader
+    loaded = loader.load("default", dtype="auto")
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench import build
 from workbench.errors import ModelError
+from workbench.models import build
 
 HF_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -235,7 +235,7 @@ def calibration_tokens(tokenizer, *, samples: int = 32, sequence_length: int = 2
 
     import mlx.core as mx
 
-    from workbench import corpus, tasks
+    from workbench.workloads import corpus, tasks
 
     rng = random.Random(f"calibration-{seed}")
     docs = list(corpus.stdlib_docstrings()[0])

@@ -8,8 +8,8 @@ student" as a speculative draft or a serving tier. Both are built once and cache
 
 from __future__ import annotations
 
-from workbench import models
 from workbench.errors import ConfigError
+from workbench.models import loader
 
 
 def is_derived(spec: str) -> bool:
@@ -21,22 +21,22 @@ def check(spec: str) -> None:
     """Raise ConfigError for a malformed derived spec (before anything is loaded)."""
     if str(spec).startswith("quantised:"):
         bits = spec.split(":", 1)[1]
-        if not bits.isdigit() or int(bits) not in models.QUANT_BITS:
-            raise ConfigError(f"model spec {spec!r}: expected quantised:BITS with BITS in {models.QUANT_BITS}")
+        if not bits.isdigit() or int(bits) not in loader.QUANT_BITS:
+            raise ConfigError(f"model spec {spec!r}: expected quantised:BITS with BITS in {loader.QUANT_BITS}")
 
 
-def load_spec(spec: str, target: models.LoadedModel, model_spec: str, **load_kwargs) -> models.LoadedModel:
+def load_spec(spec: str, target: loader.LoadedModel, model_spec: str, **load_kwargs) -> loader.LoadedModel:
     """Load a spec; `quantised:BITS` quantises the model under test, `distilled` trains (or reuses) its student."""
     check(spec)
     if spec.startswith("quantised:"):
-        path = models.quantised(model_spec, bits=int(spec.split(":", 1)[1]), dtype=load_kwargs.get("dtype", "auto"))
-        return models.load(str(path), **load_kwargs)
+        path = loader.quantised(model_spec, bits=int(spec.split(":", 1)[1]), dtype=load_kwargs.get("dtype", "auto"))
+        return loader.load(str(path), **load_kwargs)
     if spec == "distilled":
         from workbench.training.distill import KDSettings, train_student
 
         if target.path is None:
             raise ConfigError("the 'distilled' spec needs a local model directory (for its tokenizer)")
-        return models.load(str(train_student(target, KDSettings())), **load_kwargs)
+        return loader.load(str(train_student(target, KDSettings())), **load_kwargs)
     if spec == model_spec:
         return target
-    return models.load(spec, **load_kwargs)
+    return loader.load(spec, **load_kwargs)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from workbench import significance, stats
+from workbench import stats
+from workbench.analysis import significance
 
 
 @dataclass
@@ -172,7 +173,7 @@ def from_rows(rows: pl.DataFrame, name: str = "runs") -> EndpointSection:
 
 
 def figures(section: EndpointSection | None) -> dict:
-    from workbench import charts
+    from workbench.present import charts
 
     if section is None or section.levels.is_empty():
         return {}

@@ -6,10 +6,10 @@ report shows. Pure functions over polars frames; no plotting, no files.
 - A variant has the baseline's quality only when it is declared lossless *and* its greedy outputs were
   verified identical to the baseline's; any other quality metric it did not measure is null ("not measured").
 - Changes are measured per trial against the baseline of the same run, and are significant only beyond the
-  A/A noise floor (`workbench.significance`). A recommendation is Pareto-optimal, meets every SLO, is not
+  A/A noise floor (`workbench.analysis.significance`). A recommendation is Pareto-optimal, meets every SLO, is not
   the baseline (nor an A/A copy of it) and its gain is significant.
 
-SLO targets and regression checks live in `workbench.gates`; `analyse` puts everything together.
+SLO targets and regression checks live in `workbench.analysis.gates`; `analyse` puts everything together.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 import polars as pl
 
 from workbench import stats
-from workbench.configurations import configurations, with_identity
-from workbench.significance import (
+from workbench.analysis.per_variant import configurations, with_identity
+from workbench.analysis.significance import (
     BASELINE,
     HIGHER_IS_BETTER,
     NO_DIFFERENCE,
@@ -67,7 +67,7 @@ def candidates(configs: pl.DataFrame, compared: pl.DataFrame, slo: dict, objecti
     measured change in `objective` and a `status`: "recommended" only when it meets every SLO and its gain is
     significant; otherwise the reason ("no significant difference", "significantly worse", "misses SLO: ...").
     Recommended ones come first, by gain."""
-    from workbench.gates import slo_checks
+    from workbench.analysis.gates import slo_checks
 
     pool = configs.filter(pl.col("pareto") & ~pl.col("is_reference") & (pl.col("family") != BASELINE))
     change = compared.filter(pl.col("metric") == objective).drop("metric")
@@ -137,7 +137,7 @@ class Analysis:
 
     def to_json(self) -> dict:
         """The machine-readable verdict (`workbench report --json`): NaN-free, for CI gates."""
-        from workbench.gates import slo_rows
+        from workbench.analysis.gates import slo_rows
 
         def entry(row):
             return {
@@ -188,7 +188,7 @@ def analyse(
 ) -> Analysis:
     """All of the above for one sweep. `conditions` (point_id, workers, load_before, load_after, cores) adds
     warnings about how it was measured; `previous` (rows of an earlier sweep) adds regressions."""
-    from workbench import gates
+    from workbench.analysis import gates
 
     rows = with_identity(rows)
     configs = with_pareto(configurations(rows), quality=quality)

@@ -28,9 +28,11 @@ from pathlib import Path
 
 import polars as pl
 
-from workbench import analysis, gates, integrity, significance, stats, tool
+from workbench import console, stats
+from workbench.analysis import decisions, gates, significance
 from workbench.errors import DataError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
+from workbench.results import integrity
 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "99_report.ipynb"
 RENDERER = "workbench_offline"
@@ -41,8 +43,8 @@ INCLUDE_STALE = "WORKBENCH_INCLUDE_STALE"
 QUALITIES = ("task_accuracy", "perplexity", "kl_mean", "greedy_agreement")
 
 
-def setup_arg_parser() -> tool.Parser:
-    parser = tool.parser("report", "render a sweep's stakeholder report to one offline HTML file")
+def setup_arg_parser() -> console.Parser:
+    parser = console.parser("report", "render a sweep's stakeholder report to one offline HTML file")
     parser.add_argument("sweep", help="name of a sweep under outputs/sweeps/")
     parser.add_argument("--baseline", help="an earlier sweep to check for regressions")
     parser.add_argument("--endpoint", help="an endpoint sweep to report as the served-endpoint section")
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"artefacts: {artefacts_dir(path)}")
     if args.json:
         summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
-        tool.print_json({"report": str(path), **summary})
+        console.print_json({"report": str(path), **summary})
     return 0
 
 
@@ -171,7 +173,7 @@ class Report:
     """A sweep analysed for the report, with where and how it was measured."""
 
     sweep: str
-    analysis: analysis.Analysis
+    analysis: decisions.Analysis
     env: dict
     points: int
     failed: int
@@ -179,7 +181,7 @@ class Report:
     slo_rows: list
     baseline_sweep: str | None = None
     tolerance: float = 0.10
-    endpoint: object = None  # endpoint_report.EndpointSection, when an endpoint sweep is reported
+    endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
 
     def summary(self) -> dict:
         extra = {
@@ -209,7 +211,7 @@ def build(
     rows, env = load(sweep, include_stale=include_stale)
     previous = load(baseline_sweep, include_stale=include_stale)[0] if baseline_sweep else None
     failed, points = failures(sweep, include_stale=include_stale)
-    result = analysis.analyse(
+    result = decisions.analyse(
         rows,
         slo=gates.load_slo(slo_file),
         quality=quality,
@@ -222,15 +224,15 @@ def build(
     slo_rows = gates.slo_rows(result.configs, result.recommended, result.slo)
     section = None
     if endpoint_sweep:
-        from workbench import endpoint_report
+        from workbench.present import endpoint_section
 
-        section = endpoint_report.from_rows(load(endpoint_sweep, include_stale=include_stale)[0], endpoint_sweep)
+        section = endpoint_section.from_rows(load(endpoint_sweep, include_stale=include_stale)[0], endpoint_sweep)
     return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section)
 
 
 def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:
     """Rows of a sweep's verified points and the environment of its first point."""
-    from workbench.results import load_sweep_results
+    from workbench.results.store import load_sweep_results
 
     found = scan(sweep, include_stale=include_stale)
     try:
@@ -268,7 +270,7 @@ def failures(sweep: str, *, include_stale: bool = False) -> tuple[int, int]:
 
 
 def figures(report: Report) -> dict:
-    from workbench import charts, endpoint_report
+    from workbench.present import charts, endpoint_section
 
     a = report.analysis
     measured = [q for q in (a.quality, "perplexity", "task_accuracy") if a.configs[q].drop_nulls().len()]
@@ -282,7 +284,7 @@ def figures(report: Report) -> dict:
         "latency_cdf": charts.latency_cdf(a.latency),
         "quality_vs_speed": charts.quality_vs_speed(a.configs, quality=(measured or ["perplexity"])[0]),
         "memory": charts.memory_by_variant(a.configs),
-        **endpoint_report.figures(report.endpoint),
+        **endpoint_section.figures(report.endpoint),
     }
 
 

@@ -18,9 +18,9 @@ import polars as pl
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from workbench import stats
-from workbench.configurations import baseline_summary, configurations
+from workbench.analysis.per_variant import baseline_summary, configurations
+from workbench.analysis.significance import HIGHER_IS_BETTER, SAMPLE_METRICS, trial_samples
 from workbench.errors import ConfigError
-from workbench.significance import HIGHER_IS_BETTER, SAMPLE_METRICS, trial_samples
 
 DEFAULT_SLO = {"ttft_s_p90_max": 1.0}
 CONFIG_METRICS = ("perplexity", "task_accuracy", "kl_mean", "peak_mem_bytes")
@@ -204,7 +204,7 @@ def measurement_warnings(configs: pl.DataFrame, floor: dict, objective: str, con
         )
     base = configs.filter("is_reference")[objective].drop_nulls() if objective in configs.columns else []
     if len(base) >= 3 and base.mean():
-        from workbench.charts import METRICS
+        from workbench.present.charts import METRICS
 
         out.append(
             f"The baseline's {METRICS[objective][0].lower()} varies {base.std() / base.mean():.0%} (coefficient "

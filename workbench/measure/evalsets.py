@@ -13,10 +13,10 @@ One JSON object per line (blank lines are skipped):
   Write a choice as it continues the prompt (`" Paris"` after `"... lives in"`).
 
 `id` is optional (default: the line number). `messages` are rendered with the model's chat
-template (`workbench.chat`). A file that cannot be used (missing, not UTF-8, a bad JSON line,
+template (`workbench.workloads.chat`). A file that cannot be used (missing, not UTF-8, a bad JSON line,
 an item without prompt or reference, an answer out of range, an unknown metric, an invalid
 regex, no items) is a one-line `DataError` naming the file and line, before anything runs.
-The built-in facts task ships as `workbench/data/facts_heldout.jsonl` and is scored here too.
+The built-in facts task ships as `workbench/workloads/data/facts_heldout.jsonl` and is scored here too.
 
     workbench eval --model default --eval-set my_items.jsonl --metric contains --json
 """
@@ -29,10 +29,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench import chat, quality, workloads
 from workbench.errors import ConfigError, DataError
+from workbench.measure import quality
+from workbench.workloads import chat, prompt_sets
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "workloads" / "data"
 FACTS_PATH = DATA_DIR / "facts_heldout.jsonl"
 FACTS_COUNT = 500
 FACTS_MAX_TOKENS = 6
@@ -66,9 +67,9 @@ class EvalSet:
     sha256: str
     items: tuple
 
-    def workload(self) -> workloads.Workload:
+    def workload(self) -> prompt_sets.Workload:
         """The items as a hashed workload: the hash covers the file's content and the items taken."""
-        return workloads.Workload(
+        return prompt_sets.Workload(
             f"eval_set:{self.name}",
             tuple(i.prompt if i.prompt is not None else json.dumps(i.messages) for i in self.items),
             tuple(i.reference if not i.is_choice else i.choices[i.answer] for i in self.items),
@@ -270,7 +271,7 @@ def summarise(rows: list[dict]) -> dict:
 def facts_lines(count: int = FACTS_COUNT) -> list[str]:
     """The facts task's held-out items (`tasks.make_items(count, seed=0)`, the items `--task facts` scored) as
     JSONL lines: greedy answers of at most 6 tokens, cut at the first full stop or newline."""
-    from workbench import tasks
+    from workbench.workloads import tasks
 
     return [
         json.dumps(
@@ -287,7 +288,7 @@ def facts_lines(count: int = FACTS_COUNT) -> list[str]:
 
 
 def write_facts(path: Path = FACTS_PATH) -> Path:
-    """Regenerate `workbench/data/facts_heldout.jsonl` (`python -c "from workbench import evalsets as e;
+    """Regenerate `workbench/workloads/data/facts_heldout.jsonl` (`python -c "from workbench.measure import evalsets as e;
     e.write_facts()"`); a test checks the shipped file equals this."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(facts_lines()) + "\n", encoding="utf-8")

@@ -1,6 +1,6 @@
 """Stakeholder tables: formatted HTML (great_tables) with human labels and units, changes written as
 "+23% (95% CI +10…+36%)". Every cell is text that great_tables escapes, so a variant or sweep name holding
-HTML shows as text, never as a live tag. Presentation only: the numbers come from `workbench.analysis`.
+HTML shows as text, never as a live tag. Presentation only: the numbers come from `workbench.analysis.decisions`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 
 import polars as pl
 
-from workbench.charts import METRICS, title
+from workbench.present.charts import METRICS, title
 
 MAX_ROWS = 20
 
@@ -258,9 +258,9 @@ def baseline_overview(report):
     """The baseline's measured figures (median over its runs), hardware and versions."""
     from IPython.display import HTML
 
-    from workbench import configurations
+    from workbench.analysis import per_variant
 
-    base, env, esc = configurations.baseline_summary(report.analysis.configs), report.env, _html.escape
+    base, env, esc = per_variant.baseline_summary(report.analysis.configs), report.env, _html.escape
     if not base["runs"]:
         return HTML("<p>No baseline rows in this sweep.</p>")
 

@@ -6,7 +6,7 @@
 - fidelity: on the same token sequences, mean KL(baseline || variant) of the next-token
   distributions, greedy (argmax) agreement, first position where the argmaxes differ.
 - task score: greedy answers against references, exact match and token F1.
-- eval-set scores (`workbench.evalsets`): greedy generation up to `max_tokens`, EOS or a stop
+- eval-set scores (`workbench.measure.evalsets`): greedy generation up to `max_tokens`, EOS or a stop
   string (`generate_until`), scored by one of `GENERATION_METRICS`; multiple choice by the
   summed log-probability of each choice's tokens given the prompt (`choice_logprobs`), as
   lm-evaluation-harness scores MMLU: acc = the most likely choice is the answer, acc_norm =
@@ -219,7 +219,7 @@ def task_rows(
     kv_group_size: int = 64,
 ) -> list[dict]:
     """Greedy answer per prompt, scored against its reference."""
-    from workbench.tasks import extract_answer
+    from workbench.workloads.tasks import extract_answer
 
     encoded = [tokenizer.encode(p) for p in prompts]
     answers = greedy_continuations(model, tokenizer, encoded, max_tokens, kv_bits=kv_bits, kv_group_size=kv_group_size)

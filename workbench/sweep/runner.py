@@ -24,12 +24,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from workbench import integrity, tool
-from workbench.integrity import point_problem
+from workbench import console
 from workbench.paths import REPO_ROOT, atomic_write_text, check_writable
-from workbench.results import is_finished, list_sweeps
-from workbench.sweep_file import MAX_POINTS, Point, Sweep, expand, load_sweep, point_id  # noqa: F401 (the API)
-from workbench.sweep_guard import Interrupts, hold
+from workbench.results import integrity
+from workbench.results.integrity import point_problem
+from workbench.results.store import is_finished, list_sweeps
+from workbench.sweep.guard import Interrupts, hold
+from workbench.sweep.spec import MAX_POINTS, Point, Sweep, expand, load_sweep, point_id  # noqa: F401 (the API)
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "10_experiment.ipynb"
 POINT_BYTES = 4 << 20  # rough disk use of one point: executed notebook, rows, metadata
@@ -244,21 +245,21 @@ def _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, wor
                 record(future.result())
 
 
-def setup_arg_parser() -> tool.Parser:
-    parser = tool.parser("sweep", "expand a sweep file and execute its points with papermill (resumable)")
+def setup_arg_parser() -> console.Parser:
+    parser = console.parser("sweep", "expand a sweep file and execute its points with papermill (resumable)")
     parser.add_argument("params", help="params/<sweep>.yaml")
     parser.add_argument(
         "--workers",
-        type=tool.int_at_least(1, 64),
+        type=console.int_at_least(1, 64),
         default=1,
         help="points at once (default 1: timed points never overlap; more is recorded and flagged)",
     )
     parser.add_argument("--executor", choices=("local", "dask"), default="local")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
-    parser.add_argument("--timeout", type=tool.positive_int, help="seconds per notebook cell")
-    parser.add_argument("--retries", type=tool.int_at_least(0, 10))
+    parser.add_argument("--timeout", type=console.positive_int, help="seconds per notebook cell")
+    parser.add_argument("--retries", type=console.int_at_least(0, 10))
     parser.add_argument(
-        "--max-points", type=tool.positive_int, default=MAX_POINTS, help=f"allow more points (default {MAX_POINTS})"
+        "--max-points", type=console.positive_int, default=MAX_POINTS, help=f"allow more points (default {MAX_POINTS})"
     )
     parser.add_argument("--prepare-only", action="store_true", help="write parameterised notebooks, run nothing")
     parser.add_argument("--json", action="store_true")
@@ -299,7 +300,7 @@ def _main(plan: Sweep, args) -> int:
         for point in plan.points:
             print(prepare_point(plan, point, workers=args.workers) / "prepared.ipynb")
         summary["prepared"] = len(plan.points)
-        tool.print_json(summary) if args.json else tool.print_table(summary)
+        console.print_json(summary) if args.json else console.print_table(summary)
         return 0
     if args.workers > 1:
         print(
@@ -320,9 +321,9 @@ def _main(plan: Sweep, args) -> int:
     summary.update(counts, failed=len(failed), rerun=len([o for o in outcomes if "rerun" in o]))
     if args.json:
         rerun = {o["point_id"]: o["rerun"] for o in outcomes if "rerun" in o}
-        tool.print_json({**summary, "failures": failed, "rerun_points": rerun})
+        console.print_json({**summary, "failures": failed, "rerun_points": rerun})
     else:
-        tool.print_table(summary)
+        console.print_table(summary)
         for o in failed:
             print(f"failed {o['point_id']}: {o['error']} (see {o['executed_notebook']})")
     if counts["interrupted"] or counts["remaining"]:
@@ -333,7 +334,7 @@ def _main(plan: Sweep, args) -> int:
 
 
 def list_main(argv: list[str] | None = None) -> int:
-    tool.parser("sweeps", "list sweeps with their done/failed point counts").parse_args(argv)
+    console.parser("sweeps", "list sweeps with their done/failed point counts").parse_args(argv)
     for row in list_sweeps():
         counts = "  ".join(f"{key} {row[key]:>4}" for key in ("done", "failed", "unfinished", "stale"))
         print(f"{row['sweep']:<30} {counts}  bad {len(row['bad']):>4}")
@@ -343,4 +344,4 @@ def list_main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(tool.entry(main))
+    sys.exit(console.entry(main))

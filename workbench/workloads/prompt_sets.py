@@ -5,8 +5,8 @@
   GuideLLM's `prompt_tokens_stdev/min/max` and `vllm bench`'s random dataset), optionally with
   `prefix_groups` shared prefixes of `prefix_tokens` (GuideLLM's `prefix_tokens`, `vllm bench`'s
   prefix-repetition dataset);
-- `dataset`: a user's file (`workbench.datasets`: JSONL, JSON, CSV, parquet, ShareGPT), each
-  row rendered to token ids with `workbench.chat.render` (chat templates), filtered by
+- `dataset`: a user's file (`workbench.workloads.datasets`: JSONL, JSON, CSV, parquet, ShareGPT), each
+  row rendered to token ids with `workbench.workloads.chat.render` (chat templates), filtered by
   rendered length and limited;
 - `task`: the built-in retrieval task's prompts with references;
 - `shared_prefix`: one long context reused by many questions (for prompt caching).
@@ -33,8 +33,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench import tasks
 from workbench.errors import DataError
+from workbench.workloads import tasks
 
 VERSION = 1
 
@@ -187,8 +187,8 @@ def dataset(
     """The prompts of a user's file rendered for `tokenizer` (`chat.render`: auto/on/off), in file order or shuffled
     with `seed` (`order="shuffle"`), kept when the rendered length is within [min, max]_prompt_tokens, at most
     `limit` of them. A file problem, or nothing left after the filters, is a `DataError` (one line)."""
-    from workbench import chat as chat_module
-    from workbench import datasets
+    from workbench.workloads import chat as chat_module
+    from workbench.workloads import datasets
 
     chat_module.check_chat_mode(chat)
     if order not in ("file", "shuffle"):
@@ -350,19 +350,25 @@ def check_context(workload: Workload, gen_tokens: int, context: int | None) -> N
 
 def add_arguments(parser) -> None:
     """The workload flags of `workbench bench` (names as `OPTIONS`; docs/workloads.md)."""
-    from workbench import chat, datasets, tool
+    from workbench import console
+    from workbench.workloads import chat, datasets
 
     add = parser.add_argument
-    add("--requests", type=tool.int_at_least(1, 100_000), help="synthetic prompts per trial (default: one batch)")
-    add("--seed", type=tool.int_at_least(0), default=0, help="seeds synthetic prompts and --dataset-order shuffle")
+    add("--requests", type=console.int_at_least(1, 100_000), help="synthetic prompts per trial (default: one batch)")
+    add("--seed", type=console.int_at_least(0), default=0, help="seeds synthetic prompts and --dataset-order shuffle")
     add("--prompt-dist", help="synthetic prompt lengths: fixed:N, uniform:MIN,MAX or normal:MEAN,SD,MIN,MAX")
     add("--gen-dist", help="synthetic output lengths (max_tokens per request), same forms as --prompt-dist")
-    add("--shared-prefix-tokens", type=tool.int_at_least(0, 32768), default=0, help="shared prefix before each prompt")
-    add("--shared-prefix-groups", type=tool.int_at_least(1, 4096), default=1, help="distinct shared prefixes")
+    add(
+        "--shared-prefix-tokens",
+        type=console.int_at_least(0, 32768),
+        default=0,
+        help="shared prefix before each prompt",
+    )
+    add("--shared-prefix-groups", type=console.int_at_least(1, 4096), default=1, help="distinct shared prefixes")
     add("--dataset", help="prompts from a .jsonl/.json/.csv/.parquet file (prompt or messages, max_tokens; ShareGPT)")
-    add("--dataset-limit", type=tool.int_at_least(1), help="at most N prompts (after the length filters)")
+    add("--dataset-limit", type=console.int_at_least(1), help="at most N prompts (after the length filters)")
     add("--dataset-order", choices=("file", "shuffle"), default="file", help="shuffle: seeded by --seed")
     add("--dataset-turns", choices=datasets.TURNS, default="first", help="ShareGPT: first user turn, or every turn")
-    add("--min-prompt-tokens", type=tool.int_at_least(1), help="keep dataset prompts of at least N rendered tokens")
-    add("--max-prompt-tokens", type=tool.int_at_least(1), help="keep dataset prompts of at most N rendered tokens")
+    add("--min-prompt-tokens", type=console.int_at_least(1), help="keep dataset prompts of at least N rendered tokens")
+    add("--max-prompt-tokens", type=console.int_at_least(1), help="keep dataset prompts of at most N rendered tokens")
     add("--chat", choices=chat.CHAT_MODES, default="auto", help="auto: template for messages; on: also for prompts")

@@ -4,10 +4,10 @@ What it measures, and on what (docs/quality.md):
 - `--text FILE`: perplexity of the whole file, cut into non-overlapping chunks of
   `--sequence-length` tokens (the remainder dropped), as `mlx_lm.perplexity.eval_ppl`;
   `--max-chunks N` evaluates the first N chunks only, and the output says "N of M tokens".
-- `--eval-set FILE`: a JSONL eval set (generation or multiple-choice items, `workbench.evalsets`),
+- `--eval-set FILE`: a JSONL eval set (generation or multiple-choice items, `workbench.measure.evalsets`),
   one row per item with its metric and score; `--task facts` is the built-in one,
-  `workbench/data/facts_heldout.jsonl` (its first `--task-count` items), scored the same way.
-- `--lm-eval TASKS`: lm-evaluation-harness tasks through mlx-lm's wrapper (`workbench.lm_eval_tasks`,
+  `workbench/workloads/data/facts_heldout.jsonl` (its first `--task-count` items), scored the same way.
+- `--lm-eval TASKS`: lm-evaluation-harness tasks through mlx-lm's wrapper (`workbench.measure.lm_eval_tasks`,
   an optional extra), their documents as rows of the same kind.
 - `--baseline M2`: KL(baseline || model), greedy agreement and first divergence on the
   baseline's own continuations; refused when the two tokenizers differ.
@@ -29,8 +29,12 @@ from typing import NamedTuple
 
 import polars as pl
 
-from workbench import corpus, evalsets, models, quality, results, runtime, stats, tool, workloads
+from workbench import console, runtime, stats
 from workbench.errors import DataError, UsageError
+from workbench.measure import evalsets, quality
+from workbench.models import loader
+from workbench.results import store
+from workbench.workloads import corpus, prompt_sets
 
 
 def read_text(text: str | Path) -> tuple[str, str]:
@@ -50,18 +54,18 @@ def read_text(text: str | Path) -> tuple[str, str]:
         raise DataError(f"text file {path} cannot be read ({exc.strerror})") from None
 
 
-def load_pair(model, baseline, *, dtype: str) -> tuple[models.LoadedModel, models.LoadedModel | None]:
+def load_pair(model, baseline, *, dtype: str) -> tuple[loader.LoadedModel, loader.LoadedModel | None]:
     """The model and its baseline (specs are loaded in `dtype`); refused when their tokenizers differ."""
-    loaded = model if isinstance(model, models.LoadedModel) else models.load(model, dtype=dtype)
+    loaded = model if isinstance(model, loader.LoadedModel) else loader.load(model, dtype=dtype)
     if baseline is None:
         return loaded, None
-    base = baseline if isinstance(baseline, models.LoadedModel) else models.load(baseline, dtype=dtype)
-    models.check_same_tokenizer(loaded, base)
+    base = baseline if isinstance(baseline, loader.LoadedModel) else loader.load(baseline, dtype=dtype)
+    loader.check_same_tokenizer(loaded, base)
     return loaded, base
 
 
 def run_eval(
-    model: str | models.LoadedModel,
+    model: str | loader.LoadedModel,
     *,
     text: str | Path | None = None,
     sequence_length: int = 128,
@@ -75,7 +79,7 @@ def run_eval(
     lm_eval: list[str] | None = None,
     lm_eval_include: str | Path | None = None,
     lm_eval_limit: int | None = None,
-    baseline: str | models.LoadedModel | None = None,
+    baseline: str | loader.LoadedModel | None = None,
     fidelity_count: int = 16,
     fidelity_tokens: int = 32,
     run_id: str | None = None,
@@ -115,7 +119,7 @@ def run_eval(
         item_params = {**({"task": task} if task else {"eval_set": items.name, "chat": chat}), **params}
         parts.append(measure_items(loaded, items, item_params, summary, chat, **kv))
     if lm_eval:
-        from workbench import lm_eval_tasks
+        from workbench.measure import lm_eval_tasks
 
         found, lm_summary = lm_eval_tasks.run_tasks(
             loaded, list(lm_eval), include=lm_eval_include, limit=lm_eval_limit, chat_mode=chat
@@ -123,18 +127,18 @@ def run_eval(
         parts += [Measured("lm_eval", rows, workload, {**p, **params}) for _, rows, workload, p in found]
         summary.update(lm_summary)
     if base is not None:
-        workload = workloads.task(task or "facts", count=fidelity_count, seed=1)
+        workload = prompt_sets.task(task or "facts", count=fidelity_count, seed=1)
         parts.append(measure_fidelity(loaded, base, workload, fidelity_tokens, params, summary, **kv))
     summary["quality_measured"] = ",".join(dict.fromkeys(part.kind for part in parts))
     shared = {
-        "run_id": run_id or results.new_run_id(experiment),
+        "run_id": run_id or store.new_run_id(experiment),
         "experiment": experiment,
         "variant": variant,
         **(identity or {}),
         "dtype": loaded.dtype,
         "quality_measured": summary["quality_measured"],
     }
-    frames = [results.to_frame(part.rows, **row_identity(loaded, part.workload, part.params, shared)) for part in parts]
+    frames = [store.to_frame(part.rows, **row_identity(loaded, part.workload, part.params, shared)) for part in parts]
     return pl.concat(frames, how="vertical"), summary
 
 
@@ -143,12 +147,12 @@ class Measured(NamedTuple):
 
     kind: str
     rows: list[dict]
-    workload: workloads.Workload
+    workload: prompt_sets.Workload
     params: dict
 
 
-def row_identity(loaded: models.LoadedModel, workload: workloads.Workload, params: dict, shared: dict) -> dict:
-    return {**results.model_identity(loaded, workload), "params_json": params, **shared}
+def row_identity(loaded: loader.LoadedModel, workload: prompt_sets.Workload, params: dict, shared: dict) -> dict:
+    return {**store.model_identity(loaded, workload), "params_json": params, **shared}
 
 
 def text_chunks(tokenizer, body: str, source, sequence_length: int, max_chunks: int | None):
@@ -163,7 +167,7 @@ def text_chunks(tokenizer, body: str, source, sequence_length: int, max_chunks: 
 
 
 def measure_perplexity(loaded, chunks, total_tokens: int, name: str, params: dict, summary: dict, **kv) -> Measured:
-    workload = workloads.Workload(f"text:{name}", (), params={"text": name, "chunks": chunks.tolist()})
+    workload = prompt_sets.Workload(f"text:{name}", (), params={"text": name, "chunks": chunks.tolist()})
     losses = quality.token_losses(loaded.model, chunks, **kv).reshape(len(chunks), -1)
     rows = [
         {"kind": "perplexity", "request_index": i, "nll_mean": float(chunk.mean()), "eval_tokens": chunk.size}
@@ -196,7 +200,7 @@ def read_items(task, task_count: int, eval_set, metric: str, eval_limit: int | N
 def check_renderable(items: evalsets.EvalSet | None, model: str, chat_mode: str) -> None:
     """Chat items for a local model without a chat template (or with `--chat off`): one line before anything is
     written (a Hugging Face id's tokenizer is only known once loaded; `chat.render` refuses it then)."""
-    from workbench import chat
+    from workbench.workloads import chat
 
     if items is None or not any(i.messages is not None for i in items.items):
         return
@@ -248,26 +252,28 @@ def measure_fidelity(loaded, base, workload, fidelity_tokens: int, params: dict,
     return Measured("fidelity", rows, workload, {**fid_params, **params})
 
 
-def setup_arg_parser() -> tool.Parser:
-    from workbench.chat import CHAT_MODES
-    from workbench.tasks import TASKS
+def setup_arg_parser() -> console.Parser:
+    from workbench.workloads.chat import CHAT_MODES
+    from workbench.workloads.tasks import TASKS
 
-    parser = tool.parser("eval", "perplexity, eval-set scores, lm-eval tasks and fidelity to a baseline")
+    parser = console.parser("eval", "perplexity, eval-set scores, lm-eval tasks and fidelity to a baseline")
     parser.add_argument("--model", default="default", help="preset, mlx-lm directory or Hugging Face repo id")
     parser.add_argument("--text", help="UTF-8 text file for perplexity, or 'stdlib' for held-out stdlib docstrings")
-    parser.add_argument("--sequence-length", type=tool.int_at_least(2), default=128, help="tokens per chunk")
-    parser.add_argument("--max-chunks", type=tool.positive_int, help="evaluate only the first N chunks (default: all)")
-    parser.add_argument("--task", choices=TASKS, help="the built-in eval set (workbench/data/facts_heldout.jsonl)")
-    parser.add_argument("--task-count", type=tool.positive_int, default=100, help="its first N items")
+    parser.add_argument("--sequence-length", type=console.int_at_least(2), default=128, help="tokens per chunk")
+    parser.add_argument(
+        "--max-chunks", type=console.positive_int, help="evaluate only the first N chunks (default: all)"
+    )
+    parser.add_argument("--task", choices=TASKS, help="the built-in eval set (workbench/workloads/data/facts_heldout.jsonl)")
+    parser.add_argument("--task-count", type=console.positive_int, default=100, help="its first N items")
     parser.add_argument("--eval-set", help="JSONL eval set: generation or multiple-choice items (docs/quality.md)")
     parser.add_argument("--metric", choices=evalsets.METRICS, default="exact_match", help="for items naming none")
-    parser.add_argument("--eval-limit", type=tool.positive_int, help="score only the first N items of --eval-set")
+    parser.add_argument("--eval-limit", type=console.positive_int, help="score only the first N items of --eval-set")
     parser.add_argument("--chat", choices=CHAT_MODES, default="auto", help="auto: template for messages only")
     parser.add_argument("--lm-eval", help="comma-separated lm-evaluation-harness tasks (optional extra lm-eval)")
     parser.add_argument("--lm-eval-include", help="folder of local lm-eval task YAML files")
-    parser.add_argument("--lm-eval-limit", type=tool.positive_int, help="documents per lm-eval task")
+    parser.add_argument("--lm-eval-limit", type=console.positive_int, help="documents per lm-eval task")
     parser.add_argument("--baseline", help="model to measure fidelity against (must share the tokenizer)")
-    parser.add_argument("--dtype", choices=models.DTYPES, default="auto", help="auto: float32 on CPU, else checkpoint")
+    parser.add_argument("--dtype", choices=loader.DTYPES, default="auto", help="auto: float32 on CPU, else checkpoint")
     parser.add_argument("--kv-bits", type=int, choices=quality.KV_BITS, help="quantise the model's KV cache")
     parser.add_argument("--kv-group-size", type=int, choices=quality.KV_GROUP_SIZES, default=64)
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
@@ -287,10 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.lm_eval is not None:
         if args.kv_bits:
             raise UsageError("--lm-eval runs on the plain KV cache: leave out --kv-bits")
-        from workbench import lm_eval_tasks
+        from workbench.measure import lm_eval_tasks
 
         lm_eval_tasks.find_tasks(lm_tasks or [], args.lm_eval_include)
-    load_before = tool.prepare_run(args, [args.model, args.baseline])
+    load_before = console.prepare_run(args, [args.model, args.baseline])
     frame, summary = run_eval(
         args.model,
         text=args.text,
@@ -310,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         kv_bits=args.kv_bits,
         kv_group_size=args.kv_group_size,
     )
-    tool.save_and_print(args, frame, summary, command="eval", load_before=load_before, table=display(summary))
+    console.save_and_print(args, frame, summary, command="eval", load_before=load_before, table=display(summary))
     return 0
 
 
@@ -329,4 +335,4 @@ def display(summary: dict) -> dict:
 
 if __name__ == "__main__":
     runtime.ensure_optimised_blas()
-    sys.exit(tool.entry(main))
+    sys.exit(console.entry(main))

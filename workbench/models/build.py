@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench import corpus, tasks
 from workbench.errors import ConfigError
 from workbench.paths import atomic_dir, cache_dir
+from workbench.workloads import corpus, tasks
 
 BUILD_VERSION = 2
 SPECIAL = "<|endoftext|>"
@@ -233,7 +233,7 @@ def build_model(preset: str, *, progress: bool = True, force: bool = False) -> P
     target = model_path(preset)
     if (target / "build.json").exists() and not force:
         return target
-    from workbench.assets import find_committed
+    from workbench.models.assets import find_committed
 
     committed = find_committed(recipe)
     if committed is not None and not force:

@@ -22,8 +22,8 @@ import functools
 import importlib.util
 from pathlib import Path
 
-from workbench import chat, workloads
 from workbench.errors import DataError, UsageError
+from workbench.workloads import chat, prompt_sets
 
 INSTALL_HINT = "pip install 'chimera-workbench[lm-eval]'"
 
@@ -104,7 +104,7 @@ def run_tasks(loaded, names: list[str], *, include=None, limit: int | None = Non
     parts, summary = [], {}
     for task, samples in output["samples"].items():
         rows = [sample_row(task, i, sample) for i, sample in enumerate(samples)]
-        workload = workloads.Workload(
+        workload = prompt_sets.Workload(
             f"lm_eval:{task}",
             tuple(s.get("prompt_hash", str(s["doc_id"])) for s in samples),
             tuple(s.get("target_hash", "") for s in samples),

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from workbench import results, stats
-from workbench.significance import BASELINE
+from workbench import stats
+from workbench.analysis.significance import BASELINE
+from workbench.results import store
 
 QUALITY_KINDS = {
     "perplexity": ("perplexity",),
@@ -54,7 +55,7 @@ def configurations(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         pl.col(c).drop_nulls().first() for c in IDENTITY if c != "round"
     )
     summaries = pl.concat(
-        [results.summarise_variants(g).with_columns(run_id=pl.lit(run)) for (run,), g in df.group_by("run_id")],
+        [store.summarise_variants(g).with_columns(run_id=pl.lit(run)) for (run,), g in df.group_by("run_id")],
         how="diagonal_relaxed",
     )
     speed = speed_summary(df)
@@ -77,7 +78,7 @@ def configurations(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 def speed_summary(rows: pl.DataFrame) -> pl.DataFrame:
     """Per (run, variant): TTFT p50/p90, TPOT, E2E, decode and prefill medians (one percentile definition),
     peak memory, and throughput = generated tokens / summed windows of its (round, trial) units.
-    (`results.summarise_variants` keys windows by trial alone, which counts one window per trial index
+    (`store.summarise_variants` keys windows by trial alone, which counts one window per trial index
     when a run has several rounds; its quality figures are used as they are.)"""
     speed = with_identity(rows).filter(pl.col("kind") == "speed")
     keys = ["run_id", "variant"]

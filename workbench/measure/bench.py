@@ -2,7 +2,7 @@
 
 Synthetic fixed-length prompts (as `mlx_lm.benchmark`), synthetic length distributions and
 shared prefixes, or a user's prompt file (`--dataset`, chat templates; docs/workloads.md),
-timed by the one loop in `workbench.measure`; returns (rows in the shared schema, summary)
+timed by the one loop in `workbench.measure.timed`; returns (rows in the shared schema, summary)
 and writes nothing; `main` writes a run folder.
 
     workbench bench --model default --prompt-tokens 128 --gen-tokens 64 --trials 3 [--json]
@@ -17,12 +17,16 @@ import sys
 
 import polars as pl
 
-from workbench import chat, datasets, measure, models, results, runtime, tool, workloads
+from workbench import console, runtime
 from workbench.errors import UsageError
+from workbench.measure import timed
+from workbench.models import loader
+from workbench.results import store
+from workbench.workloads import chat, datasets, prompt_sets
 
 
 def run_bench(
-    model: str | models.LoadedModel,
+    model: str | loader.LoadedModel,
     *,
     prompt_tokens: int = 128,
     gen_tokens: int = 64,
@@ -37,20 +41,20 @@ def run_bench(
     workload_options: dict | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """`requests` synthetic prompts (default: one batch) per trial, sent `batch_size` at a time; or the prompts of
-    `workload_options["dataset"]`. `workload_options` are `workloads.OPTIONS`. A request generates its `max_tokens`
+    `workload_options["dataset"]`. `workload_options` are `prompt_sets.OPTIONS`. A request generates its `max_tokens`
     (a dataset row's, or drawn from `gen_dist`) or `gen_tokens`, with EOS suppressed as in `mlx_lm.benchmark`."""
-    loaded = model if isinstance(model, models.LoadedModel) else models.load(model, dtype=dtype)
+    loaded = model if isinstance(model, loader.LoadedModel) else loader.load(model, dtype=dtype)
     workload_options = workload_options or {}
-    workload = workloads.build(
+    workload = prompt_sets.build(
         tokenizer=loaded.tokenizer,
-        vocab_size=models.vocab_size(loaded),
+        vocab_size=loader.vocab_size(loaded),
         prompt_tokens=prompt_tokens,
         count=requests or batch_size,
         seed=seed,
         **workload_options,
     )
-    workloads.check_context(workload, gen_tokens, loaded.config.get("max_position_embeddings"))
-    records = measure.measure_generation(
+    prompt_sets.check_context(workload, gen_tokens, loaded.config.get("max_position_embeddings"))
+    records = timed.measure_generation(
         loaded.model,
         loaded.tokenizer,
         workload.token_prompts(loaded.tokenizer),
@@ -76,42 +80,42 @@ def run_bench(
     for option in set(replaced) & set(workload_options):
         params.pop(replaced[option], None)  # the option, not this length, says what ran
     identity = {
-        "run_id": run_id or results.new_run_id("bench"),
+        "run_id": run_id or store.new_run_id("bench"),
         "experiment": "bench",
         "variant": variant,
         "params_json": params,
         "family": "baseline",
         "changes_json": "{}",
     }
-    frame = results.to_frame(rows, **identity, **results.model_identity(loaded, workload))
+    frame = store.to_frame(rows, **identity, **store.model_identity(loaded, workload))
     summary = {
         "model_id": loaded.model_id,
         "backend": runtime.backend(),
         "dtype": getattr(loaded, "dtype", None),
         "load_s": loaded.load_s,
-        **measure.run_summary(records),
+        **timed.run_summary(records),
     }
     return frame, summary
 
 
-def setup_arg_parser() -> tool.Parser:
-    parser = tool.parser("bench", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts")
+def setup_arg_parser() -> console.Parser:
+    parser = console.parser("bench", "TTFT, ITL, TPOT, E2E and throughput on synthetic prompts")
     parser.add_argument(
         "--model", help="preset, mlx-lm directory or Hugging Face repo id (default: default); or the served name"
     )
-    parser.add_argument("--prompt-tokens", type=tool.int_at_least(1, 32768), default=128)
-    parser.add_argument("--gen-tokens", type=tool.int_at_least(1, 8192), default=64)
-    parser.add_argument("--batch", dest="batch_size", type=tool.int_at_least(1, 1024), default=1)
+    parser.add_argument("--prompt-tokens", type=console.int_at_least(1, 32768), default=128)
+    parser.add_argument("--gen-tokens", type=console.int_at_least(1, 8192), default=64)
+    parser.add_argument("--batch", dest="batch_size", type=console.int_at_least(1, 1024), default=1)
     parser.add_argument(
-        "--dtype", choices=models.DTYPES, default="auto", help="auto: float32 on CPU, else the checkpoint's"
+        "--dtype", choices=loader.DTYPES, default="auto", help="auto: float32 on CPU, else the checkpoint's"
     )
-    parser.add_argument("--trials", type=tool.int_at_least(1, 100), default=3)
-    parser.add_argument("--warmup", type=tool.int_at_least(0, 10), default=1)
-    workloads.add_arguments(parser)
+    parser.add_argument("--trials", type=console.int_at_least(1, 100), default=3)
+    parser.add_argument("--warmup", type=console.int_at_least(0, 10), default=1)
+    prompt_sets.add_arguments(parser)
     served = parser.add_argument_group("served endpoint (workbench.endpoint)")
     served.add_argument("--target", help="URL of an OpenAI-compatible server to measure instead")
     served.add_argument("--tokenizer", help="model spec whose tokenizer builds the prompts (default: --model)")
-    served.add_argument("--concurrency", type=tool.int_at_least(1, 4096), default=1, help="requests in flight")
+    served.add_argument("--concurrency", type=console.int_at_least(1, 4096), default=1, help="requests in flight")
     served.add_argument("--rate", type=float, help="Poisson arrivals at this many requests/s (open loop)")
     served.add_argument("--timeout", type=float, default=60.0, help="seconds per request and between chunks")
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
@@ -122,8 +126,8 @@ def setup_arg_parser() -> tool.Parser:
 def check_workload(args) -> dict:
     """Before anything is written: the workload flags fit together, and a `--dataset` file reads, renders with the
     model's tokenizer (a local model's, loaded without weights) and fits its context. Returns the chosen options."""
-    options = workloads.chosen_options(args)
-    if problem := workloads.option_problem(options):
+    options = prompt_sets.chosen_options(args)
+    if problem := prompt_sets.option_problem(options):
         raise UsageError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
     if args.dataset and args.requests:
         raise UsageError("--requests: applies to synthetic prompts only; use --dataset-limit")
@@ -131,28 +135,28 @@ def check_workload(args) -> dict:
         datasets.read_items(args.dataset, turns=args.dataset_turns)
         tokenizer = chat.local_tokenizer(args.model)
         if tokenizer is not None:
-            workload = workloads.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, **options)
-            config = json.loads((models.resolve(args.model, build_missing=False)[0] / "config.json").read_text())
-            workloads.check_context(workload, args.gen_tokens, config.get("max_position_embeddings"))
+            workload = prompt_sets.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, **options)
+            config = json.loads((loader.resolve(args.model, build_missing=False)[0] / "config.json").read_text())
+            prompt_sets.check_context(workload, args.gen_tokens, config.get("max_position_embeddings"))
     return options
 
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     if args.target:
-        from workbench.endpoint import bench as endpoint_bench
+        from workbench.endpoint import target_bench as endpoint_bench
 
         return endpoint_bench.main(args)
     args.model = args.model or "default"
     workload_options = check_workload(args)
-    load_before = tool.prepare_run(args, [args.model])
+    load_before = console.prepare_run(args, [args.model])
     options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype", "requests", "seed")
     frame, summary = run_bench(
         args.model, **{key: getattr(args, key) for key in options}, workload_options=workload_options
     )
-    tool.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(tool.entry(main))
+    sys.exit(console.entry(main))

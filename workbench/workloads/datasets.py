@@ -18,7 +18,7 @@ becomes messages: `turns="first"` keeps the system turn and the first user turn;
 gives one item per user turn with the conversation so far (the recorded replies as assistant
 turns), for multi-turn replay, each tagged with `conversation` and `turn` indices.
 
-    from workbench import datasets
+    from workbench.workloads import datasets
     items, sha256 = datasets.read_items("prompts.jsonl")
 """
 

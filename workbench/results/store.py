@@ -22,9 +22,10 @@ from pathlib import Path
 
 import polars as pl
 
-from workbench import integrity, stats
+from workbench import stats
 from workbench.errors import DataError
 from workbench.paths import OutputsError, atomic_write_bytes, atomic_write_text, outputs_dir
+from workbench.results import integrity
 
 IDENTITY = {
     "run_id": pl.String,

@@ -55,9 +55,9 @@ def local_tokenizer(spec: str):
 
     from mlx_lm.utils import load_tokenizer
 
-    from workbench import models
+    from workbench.models import loader
 
-    target, _ = models.resolve(spec, build_missing=False)
+    target, _ = loader.resolve(spec, build_missing=False)
     if not isinstance(target, Path) or not (target / "config.json").is_file():
         return None
     return load_tokenizer(target)
