@@ -69,3 +69,56 @@ def test_experiment_notebook_runs_under_papermill(experiment, tmp_path, nano_pat
     assert pl.read_parquet(out / "results.parquet").height > 0
     nb = json.loads((out / "executed.ipynb").read_text())
     assert "vega" in json.dumps(nb["cells"][-1].get("outputs", [])), "the chart was rendered"
+
+
+def _execute_from_notebooks_folder(name: str, out: Path, parameters: dict) -> Path:
+    """As `make lab` runs them: the kernel's working directory is `notebooks/`, not the repository root."""
+    import papermill
+
+    from workbench.jupyter_kernel import KERNEL_NAME
+
+    out.mkdir(parents=True, exist_ok=True)
+    executed = out / "executed.ipynb"
+    papermill.execute_notebook(
+        str(REPO_ROOT / "notebooks" / name),
+        str(executed),
+        parameters=parameters,
+        kernel_name=KERNEL_NAME,
+        cwd=str(REPO_ROOT / "notebooks"),
+        progress_bar=False,
+        execution_timeout=600,
+    )
+    return executed
+
+
+def test_experiment_notebook_finds_params_and_eval_set_from_the_notebooks_folder(tmp_path, nano_path, kernel):
+    """`params/tradeoff.yaml` and a relative eval set resolve from the repository root, as in sweeps."""
+    small = {
+        "model": str(nano_path),
+        "prompt_tokens": 16,
+        "gen_tokens": 6,
+        "requests": 2,
+        "trials": 1,
+        "perplexity_chunks": 2,
+        "eval_set": "workbench/workloads/data/facts_heldout.jsonl",
+        "task_count": 3,
+        "fidelity_count": 1,
+        "batch_size": 2,
+    }
+    out = tmp_path / "experiment"
+    parameters = {"experiment": "tradeoff", "params_file": "params/tradeoff.yaml", "params": small}
+    executed = _execute_from_notebooks_folder("10_experiment.ipynb", out, {**parameters, "output_dir": str(out)})
+    frame = pl.read_parquet(out / "results.parquet")
+    assert {"speed", "task"} <= set(frame["kind"])
+    nb = json.loads(executed.read_text())
+    assert "vegaEmbed" in json.dumps(nb["cells"][-1].get("outputs", [])), "the chart was rendered offline"
+
+
+def test_endpoint_notebook_runs_from_the_notebooks_folder(tmp_path, nano_path, kernel):
+    """80_endpoint with its default `params/endpoint.yaml`, kernel in `notebooks/`: both runs and every figure."""
+    small = {"requests": 2, "gen_tokens": 6, "prompt_tokens": 16, "timeout_s": 30}
+    parameters = {"model": str(nano_path), "concurrencies": [1, 2], "rates": [5], "params": small}
+    executed = _execute_from_notebooks_folder("80_endpoint.ipynb", tmp_path / "endpoint", parameters)
+    outputs = json.dumps([c.get("outputs", []) for c in json.loads(executed.read_text())["cells"]])
+    assert outputs.count("vegaEmbed(") == 2, "both charts rendered offline"
+    assert "cdn.jsdelivr" not in outputs and "esm.sh" not in outputs

@@ -1,16 +1,45 @@
 """The `workbench` Jupyter kernel: this environment's Python with the optimised BLAS preloaded.
 
 papermill and JupyterLab start kernels from the spec, so the spec's `env` is the one
-place where `LD_PRELOAD` reaches every notebook process.
+place where `LD_PRELOAD` reaches every notebook process, and its `argv` the one place
+that reaches every kernel's start: `launch` drops ipykernel's "Kernel is running over
+TCP without encryption" warning (the kernel listens on 127.0.0.1 only and every message
+is signed with the connection file's key; the warning appeared once per sweep point).
 
     workbench install-kernel
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 
 KERNEL_NAME = "workbench"
+TCP_WARNING = "Kernel is running over TCP without encryption"
+# Falls back to ipykernel's own start where the importable `workbench` has no `launch` (several checkouts
+# can share one environment and its kernel spec).
+LAUNCH = (
+    "import importlib; kernel = importlib.import_module('workbench.jupyter_kernel'); "
+    "(getattr(kernel, 'launch', None) or importlib.import_module('ipykernel.kernelapp').launch_new_instance)()"
+)
+
+
+class DropTcpWarning(logging.Filter):
+    """Drops exactly ipykernel's unencrypted-TCP warning; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and str(record.msg).startswith(TCP_WARNING))
+
+
+def launch() -> None:
+    """Start an ipykernel as `python -m ipykernel_launcher` does, with the TCP warning filtered out."""
+    from ipykernel import kernelapp
+
+    if sys.path and sys.path[0] == "":  # as ipykernel_launcher: the kernel's folder must not shadow packages
+        del sys.path[0]
+    app = kernelapp.IPKernelApp.instance()
+    app.log.addFilter(DropTcpWarning())
+    app.launch_instance()
 
 
 def kernel_env() -> dict:
@@ -22,9 +51,18 @@ def kernel_env() -> dict:
 
 def install_kernel() -> str:
     """Install (or refresh) the kernel spec inside this environment; returns its directory."""
+    import json
+    from pathlib import Path
+
     from ipykernel.kernelspec import install
 
-    return install(kernel_name=KERNEL_NAME, display_name="Workbench (MLX)", prefix=sys.prefix, env=kernel_env())
+    directory = install(kernel_name=KERNEL_NAME, display_name="Workbench (MLX)", prefix=sys.prefix, env=kernel_env())
+    spec_file = Path(directory) / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    module = spec["argv"].index("-m")
+    spec["argv"][module : module + 2] = ["-c", LAUNCH]
+    spec_file.write_text(json.dumps(spec, indent=1))
+    return directory
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("WORKBENCH_CACHE", outputs_dir() / "cache"))
 
 
+def from_repo_root(path: str | Path) -> Path:
+    """A relative path that does not exist from the working directory but does from the repository root, read
+    from the root (where sweeps run); any other path unchanged. JupyterLab starts kernels in `notebooks/`, so
+    `params/endpoint.yaml` typed in a notebook means the repository's file."""
+    path = Path(path)
+    if path.is_absolute() or path.exists() or not (REPO_ROOT / path).exists():
+        return path
+    return REPO_ROOT / path
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

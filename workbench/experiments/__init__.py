@@ -52,12 +52,28 @@ def get(name: str):
 
 
 def build_config(name: str, params_file: str | Path | None = None, overrides: dict | None = None) -> ExperimentConfig:
-    """THE config path: the experiment's defaults < `params_file` < `overrides` (an explicit null is kept)."""
-    from workbench.paths import read_yaml_mapping
+    """THE config path: the experiment's defaults < `params_file` < `overrides` (an explicit null is kept).
+    Relative paths (the params file, a top-level value naming a file such as `dataset` or `eval_set`) that exist
+    only from the repository root are read from there, so a notebook's kernel in `notebooks/` finds them."""
+    from workbench.paths import from_repo_root, read_yaml_mapping
 
-    values = dict(read_yaml_mapping(Path(params_file), ConfigError)) if params_file else {}
+    values = dict(read_yaml_mapping(from_repo_root(params_file), ConfigError)) if params_file else {}
     values.update(overrides or {})
+    values = {key: _from_repo_root(value) for key, value in values.items()}
     return validate(get(name).Config, values)
+
+
+def _from_repo_root(value):
+    """A string value that is a relative path found only from the repository root, as that path; else unchanged."""
+    from workbench.paths import from_repo_root
+
+    if not isinstance(value, str) or not value or "\n" in value or len(value) > 4096:
+        return value
+    try:
+        found = from_repo_root(value)
+    except (OSError, ValueError):  # not a path this system can look up
+        return value
+    return str(found) if found != Path(value) else value
 
 
 def check_models(config: ExperimentConfig) -> None:

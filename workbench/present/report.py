@@ -22,7 +22,6 @@ import json
 import os
 import re
 import sys
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,6 @@ from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_di
 from workbench.results import integrity
 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "99_report.ipynb"
-RENDERER = "workbench_offline"
 GENERATOR = '<meta name="generator" content="workbench-report">'
 MARKER = ".workbench-report"
 SWEEP_NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -304,28 +302,11 @@ def save_artefacts(report: Report, charts: dict, directory: str | Path | None):
     return HTML(f"<p>Chart images for slides, in the report's <code>_files/charts</code> folder: {names}.</p>")
 
 
-def _offline_renderer(spec: dict, **_) -> dict:
-    """A chart as a div + a vegaEmbed call; `<` is escaped in the spec so no name can close the script."""
-    div = f"vis-{uuid.uuid4().hex[:10]}"
-    embedded = json.dumps(spec).replace("<", "\\u003c")
-    page = (
-        f'<div id="{div}" class="workbench-chart"></div><script type="text/javascript">'
-        f'vegaEmbed("#{div}", {embedded}, {{"renderer": "svg", "actions": false}}).catch(console.error);</script>'
-    )
-    return {"text/html": page}
-
-
 def setup_offline_charts():
-    """Register the offline renderer and return the HTML that inlines Vega, Vega-Lite and Vega-Embed.
-    Charts get one row per configuration or quantile, never request rows, so altair's row cap is lifted."""
-    import altair as alt
-    import vl_convert as vlc
-    from IPython.display import HTML
+    """The report's offline chart renderer; returns the HTML that inlines Vega, Vega-Lite and Vega-Embed once."""
+    from workbench.present import offline
 
-    alt.renderers.register(RENDERER, _offline_renderer)
-    alt.renderers.enable(RENDERER)
-    alt.data_transformers.disable_max_rows()
-    return HTML(f'<script type="text/javascript">{vlc.javascript_bundle()}</script>')
+    return offline.enable_for_report()
 
 
 def strip_remote_assets(page: str) -> str:
