@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup blas demo test lab lint clean
+.PHONY: setup blas git-config demo test lab lint clean
 
 setup: $(STAMP)
 
@@ -15,8 +15,21 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@$(MAKE) --no-print-directory blas
 	$(BIN)/workbench install-kernel
-	-@git rev-parse --git-dir >/dev/null 2>&1 && $(BIN)/nbdime config-git --enable >/dev/null
+	@$(MAKE) --no-print-directory git-config
 	@touch $@
+
+# Git runs the venv's tools by absolute path, so they work without the venv on PATH: nbdime's notebook diff and
+# merge drivers, and nbstripout as a clean filter, so notebooks executed in place (JupyterLab autosaves outputs)
+# stay unmodified in `git status` and outputs are never committed (.gitattributes names the drivers per file).
+NBSTRIPOUT = $(abspath $(BIN))/nbstripout --keep-id --extra-keys "metadata.language_info metadata.papermill cell.metadata.papermill"
+git-config:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config diff.jupyternotebook.command '$(abspath $(BIN))/git-nbdiffdriver diff'; \
+	  git config merge.jupyternotebook.driver '$(abspath $(BIN))/git-nbmergedriver merge %O %A %B %L %P'; \
+	  git config merge.jupyternotebook.name 'jupyter notebook merge driver'; \
+	  git config filter.nbstripout.clean '$(NBSTRIPOUT)'; \
+	  git config filter.nbstripout.smudge cat; \
+	fi
 
 # Linux: mlx-cpu bundles the reference BLAS; install an optimised one that the workbench preloads.
 blas:
@@ -39,8 +52,12 @@ demo: setup
 test: setup lint
 	$(BIN)/python -m pytest -q
 
+# Kernels start in the notebook's folder; the workbench reads relative params and data paths from the repository
+# root. 127.0.0.1 only, with Jupyter's generated token (in the URL it prints); --allow-root in containers.
+LAB_DIR ?= notebooks
+LAB_ARGS ?=
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_DIR) --ip 127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 lint: setup
 	$(BIN)/ruff check workbench tests benchmarks

@@ -73,3 +73,61 @@ def other_tokenizer(nano_path, tmp_path_factory):
     vocab[a], vocab[b] = vocab[b], vocab[a]
     (target / "tokenizer.json").write_text(json.dumps(spec))
     return target
+
+
+TINY_SWEEP = {
+    "name": "tiny",
+    "experiment": "tradeoff",
+    "fixed": {
+        "model": "nano",
+        "prompt_tokens": 16,
+        "gen_tokens": 8,
+        "requests": 2,
+        "trials": 1,
+        "perplexity_chunks": 2,
+        "task_count": 4,
+        "fidelity_count": 1,
+    },
+    "points": [{"batch_size": 2}, {"bits": 4}],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep_outputs(tmp_path_factory, nano_path, kernel) -> Path:
+    """An outputs folder holding one finished two-point sweep `tiny` (tradeoff on nano, run for real with
+    papermill), for tests that open the dashboard."""
+    import yaml
+
+    from workbench.sweep import runner
+
+    root = tmp_path_factory.mktemp("tiny-outputs")
+    sweep_file = root / "tiny.yaml"
+    sweep_file.write_text(yaml.safe_dump(TINY_SWEEP))
+    saved = os.environ.get("WORKBENCH_OUTPUTS")
+    os.environ["WORKBENCH_OUTPUTS"] = str(root)
+    try:
+        outcomes = runner.run_sweep(runner.load_sweep(sweep_file), progress=False)
+        assert all(o["status"] == "done" for o in outcomes), outcomes
+    finally:
+        if saved is None:
+            os.environ.pop("WORKBENCH_OUTPUTS", None)
+        else:
+            os.environ["WORKBENCH_OUTPUTS"] = saved
+    return root
+
+
+def chromium_executable() -> str:
+    """The system Chromium (`apt-get install chromium`, tried here when root); the test is skipped without it."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found and shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        for step in (["apt-get", "install", "-y", "-qq", "chromium"], ["apt-get", "update", "-qq"]) * 2:
+            if shutil.which("chromium"):
+                break
+            subprocess.run(step, capture_output=True, timeout=900)
+        found = shutil.which("chromium")
+    if not found:
+        pytest.skip("headless Chromium is not installed and could not be installed (apt-get install chromium)")
+    return found

@@ -97,33 +97,62 @@ def sweep_outputs(outputs, monkeypatch):
 def test_dashboard_controls_change_chart_and_table(sweep_outputs):
     from workbench.present import dashboard
 
-    dashboard._rows.cache_clear()
-    dashboard._configs.cache_clear()
+    dashboard.clear_caches()
     d = dashboard.Dashboard(["smoke", "rounds"])
     before_spec = json.dumps(d.chart.spec, sort_keys=True)
-    assert d.table.value.count('<td headers="Configuration"') == 6
+    # smoke: three points, each with its own baseline run; the baseline is one row, the median of the three
+    assert d.table.value.count('<td headers="Configuration"') == 4
+    assert d.table.value.count("baseline @ median of 3 runs") == 1
+    assert "Configurations of smoke with TTFT p90 ≤ 1,000 ms" in d.table.value
     assert d.chart.spec["layer"][0]["encoding"]["x"]["title"] == "TTFT p90 (ms)"
     d.x_axis.value = "e2e_s"
     assert d.chart.spec["layer"][0]["encoding"]["x"]["field"] == "e2e_s"
     d.quality.value = "perplexity"
-    assert "perplexity" in json.dumps(d.chart.spec)
-    d.slo_ttft.value = 1e-9  # nothing is that fast
-    assert "<td" not in d.table.value and "none" in d.table.value
+    assert "perplexity" in json.dumps(d.chart.spec) and "Held-out perplexity ≤" in d.quality_floor.description
+    d.slo_ttft.value = 1e-9  # ms; nothing is that fast
+    assert "<td" not in d.table.value and "None of the 4 configurations: 4 miss TTFT p90" in d.table.value
     assert json.dumps(d.chart.spec, sort_keys=True) != before_spec
     d.baseline.value = "smoke"
-    assert "Regressions against smoke" in d.regressions.value and "No regression." in d.regressions.value
+    assert "Comparing smoke with itself" in d.regressions.value
+    d.baseline.value = "rounds"
+    assert "Regressions of smoke against rounds" in d.regressions.value and "No regression." in d.regressions.value
+    assert "hollow black diamonds: rounds" in json.dumps(d.chart.spec, ensure_ascii=False)
+
+
+def test_dashboard_quality_floor_is_typed_in_the_tables_unit(sweep_outputs):
+    from workbench.present import dashboard
+
+    dashboard.clear_caches()
+    d = dashboard.Dashboard(["smoke"])
+    assert d.quality_floor.description == "quality floor: Task exact match ≥ (%)"
+    best = max(d.meeting_slo()["task_accuracy"].drop_nulls().to_list())
+    d.quality_floor.value = 100 * best - 1e-6  # the best exact match, in percent as the table shows it
+    assert d.slo()["task_accuracy_min"] == pytest.approx(best)
+    kept = d.meeting_slo()["task_accuracy"].to_list()
+    assert kept and min(kept) == pytest.approx(best), kept
+    d.quality_floor.value = 100 * best + 1
+    assert "miss Task exact match ≥" in d.table.value
 
 
 def test_dashboard_shows_an_endpoint_sweep_by_load_level(sweep_outputs):
     from workbench.present import dashboard
 
-    dashboard._rows.cache_clear()
-    dashboard._endpoint.cache_clear()
+    dashboard.clear_caches()
     d = dashboard.Dashboard(["served", "smoke"])
     assert "Throughput against TTFT p90" in json.dumps(d.chart.spec)
-    assert d.table.value.count('<td headers="Configuration"') == 4  # c1, c2; r5, r10
+    hidden = [c.description for c in (d.quality, d.quality_floor, d.x_axis, d.y_axis) if c.layout.display == "none"]
+    assert len(hidden) == 4, hidden
+    assert "misses SLOs" not in d.table.value and "over-saturated" not in d.table.value
+    assert "that met their run's own SLOs" in d.heading.value
+    section = dashboard._endpoint("served")
+    for name in set(section.levels["configuration"].drop_nulls()):
+        assert d.table.value.count(f">{name}<") <= 1, f"{name} is one group heading, not a cell per level"
     d.slo_ttft.value = 1e-9
-    assert "none" in d.table.value
+    assert "None of the" in d.table.value
+    d.baseline.value = "smoke"
+    assert "different kinds of sweep" in d.regressions.value
+    d.sweep.value = "smoke"
+    assert d.quality.layout.display is None, "shown again for a tradeoff sweep"
 
 
 def test_dashboard_notebook_runs_under_papermill(sweep_outputs, tmp_path):

@@ -49,14 +49,17 @@ def kernel_env() -> dict:
     return {"LD_PRELOAD": library} if library else {}
 
 
-def install_kernel() -> str:
-    """Install (or refresh) the kernel spec inside this environment; returns its directory."""
+def install_kernel(prefix: str | None = None) -> str:
+    """Install (or refresh) the kernel spec inside this environment (or under `prefix`/share/jupyter); returns
+    its directory."""
     import json
     from pathlib import Path
 
     from ipykernel.kernelspec import install
 
-    directory = install(kernel_name=KERNEL_NAME, display_name="Workbench (MLX)", prefix=sys.prefix, env=kernel_env())
+    directory = install(
+        kernel_name=KERNEL_NAME, display_name="Workbench (MLX)", prefix=prefix or sys.prefix, env=kernel_env()
+    )
     spec_file = Path(directory) / "kernel.json"
     spec = json.loads(spec_file.read_text())
     module = spec["argv"].index("-m")

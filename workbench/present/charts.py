@@ -107,6 +107,22 @@ def tradeoff_scatter(
     return alt.layer(*layers).properties(title=alt.Title(heading, subtitle=subtitle), width=520, height=340)
 
 
+def overlay(chart: alt.LayerChart, other: pl.DataFrame, *, name: str, x: str, y: str) -> alt.LayerChart:
+    """`chart` (a `tradeoff_scatter`) with a second sweep's configurations on the same axes, as hollow black
+    diamonds, so two sweeps read on one chart."""
+    columns = [c for c in dict.fromkeys(["variant", "family", "point_id", x, y]) if c in other.columns]
+    data = in_units(other.select(columns).drop_nulls([x, y]), x, y).with_columns(sweep=pl.lit(name))
+    points = (
+        alt.Chart(data)
+        .mark_point(shape="diamond", filled=False, size=140, color="black", strokeWidth=1.5)
+        .encode(x=f"{x}:Q", y=f"{y}:Q", tooltip=_tooltip("sweep", *columns))
+    )
+    heading = chart.title
+    subtitle = [*([heading.subtitle] if isinstance(heading.subtitle, str) else heading.subtitle or [])]
+    titled = chart.properties(title=alt.Title(heading.text, subtitle=[*subtitle, f"hollow black diamonds: {name}"]))
+    return titled + points
+
+
 def quality_vs_speed(configs: pl.DataFrame, *, quality: str = "perplexity", speed: str = "decode_tps") -> alt.Chart:
     """One point per configuration; a note instead of empty axes when no configuration measured `quality`."""
     heading = f"{METRICS[quality][0]} vs {METRICS[speed][0].lower()}"
