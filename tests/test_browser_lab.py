@@ -38,7 +38,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-RUN_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 480
 DATA_MARKS = "svg g.role-mark path, svg g.role-mark line, svg g.role-mark text"
 QUICKSTART_PARAMETERS = (
     'model = "{model}"\nprompt_tokens = 16\ngen_tokens = 8\ntrials = 1\ntask_count = 4\noutput_dir = None'
@@ -166,10 +166,16 @@ def _open(browser, lab: dict, name: str):
     context.route("**/*", only_local)
     page = context.new_page()
     page.blocked = blocked
-    page.goto(f"{lab['base']}/lab/tree/{name}?token={lab['token']}")
+    # a workspace of its own, reset: only this notebook is open in the page
+    page.goto(f"{lab['base']}/lab/workspaces/{Path(name).stem}/tree/{name}?reset&token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
+    ready = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"^Workbench \(MLX\) \| Idle$"))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not ready.count():  # the kernel started and connected
+        _no_dialog(page)
+        time.sleep(0.5)
     _no_dialog(page)
+    assert ready.count(), f"the workbench kernel did not become idle: {page.locator('#jp-main-statusbar').inner_text()}"
     return page
 
 
@@ -180,7 +186,7 @@ def _no_dialog(page) -> None:
 
 def _run_all(page, lab: dict) -> None:
     """Run > Run All Cells, then wait until every code cell has its execution count and the kernel is idle."""
-    prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
+    prompts = page.locator(".jp-NotebookPanel:visible .jp-CodeCell .jp-InputPrompt")
     for _ in range(3):  # a click while JupyterLab is still settling can be lost: retry until cells start
         _no_dialog(page)
         page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
