@@ -54,10 +54,12 @@ test: setup lint
 
 # Kernels start in the notebook's folder; the workbench reads relative params and data paths from the repository
 # root. 127.0.0.1 only, with Jupyter's generated token (in the URL it prints); --allow-root in containers.
+# Saved notebooks carry no outputs (the tracked ones stay as committed; `git status` stays clean).
+LAB_SAVE = --FileContentsManager.pre_save_hook=workbench.jupyter_kernel.strip_before_save
 LAB_DIR ?= notebooks
 LAB_ARGS ?=
 lab: setup
-	$(BIN)/jupyter lab $(LAB_DIR) --ip 127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
+	$(BIN)/jupyter lab $(LAB_DIR) --ip 127.0.0.1 $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_SAVE) $(LAB_ARGS)
 
 lint: setup
 	$(BIN)/ruff check workbench tests benchmarks

@@ -60,6 +60,11 @@ def _copy_notebook(name: str, target: Path, parameters: str | None = None) -> No
     (target / name).write_text(json.dumps(nb, indent=1))
 
 
+def _make_lab_save_flag() -> str:
+    """`make lab`'s pre-save hook flag, read from the Makefile (its one home)."""
+    return re.search(r"^LAB_SAVE = (\S+)$", (REPO_ROOT / "Makefile").read_text(), re.M).group(1)
+
+
 def _wait_for_lab(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -105,7 +110,7 @@ def lab(tmp_path_factory, tiny_sweep_outputs, nano_path):
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
     }
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}"]
-    command += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    command += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", _make_lab_save_flag()]
     command += ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
     log = (home / "lab.log").open("wb")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

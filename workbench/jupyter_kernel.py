@@ -42,6 +42,22 @@ def launch() -> None:
     app.launch_instance()
 
 
+def strip_before_save(model: dict, **_) -> None:
+    """JupyterLab's pre-save hook under `make lab`: a notebook is written without outputs, execution counts,
+    widget state or `language_info`, exactly as committed, so autosave never dirties `git status` (git's
+    nbstripout filter would hide the outputs from commits, but not from `git status`)."""
+    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    notebook = model["content"]
+    for key in ("language_info", "widgets", "papermill"):
+        notebook.get("metadata", {}).pop(key, None)
+    for cell in notebook.get("cells", []):
+        for key in ("execution", "ExecuteTime", "collapsed", "scrolled", "papermill"):
+            cell.get("metadata", {}).pop(key, None)
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+
+
 def kernel_env() -> dict:
     from workbench.runtime import find_optimised_blas
 
