@@ -24,6 +24,7 @@ from workbench.optimise import continuous_batching
 from workbench.results import store
 from workbench.slo import SLO
 from workbench.workloads import prompt_sets
+from workbench.workloads.arrivals import poisson_arrivals
 
 
 class Config(ExperimentConfig):
@@ -73,11 +74,7 @@ def run_continuous(loaded: loader.LoadedModel, config: Config, run_id: str) -> p
     )
     prompts = workload.token_prompts(loaded.tokenizer)
     n = len(prompts)
-    arrivals = (
-        continuous_batching.poisson_arrivals(n, config.arrival_rate_rps, config.seed)
-        if config.arrival == "poisson"
-        else [0.0] * n
-    )
+    arrivals = poisson_arrivals(n, config.arrival_rate_rps, config.seed) if config.arrival == "poisson" else [0.0] * n
     priorities = continuous_batching.assign_priorities(n, config.urgent_fraction, config.seed)
     requests = [
         continuous_batching.Request(i, p, a, pr) for i, (p, a, pr) in enumerate(zip(prompts, arrivals, priorities))
