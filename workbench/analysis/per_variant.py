@@ -13,7 +13,7 @@ from __future__ import annotations
 import polars as pl
 
 from workbench import stats
-from workbench.analysis.significance import BASELINE
+from workbench.results.store import BASELINE
 from workbench.results import store
 
 QUALITY_KINDS = {

@@ -18,8 +18,8 @@ import math
 import polars as pl
 
 from workbench import metrics, stats
+from workbench.results.store import BASELINE
 
-BASELINE = "baseline"
 HIGHER_IS_BETTER = {
     m.name: m.higher_is_better for m in metrics.TABLE if m.name not in ("itl_s", "tpot_s", "prefill_tps")
 }

@@ -24,6 +24,7 @@ from workbench.measure import timed
 from workbench.models import loader
 from workbench.paths import cache_dir
 from workbench.results import store
+from workbench.results.store import BASELINE
 from workbench.workloads import prompt_sets
 
 QUALITY_METRICS = ("perplexity", "task", "fidelity")
@@ -164,7 +165,9 @@ class Variant:
         }
 
 
-BASELINE = Variant("baseline", quality=QUALITY_METRICS)
+def baseline(quality: tuple[str, ...] = QUALITY_METRICS) -> Variant:
+    """The reference arm of a run, named `BASELINE` in its rows: every variant is compared with it."""
+    return Variant(BASELINE, quality=quality)
 
 
 @dataclass

@@ -100,6 +100,7 @@ MEASURES = {
 }
 SCHEMA = {**IDENTITY, **MEASURES}
 KINDS = ("speed", "task", "fidelity", "perplexity", "startup")
+BASELINE = "baseline"  # the `variant` every other variant of a run is compared with
 
 
 def new_run_id(prefix: str = "run") -> str:
