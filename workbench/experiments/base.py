@@ -267,13 +267,15 @@ def measure_quality(
         )
     frame, _ = evaluate.run_eval(
         loaded,
-        baseline=fidelity,
-        run_id=run_id,
-        variant=variant.name,
-        experiment=config.name,
-        params={"measured_in_run": run_id},
-        identity=declared,
-        **settings,
+        evaluate.EvalSpec(
+            baseline=fidelity,
+            run_id=run_id,
+            variant=variant.name,
+            experiment=config.name,
+            params={"measured_in_run": run_id},
+            identity=declared,
+            **settings,
+        ),
     )
     store.write_parquet(frame, cached)
     return frame
