@@ -155,7 +155,7 @@ class Variant:
         }
 
 
-def baseline(quality: tuple[str, ...] = QUALITY_METRICS) -> Variant:
+def baseline_variant(quality: tuple[str, ...] = QUALITY_METRICS) -> Variant:
     """The reference arm of a run, named `BASELINE` in its rows: every variant is compared with it."""
     return Variant(BASELINE, quality=quality)
 
