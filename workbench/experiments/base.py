@@ -19,11 +19,12 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, short
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.paths import cache_dir
 from workbench.results import store
+from workbench.results.store import BASELINE
 from workbench.workloads import prompt_sets
 
 QUALITY_METRICS = ("perplexity", "task", "fidelity")
@@ -127,15 +128,10 @@ class ExperimentConfig(BaseModel):
 
     def require(self, ok: bool, key: str, problem: str) -> None:
         if not ok:
-            raise ConfigError(f"{self.name}.{key}: {problem} (got {short_repr(getattr(self, key))})")
+            raise ConfigError(f"{self.name}.{key}: {problem} (got {short(repr(getattr(self, key)), 57)})")
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
-
-
-def short_repr(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate(cls: type[ExperimentConfig], values: dict) -> ExperimentConfig:
@@ -145,7 +141,7 @@ def validate(cls: type[ExperimentConfig], values: dict) -> ExperimentConfig:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "config"
-        raise ConfigError(f"{cls.name}.{where}: {error['msg']} (got {short_repr(error.get('input'))})") from None
+        raise ConfigError(f"{cls.name}.{where}: {error['msg']} (got {short(repr(error.get('input')), 57)})") from None
 
 
 @dataclass(frozen=True)
@@ -169,7 +165,9 @@ class Variant:
         }
 
 
-BASELINE = Variant("baseline", quality=QUALITY_METRICS)
+def baseline(quality: tuple[str, ...] = QUALITY_METRICS) -> Variant:
+    """The reference arm of a run, named `BASELINE` in its rows: every variant is compared with it."""
+    return Variant(BASELINE, quality=quality)
 
 
 @dataclass

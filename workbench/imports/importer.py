@@ -95,8 +95,13 @@ def import_file(path: str | Path, tool: str, name: str | None = None) -> Path:
         else f"{TOOL_NAMES[imported.tool]}'s own (the file has summaries only)",
         "facts": imported.facts,
         "levels": [
-            {"profile": lv.profile, "level": lv.level, "requests": len(lv.rows), "window_s": lv.window_s,
-             "tool_summary": lv.tool_summary}
+            {
+                "profile": lv.profile,
+                "level": lv.level,
+                "requests": len(lv.rows),
+                "window_s": lv.window_s,
+                "tool_summary": lv.tool_summary,
+            }
             for lv in imported.levels
         ],  # fmt: skip
     }

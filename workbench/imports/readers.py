@@ -126,7 +126,9 @@ def read_guidellm(path: Path) -> Imported:
                         first, last = timings["first_token_iteration"], timings["last_token_iteration"]
                         times = [first] if first == last or tokens == 1 else [first, last]
                         prompt = (request.get("input_metrics") or {}).get("text_tokens")
-                        level.rows.append(timing_row(index, timings["request_start"], times, prompt, tokens, gaps=False))
+                        level.rows.append(
+                            timing_row(index, timings["request_start"], times, prompt, tokens, gaps=False)
+                        )
                         level.rows[-1]["cached_tokens"] = request.get("cached_tokens")
                         ends.append(last)
                     else:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from workbench import stats
-from workbench.endpoint.slo import SLO, summarise
+from workbench.endpoint.slo import summarise
+from workbench.slo import SLO
 from workbench.imports.importer import TOOL_NAMES, load_import
 
 LEVEL_COLUMNS = (
