@@ -19,8 +19,8 @@ import polars as pl
 
 from workbench import stats
 from workbench.endpoint.slo import summarise
-from workbench.slo import SLO
 from workbench.imports.importer import TOOL_NAMES, load_import
+from workbench.slo import SLO
 
 LEVEL_COLUMNS = (
     "source",
