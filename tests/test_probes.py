@@ -11,6 +11,7 @@ from workbench.endpoint import probes
 from workbench.endpoint.levels import level_summaries
 from workbench.errors import ConfigError
 from workbench.models import loader
+from workbench.present import endpoint_section, tables
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,8 @@ def test_probes_under_load_are_rows_of_their_own(nano_path):
     assert levels["served-c1"]["probes"] == 6 and levels["served-c1"]["identical_share"] is not None
     assert levels["served-c1"]["requests"] == 12, "probes are not in the level's latency rows"
     assert levels["served-c1"]["identical_share"] == 1.0, "mlx_lm.server alone, default flags: the in-process tokens"
+    table = tables.endpoint_fidelity(endpoint_section.from_rows(frame)).as_raw_html()
+    assert "100%" in table and "none diverged" in table and "mlx_lm.server defaults" in table
 
 
 def test_probe_share_needs_a_server_this_run_starts():
