@@ -149,7 +149,7 @@ def guidellm_summary(metrics: dict) -> dict:
     out = {}
     for name in ("time_to_first_token_ms", "inter_token_latency_ms", "time_per_output_token_ms", "request_latency"):
         successful = (metrics.get(name) or {}).get("successful") or {}
-        out[f"{name}.median"] = successful.get("median")
+        out[f"{name}.median" + ("" if name.endswith("_ms") else " (s)")] = successful.get("median")
     for name in ("requests_per_second", "output_tokens_per_second"):
         out[f"{name}.mean"] = ((metrics.get(name) or {}).get("successful") or {}).get("mean")
     return out
@@ -204,6 +204,7 @@ def read_aiperf(path: Path) -> Imported:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise bad(path, f"cannot be read ({getattr(exc, 'strerror', None) or exc.__class__.__name__})") from None
+    base_ns = None
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
@@ -212,12 +213,13 @@ def read_aiperf(path: Path) -> Imported:
             meta, metrics = record["metadata"], record.get("metrics") or {}
             if meta.get("benchmark_phase", "profiling") != "profiling":
                 continue
-            t0 = meta["request_start_ns"] / 1e9
+            base_ns = meta["request_start_ns"] if base_ns is None else base_ns
+            t0 = (meta["request_start_ns"] - base_ns) / 1e9  # integer ns first: epoch seconds lose 0.2 us in a float
             index = len(level.rows)
             if record.get("error") or "time_to_first_token" not in metrics:
                 error = record.get("error") or {"message": "no time_to_first_token"}
                 level.rows.append(failed_row(index, error.get("message") if isinstance(error, dict) else error))
-                ends.append(meta.get("request_end_ns", meta["request_start_ns"]) / 1e9)
+                ends.append((meta.get("request_end_ns", meta["request_start_ns"]) - base_ns) / 1e9)
             else:
                 times = [t0 + metrics["time_to_first_token"]["value"] / 1000]
                 for gap_ms in (metrics.get("inter_chunk_latency") or {}).get("value") or []:
