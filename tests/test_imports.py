@@ -19,6 +19,7 @@ from workbench.endpoint import server
 from workbench.endpoint.slo import summarise
 from workbench.imports import importer
 from workbench.present import import_section, import_tables
+from workbench.results import imported as imported_store
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"
 GUIDELLM = FIXTURES / "guidellm-0.8.1-nano-c2.json"
@@ -33,7 +34,7 @@ def workbench(*args) -> subprocess.CompletedProcess:
 
 def imported(path: Path, tool: str, name: str) -> tuple[pl.DataFrame, dict]:
     importer.import_file(path, tool, name)
-    return importer.load_import(name)
+    return imported_store.load_import(name)
 
 
 def test_guidellm_ttft_and_tpot_medians_are_those_of_its_own_per_request_values():
@@ -97,7 +98,7 @@ def test_bad_import_file_is_one_line_exit_2_nothing_written(tmp_path, tool, cont
     proc = workbench("import", str(bad), "--tool", tool, "--name", "x")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert expected in proc.stderr and str(bad) in proc.stderr
-    assert not importer.imports_dir().exists()
+    assert not imported_store.imports_dir().exists()
 
 
 def test_a_broken_aiperf_record_names_its_line(tmp_path):
@@ -107,7 +108,7 @@ def test_a_broken_aiperf_record_names_its_line(tmp_path):
     broken.write_text("\n".join(lines) + "\n")
     proc = workbench("import", str(broken), "--tool", "aiperf")
     assert proc.returncode == 2 and f"{broken}:5: not an AIPerf per-request record" in proc.stderr
-    assert not importer.imports_dir().exists()
+    assert not imported_store.imports_dir().exists()
     assert workbench("import", str(AIPERF), "--tool", "aiperf", "--name", "twice").returncode == 0
     again = workbench("import", str(AIPERF), "--tool", "aiperf", "--name", "twice")
     assert again.returncode == 2 and "already exists" in again.stderr

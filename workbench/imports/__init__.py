@@ -2,7 +2,8 @@
 metrics recomputed under docs/metrics.md's definitions where the file has per-request timing.
 
 - `readers`: one reader per tool -> `Imported` (levels of rows in our schema, the tool's own summaries);
-- `importer`: `workbench import FILE --tool T [--name N]` writes `outputs/imports/<name>/`; `load_import`.
+- `importer`: `workbench import FILE --tool T [--name N]` writes `outputs/imports/<name>/`.
 
-Layer: beside `experiments` (it uses `measure.timed`, `endpoint.slo` and `results.store`); `present` reads it.
+Layer: an app (a command): it uses `measure.timed` and `results`; the report reads imports back through
+`results.imported`, never through this package.
 """

@@ -22,17 +22,12 @@ from pathlib import Path
 import polars as pl
 
 from workbench import console
-from workbench.errors import DataError, UsageError
+from workbench.errors import UsageError
 from workbench.imports import readers
-from workbench.paths import atomic_dir, outputs_dir
-from workbench.results import integrity, store
+from workbench.results import store
+from workbench.results.imported import TOOL_NAMES, imports_dir, write_import
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
-TOOL_NAMES = {"guidellm": "GuideLLM", "aiperf": "AIPerf", "vllm": "vLLM bench serve"}
-
-
-def imports_dir() -> Path:
-    return outputs_dir() / "imports"
 
 
 def sha256(path: Path) -> str:
@@ -106,21 +101,7 @@ def import_file(path: str | Path, tool: str, name: str | None = None) -> Path:
         ],  # fmt: skip
     }
     frame = to_frame(imported, name=name, provenance=provenance)
-    data = store.parquet_bytes(frame)
-    with atomic_dir(target) as tmp:
-        (tmp / "results.parquet").write_bytes(data)
-        (tmp / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True, default=str))
-        integrity.write_manifest(tmp, frame.height, data)
-    return target
-
-
-def load_import(name: str) -> tuple[pl.DataFrame, dict]:
-    """An import's rows and provenance; a missing or unfinished import is a one-line `DataError`."""
-    directory = imports_dir() / name
-    problem = integrity.point_problem(directory) if directory.is_dir() else "no such import"
-    if problem or not (directory / "provenance.json").is_file():
-        raise DataError(f"import {name!r} ({directory}): {problem or 'no provenance.json'}; run `workbench import`")
-    return pl.read_parquet(directory / "results.parquet"), json.loads((directory / "provenance.json").read_text())
+    return write_import(name, store.parquet_bytes(frame), frame.height, provenance)
 
 
 def setup_arg_parser() -> console.Parser:

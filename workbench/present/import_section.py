@@ -19,7 +19,7 @@ import polars as pl
 
 from workbench import stats
 from workbench.endpoint.slo import summarise
-from workbench.imports.importer import TOOL_NAMES, load_import
+from workbench.results.imported import TOOL_NAMES, load_import
 from workbench.slo import SLO
 
 LEVEL_COLUMNS = (

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
     options = {"baseline_sweep": args.baseline, "slo_file": args.slo, "endpoint_sweep": args.endpoint}
     if args.compare_import:
-        from workbench.imports.importer import load_import
+        from workbench.results.imported import load_import
 
         for name in args.compare_import:
             load_import(name)  # a missing import is a one-line error before the notebook runs
