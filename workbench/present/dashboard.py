@@ -19,6 +19,7 @@ import altair as alt
 import ipywidgets as widgets
 import polars as pl
 
+from workbench import slo as slo_module
 from workbench.analysis import decisions, gates, per_variant
 from workbench.present import charts, offline, tables
 from workbench.results.store import list_sweeps, load_sweep_results
@@ -81,7 +82,7 @@ def floor_label(quality: str) -> str:
 def _target_words(slo: dict) -> list[str]:
     """Each target in words and display units: 'TTFT p90 ≤ 1,000 ms'."""
     words = []
-    for check in gates.slo_checks({}, slo):
+    for check in slo_module.checks({}, slo):
         name, unit, factor = charts.METRICS.get(check["metric"], (check["metric"], "", 1.0))
         shown = f"{check['threshold'] * factor:,.4g}" + (f" {unit}" if unit and unit != "%" else unit)
         words.append(f"{name} {'≤' if check['bound'] == 'max' else '≥'} {shown}")
@@ -156,7 +157,7 @@ class Dashboard:
     def meeting_slo(self) -> pl.DataFrame:
         """The configurations that meet the current targets, best throughput first."""
         configs, slo = self._configs(), self.slo()
-        keep = [all(c["pass"] for c in gates.slo_checks(row, slo)) for row in configs.iter_rows(named=True)]
+        keep = [all(c["pass"] for c in slo_module.checks(row, slo)) for row in configs.iter_rows(named=True)]
         return configs.filter(pl.Series(keep, dtype=pl.Boolean)).sort("throughput_tps", descending=True)
 
     def title(self) -> str:
@@ -173,7 +174,7 @@ class Dashboard:
         words = dict(zip(slo, _target_words(slo)))
         missed = {key: 0 for key in slo}
         for row in configs.iter_rows(named=True):
-            for check in gates.slo_checks(row, slo):
+            for check in slo_module.checks(row, slo):
                 missed[check["target"]] += not check["pass"]
         reasons = "; ".join(f"{n} miss {words[key]}" for key, n in missed.items() if n)
         return f"<p><i>None of the {configs.height} configurations: {reasons}.</i></p>"
