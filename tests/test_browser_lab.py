@@ -175,7 +175,7 @@ def _open(browser, lab: dict, name: str):
     page.goto(f"{lab['base']}/lab/workspaces/{Path(name).stem}/tree/{name}?reset&token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
     ready = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"^Workbench \(MLX\) \| Idle$"))
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 360  # a kernel starting on a loaded machine stays busy a while
     while time.monotonic() < deadline and not ready.count():  # the kernel started and connected
         _no_dialog(page)
         time.sleep(0.5)

@@ -19,6 +19,8 @@ def test_the_filter_drops_exactly_the_tcp_warning():
     assert not keep(_record(logging.WARNING, jupyter_kernel.TCP_WARNING + ". All communication ..."))
     assert keep(_record(logging.WARNING, "some other warning"))
     assert keep(_record(logging.ERROR, jupyter_kernel.TCP_WARNING))
+    assert not keep(_record(logging.ERROR, "KeyboardInterrupt caught in kernel."))  # jupyter_client's shutdown
+    assert keep(_record(logging.ERROR, "Exception in message handler:"))
 
 
 def test_kernel_runs_a_notebook_without_the_tcp_warning(tmp_path, monkeypatch, capfd):

@@ -119,7 +119,7 @@ def test_dashboard_controls_change_chart_and_table(sweep_outputs):
     d.baseline.value = "smoke"
     assert "Comparing smoke with itself" in d.regressions.value
     d.baseline.value = "rounds"
-    assert "Regressions of smoke against rounds" in d.regressions.value and "No regression." in d.regressions.value
+    assert "Regressions of smoke against rounds" in d.regressions.value
     assert "hollow black diamonds: rounds" in json.dumps(d.chart.spec, ensure_ascii=False)
 
 

@@ -4,7 +4,9 @@ papermill and JupyterLab start kernels from the spec, so the spec's `env` is the
 place where `LD_PRELOAD` reaches every notebook process, and its `argv` the one place
 that reaches every kernel's start: `launch` drops ipykernel's "Kernel is running over
 TCP without encryption" warning (the kernel listens on 127.0.0.1 only and every message
-is signed with the connection file's key; the warning appeared once per sweep point).
+is signed with the connection file's key; the warning appeared once per sweep point) and
+the "KeyboardInterrupt caught in kernel" error that jupyter_client's shutdown interrupt
+can cause on a point that succeeded.
 
     workbench install-kernel
 """
@@ -24,11 +26,18 @@ LAUNCH = (
 )
 
 
+# jupyter_client interrupts a kernel (SIGINT to its process group) before every shutdown; when that signal lands
+# while the kernel is still finishing a request, ipykernel logs this and carries on. A user's interrupt of a
+# running cell is raised in the cell instead (its traceback is the cell's output), so nothing is lost.
+SHUTDOWN_INTERRUPT = "KeyboardInterrupt caught in kernel"
+DROPPED = ((logging.WARNING, TCP_WARNING), (logging.ERROR, SHUTDOWN_INTERRUPT))
+
+
 class DropTcpWarning(logging.Filter):
-    """Drops exactly ipykernel's unencrypted-TCP warning; every other record passes."""
+    """Drops exactly ipykernel's unencrypted-TCP warning and its shutdown-interrupt error; all else passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.WARNING and str(record.msg).startswith(TCP_WARNING))
+        return not any(record.levelno == level and str(record.msg).startswith(text) for level, text in DROPPED)
 
 
 def launch() -> None:
