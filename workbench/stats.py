@@ -144,6 +144,24 @@ def is_significant(change: Difference, noise_floor_pct: float | None = None) -> 
     return abs(change.change_pct) > noise_floor_pct
 
 
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+
+
+def verdict(low: float, high: float, *, min_effect: float, higher_is_better: bool = True) -> str:
+    """The verdict on a change whose interval is [low, high], against the practical threshold `min_effect`
+    (same unit): "better"/"worse" when the interval excludes 0 and its midpoint is more than `min_effect` away
+    from 0 (up is better unless `higher_is_better` is False); "equivalent" when the whole interval lies within
+    +-`min_effect` (an equivalence test, as TOST); "inconclusive" otherwise, and for a missing interval."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    point = (low + high) / 2
+    if (low > 0 or high < 0) and abs(point) > min_effect:
+        return "better" if (point > 0) == higher_is_better else "worse"
+    if -min_effect <= low and high <= min_effect:
+        return "equivalent"
+    return "inconclusive"
+
+
 def json_safe(value):
     """NaN and infinities become None, recursively, so `json.dumps` writes valid JSON."""
     if isinstance(value, float):
