@@ -173,3 +173,72 @@ def json_safe(value):
     if isinstance(value, np.generic):
         return json_safe(value.item())
     return value
+
+
+def paired_bootstrap(
+    differences, level: float = LEVEL, *, resamples: int = 5000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, low, high) of paired differences (one per item, variant minus reference): the bias-corrected and
+    accelerated bootstrap interval of scipy over items (percentile where BCa is undefined), seeded; when every
+    difference is the same the interval is that point (the same outcome on every item). NaN for no values."""
+    import warnings
+
+    from scipy import stats
+
+    d = finite(differences)
+    if d.size == 0:
+        return (math.nan, math.nan, math.nan)
+    mean = float(d.mean())
+    if np.all(d == d[0]):
+        return (mean, mean, mean)
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = stats.bootstrap(
+                (d,),
+                np.mean,
+                confidence_level=level,
+                n_resamples=resamples,
+                method=method,
+                rng=np.random.default_rng(seed),
+                vectorized=True,
+            )
+        low, high = result.confidence_interval
+        if math.isfinite(low) and math.isfinite(high):
+            return (mean, float(low), float(high))
+    return (mean, math.nan, math.nan)
+
+
+def mcnemar_exact(reference, variant) -> float:
+    """Two-sided p-value of McNemar's exact test on paired 0/1 outcomes: a binomial test (p = 1/2) of the items
+    only one of the two got right; 1.0 when no item differs."""
+    from scipy import stats
+
+    a, b = np.asarray(reference, dtype=float), np.asarray(variant, dtype=float)
+    lost, gained = int(np.sum((a == 1) & (b == 0))), int(np.sum((a == 0) & (b == 1)))
+    if lost + gained == 0:
+        return 1.0
+    return float(stats.binomtest(min(lost, gained), lost + gained, 0.5).pvalue)
+
+
+def ratio_interval(numerators, denominators, level: float = LEVEL) -> tuple[float, float, float, float]:
+    """(estimate, low, high, p) of sum(numerators) / sum(denominators) over independent clusters (chunks, prompts):
+    a Student t interval with n-1 degrees of freedom on the linearised (delta-method) residuals of the ratio,
+    the p-value of the estimate against 0. NaN below two clusters; the point when the residuals are all zero."""
+    from scipy import stats
+
+    y, x = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    keep = np.isfinite(y) & np.isfinite(x)
+    y, x = y[keep], x[keep]
+    if y.size == 0 or x.sum() == 0:
+        return (math.nan, math.nan, math.nan, math.nan)
+    estimate = float(y.sum() / x.sum())
+    if y.size < 2:
+        return (estimate, math.nan, math.nan, math.nan)
+    residuals = (y - estimate * x) / x.mean()
+    se = float(residuals.std(ddof=1)) / math.sqrt(y.size)
+    if se == 0:
+        return (estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0)
+    half = float(stats.t.ppf(0.5 + level / 2, y.size - 1)) * se
+    p = float(2 * stats.t.sf(abs(estimate) / se, y.size - 1))
+    return (estimate, estimate - half, estimate + half, p)
