@@ -226,3 +226,28 @@ def test_margins_are_validated_with_one_line():
 
 def test_no_quality_rows_is_an_empty_frame_with_the_columns():
     assert qc.quality_comparisons(pl.DataFrame(schema=store.SCHEMA)).columns == list(qc.COLUMNS)
+
+
+def test_real_nano_copy_is_equivalent_and_2_bit_weights_are_not(nano, nano_path):
+    """Real MLX on nano: the same weights again (an A/A copy, fidelity against itself) keep every quality metric
+    exactly; 2-bit weights move perplexity, KL and agreement by more than their margins, with intervals."""
+    from workbench.measure import evaluate
+    from workbench.models import loader
+
+    q2 = loader.load(str(loader.quantised(str(nano_path), bits=2, group_size=64)))
+    settings = {"text": "stdlib", "max_chunks": 16, "task": "facts", "task_count": 40, "fidelity_count": 4}
+    frames = [
+        evaluate.run_eval(model, baseline=reference, variant=name, run_id="r", **settings)[0]
+        for name, model, reference in (("baseline", nano, None), ("copy", nano, nano), ("q2", q2, nano))
+    ]
+    out = qc.quality_comparisons(pl.concat(frames))
+    copy = out.filter(variant="copy")
+    assert copy["metric"].to_list() == ["task_accuracy", "task_f1", "perplexity", "kl_mean", "greedy_agreement"]
+    assert set(copy["verdict"]) == {"equivalent"} and copy["half_width"].to_list() == [0.0] * 5
+    q2_rows = {r["metric"]: r for r in out.filter(variant="q2").iter_rows(named=True)}
+    assert q2_rows["task_accuracy"]["n"] == 40 and q2_rows["perplexity"]["n"] == 16
+    for metric in ("perplexity", "kl_mean", "greedy_agreement"):
+        row = q2_rows[metric]
+        assert row["verdict"] == "worse", (metric, qc.format_quality(row))
+        assert row["ci_low"] < row["change"] < row["ci_high"]
+    assert q2_rows["perplexity"]["ci_low"] > 0
