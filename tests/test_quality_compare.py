@@ -80,17 +80,36 @@ def test_mcnemar_exact_on_a_hand_example():
     assert stats.mcnemar_exact(reference, reference) == 1.0
 
 
-def test_paired_bootstrap_covers_a_known_accuracy_change():
-    """Baseline right on 65% of items; the variant loses 15% of those and gains 5% of the rest: -8 points."""
+@pytest.mark.parametrize(
+    ("lose", "gain", "items"),
+    [
+        (0.15, 0.05, 100),  # the baseline right on 65%, the variant loses 15% of those, gains 5% of the rest: -8 pts
+        (0.03, 0.02, 100),  # rare flips (~3 items in 100): a percentile bootstrap over items covers 84% here
+        (0.0, 0.0, 10),  # identical: the interval stays wide on 10 items, so the verdict cannot be "equivalent"
+    ],
+)
+def test_paired_score_interval_covers_a_known_accuracy_change(lose, gain, items):
     rng = np.random.default_rng(7)
-    true_change, covered, repeats = (-0.65 * 0.15 + 0.35 * 0.05) * 100, 0, 300
-    for seed in range(repeats):
-        base = rng.random(100) < 0.65
-        flip = rng.random(100) < np.where(base, 0.15, 0.05)
-        d = ((base ^ flip).astype(float) - base) * 100
-        _, low, high = stats.paired_bootstrap(d, resamples=1000, seed=seed)
+    true_change, covered, repeats = (-0.65 * lose + 0.35 * gain) * 100, 0, 500
+    for _ in range(repeats):
+        base = rng.random(items) < 0.65
+        flip = rng.random(items) < np.where(base, lose, gain)
+        _, low, high = (x * 100 for x in stats.paired_score_interval(base, base ^ flip))
         covered += low <= true_change <= high
     assert covered / repeats >= 0.93
+    if not lose:
+        assert stats.verdict(low, high, min_effect=1.0) == "inconclusive" and high - low > 20
+
+
+def test_bonett_price_interval_on_a_hand_example():
+    # 21 items lost, 11 gained of 100 (the demo's q2): p12 = 22/102, p21 = 12/102, se = sqrt((p12 + p21 - d^2) / 102)
+    reference = [1] * 21 + [0] * 11 + [1] * 45 + [0] * 23
+    variant = [0] * 21 + [1] * 11 + [1] * 45 + [0] * 23
+    change, low, high = stats.paired_score_interval(reference, variant)
+    d = (12 - 22) / 102
+    half = 1.959964 * math.sqrt((34 / 102 - d * d) / 102)
+    assert change == pytest.approx(-0.10)
+    assert (low, high) == pytest.approx((d - half, d + half), abs=1e-6)
 
 
 def test_perplexity_ratio_interval_covers_a_known_ratio():
@@ -122,8 +141,10 @@ def test_agreement_interval_clustered_by_prompt_covers_the_truth():
 
 
 def test_identical_variant_is_equivalent_on_every_metric():
+    """400 items that all come out the same bound a change to ±0.7 points; identical chunks and prompts (the same
+    computation) give zero width."""
     rng = np.random.default_rng(0)
-    scores = (rng.random(100) < 0.6).astype(float).tolist()
+    scores = (rng.random(400) < 0.6).astype(float).tolist()
     nll = rng.normal(4.5, 0.3, 16).tolist()
     frame = pl.concat(
         [
@@ -137,11 +158,13 @@ def test_identical_variant_is_equivalent_on_every_metric():
     assert out.columns == list(qc.COLUMNS)
     assert out["metric"].to_list() == ["task_accuracy", "task_f1", "perplexity", "kl_mean", "greedy_agreement"]
     assert set(out["verdict"]) == {"equivalent"}
-    assert out.filter(metric="task_accuracy")["n"].item() == 100
-    assert out["half_width"].to_list() == [0.0] * 5
-    row = out.filter(metric="task_accuracy").row(0, named=True)
-    assert qc.format_quality(row) == "0.0 pts (no change on 100 items), equivalent"
-    assert "no item changed" in row["method"]
+    task = out.filter(metric="task_accuracy").row(0, named=True)
+    assert task["n"] == 400 and task["change"] == 0 and 0.6 < task["half_width"] < 0.7
+    assert task["p_value"] == 1.0 and "0 of 400 items changed" in task["method"]
+    assert out["half_width"].to_list()[2:] == [0.0] * 3
+    row = out.filter(metric="perplexity").row(0, named=True)
+    assert qc.format_quality(row) == "0.00% (no change on 16 chunks), equivalent"
+    assert qc.format_quality(task) == "0.0 pts (95% CI −0.7…+0.7), equivalent"
 
 
 def test_a_degraded_variant_is_worse_and_a_small_sample_is_inconclusive():
@@ -156,11 +179,9 @@ def test_a_degraded_variant_is_worse_and_a_small_sample_is_inconclusive():
     small = task_frame({"baseline": [1.0] * 10 + [0.0] * 2, "q2": [1.0] * 9 + [0.0] * 3})
     row = qc.quality_comparisons(small).filter(metric="task_accuracy").row(0, named=True)
     assert row["verdict"] == "inconclusive" and row["half_width"] > 5
-    assert row["ci_low"] <= -25 and row["ci_high"] >= 0 and row["p_value"] == 1.0
-    assert (
-        qc.format_quality(row)
-        == f"−8.3 pts (95% CI {qc.signed(row['ci_low'], 1)}…0.0), inconclusive (±{row['half_width']:.1f} pts)"
-    )
+    assert row["ci_low"] <= -25 and row["ci_high"] >= 5 and row["p_value"] == 1.0
+    low, high, half = qc.signed(row["ci_low"], 1), qc.signed(row["ci_high"], 1), f"{row['half_width']:.1f}"
+    assert qc.format_quality(row) == f"−8.3 pts (95% CI {low}…{high}), inconclusive (±{half} pts)"
 
 
 def test_pairs_by_item_and_point_not_by_row_order():
@@ -172,7 +193,8 @@ def test_pairs_by_item_and_point_not_by_row_order():
     out = qc.quality_comparisons(pl.concat([a, b])).filter(metric="task_accuracy")
     assert out["point_id"].to_list() == ["p1", "p2"]
     assert out["change"].to_list() == pytest.approx([100 * 20 / 60, 0.0])
-    assert out["verdict"].to_list() == ["better", "equivalent"]
+    assert out["verdict"].to_list() == ["better", "inconclusive"]  # 60 unchanged items bound a change to ±4.5 pts
+    assert out["half_width"][1] == pytest.approx(100 * 1.959964 * math.sqrt(2 / 62) / math.sqrt(62))
 
 
 def test_perplexity_change_matches_the_ratio_of_perplexities():
@@ -229,23 +251,28 @@ def test_no_quality_rows_is_an_empty_frame_with_the_columns():
 
 
 def test_real_nano_copy_is_equivalent_and_2_bit_weights_are_not(nano, nano_path):
-    """Real MLX on nano: the same weights again (an A/A copy, fidelity against itself) keep every quality metric
-    exactly; 2-bit weights move perplexity, KL and agreement by more than their margins, with intervals."""
+    """Real MLX on nano: the same weights again (an A/A copy, fidelity against itself) give the same answer on all
+    100 items, which establishes equivalence at a 3-point margin (±2.7) but not at 1 point; its perplexity, KL and
+    agreement are unchanged (zero width). 2-bit weights move perplexity, KL and agreement beyond their margins."""
     from workbench.measure import evaluate
     from workbench.models import loader
 
     q2 = loader.load(str(loader.quantised(str(nano_path), bits=2, group_size=64)))
-    settings = {"text": "stdlib", "max_chunks": 16, "task": "facts", "task_count": 40, "fidelity_count": 4}
+    settings = {"text": "stdlib", "max_chunks": 16, "task": "facts", "task_count": 100, "fidelity_count": 4}
     frames = [
         evaluate.run_eval(model, baseline=reference, variant=name, run_id="r", **settings)[0]
         for name, model, reference in (("baseline", nano, None), ("copy", nano, nano), ("q2", q2, nano))
     ]
-    out = qc.quality_comparisons(pl.concat(frames))
+    rows = pl.concat(frames)
+    out = qc.quality_comparisons(rows, margins=qc.QualityMargins(task_points=3))
     copy = out.filter(variant="copy")
     assert copy["metric"].to_list() == ["task_accuracy", "task_f1", "perplexity", "kl_mean", "greedy_agreement"]
-    assert set(copy["verdict"]) == {"equivalent"} and copy["half_width"].to_list() == [0.0] * 5
+    assert set(copy["verdict"]) == {"equivalent"} and copy["change"].to_list() == [0.0] * 5
+    assert copy["half_width"].to_list()[2:] == [0.0] * 3 and 2.5 < copy["half_width"][0] < 3
+    strict = qc.quality_comparisons(rows).filter(variant="copy", metric="task_accuracy")
+    assert strict["verdict"].item() == "inconclusive"  # 100 unchanged items cannot show a change under 1 point
     q2_rows = {r["metric"]: r for r in out.filter(variant="q2").iter_rows(named=True)}
-    assert q2_rows["task_accuracy"]["n"] == 40 and q2_rows["perplexity"]["n"] == 16
+    assert q2_rows["task_accuracy"]["n"] == 100 and q2_rows["perplexity"]["n"] == 16
     for metric in ("perplexity", "kl_mean", "greedy_agreement"):
         row = q2_rows[metric]
         assert row["verdict"] == "worse", (metric, qc.format_quality(row))

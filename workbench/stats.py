@@ -175,38 +175,27 @@ def json_safe(value):
     return value
 
 
-def paired_bootstrap(
-    differences, level: float = LEVEL, *, resamples: int = 5000, seed: int = 0
-) -> tuple[float, float, float]:
-    """(mean, low, high) of paired differences (one per item, variant minus reference): the bias-corrected and
-    accelerated bootstrap interval of scipy over items (percentile where BCa is undefined), seeded; when every
-    difference is the same the interval is that point (the same outcome on every item). NaN for no values."""
-    import warnings
-
+def paired_score_interval(reference, variant, level: float = LEVEL) -> tuple[float, float, float]:
+    """(change, low, high) of mean(variant - reference) for scores paired on the same items: Bonett and Price's
+    adjusted Wald interval (2012), i.e. a Wald interval on the differences with two pseudo-items added, one at
+    +range and one at -range (range = 1 for scores in [0, 1]). For 0/1 scores that is their interval for a
+    difference of paired proportions: it covers at the nominal rate, and when no item changed it still has the
+    width the item count allows (a bootstrap over items would shrink to the point and call 10 items "the same").
+    `change` is the observed mean difference. NaN for no items."""
     from scipy import stats
 
-    d = finite(differences)
+    a, b = np.asarray(reference, dtype=float), np.asarray(variant, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    d = b[keep] - a[keep]
     if d.size == 0:
         return (math.nan, math.nan, math.nan)
-    mean = float(d.mean())
-    if np.all(d == d[0]):
-        return (mean, mean, mean)
-    for method in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = stats.bootstrap(
-                (d,),
-                np.mean,
-                confidence_level=level,
-                n_resamples=resamples,
-                method=method,
-                rng=np.random.default_rng(seed),
-                vectorized=True,
-            )
-        low, high = result.confidence_interval
-        if math.isfinite(low) and math.isfinite(high):
-            return (mean, float(low), float(high))
-    return (mean, math.nan, math.nan)
+    values = np.concatenate([a[keep], b[keep]])
+    spread = max(1.0, float(values.max() - values.min()))
+    augmented = np.concatenate([d, [spread, -spread]])
+    centre = float(augmented.mean())
+    se = math.sqrt(float(np.mean(augmented**2)) - centre**2) / math.sqrt(augmented.size)
+    half = float(stats.norm.ppf(0.5 + level / 2)) * se
+    return (float(d.mean()), centre - half, centre + half)
 
 
 def mcnemar_exact(reference, variant) -> float:

@@ -4,8 +4,9 @@ A quality claim ("quality kept", "−10 points of accuracy") is a claim about th
 every one carries a 95% interval and a verdict against a stated margin (docs/quality.md):
 
 - task scores (exact match, token F1, an eval set's own metric): the per-item difference variant − baseline on
-  the same items (`workload_hash`, `item_id`), a seeded paired bootstrap over items; 0/1 scores also get
-  McNemar's exact p-value (the items only one of the two got right);
+  the same items (`workload_hash`, `item_id`), with Bonett and Price's adjusted Wald interval (two pseudo-items,
+  one gained and one lost, are added: it keeps its nominal coverage when few or no items flip, where a bootstrap
+  over items shrinks to a point); 0/1 scores also get McNemar's exact p-value (the items only one got right);
 - perplexity: the ratio exp(mean NLL variant − mean NLL baseline) from per-chunk NLL sums on the same chunks, a
   Student t interval over chunks on the log ratio (delta method), shown in percent;
 - KL(baseline ‖ variant) and greedy agreement (already paired: both models read the same sequences): a Student t
@@ -13,8 +14,8 @@ every one carries a 95% interval and a verdict against a stated margin (docs/qua
   it means, 100·(exp(KL) − 1) percent, so its margin reads like perplexity's.
 
 A verdict is `stats.verdict` on the interval against the metric's margin (`QualityMargins`): "equivalent" is
-"quality kept". When no item changed at all, the interval is that point: the variant gave the same outcome on
-every item measured; `n` says how many, and `format_quality` says so.
+"quality kept". Chunks and prompts whose values are identical to the baseline's (the same computation) give a
+zero-width interval, and `format_quality` says "no change on N chunks".
 
     from workbench.analysis.quality_compare import quality_comparisons, format_quality
     rows = store.load_sweep_results("default").collect()
@@ -67,8 +68,6 @@ class QualityMargins(BaseModel):
     kl_pct: float = Field(1.0, ge=0, le=1000)
     agreement_points: float = Field(2.0, ge=0, le=100)
     level: float = Field(stats.LEVEL, gt=0.5, lt=1)
-    resamples: int = Field(5000, ge=200, le=100_000)
-    seed: int = Field(0, ge=0)
 
     def margin(self, metric: str) -> float:
         if metric == "perplexity":
@@ -153,16 +152,15 @@ def task_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
 
 def item_comparison(group: dict, metric: str, margins: QualityMargins) -> tuple:
     v, b = np.asarray(group["v"], dtype=float), np.asarray(group["b"], dtype=float)
-    d = (v - b) * 100
-    change, low, high = stats.paired_bootstrap(d, margins.level, resamples=margins.resamples, seed=margins.seed)
+    change, low, high = (x * 100 for x in stats.paired_score_interval(b, v, margins.level))
+    d = v - b
     binary = bool(np.isin(v, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all())
     if binary:
         p, test = stats.mcnemar_exact(b, v), "McNemar exact p"
     else:
         p, test = paired_t_p(d), "paired t p"
-    method = f"paired bootstrap over items (BCa, {margins.resamples} resamples, seed {margins.seed}); {test}"
-    if np.all(d == 0):
-        method += "; no item changed"
+    changed = int(np.count_nonzero(d))
+    method = f"paired on items, Bonett-Price adjusted Wald interval; {test}; {changed} of {d.size} items changed"
     return row(group, metric, "points", (change, low, high), len(d), method, p, margins)
 
 
@@ -207,16 +205,17 @@ def fidelity_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
         kl = np.asarray(group["kl_mean"], dtype=float)
         positions = np.asarray(group["positions"], dtype=float)
         agree = np.asarray(group["greedy_agreement"], dtype=float) * positions
-        estimate, low, high, _ = stats.ratio_interval(kl, np.ones_like(kl), margins.level)
+        estimate, low, high, p = stats.ratio_interval(kl, np.ones_like(kl), margins.level)
         low = max(low, 0.0) if math.isfinite(low) else low  # KL is never negative
         excess = tuple(math.expm1(x) * 100 if math.isfinite(x) else math.nan for x in (estimate, low, high))
-        out.append(row(group, "kl_mean", "pct", excess, len(kl), f"{method}; KL as 100(exp(KL) - 1)%", None, margins))
-        estimate, low, high, _ = stats.ratio_interval(agree, positions, margins.level)
-        high = min(high, 1.0) if math.isfinite(high) else high
-        points = tuple((x - 1) * 100 for x in (estimate, low, high))
-        out.append(
-            row(group, "greedy_agreement", "points", points, len(kl), f"{method}, positions-weighted", None, margins)
-        )
+        kl_method = f"{method}, KL as 100(exp(KL) - 1)%; t p against no drift"
+        out.append(row(group, "kl_mean", "pct", excess, len(kl), kl_method, p, margins))
+        # agreement - 1 = sum(agreeing - all positions) / sum(positions): 0 when every argmax is kept
+        estimate, low, high, p = stats.ratio_interval(agree - positions, positions, margins.level)
+        high = min(high, 0.0) if math.isfinite(high) else high
+        points = tuple(x * 100 for x in (estimate, low, high))
+        agree_method = f"{method}, positions-weighted; t p against full agreement"
+        out.append(row(group, "greedy_agreement", "points", points, len(kl), agree_method, p, margins))
     return out
 
 
@@ -252,8 +251,9 @@ def overall(comparisons: pl.DataFrame) -> pl.DataFrame:
 
 
 def format_quality(row: Mapping, *, level: float = stats.LEVEL) -> str:
-    """A comparison row as one line: "−10.0 pts (95% CI −21.0…+1.0), inconclusive (±11.0 pts)"; a change
-    measured on items that all came out the same says so ("0.0 pts (no change on 100 items), equivalent")."""
+    """A comparison row as one line: "−10.0 pts (95% CI −21.0…+1.0), inconclusive (±11.0 pts)"; a zero-width
+    interval (every chunk or prompt the same as the baseline's) says so:
+    "0.00% (no change on 16 chunks), equivalent"."""
     unit = " pts" if row["unit"] == "points" else "%"
     change, low, high, n = row["change"], row["ci_low"], row["ci_high"], row["n"]
     verdict = row["verdict"]
