@@ -32,8 +32,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench import stats
-from workbench.analysis.significance import BASELINE
 from workbench.errors import ConfigError
+from workbench.results.store import BASELINE
 
 COLUMNS = {
     "point_id": pl.String,
