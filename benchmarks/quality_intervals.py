@@ -20,12 +20,13 @@ import polars as pl
 def measure(model: str, bits: list[int], *, task_count: int, chunks: int, fidelity: int) -> pl.DataFrame:
     from workbench.measure import evaluate
     from workbench.models import loader
+    from workbench.optimise import quantise
 
     base = loader.load(model)
     settings = {"text": "stdlib", "max_chunks": chunks, "task": "facts", "task_count": task_count}
     frames = [evaluate.run_eval(base, variant="baseline", run_id="bench", **settings)[0]]
     for b in bits:
-        variant = loader.load(str(loader.quantised(model, bits=b, group_size=64)))
+        variant = loader.load(str(quantise.quantised(model, bits=b, group_size=64)))
         frame, _ = evaluate.run_eval(
             variant, baseline=base, fidelity_count=fidelity, variant=f"q{b}", run_id="bench", **settings
         )

@@ -256,8 +256,9 @@ def test_real_nano_copy_is_equivalent_and_2_bit_weights_are_not(nano, nano_path)
     agreement are unchanged (zero width). 2-bit weights move perplexity, KL and agreement beyond their margins."""
     from workbench.measure import evaluate
     from workbench.models import loader
+    from workbench.optimise import quantise
 
-    q2 = loader.load(str(loader.quantised(str(nano_path), bits=2, group_size=64)))
+    q2 = loader.load(str(quantise.quantised(str(nano_path), bits=2, group_size=64)))
     settings = {"text": "stdlib", "max_chunks": 16, "task": "facts", "task_count": 100, "fidelity_count": 4}
     frames = [
         evaluate.run_eval(model, baseline=reference, variant=name, run_id="r", **settings)[0]
