@@ -165,6 +165,7 @@ def test_identical_variant_is_equivalent_on_every_metric():
     row = out.filter(metric="perplexity").row(0, named=True)
     assert qc.format_quality(row) == "0.00% (no change on 16 chunks), equivalent"
     assert qc.format_quality(task) == "0.0 pts (95% CI −0.7…+0.7), equivalent"
+    assert qc.labelled(out)["shown"][2] == "0.00% (no change on 16 chunks), equivalent"
 
 
 def test_a_degraded_variant_is_worse_and_a_small_sample_is_inconclusive():
@@ -230,12 +231,14 @@ def test_eval_metrics_other_than_exact_match_are_compared_from_their_scores():
     assert out["change"].item() == -25.0 and out["p_value"].item() == 1.0
 
 
-def test_overall_verdict_takes_the_worst():
+def test_overall_verdict_takes_the_worst_headline_metric():
     rows = pl.DataFrame(
-        {"point_id": ["p"] * 3, "variant": ["v"] * 3, "metric": ["a", "b", "c"]}
-        | {"verdict": ["equivalent", "inconclusive", "equivalent"]}
+        {"point_id": ["p"] * 3, "variant": ["v"] * 3, "metric": ["task_accuracy", "perplexity", "kl_mean"]}
+        | {"verdict": ["equivalent", "inconclusive", "worse"]}
     )
-    assert qc.overall(rows).row(0) == ("p", "v", "inconclusive", "b")
+    assert qc.overall_verdicts(rows).row(0) == ("p", "v", "inconclusive", "perplexity")  # KL is not a headline
+    assert qc.overall_verdicts(rows, metrics=("task_accuracy",)).row(0) == ("p", "v", "equivalent", "task_accuracy")
+    assert qc.overall_verdicts(rows, metrics=("eval_acc",)).is_empty()
 
 
 def test_margins_are_validated_with_one_line():

@@ -52,6 +52,7 @@ COLUMNS = {
 }
 TASK_COLUMNS = {"task_accuracy": "exact_match", "task_f1": "token_f1"}
 HIGHER_IS_BETTER = {"perplexity": False, "kl_mean": False, "greedy_agreement": True}
+HEADLINE = ("task_accuracy", "perplexity")  # what "quality kept" of a configuration rests on by default
 
 
 class QualityMargins(BaseModel):
@@ -228,26 +229,28 @@ def row(group: dict, metric: str, unit: str, interval: tuple, n: int, method: st
     return (group["_point"], group["variant"], metric, unit, change, low, high, half, n, method, p, margin, verdict)
 
 
-def overall(comparisons: pl.DataFrame) -> pl.DataFrame:
-    """One quality verdict per (point, variant): "worse" if any metric is worse, else "inconclusive" if any is,
-    else "better" if any is, else "equivalent" ("quality kept" = equivalent or better), with the metric behind it."""
+def overall_verdicts(comparisons: pl.DataFrame, metrics: tuple[str, ...] = HEADLINE) -> pl.DataFrame:
+    """One quality verdict per (point, variant) over `metrics` (default: task accuracy and perplexity; fidelity
+    only says "different"): "worse" if any is worse, else "inconclusive" if any is, else "better" if any is, else
+    "equivalent" ("quality kept" = equivalent or better), with the metric that decided it."""
     rank = {"worse": 0, "inconclusive": 1, "better": 2, "equivalent": 3}
-    if comparisons.is_empty():
-        return pl.DataFrame(
-            schema={
-                "point_id": pl.String,
-                "variant": pl.String,
-                "quality_verdict": pl.String,
-                "quality_metric": pl.String,
-            }
-        )
-    ranked = comparisons.with_columns(_r=pl.col("verdict").replace_strict(rank, return_dtype=pl.Int32))
+    schema = {"point_id": pl.String, "variant": pl.String, "quality_verdict": pl.String, "quality_metric": pl.String}
+    chosen = comparisons.filter(pl.col("metric").is_in(list(metrics)))
+    if chosen.is_empty():
+        return pl.DataFrame(schema=schema)
+    ranked = chosen.with_columns(_r=pl.col("verdict").replace_strict(rank, return_dtype=pl.Int32))
     return (
         ranked.sort("_r", maintain_order=True)
         .group_by("point_id", "variant", maintain_order=True)
         .agg(pl.col("verdict").first().alias("quality_verdict"), pl.col("metric").first().alias("quality_metric"))
         .sort("point_id", "variant")
     )
+
+
+def labelled(comparisons: pl.DataFrame, *, level: float = stats.LEVEL) -> pl.DataFrame:
+    """The comparisons with `shown`, each one's `format_quality` line (what a report or a dashboard prints)."""
+    shown = [format_quality(r, level=level) for r in comparisons.iter_rows(named=True)]
+    return comparisons.with_columns(pl.Series("shown", shown, dtype=pl.String))
 
 
 def format_quality(row: Mapping, *, level: float = stats.LEVEL) -> str:
