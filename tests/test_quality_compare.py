@@ -229,6 +229,13 @@ def test_eval_metrics_other_than_exact_match_are_compared_from_their_scores():
     out = qc.quality_comparisons(pl.concat(frames))
     assert out["metric"].to_list() == ["eval_acc"]
     assert out["change"].item() == -25.0 and out["p_value"].item() == 1.0
+    # an lm-eval generation task scored by exact match fills `score` only: it is compared, once
+    lm_eval = [f.with_columns(metric=pl.lit("exact_match")) for f in frames]
+    assert qc.quality_comparisons(pl.concat(lm_eval))["metric"].to_list() == ["eval_exact_match"]
+    assert qc.quality_comparisons(task_frame({"baseline": [1.0, 0.0], "v": [1.0, 1.0]}))["metric"].to_list() == [
+        "task_accuracy",
+        "task_f1",
+    ]
 
 
 def test_overall_verdict_takes_the_worst_headline_metric():

@@ -139,9 +139,12 @@ def task_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
     keys = ["workload_hash", "_item"]
     specs = [(name, pl.col(column)) for name, column in TASK_COLUMNS.items() if column in df.columns]
     if "metric" in df.columns and "score" in df.columns:
-        others = df.filter(pl.col("kind") == "task", ~pl.col("metric").is_in(list(TASK_COLUMNS.values())))
-        for metric in others["metric"].drop_nulls().unique(maintain_order=True).to_list():
-            specs.append((f"eval_{metric}", pl.when(pl.col("metric") == metric).then(pl.col("score"))))
+        # an item's own metric, unless its exact_match / token_f1 column already carries it (eval sets fill both)
+        for metric in df.filter(kind="task")["metric"].drop_nulls().unique(maintain_order=True).to_list():
+            own = pl.col("metric") == metric
+            if metric in TASK_COLUMNS.values() and metric in df.columns:
+                own = own & pl.col(metric).is_null()
+            specs.append((f"eval_{metric}", pl.when(own).then(pl.col("score"))))
     out = []
     for name, value in specs:
         for group in paired(df, "task", keys + ["metric"] if name.startswith("eval_") else keys, value).iter_rows(
