@@ -1,6 +1,6 @@
 """Speed measurement: the one timed generation loop, and token timelines turned into metrics.
 
-Definitions (docs/metrics.md, ../shared/DESIGN.md): request sent at t0, token i at t_i,
+Definitions (docs/metrics.md): request sent at t0, token i at t_i,
 TTFT = t_1 - t0, ITL = t_{i+1} - t_i, TPOT = (t_N - t_1)/(N - 1), E2E = t_N - t0,
 prefill tok/s = P / TTFT, decode tok/s = (N - 1)/(t_N - t_1).
 

@@ -20,9 +20,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.errors import ModelError
 from workbench.models import build
+
+if TYPE_CHECKING:
+    import mlx.nn as nn
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 HF_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -30,8 +35,10 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass
 class LoadedModel:
-    model: object
-    tokenizer: object
+    """A model ready to run: mlx-lm's module and tokenizer wrapper, where it came from, and its compute dtype."""
+
+    model: nn.Module
+    tokenizer: TokenizerWrapper
     path: Path | None
     model_id: str
     model_hash: str
