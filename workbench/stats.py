@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 PERCENTILES = (50, 90, 99)
 LEVEL = 0.95
@@ -193,7 +194,7 @@ def pareto_mask(df, objectives: dict[str, bool]) -> list[bool]:
     return mask.tolist()
 
 
-def paired_score_interval(reference, variant, level: float = LEVEL) -> tuple[float, float, float]:
+def paired_score_interval(reference: ArrayLike, variant: ArrayLike, level: float = LEVEL) -> tuple[float, float, float]:
     """(change, low, high) of mean(variant - reference) for scores paired on the same items: Bonett and Price's
     adjusted Wald interval (2012), i.e. a Wald interval on the differences with two pseudo-items added, one at
     +range and one at -range (range = 1 for scores in [0, 1]). For 0/1 scores that is their interval for a
@@ -216,7 +217,7 @@ def paired_score_interval(reference, variant, level: float = LEVEL) -> tuple[flo
     return (float(d.mean()), centre - half, centre + half)
 
 
-def mcnemar_exact(reference, variant) -> float:
+def mcnemar_exact(reference: ArrayLike, variant: ArrayLike) -> float:
     """Two-sided p-value of McNemar's exact test on paired 0/1 outcomes: a binomial test (p = 1/2) of the items
     only one of the two got right; 1.0 when no item differs."""
     from scipy import stats
@@ -228,7 +229,9 @@ def mcnemar_exact(reference, variant) -> float:
     return float(stats.binomtest(min(lost, gained), lost + gained, 0.5).pvalue)
 
 
-def ratio_interval(numerators, denominators, level: float = LEVEL) -> tuple[float, float, float, float]:
+def ratio_interval(
+    numerators: ArrayLike, denominators: ArrayLike, level: float = LEVEL
+) -> tuple[float, float, float, float]:
     """(estimate, low, high, p) of sum(numerators) / sum(denominators) over independent clusters (chunks, prompts):
     a Student t interval with n-1 degrees of freedom on the linearised (delta-method) residuals of the ratio,
     the p-value of the estimate against 0. NaN below two clusters; the point when the residuals are all zero."""
