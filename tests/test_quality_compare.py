@@ -289,3 +289,17 @@ def test_real_nano_copy_is_equivalent_and_2_bit_weights_are_not(nano, nano_path)
         assert row["verdict"] == "worse", (metric, qc.format_quality(row))
         assert row["ci_low"] < row["change"] < row["ci_high"]
     assert q2_rows["perplexity"]["ci_low"] > 0
+
+
+def test_quality_margins_come_from_the_slo_file(tmp_path):
+    from workbench.analysis import gates
+
+    path = tmp_path / "slo.yaml"
+    path.write_text("ttft_s_p90_max: 0.5\nquality_margins:\n  task_points: 2\n  perplexity_pct: 0.5\n")
+    assert gates.load_slo(path) == {"ttft_s_p90_max": 0.5}
+    margins = gates.load_quality_margins(path)
+    assert (margins.task_points, margins.perplexity_pct, margins.kl_pct) == (2.0, 0.5, 1.0)
+    assert gates.load_quality_margins(None) == qc.QualityMargins()
+    path.write_text("quality_margins:\n  task_pts: 2\n")
+    with pytest.raises(ConfigError, match=r"slo.yaml:quality_margins.task_pts"):
+        gates.load_slo(path)
