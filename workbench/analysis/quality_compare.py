@@ -60,7 +60,7 @@ class QualityMargins(BaseModel):
 
     Defaults: 1 point of a task score (exact match, F1, an eval metric; 1 item in 100), 1% of perplexity, 1% of
     excess perplexity from KL (KL ≈ 0.01 nats), 2 points of greedy agreement (near-ties flip argmaxes without
-    changing answers). Set them under `quality_margins:` in a params or SLO file (`margins_from`)."""
+    changing answers). Set them under `quality_margins:` in the SLO file (`gates.load_quality_margins`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
