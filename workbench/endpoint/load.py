@@ -10,7 +10,8 @@
   `saturated` (`slo.OverSaturation`): sending stops, requests in flight are cancelled and kept as failed rows.
 
 Every request sent is a row (`kind="speed"`, with `profile`, `level`, `trial`, the level's `window_s` and
-`saturated`); requests a stopped level never sent are not rows. Summaries come from the rows (`slo.summarise`).
+`saturated`); requests a stopped level never sent are not rows, nor are fidelity probes (`probes.Probe`: a
+prompt that sends itself, counted apart from the measured load). Summaries come from the rows (`slo.summarise`).
 
     levels = [Level("concurrency", c) for c in (1, 2, 4)]
     results = run_levels(Target(url=url, model=name), prompts, levels, max_tokens=64)
@@ -87,7 +88,11 @@ async def run_level_async(
         tracker.started.append((outcome.sent_s, state["in_flight"]))
         try:
             limit = max_tokens if isinstance(max_tokens, int) else max_tokens[i]
-            await client.send(prompts[i], limit, outcome=outcome)
+            send_with = getattr(prompts[i], "send_with", None)  # a probe (`probes.Probe`) sends itself
+            if send_with is not None:
+                await send_with(client, outcome)
+            else:
+                await client.send(prompts[i], limit, outcome=outcome)
         finally:
             state["in_flight"] -= 1
         if outcome.chunk_times:
@@ -143,7 +148,7 @@ async def run_level_async(
     facts = {"kind": "speed", "profile": level.profile, "level": level.effective(len(prompts)), "trial": trial}
     facts["round"] = 0
     facts |= {"window_s": window, "saturated": stop.is_set()}
-    rows = [{**o.to_row(), **facts} for o in sent]
+    rows = [{**o.to_row(), **facts} for o in sent if getattr(prompts[o.index], "measured", True)]  # probes apart
     return LevelResult(level, rows, sent, saturated=stop.is_set(), unsent=len(prompts) - len(sent))
 
 

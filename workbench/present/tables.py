@@ -368,3 +368,31 @@ def endpoint_cold(section):
     ]
     note = "Cold: the first request after the model loaded, before any warm-up request."
     return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)
+
+
+def endpoint_fidelity(section):
+    """Fidelity probes per configuration and level (`endpoint.probes`): served greedy tokens against in process."""
+    rows = []
+    levels = section.levels if section is not None else pl.DataFrame()
+    for r in levels.iter_rows(named=True) if "identical_share" in levels.columns else []:
+        if r.get("probes") is None:
+            continue
+        first = r["first_divergence_p50"]
+        rows.append(
+            {
+                "Configuration": r["configuration"],
+                "Load": f"{r['profile']} {r['level']:g}",
+                "Probes (ok)": f"{r['probes']} ({r['probes_ok']})",
+                "Identical to in process": "n/a" if r["identical_share"] is None else f"{r['identical_share']:.0%}",
+                "First divergence p50": "none diverged" if first is None else f"token {first:g}",
+                "KL top-k (lower bound)": "n/a" if r["probe_kl_mean"] is None else f"{r['probe_kl_mean']:.2e}",
+                "Measured requests overlapped": f"{r['probe_overlap_mean']:.1f}",
+            }
+        )
+    note = (
+        "Probes: greedy fixed-length requests sent among the measured ones (never in their latency figures), "
+        "against their in-process continuation by the same weights in the same dtype. First divergence: median "
+        "position over the probes that diverged. KL: in process ‖ served over the served top-k tokens plus the "
+        "rest, a lower bound of the full KL."
+    )
+    return table(pl.DataFrame(rows), empty="No fidelity probes (`probe_share` in the endpoint params).", note=note)
