@@ -24,12 +24,11 @@ def measure(model: str, bits: list[int], *, task_count: int, chunks: int, fideli
 
     base = loader.load(model)
     settings = {"text": "stdlib", "max_chunks": chunks, "task": "facts", "task_count": task_count}
-    frames = [evaluate.run_eval(base, variant="baseline", run_id="bench", **settings)[0]]
+    frames = [evaluate.run_eval(base, evaluate.EvalSpec(variant="baseline", run_id="bench", **settings))[0]]
     for b in bits:
         variant = loader.load(str(quantise.quantised(model, bits=b, group_size=64)))
-        frame, _ = evaluate.run_eval(
-            variant, baseline=base, fidelity_count=fidelity, variant=f"q{b}", run_id="bench", **settings
-        )
+        spec = evaluate.EvalSpec(baseline=base, fidelity_count=fidelity, variant=f"q{b}", run_id="bench", **settings)
+        frame, _ = evaluate.run_eval(variant, spec)
         frames.append(frame)
     return pl.concat(frames, how="diagonal_relaxed")
 

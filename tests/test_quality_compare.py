@@ -271,7 +271,7 @@ def test_real_nano_copy_is_equivalent_and_2_bit_weights_are_not(nano, nano_path)
     q2 = loader.load(str(quantise.quantised(str(nano_path), bits=2, group_size=64)))
     settings = {"text": "stdlib", "max_chunks": 16, "task": "facts", "task_count": 100, "fidelity_count": 4}
     frames = [
-        evaluate.run_eval(model, baseline=reference, variant=name, run_id="r", **settings)[0]
+        evaluate.run_eval(model, evaluate.EvalSpec(baseline=reference, variant=name, run_id="r", **settings))[0]
         for name, model, reference in (("baseline", nano, None), ("copy", nano, nano), ("q2", q2, nano))
     ]
     rows = pl.concat(frames)
