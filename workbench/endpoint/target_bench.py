@@ -14,6 +14,8 @@ from __future__ import annotations
 import random
 import sys
 
+import polars as pl
+
 from workbench import console, paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
@@ -174,6 +176,15 @@ def run_endpoint_bench(
     rows = [{**row, **workload.request_facts(row["request_index"])} for r in level_results for row in r.rows]
     params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
     params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}
+    frame = bench_frame(rows, target=target, workload=workload, params=params, run_id=run_id)
+    summary = {"target": target.base_url, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
+    summary |= summarise(rows, gen_tokens=gen_tokens)
+    summary["unsent"] = sum(r.unsent for r in level_results)
+    return frame, summary
+
+
+def bench_frame(rows: list[dict], *, target: Target, workload, params: dict, run_id: str | None) -> pl.DataFrame:
+    """The rows of a `bench --target` run in the shared schema (the served model is its `model_id`)."""
     identity = {
         "run_id": run_id or store.new_run_id("bench"),
         "experiment": "bench",
@@ -181,16 +192,25 @@ def run_endpoint_bench(
         "params_json": params,
         "family": "baseline",
         "changes_json": "{}",
-        "model_id": name,
+        "model_id": target.model,
         "workload": workload.name,
         "workload_hash": workload.hash,
         "target": target.base_url,
     }
-    frame = store.to_frame(rows, **identity)
-    summary = {"target": target.base_url, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
-    summary |= summarise(rows, gen_tokens=gen_tokens)
-    summary["unsent"] = sum(r.unsent for r in level_results)
-    return frame, summary
+    return store.to_frame(rows, **identity)
+
+
+def model_context(spec: str | None) -> int | None:
+    """`max_position_embeddings` of a model spec that resolves to a local directory; None otherwise."""
+    import json
+
+    try:
+        path, _ = loader.resolve(spec, build_missing=False) if spec else (None, None)
+    except ModelError:
+        return None
+    if path is None or isinstance(path, str) or not (path / "config.json").is_file():
+        return None
+    return json.loads((path / "config.json").read_text()).get("max_position_embeddings")
 
 
 def main(args) -> int:
@@ -207,6 +227,10 @@ def main(args) -> int:
         datasets.read_items(args.dataset, turns=args.dataset_turns)  # a bad file: one line, before anything is written
     if not args.no_save:
         paths.check_writable(paths.outputs_dir() / "runs")
+    if args.trace or args.sessions:
+        from workbench.endpoint import replay, sessions
+
+        return (replay if args.trace else sessions).main(args)
     load_before = runtime.load_average()
     options = {
         "prompt_tokens": args.prompt_tokens,
