@@ -236,3 +236,30 @@ def test_bench_trace_cli_writes_rows_with_send_lag(tmp_path, served, nano_path, 
     assert summary["ok"] == 6 and summary["send_lag_s_p99"] < 0.05
     frame = pl.read_parquet(f"{summary['run_dir']}/results.parquet")
     assert frame["workload"][0] == "trace:t.jsonl" and frame["arrival_s"].null_count() == 0
+
+
+def test_endpoint_experiment_replays_a_trace_and_runs_sessions_into_the_report_section(tmp_path, served, nano_path):
+    from test_experiments import run_small
+
+    from workbench.present import endpoint_section, tables
+
+    target = {"target": served.url, "served_model": served.model, "timeout_s": 30}
+    path = write_jsonl(tmp_path / "t.jsonl", mooncake_rows(5, gap_ms=100))
+    frame = run_small("endpoint", str(nano_path), trace={"path": path, "block_tokens": BLOCK}, **target)
+    replayed = frame.filter(variant="served-trace")
+    assert replayed.height == 10 and replayed["ok"].all() and set(replayed["round"]) == {0, 1}
+    assert frame.filter((pl.col("variant") == "baseline") & (pl.col("kind") == "speed")).height == 10
+    assert replayed["workload"][0] == "trace:t.jsonl"
+
+    sessions_path = write_jsonl(tmp_path / "s.jsonl", session_rows(3, 2))
+    options = {"sessions": {"path": sessions_path, "think_time_s": 0.05}, "levels": [2], "in_process": False}
+    played = run_small("endpoint", str(nano_path), **options, **target)
+    served_rows = played.filter(variant="served-s2")
+    assert served_rows.height == 12 and served_rows["ok"].all() and set(served_rows["turn"]) == {1, 2}
+
+    section = endpoint_section.from_rows(pl.concat([frame, played], how="diagonal_relaxed"))
+    assert section.replay.height == 10 and section.replay["ttft_s"].min() > 0
+    assert section.turns["turn"].to_list() == [1, 2] and section.turns["requests"].to_list() == [6, 6]
+    assert "endpoint_replay_ttft" in endpoint_section.figures(section)
+    assert "Send lag" in tables.html(tables.endpoint_levels(section))
+    assert "Cached prompt tokens" in tables.html(tables.endpoint_turns(section))

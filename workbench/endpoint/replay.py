@@ -78,8 +78,6 @@ def options_from_args(args) -> trace.TraceOptions:
 
 def main(args) -> int:
     """`workbench bench --target URL --trace FILE`: validate the trace, replay it, save the rows, print the summary."""
-    if args.sessions:
-        raise UsageError("--trace and --sessions: choose one")
     options = options_from_args(args)
     spec = args.tokenizer or args.model
     tokenizer = target_bench.load_tokenizer(spec)

@@ -227,10 +227,6 @@ def main(args) -> int:
         datasets.read_items(args.dataset, turns=args.dataset_turns)  # a bad file: one line, before anything is written
     if not args.no_save:
         paths.check_writable(paths.outputs_dir() / "runs")
-    if args.trace or args.sessions:
-        from workbench.endpoint import replay, sessions
-
-        return (replay if args.trace else sessions).main(args)
     load_before = runtime.load_average()
     options = {
         "prompt_tokens": args.prompt_tokens,

@@ -154,7 +154,7 @@ def run(config: Config) -> pl.DataFrame:
     if config.trace is not None or config.sessions is not None:
         from workbench.experiments.endpoint_traffic import run_traffic
 
-        return run_traffic(config, run_id)
+        return run_traffic(config, run_id, endpoint=endpoint, frames=frames)
     loaded = loader.load(config.model, dtype=config.dtype) if config.in_process else None
     tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
     plan = levels(config)

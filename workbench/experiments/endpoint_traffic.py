@@ -27,16 +27,16 @@ from workbench.workloads import chat
 from workbench.workloads import sessions as session_files
 
 
-def run_traffic(config, run_id: str) -> pl.DataFrame:
-    """Rows of a `trace:` or `sessions:` endpoint run (see the module docstring)."""
-    from workbench.experiments import endpoint as experiment
+def run_traffic(config, run_id: str, *, endpoint, frames) -> pl.DataFrame:
+    """Rows of a `trace:` or `sessions:` endpoint run (see the module docstring); `endpoint` and `frames` are
+    `experiments.endpoint`'s (the server or target, and the rows into frames)."""
     from workbench.paths import outputs_dir
 
     loaded = loader.load(config.model, dtype=config.dtype) if config.in_process else None
     tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
     context = endpoint_bench.model_context(config.model)
     rows: dict[str, list] = {}
-    with experiment.endpoint(config, outputs_dir() / "servers" / f"{run_id}.log") as (url, name, facts):
+    with endpoint(config, outputs_dir() / "servers" / f"{run_id}.log") as (url, name, facts):
         eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
         target = Target(url=url, model=name, chat=config.chat == "on", timeout_s=config.timeout_s, eos_token_ids=eos)
         warm = endpoint_bench.warmup_texts(tokenizer, prompt_tokens=16, count=config.warmup, measured=0, seed=1)
@@ -44,7 +44,7 @@ def run_traffic(config, run_id: str) -> pl.DataFrame:
             workload = trace_rounds(config, target, loaded, tokenizer, context, warm, rows)
         else:
             workload = session_rounds(config, target, rows)
-    return experiment.frames(config, run_id, rows, [], loaded, workload, facts, url)
+    return frames(config, run_id, rows, [], loaded, workload, facts, url)
 
 
 def trace_rounds(config, target: Target, loaded, tokenizer, context, warm, rows: dict) -> object:

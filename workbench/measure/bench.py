@@ -153,9 +153,12 @@ def check_workload(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     if args.target:
+        from workbench.endpoint import replay, sessions
         from workbench.endpoint import target_bench as endpoint_bench
 
-        return endpoint_bench.main(args)
+        if args.trace and args.sessions:
+            raise UsageError("--trace and --sessions: choose one")
+        return (replay if args.trace else sessions if args.sessions else endpoint_bench).main(args)
     args.model = args.model or "default"
     workload_options = check_workload(args)
     load_before = console.prepare_run(args, [args.model])
