@@ -178,4 +178,14 @@ def main(args) -> int:
     if warning := lag_warning(summary):
         print(f"warning: {warning}", file=sys.stderr)
     console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    if not args.json:
+        console.print_table({f"turn {t['turn']}": turn_line(t) for t in summary["per_turn"]})
     return 0
+
+
+def turn_line(turn: dict) -> str:
+    cached = "not reported" if turn["cached_tokens_mean"] is None else f"{turn['cached_tokens_mean']:.0f}"
+    return (
+        f"{turn['ok']}/{turn['requests']} ok, TTFT p50 {1000 * turn['ttft_s']:.1f} ms, "
+        f"TPOT p50 {1000 * turn['tpot_s']:.1f} ms, prompt {turn['prompt_tokens_mean']:.0f} tok, cached {cached}"
+    )
