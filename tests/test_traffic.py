@@ -252,14 +252,18 @@ def test_endpoint_experiment_replays_a_trace_and_runs_sessions_into_the_report_s
     assert replayed["workload"][0] == "trace:t.jsonl"
 
     sessions_path = write_jsonl(tmp_path / "s.jsonl", session_rows(3, 2))
-    options = {"sessions": {"path": sessions_path, "think_time_s": 0.05}, "levels": [2], "in_process": False}
+    options = {"sessions": {"path": sessions_path, "think_time_s": 0.05}, "levels": [2]}
     played = run_small("endpoint", str(nano_path), **options, **target)
-    served_rows = played.filter(variant="served-s2")
-    assert served_rows.height == 12 and served_rows["ok"].all() and set(served_rows["turn"]) == {1, 2}
+    for variant in ("served-s2", "baseline"):
+        rows = played.filter((pl.col("variant") == variant) & (pl.col("kind") == "speed"))
+        assert rows.height == 12 and rows["ok"].all() and set(rows["turn"]) == {1, 2}, variant
+        assert rows.filter(turn=2)["cached_tokens"].min() > 0, f"{variant}: turn 2 reuses turn 1's prompt and reply"
 
     section = endpoint_section.from_rows(pl.concat([frame, played], how="diagonal_relaxed"))
     assert section.replay.height == 10 and section.replay["ttft_s"].min() > 0
-    assert section.turns["turn"].to_list() == [1, 2] and section.turns["requests"].to_list() == [6, 6]
+    served_turns = section.turns.filter(variant="served-s2")
+    assert served_turns["turn"].to_list() == [1, 2] and served_turns["requests"].to_list() == [6, 6]
+    assert set(section.turns["variant"]) == {"served-s2", "baseline"}
     assert "endpoint_replay_ttft" in endpoint_section.figures(section)
     assert "Send lag" in tables.html(tables.endpoint_levels(section))
     assert "Cached prompt tokens" in tables.html(tables.endpoint_turns(section))

@@ -96,7 +96,6 @@ class Config(ExperimentConfig):
         self.require(self.trace is None or self.sessions is None, "trace", "and sessions: choose one")
         if self.sessions is not None:
             self.require(self.profile == "concurrency", "profile", "sessions run at the concurrencies of levels")
-            self.require(not self.in_process, "in_process", "the in-process arm does not replay sessions; set false")
         self.check_traffic_file()
 
     def check_traffic_file(self, context_tokens: int | None = None) -> None:

@@ -7,8 +7,11 @@ Same server handling, variants and rows as `experiments.endpoint` (which calls `
   runs the same round's prompts one at a time. `profile` and `levels` do not apply.
 - `sessions:` runs the file's sessions at each concurrency of `levels` as variant `served-s<C>`
   (`endpoint.sessions`), each round's sessions opening with a system line naming the round (so a round never
-  replays a cached history from the one before). The in-process arm does not replay sessions (mlx-lm's prompt
-  cache per session is not built here yet): `in_process: false` is required.
+  replays a cached history from the one before). The in-process arm (`baseline`) replays the same sessions one
+  at a time with a prompt cache per session, as mlx_lm.server keeps one: each turn's history (with the arm's own
+  replies) is rendered as the server renders it (the chat template, or mlx-lm's `convert_chat` without one), the
+  cache is trimmed to the longest prefix it shares with it, and only the rest is prefilled; `cached_tokens` is that
+  prefix, so both sides report cached prompt tokens per turn.
 
     workbench run endpoint --params params/endpoint_trace.yaml
 """
@@ -43,7 +46,7 @@ def run_traffic(config, run_id: str, *, endpoint, frames) -> pl.DataFrame:
         if config.trace is not None:
             workload = trace_rounds(config, target, loaded, tokenizer, context, warm, rows)
         else:
-            workload = session_rounds(config, target, rows)
+            workload = session_rounds(config, target, loaded, rows)
     return frames(config, run_id, rows, [], loaded, workload, facts, url)
 
 
@@ -95,19 +98,69 @@ def tagged(session: session_files.Session, round_index: int) -> session_files.Se
     return dataclasses.replace(session, system=(line, *session.system))
 
 
-def session_rounds(config, target: Target, rows: dict) -> object:
+def render_like_server(tokenizer, messages: list[dict]) -> list[int]:
+    """The prompt token ids mlx_lm.server builds for chat messages."""
+    if getattr(tokenizer, "chat_template", None):
+        return [int(t) for t in tokenizer.apply_chat_template(messages, add_generation_prompt=True)]
+    from mlx_lm.server import convert_chat
+
+    return list(tokenizer.encode(convert_chat(messages)))
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def in_process_sessions(config, loaded, found: list, round_index: int) -> list[dict]:
+    """Every session in process, one at a time, each turn prefilling only what its prompt cache lacks."""
+    from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+    rows = []
+    with timed.eos_disabled(loaded.tokenizer):
+        for _ in range(config.warmup):
+            timed.stream_timed(loaded.model, loaded.tokenizer, loaded.tokenizer.encode("warm up"), config.gen_tokens)
+        for session in found:
+            cache, held, replies = make_prompt_cache(loaded.model), [], []
+            for turn in range(len(session.turns)):
+                tokens = render_like_server(loaded.tokenizer, sessions.history(session, turn, replies))
+                reuse = min(common_prefix(held, tokens), len(tokens) - 1)
+                if len(held) > reuse:
+                    trim_prompt_cache(cache, len(held) - reuse)
+                limit = session.max_tokens or config.gen_tokens
+                timeline = timed.stream_timed(loaded.model, loaded.tokenizer, tokens[reuse:], limit, prompt_cache=cache)
+                held = (tokens + timeline.tokens)[: cache[0].offset]
+                replies.append(timeline.text)
+                facts = {"ok": True, "profile": "sessions", "level": 1.0, "trial": 0, "round": round_index}
+                facts |= {"session_id": session.session_id, "turn": turn + 1, "cached_tokens": reuse}
+                rows.append({**timeline.metrics(), **facts, "prompt_tokens": len(tokens), "request_index": len(rows)})
+    return [{**r, "item": r["request_index"]} for r in rows]
+
+
+def session_rounds(config, target: Target, loaded, rows: dict) -> object:
     options = config.sessions
     found, sha256 = session_files.read_sessions(options.path, limit=options.limit)
     workload = session_files.sessions_workload(
         options.path, found, sha256, think_time_s=options.think_time_s, gen_tokens=config.gen_tokens
     )
     chat_target = target.model_copy(update={"chat": True})
+    arms = ([None] if loaded is not None else []) + list(config.levels)
     for round_index in range(config.rounds):
-        shift = round_index % len(config.levels)
-        for level in config.levels[shift:] + config.levels[:shift]:
+        shift = round_index % len(arms)
+        tagged_sessions = [tagged(s, round_index) for s in found]
+        for level in arms[shift:] + arms[:shift]:
+            if level is None:
+                rows.setdefault("baseline", []).extend(
+                    in_process_sessions(config, loaded, tagged_sessions, round_index)
+                )
+                continue
             result = sessions.run_sessions(
                 chat_target,
-                [tagged(s, round_index) for s in found],
+                tagged_sessions,
                 concurrency=int(level),
                 think_time_s=options.think_time_s,
                 gen_tokens=config.gen_tokens,
