@@ -19,7 +19,7 @@ import polars as pl
 from workbench import console, paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
-from workbench.endpoint.slo import short_output_warning
+from workbench.endpoint.slo import lag_warning, short_output_warning
 from workbench.errors import ModelError, UsageError
 from workbench.models import loader
 from workbench.results import store
@@ -244,8 +244,8 @@ def main(args) -> int:
     frame, summary = run_endpoint_bench(args.target, args.model, **options)
     if summary["prompts"] == "words":
         print("note: no local tokenizer: prompts are common words and EOS is not suppressed", file=sys.stderr)
-    warning = short_output_warning(summary, args.gen_tokens)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+    for warning in (short_output_warning(summary, args.gen_tokens), lag_warning(summary)):
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0
