@@ -22,12 +22,12 @@ loop the moment its slot freed, i.e. the previous reply on that slot ended) and 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass, field
 
 from workbench.endpoint.client import EndpointClient, RequestOutcome, Target
 from workbench.endpoint.slo import SLO, OverSaturation, SaturationTracker, summarise
+from workbench.workloads.arrivals import poisson_arrivals
 
 PROFILES = ("synchronous", "concurrency", "rate", "throughput", "trace")
 CANCELLED = "cancelled: level stopped as over-saturated"
@@ -57,15 +57,6 @@ class LevelResult:
 
     def summary(self, slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict:
         return {**summarise(self.rows, slo, gen_tokens=gen_tokens), "unsent": self.unsent}
-
-
-def poisson_arrivals(count: int, rate: float, seed: int = 0) -> list[float]:
-    """Send offsets (s) of `count` requests at `rate` req/s: exponential gaps, the first request at 0."""
-    rng, now, out = random.Random(f"poisson-{seed}"), 0.0, []
-    for _ in range(count):
-        out.append(now)
-        now += rng.expovariate(rate)
-    return out
 
 
 async def run_level_async(

@@ -16,12 +16,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from workbench import console, paths, runtime
+from workbench import paths, runtime
 from workbench.endpoint import target_bench
 from workbench.endpoint.client import Target
 from workbench.endpoint.load import Level, LevelResult, run_levels
 from workbench.endpoint.slo import lag_warning, summarise
 from workbench.errors import ModelError, UsageError
+from workbench.measure import runs
 from workbench.workloads import prompt_sets, trace
 
 
@@ -102,5 +103,5 @@ def main(args) -> int:
     summary["unsent"] = result.unsent
     if warning := lag_warning(summary):
         print(f"warning: {warning}", file=sys.stderr)
-    console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0

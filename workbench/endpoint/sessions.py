@@ -26,6 +26,7 @@ from workbench.endpoint.client import EndpointClient, RequestOutcome, Target
 from workbench.endpoint.load import LevelResult, run_async, warm_up
 from workbench.endpoint.slo import lag_warning, summarise
 from workbench.errors import UsageError
+from workbench.measure import runs
 from workbench.workloads import sessions as session_files
 from workbench.workloads.sessions import Session
 
@@ -177,7 +178,7 @@ def main(args) -> int:
     summary["per_turn"] = per_turn(result.rows)
     if warning := lag_warning(summary):
         print(f"warning: {warning}", file=sys.stderr)
-    console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     if not args.json:
         console.print_table({f"turn {t['turn']}": turn_line(t) for t in summary["per_turn"]})
     return 0

@@ -16,11 +16,12 @@ import sys
 
 import polars as pl
 
-from workbench import console, paths, runtime
+from workbench import paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
 from workbench.endpoint.slo import lag_warning, short_output_warning
 from workbench.errors import ModelError, UsageError
+from workbench.measure import runs
 from workbench.models import loader
 from workbench.results import store
 from workbench.workloads import datasets, prompt_sets
@@ -247,5 +248,5 @@ def main(args) -> int:
     for warning in (short_output_warning(summary, args.gen_tokens), lag_warning(summary)):
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
-    console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0
