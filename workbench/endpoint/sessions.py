@@ -23,7 +23,7 @@ from collections import defaultdict
 from workbench import console, paths, runtime, stats
 from workbench.endpoint import target_bench
 from workbench.endpoint.client import EndpointClient, RequestOutcome, Target
-from workbench.endpoint.load import LevelResult, run_async, warm_up
+from workbench.endpoint.load import Level, LevelResult, run_async, warm_up
 from workbench.endpoint.slo import lag_warning, summarise
 from workbench.errors import UsageError
 from workbench.measure import runs
@@ -59,7 +59,8 @@ async def run_sessions_async(
 
     async def run_session(index: int, free_s: float) -> float:
         nonlocal unsent
-        session, replies, due_s = sessions[index], [], free_s
+        session, due_s = sessions[index], free_s
+        replies: list[str] = []
         for turn in range(len(session.turns)):
             if turn:
                 await asyncio.sleep(max(0.0, start + due_s - time.perf_counter()))
@@ -84,7 +85,7 @@ async def run_sessions_async(
     facts = {"kind": "speed", "profile": "sessions", "level": float(concurrency), "trial": trial, "round": 0}
     facts |= {"window_s": window, "saturated": False}
     rows = [{**o.to_row(), **facts, "session_id": name, "turn": turn} for o, name, turn in sent]
-    return LevelResult(None, rows, [o for o, _, _ in sent], unsent=unsent)
+    return LevelResult(Level("concurrency", max(1, concurrency)), rows, [o for o, _, _ in sent], unsent=unsent)
 
 
 def run_sessions(
@@ -106,7 +107,7 @@ def run_sessions(
                 await warm_up(
                     client, warmup_prompts or [[{"role": "user", "content": "hi"}]], max_tokens=8, count=warmup
                 )
-            merged = None
+            merged: LevelResult | None = None
             for trial in range(trials):
                 result = await run_sessions_async(
                     client,
@@ -122,6 +123,7 @@ def run_sessions(
                     merged.rows += result.rows
                     merged.outcomes += result.outcomes
                     merged.unsent += result.unsent
+            assert merged is not None  # trials >= 1
             return merged
 
     return run_async(run())
@@ -175,12 +177,13 @@ def main(args) -> int:
     summary = {"target": target.base_url, "model_id": name, "sessions": len(sessions), "eos_suppressed": bool(eos)}
     summary |= summarise(result.rows)
     summary["unsent"] = result.unsent
-    summary["per_turn"] = per_turn(result.rows)
+    turns = per_turn(result.rows)
+    summary["per_turn"] = turns
     if warning := lag_warning(summary):
         print(f"warning: {warning}", file=sys.stderr)
     runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     if not args.json:
-        console.print_table({f"turn {t['turn']}": turn_line(t) for t in summary["per_turn"]})
+        console.print_table({f"turn {t['turn']}": turn_line(t) for t in turns})
     return 0
 
 

@@ -120,12 +120,14 @@ def in_process_sessions(config, loaded, found: list, round_index: int) -> list[d
     """Every session in process, one at a time, each turn prefilling only what its prompt cache lacks."""
     from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
-    rows = []
+    rows: list[dict] = []
     with timed.eos_disabled(loaded.tokenizer):
         for _ in range(config.warmup):
             timed.stream_timed(loaded.model, loaded.tokenizer, loaded.tokenizer.encode("warm up"), config.gen_tokens)
         for session in found:
-            cache, held, replies = make_prompt_cache(loaded.model), [], []
+            cache = make_prompt_cache(loaded.model)
+            held: list[int] = []
+            replies: list[str] = []
             for turn in range(len(session.turns)):
                 tokens = render_like_server(loaded.tokenizer, sessions.history(session, turn, replies))
                 reuse = min(common_prefix(held, tokens), len(tokens) - 1)

@@ -169,7 +169,11 @@ def read_trace(options: TraceOptions, *, context_tokens: int | None = None) -> T
                 f"{where}: timestamp {request.timestamp_ms:g} is before the previous row's "
                 f"{previous.timestamp_ms:g} (a trace is in send order)"
             )
-        if request.input_length and context_tokens and request.input_length + request.output_length > context_tokens:
+        if (
+            request.input_length
+            and context_tokens
+            and request.input_length + (request.output_length or 0) > context_tokens
+        ):
             raise DataError(
                 f"{where}: input_length {request.input_length} + output_length {request.output_length} "
                 f"exceeds the model's context of {context_tokens} tokens"
