@@ -313,11 +313,37 @@ def endpoint_levels(section):
                 "Throughput": fmt_value("throughput_tps", r["throughput_tps"]),
                 "Goodput": f"{r['goodput_rps']:.3g} req/s" if r["goodput_rps"] is not None else "n/a",
                 "Errors": f"{100 * r['error_rate']:.1f}%" + (f" ({r['top_error']})" if r["top_error"] else ""),
-                "Verdict": verdict,
+                "Send lag p50 / p99": f"{_ms(r.get('send_lag_s_p50'))} / {_ms(r.get('send_lag_s_p99'))}",
+                "Verdict": verdict + ("; load generator fell behind" if r.get("fell_behind") else ""),
             }
         )
     note = "Goodput: requests per second that succeeded and met every per-request SLO, over the level's window."
+    if any(r.get("fell_behind") for r in ([] if section is None else section.levels.iter_rows(named=True))):
+        from workbench.endpoint.slo import FELL_BEHIND
+
+        note += f" A level marked as fell behind: {FELL_BEHIND} (p99 send lag above 10 ms or 10% of the mean gap)."
     return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)
+
+
+def endpoint_turns(section):
+    """From `EndpointSection.turns`: TTFT, TPOT and cached prompt tokens per turn index of live sessions."""
+    rows = [
+        {
+            "Configuration": r["configuration"],
+            "Sessions": r["variant"],
+            "Turn": r["turn"],
+            "Requests": f"{r['ok']} of {r['requests']}",
+            "TTFT p50 / p90": f"{_ms(r['ttft_s'])} / {_ms(r['ttft_s_p90'])}",
+            "TPOT p50": _ms(r["tpot_s"]),
+            "Prompt tokens": f"{r['prompt_tokens_mean']:.0f}" if r["prompt_tokens_mean"] is not None else "n/a",
+            "Cached prompt tokens": "not reported"
+            if r["cached_tokens_mean"] is None
+            else f"{r['cached_tokens_mean']:.0f}",
+        }
+        for r in ([] if section is None or section.turns.is_empty() else section.turns.iter_rows(named=True))
+    ]
+    note = "Means per turn; cached: the server's usage.prompt_tokens_details.cached_tokens."
+    return table(pl.DataFrame(rows), empty="No multi-turn sessions in this endpoint run.", note=note)
 
 
 def endpoint_saturation(section):
