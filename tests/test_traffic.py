@@ -241,7 +241,7 @@ def test_bench_trace_cli_writes_rows_with_send_lag(tmp_path, served, nano_path, 
 def test_endpoint_experiment_replays_a_trace_and_runs_sessions_into_the_report_section(tmp_path, served, nano_path):
     from test_experiments import run_small
 
-    from workbench.present import endpoint_section, tables
+    from workbench.present import endpoint_section, endpoint_tables, tables
 
     target = {"target": served.url, "served_model": served.model, "timeout_s": 30}
     path = write_jsonl(tmp_path / "t.jsonl", mooncake_rows(5, gap_ms=100))
@@ -265,5 +265,5 @@ def test_endpoint_experiment_replays_a_trace_and_runs_sessions_into_the_report_s
     assert served_turns["turn"].to_list() == [1, 2] and served_turns["requests"].to_list() == [6, 6]
     assert set(section.turns["variant"]) == {"served-s2", "baseline"}
     assert "endpoint_replay_ttft" in endpoint_section.figures(section)
-    assert "Send lag" in tables.html(tables.endpoint_levels(section))
-    assert "Cached prompt tokens" in tables.html(tables.endpoint_turns(section))
+    assert "Send lag" in tables.html(endpoint_tables.endpoint_levels(section))
+    assert "Cached prompt tokens" in tables.html(endpoint_tables.endpoint_turns(section))
