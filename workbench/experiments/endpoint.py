@@ -39,10 +39,13 @@ from workbench.endpoint import (
 )
 from workbench.endpoint import target_bench as endpoint_bench
 from workbench.endpoint.levels import level_summaries
+from workbench.errors import ConfigError
 from workbench.experiments.base import ExperimentConfig, Variant
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.results import store
+from workbench.workloads.sessions import SessionsOptions
+from workbench.workloads.trace import TraceOptions
 
 SUMMARY_COLUMNS = (
     "variant",
@@ -79,6 +82,8 @@ class Config(ExperimentConfig):
     in_process: bool = True
     probe_share: float = Field(0.0, ge=0, le=1, description="fidelity probes per level, as a share of `requests`")
     probe_top_logprobs: int = Field(10, ge=0, le=11, description="served top logprobs per probe token (KL)")
+    trace: TraceOptions | None = None  # replay a timestamped trace instead of the levels (experiments.endpoint_traffic)
+    sessions: SessionsOptions | None = None  # live multi-turn sessions at each concurrency of `levels`
 
     def model_specs(self) -> list[str]:
         served = [self.server_model] if self.server_model else []
@@ -99,9 +104,27 @@ class Config(ExperimentConfig):
         self.require(not levelled or all(v > 0 for v in self.levels), "levels", "must all be > 0")
         concurrent = self.profile == "concurrency" or (self.profile == "saturation" and self.search_over != "rate")
         self.require(not concurrent or all(v == int(v) for v in self.levels), "levels", "concurrencies are integers")
+        self.require(self.trace is None or self.sessions is None, "trace", "and sessions: choose one")
+        if self.sessions is not None:
+            self.require(self.profile == "concurrency", "profile", "sessions run at the concurrencies of levels")
+        self.check_traffic_file()
+
+    def check_traffic_file(self, context_tokens: int | None = None) -> None:
+        """A `trace:` or `sessions:` file reads, every row valid (and within the model's context once it is known)."""
+        from workbench.errors import DataError
+        from workbench.workloads import sessions, trace
+
+        try:
+            if self.trace is not None:
+                trace.read_trace(self.trace, context_tokens=context_tokens)
+            if self.sessions is not None:
+                sessions.read_sessions(self.sessions.path, limit=self.sessions.limit)
+        except DataError as exc:
+            raise ConfigError(f"{self.name}.{'trace' if self.trace else 'sessions'}: {exc}") from None
 
     def check_model(self, model_config: dict) -> None:
         """A `target` must answer and serve the model before anything is written (one line otherwise)."""
+        self.check_traffic_file(model_config.get("max_position_embeddings"))
         if self.target is not None:
             endpoint_bench.served_model(self.target, self.served_model)
 
@@ -138,6 +161,10 @@ def run(config: Config) -> pl.DataFrame:
     from workbench.paths import outputs_dir
 
     run_id = store.new_run_id("endpoint")
+    if config.trace is not None or config.sessions is not None:
+        from workbench.experiments.endpoint_traffic import run_traffic
+
+        return run_traffic(config, run_id, endpoint=endpoint, frames=frames)
     loaded = loader.load(config.model, dtype=config.dtype) if config.in_process else None
     tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
     plan = levels(config)

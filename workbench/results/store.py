@@ -91,6 +91,8 @@ MEASURES = {
     "sent_s": pl.Float64,
     "chunks": pl.Int32,
     "cached_tokens": pl.Int32,
+    "session_id": pl.String,
+    "turn": pl.Int32,
     "item_id": pl.String,
     "metric": pl.String,
     "score": pl.Float64,
