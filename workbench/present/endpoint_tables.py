@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 
 from workbench.present.charts import title
-from workbench.present.tables import fmt_change, fmt_value, table
+from workbench.present.tables import fmt_change, fmt_ms, fmt_value, table
 
 NO_ENDPOINT = "No endpoint sweep in this report (`workbench report SWEEP --endpoint ENDPOINT_SWEEP`)."
 
