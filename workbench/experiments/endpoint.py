@@ -72,6 +72,12 @@ class Config(ExperimentConfig):
     timeout_s: float = Field(60.0, gt=0, le=3600)
     startup_timeout_s: float = Field(300.0, gt=0, le=3600)
     in_process: bool = True
+    follow_redirects: bool = False
+    api_key_env: str | None = Field(None, description="environment variable holding the target's bearer token")
+
+    @property
+    def access(self) -> dict:
+        return {"api_key_env": self.api_key_env, "follow_redirects": self.follow_redirects}
 
     def model_specs(self) -> list[str]:
         served = [self.server_model] if self.server_model else []
@@ -92,7 +98,7 @@ class Config(ExperimentConfig):
     def check_model(self, model_config: dict) -> None:
         """A `target` must answer and serve the model before anything is written (one line otherwise)."""
         if self.target is not None:
-            endpoint_bench.served_model(self.target, self.served_model)
+            endpoint_bench.served_model(self.target, self.served_model, self.access)
 
 
 def levels(config: Config) -> list[Level]:
@@ -112,7 +118,8 @@ def label(level: Level) -> str:
 def endpoint(config: Config, log_path):
     """(URL, served name, server facts): a server started for this run, or the configured target."""
     if config.target is not None:
-        yield config.target, endpoint_bench.served_model(config.target, config.served_model), {"target": config.target}
+        name = endpoint_bench.served_model(config.target, config.served_model, config.access)
+        yield config.target, name, {"target": config.target}
         return
     from workbench.endpoint import server
 
@@ -141,13 +148,35 @@ def run(config: Config) -> pl.DataFrame:
     )
     log_path = outputs_dir() / "servers" / f"{run_id}.log"
     rows: dict[str, list] = {}
+    try:
+        url, facts, startup = measure(config, rows, loaded, tokenizer, (prompts, limits), log_path)
+    except BaseException as exc:  # a fault (ours, or Ctrl-C): the rows measured so far are kept first
+        partial = {**rows, "served (unfinished level)": getattr(exc, "rows_so_far", [])}
+        store.rescue_partial(partial, run_id=run_id, experiment=config.name, params=config.to_dict())
+        raise
+    return frames(config, run_id, rows, startup, loaded, workload, facts, url)
+
+
+def measure(config: Config, rows: dict, loaded, tokenizer, sent: tuple, log_path):
+    """Every arm in interleaved rounds, its rows added to `rows` (variant -> rows) as they are measured.
+    `sent`: (prompts, each one's max_tokens). Returns (URL, server facts, startup rows)."""
+    prompts, limits = sent
+    plan = levels(config)
+    slices = config.rounds * len(plan) if config.profile != "saturation" else len(plan)
     with endpoint(config, log_path) as (url, name, facts):
         eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
-        target = Target(url=url, model=name, chat=config.chat == "on", timeout_s=config.timeout_s, eos_token_ids=eos)
+        target = Target(
+            url=url,
+            model=name,
+            chat=config.chat == "on",
+            timeout_s=config.timeout_s,
+            eos_token_ids=eos,
+            **config.access,
+            **endpoint_bench.context_tokens(tokenizer),
+        )
         startup = cold_start(config, target, loaded, prompts, limits, facts, served_name=f"served-{label(plan[0])}")
         if config.profile == "saturation":
-            served = saturation_rows(config, target, plan, prompts, limits)
-            rows.update(served)
+            saturation_rows(config, target, plan, prompts, limits, out=rows)
             for round_index in range(config.rounds):
                 if loaded is not None:
                     rows.setdefault("baseline", []).extend(in_process(config, loaded, prompts, limits, 0, round_index))
@@ -164,7 +193,7 @@ def run(config: Config) -> pl.DataFrame:
                         continue
                     served_rows = served_level(config, target, arm, prompts, limits, piece)
                     rows.setdefault(f"served-{label(arm)}", []).extend({**r, "round": round_index} for r in served_rows)
-    return frames(config, run_id, rows, startup, loaded, workload, facts, url)
+    return url, facts, startup
 
 
 def _workload_options(config: Config) -> dict:
@@ -243,9 +272,9 @@ def served_level(config: Config, target: Target, level: Level, prompts, limits, 
     return with_items([row for r in result for row in r.rows], config, piece, len(prompts))
 
 
-def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, limits) -> dict[str, list]:
-    """The search runs once, levels in increasing order on fresh prompts each, stopping at the first failure."""
-    out = {}
+def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, limits, *, out: dict) -> dict:
+    """The search runs once, levels in increasing order on fresh prompts each, stopping at the first failure;
+    each level's rows go into `out` as it finishes."""
     for index, level in enumerate(plan):
         piece = index + 1
         level_rows = served_level(config, target, level, prompts, limits, piece)
@@ -321,6 +350,18 @@ def summary_extras(frame: pl.DataFrame) -> dict:
     for row in frame.filter(kind="startup").to_dicts():
         out.setdefault(row["variant"], {}).update(cold_ttft_s=row["ttft_s"], startup_s=row["load_s"])
     return out
+
+
+def failure_warning(frame: pl.DataFrame) -> str | None:
+    """A one-line warning when every served request failed (error rate 1.0); `workbench run` then exits 3."""
+    served = frame.filter((pl.col("kind") == "speed") & (pl.col("variant") != "baseline"))
+    if served.is_empty() or served["ok"].fill_null(False).any():
+        return None
+    top = served["error"].drop_nulls().mode().sort().to_list()[:1]
+    return (
+        f"every one of the {served.height} served requests failed (error rate 1.0; commonest: "
+        f"{top[0] if top else None}); pass --allow-errors to accept such a run"
+    )
 
 
 def chart(summary: pl.DataFrame, frame: pl.DataFrame):

@@ -118,6 +118,9 @@ def setup_arg_parser() -> console.Parser:
     served.add_argument("--concurrency", type=console.int_at_least(1, 4096), default=1, help="requests in flight")
     served.add_argument("--rate", type=float, help="Poisson arrivals at this many requests/s (open loop)")
     served.add_argument("--timeout", type=float, default=60.0, help="seconds per request and between chunks")
+    served.add_argument("--api-key-env", metavar="NAME", help="send a bearer token read from environment variable NAME")
+    served.add_argument("--follow-redirects", action="store_true", help="follow 3xx replies (default: a failure)")
+    served.add_argument("--allow-errors", action="store_true", help="exit 0 even when every request failed")
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
     parser.add_argument("--json", action="store_true")
     return parser
