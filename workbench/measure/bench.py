@@ -51,6 +51,7 @@ def run_bench(
         prompt_tokens=prompt_tokens,
         count=requests or batch_size,
         seed=seed,
+        context_tokens=loaded.config.get("max_position_embeddings"),
         **workload_options,
     )
     prompt_sets.check_context(workload, gen_tokens, loaded.config.get("max_position_embeddings"))
@@ -138,9 +139,12 @@ def check_workload(args) -> dict:
         datasets.read_items(args.dataset, turns=args.dataset_turns)
         tokenizer = chat.local_tokenizer(args.model)
         if tokenizer is not None:
-            workload = prompt_sets.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, **options)
             config = json.loads((loader.resolve(args.model, build_missing=False)[0] / "config.json").read_text())
-            prompt_sets.check_context(workload, args.gen_tokens, config.get("max_position_embeddings"))
+            context = config.get("max_position_embeddings")
+            workload = prompt_sets.build(
+                tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, context_tokens=context, **options
+            )
+            prompt_sets.check_context(workload, args.gen_tokens, context)
     return options
 
 
