@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200):
             print(experiments.summary_table(args.experiment, frame))
-    warning = getattr(experiments.get(args.experiment), "failure_warning", lambda f: None)(frame)
+    module = experiments.get(args.experiment)
+    for line in getattr(module, "run_warnings", lambda f: [])(frame):
+        print(f"warning: {line}", file=sys.stderr)
+    warning = getattr(module, "failure_warning", lambda f: None)(frame)
     if warning and not args.allow_errors:
         print(f"warning: {warning}", file=sys.stderr)
         return EXIT_ALL_FAILED
