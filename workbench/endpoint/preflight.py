@@ -17,7 +17,7 @@ import os
 
 from workbench.endpoint.replies import MAX_DOCUMENT_BYTES, mib
 from workbench.errors import ConfigError, ModelError
-from workbench.redact import redact_text
+from workbench.redact import has_credentials, redact_text
 
 
 def base_url(url: str) -> str:
@@ -135,6 +135,8 @@ def check_target(url: str, model: str | None = None, *, timeout_s: float = 5.0, 
     `access`: `api_key_env` and `follow_redirects`, as the `Target` has them."""
     root = base_url(url)
     shown = redact_text(root)
+    if (access or {}).get("api_key_env") and has_credentials(root):
+        raise ConfigError(f"target {shown}: give credentials in the URL or with --api-key-env, not both")
     status, _ = get_json(f"{root}/health", timeout_s, access)
     if status >= 500:
         raise ConfigError(f"target {shown} is not healthy: /health answered {status}")
