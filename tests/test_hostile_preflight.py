@@ -148,3 +148,23 @@ def test_a_fault_of_ours_mid_run_surfaces_after_the_rows_so_far_are_kept(monkeyp
     assert "the run stopped on an error; its 2 rows so far are in" in err
     kept = pl.read_parquet(err.split("rows so far are in ")[1].split()[0])
     assert kept.height == 2 and kept["ok"].all() and set(kept["request_index"]) == {0, 1}
+
+
+def test_a_probe_completion_that_never_ends_is_one_line():
+    listing = status_reply(200, b"[]")  # a listing that is not one: the client probes with a 1-token completion
+    with HostileServer({("GET", "/v1/models"): listing, COMPLETIONS: endless_body}) as server:
+        with pytest.raises(ConfigError, match=r"POST /v1/completions answered more than 1 MiB"):
+            check_target(server.url, MODEL)
+
+
+def test_run_endpoint_where_every_served_request_failed_exits_3_unless_allowed(nano_path, tmp_path, capsys):
+    params = tmp_path / "endpoint.yaml"
+    with HostileServer({COMPLETIONS: status_reply(503)}) as server:
+        params.write_text(
+            f"model: {nano_path}\ntarget: {server.url}\nserved_model: {MODEL}\nin_process: false\nrequests: 2\n"
+            "levels: [1]\nprompt_tokens: 8\ngen_tokens: 2\nrounds: 2\ntimeout_s: 5\n"
+        )
+        assert cli.main(["run", "endpoint", "--params", str(params)]) == 3
+        err = capsys.readouterr().err
+        assert "served requests failed (error rate 1.0; commonest: http 503" in err and err.startswith("warning: ")
+        assert cli.main(["run", "endpoint", "--params", str(params), "--allow-errors"]) == 0
