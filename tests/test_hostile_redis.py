@@ -1,5 +1,5 @@
 """Redis as an external service that fails: a real `redis-server` (started as tests/test_redis.py does) killed in the
-middle of a serving run. The run finishes, every request is a row (the failed lookups are misses whose rows say
+middle of a response-cache run. The run finishes, every request is a row (the failed lookups are misses whose rows say
 why), the rows are saved, and `workbench run` shows the error count; a Redis password is written nowhere."""
 
 import subprocess
@@ -12,8 +12,9 @@ from test_experiments import SMALL
 from test_redis import _free_port, _redis_server
 
 from workbench import cli, experiments
+from workbench.analysis import run_summary
 from workbench.errors import ConfigError
-from workbench.experiments import serving
+from workbench.experiments import response_cache as serving
 
 SECRET = "redis-pw-4k9d"
 
@@ -62,7 +63,7 @@ def test_redis_killed_mid_run_leaves_every_row_saved_and_the_errors_counted(
     monkeypatch.setenv("HOSTILE_REDIS_URL", url)
     kill_after(monkeypatch, proc, answers=6)
     values = {**SMALL, "model": str(nano_path), "unique_queries": 4, "requests": 12, "rounds": 2}
-    config = experiments.build_config("serving", None, {**values, "redis_url_env": "HOSTILE_REDIS_URL"})
+    config = experiments.build_config("response_cache", None, {**values, "redis_url_env": "HOSTILE_REDIS_URL"})
     frame, run_dir = experiments.run_and_save(config)
     speed = frame.filter(kind="speed")
     assert speed.height == 2 * 12 * 2  # both variants, every request of both rounds: nothing lost
@@ -74,7 +75,7 @@ def test_redis_killed_mid_run_leaves_every_row_saved_and_the_errors_counted(
     assert cached.filter(pl.col("error").is_not_null())["cache_hit"].sum() == 0  # a failed lookup is a miss
     assert speed.filter(variant="baseline")["error"].null_count() == 24
     assert cached["e2e_s"].min() > 0 and cached["generated_tokens"].min() > 0
-    summary = {s["variant"]: s for s in experiments.variant_summaries("serving", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("response_cache", frame)}
     assert summary["response-cache"]["cache_errors"] == errors.len()
     assert summary["response-cache"]["hit_rate"] < 1
     for path in written_files(_outputs):
@@ -86,10 +87,10 @@ def test_workbench_run_shows_the_redis_errors_and_writes_no_password(
 ):
     url, proc = doomed_redis
     kill_after(monkeypatch, proc, answers=3)
-    params = tmp_path / "serving.yaml"
+    params = tmp_path / "response_cache.yaml"
     values = {**SMALL, "model": str(nano_path), "unique_queries": 4, "requests": 8, "rounds": 2, "redis_url": url}
     params.write_text("".join(f"{k}: {v!r}\n".replace("'", '"') for k, v in values.items()))
-    assert cli.main(["run", "serving", "--params", str(params)]) == 0
+    assert cli.main(["run", "response_cache", "--params", str(params)]) == 0
     captured = capsys.readouterr()
     assert "cache_errors" in captured.out
     warning = [line for line in captured.err.splitlines() if line.startswith("warning: ")]

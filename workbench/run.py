@@ -12,13 +12,14 @@ from __future__ import annotations
 import sys
 
 from workbench import console, experiments
+from workbench.analysis import run_summary
 
 EXIT_ALL_FAILED = 3  # the run finished and was saved, but every served request failed
 
 
 def setup_arg_parser() -> console.Parser:
     parser = console.parser("run", "run an optimisation experiment from its params file")
-    parser.add_argument("experiment", choices=experiments.names())
+    parser.add_argument("experiment", choices=(*experiments.names(), *experiments.ALIASES))
     parser.add_argument("--params", required=True, help="params/<experiment>.yaml")
     parser.add_argument("--model", help="replace the model under test (preset, mlx-lm directory or repo id)")
     parser.add_argument("--no-save", action="store_true")
@@ -40,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         frame, run_dir = experiments.run_and_save(config)
         print(f"results: {run_dir / 'results.parquet'}")
     if args.json:
-        console.print_json(experiments.variant_summaries(args.experiment, frame))
+        console.print_json(run_summary.variant_summaries(args.experiment, frame))
     else:
         with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200):
-            print(experiments.summary_table(args.experiment, frame))
+            print(run_summary.summary_table(args.experiment, frame))
     module = experiments.get(args.experiment)
     for line in getattr(module, "run_warnings", lambda f: [])(frame):
         print(f"warning: {line}", file=sys.stderr)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import random
 import sys
 
-from workbench import console, paths, runtime
+from workbench import paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
 from workbench.endpoint.slo import short_output_warning
 from workbench.errors import ModelError, UsageError
+from workbench.measure import runs
 from workbench.models import loader
 from workbench.redact import redact_text
 from workbench.results import store
@@ -259,7 +260,7 @@ def main(args) -> int:
     warning = short_output_warning(summary, args.gen_tokens)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     failed = all_failed_warning(summary)
     if failed and not args.allow_errors:
         print(f"warning: {failed}", file=sys.stderr)
