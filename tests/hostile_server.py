@@ -90,20 +90,21 @@ async def long_line(request, writer, *, total_bytes: int = 100 << 20) -> None:
             return
 
 
-def gzip_stream(unit: bytes) -> callable:
+def gzip_stream(unit: bytes, *, block_bytes: int = 4 << 20, pause_s: float = 0.001) -> callable:
     """A gzip-encoded body repeating `unit` forever (zeros: a bomb with no newline; keep-alive lines: data that
-    keeps arriving with no content), flushed every block so the client decompresses as it goes."""
+    keeps arriving with no content), `block_bytes` (decompressed) every `pause_s`, flushed every block so the
+    client decompresses as it goes."""
 
     async def handler(request, writer):
         compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
         if not await send(writer, head(Content_Encoding="gzip")):
             return
-        block = unit * max(1, (4 << 20) // len(unit))
-        for _ in range(10_000):
+        block = unit * max(1, block_bytes // len(unit))
+        for _ in range(100_000):
             data = compressor.compress(block) + compressor.flush(zlib.Z_SYNC_FLUSH)
             if not await send(writer, data):
                 return
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(pause_s)
 
     return handler
 

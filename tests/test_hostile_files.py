@@ -186,7 +186,9 @@ def test_a_full_disk_under_the_report_is_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(report, "scan", lambda *a, **k: Scan())
     full = OSError(errno.ENOSPC, "No space left on device")
-    kernel_full = PapermillExecutionError(3, 1, "chart.save()", "OSError", "[Errno 28] No space left on device: 'x.png'", [])
+    kernel_full = PapermillExecutionError(
+        3, 1, "chart.save()", "OSError", "[Errno 28] No space left on device: 'x.png'", []
+    )
     for raised in (full, kernel_full):
 
         def render(*args, raised=raised, **kwargs):

@@ -248,7 +248,15 @@ class EndpointClient:
             shown = " ".join(body.split())[:60]
             outcome.error = f"malformed: not an SSE stream ({kind[:60] or 'no content type'}): {shown}"
             return
+        parts: list[str] = []  # the text, joined once at the end (a str grown chunk by chunk is quadratic)
+        try:
+            await self._read_stream(response, outcome, chat, max_tokens, parts)
+        finally:
+            outcome.text = "".join(parts)
+
+    async def _read_stream(self, response, outcome: RequestOutcome, chat: bool, max_tokens: int, parts: list):
         deadline = outcome.t0 + self.target.timeout_s
+        most_chunks = replies.max_content_chunks(max_tokens)
         done = False
         lines = SSELines(response.content, max_total_bytes=replies.reply_cap_bytes(max_tokens))
         async for raw in lines:
@@ -278,8 +286,10 @@ class EndpointClient:
                 return
             chunk = replies.parse_chunk(payload, chat)
             if chunk.text is not None:
+                if len(outcome.chunk_times) == most_chunks:
+                    raise MalformedReply(f"more than {most_chunks} content chunks for max_tokens {max_tokens}")
                 outcome.chunk_times.append(now)
-                outcome.text += chunk.text
+                parts.append(chunk.text)
             if chunk.finish_reason:
                 outcome.finish_reason = chunk.finish_reason
             if chunk.usage:

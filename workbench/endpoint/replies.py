@@ -4,7 +4,8 @@ A server under test may be broken or hostile. Nothing it sends may end the run, 
 number that is not a measurement, so every reply is read through these checks:
 
 - SSE lines are read with a cap (`MAX_LINE_BYTES`, 1 MiB) and a whole reply with another (`reply_cap_bytes`:
-  16 MiB plus 4 KiB per requested token); past either the request fails with a `malformed:` reason;
+  16 MiB plus 4 KiB per requested token), and content chunks with a third (`max_content_chunks`: 10 per
+  requested token, plus 64); past any the request fails with a `malformed:` reason;
 - a chunk's `choices`, `text`, `delta`, `content` and `finish_reason` must have their OpenAI types, else
   `MalformedReply` (the request's row says which field was wrong);
 - `usage` counts must be integers in [0, bound]: completion tokens at most 10x the requested `max_tokens`,
@@ -17,6 +18,7 @@ number that is not a measurement, so every reply is read through these checks:
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 MAX_LINE_BYTES = 1 << 20
@@ -33,6 +35,11 @@ def reply_cap_bytes(max_tokens: int) -> int:
     return (16 << 20) + 4096 * max(1, int(max_tokens))
 
 
+def max_content_chunks(max_tokens: int) -> int:
+    """No server sends more content chunks than 10x the tokens asked for (one a token is the usual)."""
+    return COMPLETION_FACTOR * max(1, int(max_tokens)) + 64
+
+
 class SSELines:
     """Lines of a streamed body, each at most `max_line_bytes` long, the whole at most `max_total_bytes`.
 
@@ -41,7 +48,7 @@ class SSELines:
     def __init__(self, stream, *, max_line_bytes: int = MAX_LINE_BYTES, max_total_bytes: int | None = None):
         self.stream, self.max_line, self.max_total = stream, max_line_bytes, max_total_bytes
         self.pieces: list[bytes] = []  # the unfinished line, in pieces (no copying while it grows)
-        self.pending, self.total, self.lines = 0, 0, []
+        self.pending, self.total, self.lines = 0, 0, deque()
 
     def __aiter__(self) -> SSELines:
         return self
@@ -62,11 +69,11 @@ class SSELines:
                 self.pending += len(data)
             else:
                 first, *middle, rest = data.split(b"\n")
-                self.lines = [b"".join([*self.pieces, first]), *middle]
+                self.lines = deque([b"".join([*self.pieces, first]), *middle])
                 self.pieces, self.pending = ([rest], len(rest)) if rest else ([], 0)
             if self.pending > self.max_line or any(len(line) > self.max_line for line in self.lines):
                 raise MalformedReply(f"an SSE line longer than {mib(self.max_line)}")
-        return self.lines.pop(0)
+        return self.lines.popleft()
 
 
 def mib(size: int) -> str:

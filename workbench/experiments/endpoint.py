@@ -338,4 +338,3 @@ def failure_warning(frame: pl.DataFrame) -> str | None:
         f"every one of the {served.height} served requests failed (error rate 1.0; commonest: "
         f"{top[0] if top else None}); pass --allow-errors to accept such a run"
     )
-

@@ -45,7 +45,7 @@ def check_include(folder: Path, *, allow_code: bool = False) -> None:
     if allow_code:
         return
     root = folder.resolve()
-    for directory, subfolders, files in os.walk(folder, followlinks=False):
+    for directory, _, files in os.walk(folder, followlinks=False):
         for name in sorted(files):
             path = Path(directory) / name
             if name.endswith((".py", ".pyc", ".so")):
