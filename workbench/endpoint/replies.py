@@ -76,6 +76,17 @@ class SSELines:
         return self.lines.popleft()
 
 
+async def read_capped(stream, max_bytes: int) -> bytes:
+    """A whole non-streamed body, at most `max_bytes` (else `MalformedReply`); `stream` as for `SSELines`."""
+    pieces, total = [], 0
+    while data := await stream.readany():
+        total += len(data)
+        if total > max_bytes:
+            raise MalformedReply(f"reply longer than {mib(max_bytes)}")
+        pieces.append(data)
+    return b"".join(pieces)
+
+
 def mib(size: int) -> str:
     return f"{size / (1 << 20):g} MiB"
 

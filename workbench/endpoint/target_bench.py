@@ -14,10 +14,12 @@ from __future__ import annotations
 import random
 import sys
 
+import polars as pl
+
 from workbench import paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
-from workbench.endpoint.slo import short_output_warning
+from workbench.endpoint.slo import lag_warning, short_output_warning
 from workbench.errors import ModelError, UsageError
 from workbench.measure import runs
 from workbench.models import loader
@@ -42,12 +44,6 @@ def load_tokenizer(spec: str | None):
     from mlx_lm.tokenizer_utils import load
 
     return load(path)
-
-
-def context_tokens(tokenizer) -> dict:
-    """`{"context_tokens": N}` when the local model's context is known (it bounds a plausible `usage`), else {}."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    return {"context_tokens": int(limit)} if isinstance(limit, int) and 0 < limit < 10**8 else {}
 
 
 def synthetic_texts(tokenizer, *, prompt_tokens: int, count: int, seed: int = 0, start: int = 0) -> list[str]:
@@ -190,8 +186,9 @@ def run_endpoint_bench(
         tok, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, count=count, seed=seed, options=workload_options
     )
     eos = sorted(tok.eos_token_ids or []) if tok is not None else []
-    context = context_tokens(tok)
-    target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos, **access, **context)
+    context = model_context(tokenizer or model or name)
+    target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos, **access)
+    target.context_tokens = context
     level = Level("rate", rate) if rate else Level("synchronous" if concurrency == 1 else "concurrency", concurrency)
     warm = warmup_texts(tok, prompt_tokens=prompt_tokens, count=warmup, measured=count, seed=seed)
     params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
@@ -206,23 +203,42 @@ def run_endpoint_bench(
         store.rescue_partial(partial, run_id=run_id, experiment="bench", params=params)
         raise
     rows = [{**row, **workload.request_facts(row["request_index"])} for r in level_results for row in r.rows]
+    frame = bench_frame(rows, target=target, workload=workload, params=params, run_id=run_id)
+    shown = redact_text(target.base_url)
+    summary = {"target": shown, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
+    summary |= summarise(rows, gen_tokens=gen_tokens)
+    summary["unsent"] = sum(r.unsent for r in level_results)
+    return frame, summary
+
+
+def bench_frame(rows: list[dict], *, target: Target, workload, params: dict, run_id: str | None) -> pl.DataFrame:
+    """The rows of a `bench --target` run in the shared schema (the served model is its `model_id`)."""
     identity = {
-        "run_id": run_id,
+        "run_id": run_id or store.new_run_id("bench"),
         "experiment": "bench",
         "variant": "baseline",
         "params_json": params,
         "family": "baseline",
         "changes_json": "{}",
-        "model_id": name,
+        "model_id": target.model,
         "workload": workload.name,
         "workload_hash": workload.hash,
         "target": redact_text(target.base_url),
     }
-    frame = store.to_frame(rows, **identity)
-    summary = {"target": redact_text(target.base_url), "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
-    summary |= summarise(rows, gen_tokens=gen_tokens)
-    summary["unsent"] = sum(r.unsent for r in level_results)
-    return frame, summary
+    return store.to_frame(rows, **identity)
+
+
+def model_context(spec: str | None) -> int | None:
+    """`max_position_embeddings` of a model spec that resolves to a local directory; None otherwise."""
+    import json
+
+    try:
+        path, _ = loader.resolve(spec, build_missing=False) if spec else (None, None)
+    except ModelError:
+        return None
+    if path is None or isinstance(path, str) or not (path / "config.json").is_file():
+        return None
+    return json.loads((path / "config.json").read_text()).get("max_position_embeddings")
 
 
 def main(args) -> int:
@@ -257,9 +273,9 @@ def main(args) -> int:
     frame, summary = run_endpoint_bench(args.target, args.model, **options)
     if summary["prompts"] == "words":
         print("note: no local tokenizer: prompts are common words and EOS is not suppressed", file=sys.stderr)
-    warning = short_output_warning(summary, args.gen_tokens)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+    for warning in (short_output_warning(summary, args.gen_tokens), lag_warning(summary)):
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     failed = all_failed_warning(summary)
     if failed and not args.allow_errors:
