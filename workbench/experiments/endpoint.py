@@ -86,10 +86,7 @@ class Config(ExperimentConfig):
     sessions: SessionsOptions | None = None  # live multi-turn sessions at each concurrency of `levels`
     follow_redirects: bool = False
     api_key_env: str | None = Field(None, description="environment variable holding the target's bearer token")
-
-    @property
-    def access(self) -> dict:
-        return {"api_key_env": self.api_key_env, "follow_redirects": self.follow_redirects}
+    access = property(lambda self: {"api_key_env": self.api_key_env, "follow_redirects": self.follow_redirects})
 
     def model_specs(self) -> list[str]:
         served = [self.server_model] if self.server_model else []
@@ -198,8 +195,7 @@ def run(config: Config) -> pl.DataFrame:
 def measure(config: Config, rows: dict, loaded, tokenizer, sent: tuple, log_path):
     """Every arm in interleaved rounds, its rows added to `rows` (variant -> rows) as they are measured.
     `sent`: (prompts, each one's max_tokens). Returns (URL, server facts, startup rows)."""
-    prompts, limits = sent
-    plan = levels(config)
+    (prompts, limits), plan = sent, levels(config)
     slices = config.rounds * len(plan) if config.profile != "saturation" else len(plan)
     with endpoint(config, log_path) as (url, name, facts):
         eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
