@@ -324,6 +324,26 @@ def setup_arg_parser() -> console.Parser:
     return parser
 
 
+FROM_FLAGS = (
+    "text",
+    "sequence_length",
+    "max_chunks",
+    "task",
+    "task_count",
+    "eval_set",
+    "metric",
+    "eval_limit",
+    "chat",
+    "lm_eval_include",
+    "allow_task_code",
+    "lm_eval_limit",
+    "baseline",
+    "dtype",
+    "kv_bits",
+    "kv_group_size",
+)  # EvalSpec fields set by flags of the same name
+
+
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     if not (args.text or args.task or args.eval_set or args.lm_eval or args.baseline):
@@ -342,25 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = runs.prepare_run(args, [args.model, args.baseline])
     frame, summary = run_eval(
         args.model,
-        EvalSpec(
-            text=args.text,
-            sequence_length=args.sequence_length,
-            max_chunks=args.max_chunks,
-            task=args.task,
-            task_count=args.task_count,
-            eval_set=args.eval_set,
-            metric=args.metric,
-            eval_limit=args.eval_limit,
-            chat=args.chat,
-            lm_eval=lm_tasks,
-            lm_eval_include=args.lm_eval_include,
-            allow_task_code=args.allow_task_code,
-            lm_eval_limit=args.lm_eval_limit,
-            baseline=args.baseline,
-            dtype=args.dtype,
-            kv_bits=args.kv_bits,
-            kv_group_size=args.kv_group_size,
-        ),
+        EvalSpec(lm_eval=lm_tasks, **{name: getattr(args, name) for name in FROM_FLAGS}),
     )
     runs.save_and_print(args, frame, summary, command="eval", load_before=load_before, table=display(summary))
     return 0
