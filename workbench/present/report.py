@@ -32,6 +32,7 @@ from workbench import console, stats
 from workbench.analysis import decisions, gates, significance
 from workbench.errors import DataError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
+from workbench.present import machines
 from workbench.results import integrity
 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "99_report.ipynb"
@@ -182,6 +183,7 @@ class Report:
     baseline_sweep: str | None = None
     tolerance: float = 0.10
     endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
+    machines: object = None  # machines.Machines: which machines measured the points
 
     def summary(self) -> dict:
         extra = {
@@ -190,6 +192,7 @@ class Report:
             "failed": self.failed,
             "baseline_sweep": self.baseline_sweep,
             "endpoint": self.endpoint.to_json() if self.endpoint is not None else None,
+            "machines": self.machines.to_json() if self.machines is not None else None,
         }
         return {**extra, **self.analysis.to_json()}
 
@@ -227,7 +230,9 @@ def build(
         from workbench.present import endpoint_section
 
         section = endpoint_section.from_rows(load(endpoint_sweep, include_stale=include_stale)[0], endpoint_sweep)
-    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section)
+    found = machines.describe(sweep, include_stale=include_stale)
+    result.warnings.extend(found.warnings())
+    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, found)
 
 
 def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:
