@@ -31,7 +31,7 @@ import polars as pl
 
 from workbench import console, runtime, stats
 from workbench.errors import DataError, UsageError
-from workbench.measure import evalsets, quality
+from workbench.measure import evalsets, quality, runs
 from workbench.models import loader
 from workbench.results import store
 from workbench.workloads import corpus, prompt_sets
@@ -263,7 +263,9 @@ def setup_arg_parser() -> console.Parser:
     parser.add_argument(
         "--max-chunks", type=console.positive_int, help="evaluate only the first N chunks (default: all)"
     )
-    parser.add_argument("--task", choices=TASKS, help="the built-in eval set (workbench/workloads/data/facts_heldout.jsonl)")
+    parser.add_argument(
+        "--task", choices=TASKS, help="the built-in eval set (workbench/workloads/data/facts_heldout.jsonl)"
+    )
     parser.add_argument("--task-count", type=console.positive_int, default=100, help="its first N items")
     parser.add_argument("--eval-set", help="JSONL eval set: generation or multiple-choice items (docs/quality.md)")
     parser.add_argument("--metric", choices=evalsets.METRICS, default="exact_match", help="for items naming none")
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.measure import lm_eval_tasks
 
         lm_eval_tasks.find_tasks(lm_tasks or [], args.lm_eval_include)
-    load_before = console.prepare_run(args, [args.model, args.baseline])
+    load_before = runs.prepare_run(args, [args.model, args.baseline])
     frame, summary = run_eval(
         args.model,
         text=args.text,
@@ -316,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         kv_bits=args.kv_bits,
         kv_group_size=args.kv_group_size,
     )
-    console.save_and_print(args, frame, summary, command="eval", load_before=load_before, table=display(summary))
+    runs.save_and_print(args, frame, summary, command="eval", load_before=load_before, table=display(summary))
     return 0
 
 
