@@ -25,6 +25,7 @@ from pathlib import Path
 
 from workbench.paths import atomic_dir, atomic_write_text
 from workbench.results import integrity
+from workbench.sweep.execute import NotebookPolicy, run_notebook
 
 RETURNED = ("params.yaml", "env.json", integrity.RESULTS, integrity.MANIFEST, "executed.ipynb")
 TIMED = "timed"  # the Dask resource a measuring machine offers once: `dask worker --resources timed=1`
@@ -71,8 +72,6 @@ def worker_identity() -> dict:
 
 def run_point(task: PointTask) -> PointFiles:
     """On the worker: execute the point in scratch space, read its files back, delete the scratch folder."""
-    from workbench.sweep.runner import NotebookPolicy, run_notebook
-
     worker = worker_identity()
     scratch = Path(tempfile.mkdtemp(prefix=f"workbench-point-{task.point_id}-"))
     try:

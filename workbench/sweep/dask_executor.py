@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from workbench.errors import SweepError
 from workbench.sweep import cluster
+from workbench.sweep.execute import NOTEBOOK
 from workbench.sweep.spec import Point, Sweep
 
 CONNECT_TIMEOUT_S = 10
@@ -143,8 +145,6 @@ class Progress:
 
 def run_points(sweep: Sweep, todo: list[Point], session: Session, *, progress: Progress, options: dict) -> None:
     """Feed `todo` to the cluster, one point per free slot, until done, Ctrl-C (`options["interrupts"]`) or abort."""
-    from workbench.sweep.runner import NOTEBOOK
-
     interrupts = options["interrupts"]
     notebook = NOTEBOOK.read_text()
     pending, running = deque(todo), {}
@@ -211,27 +211,34 @@ def abort(session: Session, running: dict, progress: Progress) -> None:
 
 def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: dict, progress: Progress) -> dict:
     """One finished future: verify and write the point into the client's outputs, or record why it failed."""
-    from workbench.sweep.runner import point_dir
-
     base = {"point_id": point.point_id, "worker": session.running_on.get(future.key)}
     if future.status == "error":
         exc = future.exception()
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         progress.say(f"failed {point.point_id} on {base['worker'] or 'an unknown worker'}: {error}")
         return {**base, "status": "failed", "error": error, "executed_notebook": None}
-    result = future.result()
+    fetch_start = time.perf_counter()
+    result = future.result()  # the files travel now (the future is done)
+    verify_start = time.perf_counter()
     base["worker"] = result.worker["name"]
-    directory = point_dir(sweep, point)
+    directory = sweep.root / point.point_id
     overlapped = overlaps(timings, result)
     meta = cluster.point_meta(sweep.name, sweep.experiment, point.params, result, overlapped=overlapped)
     error = result.error or cluster.verify(result)
     if result.status == "done" and error is None:
+        write_start = time.perf_counter()
         cluster.write_point(directory, result, meta)
         for other in overlapped:
-            cluster.add_overlap(point_dir(sweep, Point(other, {})), point.point_id)
+            cluster.add_overlap(sweep.root / other, point.point_id)
+        cost = {
+            "fetch_s": verify_start - fetch_start,
+            "verify_s": write_start - verify_start,
+            "write_s": time.perf_counter() - write_start,
+            "bytes": sum(len(data) for data in result.files.values()),
+        }
         seconds = result.ended_s - result.started_s
         progress.say(f"done {point.point_id} on {base['worker']} in {seconds:.1f} s")
-        return {**base, "status": "done", "seconds": round(seconds, 2)}
+        return {**base, "status": "done", "seconds": round(seconds, 2), "client_cost": cost}
     if result.status == "done":
         error = f"the files from worker {base['worker']} fail verification: {error}"
     cluster.write_failure(directory, result, meta, error)
@@ -255,7 +262,10 @@ def worker_summary(outcomes: list[dict], session: Session) -> dict:
     done = Counter(o.get("worker") for o in outcomes if o["status"] == "done")
     failed = Counter(o.get("worker") for o in outcomes if o["status"] == "failed")
     names = sorted({*done, *failed} - {None})
+    costs = [o["client_cost"] for o in outcomes if "client_cost" in o]
+    total = {key: round(sum(c[key] for c in costs), 4) for key in ("fetch_s", "verify_s", "write_s", "bytes")}
     return {
         "per_worker": {name: {"done": done[name], "failed": failed[name]} for name in names},
         "lost_workers": list(session.lost),
+        "client_cost": {**total, "points": len(costs)},  # what the client spent taking points back
     }

@@ -22,19 +22,18 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from workbench import console
-from workbench.paths import REPO_ROOT, atomic_write_text, check_writable
+from workbench.paths import atomic_write_text, check_writable
 from workbench.results import integrity
 from workbench.results.integrity import point_problem
 from workbench.results.store import is_finished, list_sweeps
 from workbench.sweep import dask_executor
+from workbench.sweep.execute import NOTEBOOK, NotebookPolicy, run_notebook
 from workbench.sweep.guard import Interrupts, hold
 from workbench.sweep.spec import MAX_POINTS, Point, Sweep, expand, load_sweep, point_id  # noqa: F401 (the API)
 
-NOTEBOOK = REPO_ROOT / "notebooks" / "10_experiment.ipynb"
 POINT_BYTES = 4 << 20  # rough disk use of one point: executed notebook, rows, metadata
 EXIT_INTERRUPTED = 130
 STATUSES = {"ran": "done", "skipped": "skipped", "interrupted": "interrupted", "remaining": "remaining"}
@@ -79,53 +78,6 @@ def prepare_point(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
         progress_bar=False,
     )
     return directory
-
-
-def run_notebook(notebook: Path, executed: Path, parameters: dict, *, policy: NotebookPolicy) -> str | None:
-    """Execute a parameterised notebook with papermill; None when it ran, else the error in one line. Failures that
-    may pass on retry (kernel start) are retried with backoff; a cell that raised, or Ctrl-C twice, is not."""
-    import papermill
-    import tenacity
-    from papermill.exceptions import PapermillExecutionError
-
-    from workbench.jupyter_kernel import KERNEL_NAME
-
-    interrupts = policy.interrupts
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(  # a cell raised: deterministic; Ctrl-C twice: stop
-            lambda exc: not isinstance(exc, PapermillExecutionError) and not (interrupts and interrupts.aborted)
-        ),
-        stop=tenacity.stop_after_attempt(policy.retries + 1),
-        wait=tenacity.wait_exponential(multiplier=1, max=30),
-        reraise=True,
-    )
-    try:
-        retrying(
-            papermill.execute_notebook,
-            str(notebook),
-            str(executed),
-            parameters=parameters,
-            kernel_name=KERNEL_NAME,
-            cwd=str(policy.cwd),
-            progress_bar=False,
-            request_save_on_cell_execute=False,  # one write at the end, not one per cell
-            execution_timeout=policy.timeout_s,
-        )
-    except PapermillExecutionError as exc:
-        return f"{exc.ename}: {exc.evalue}".splitlines()[0]
-    except Exception as exc:  # kernel start/death, timeout, after the retries
-        return f"{type(exc).__name__}: {exc}".splitlines()[0] or type(exc).__name__
-    return None
-
-
-@dataclass(frozen=True)
-class NotebookPolicy:
-    """How one point's notebook is executed: cell timeout, retries, working directory, Ctrl-C state."""
-
-    timeout_s: int
-    retries: int
-    cwd: Path = REPO_ROOT
-    interrupts: Interrupts | None = None
 
 
 def execute_point(
