@@ -230,6 +230,9 @@ def test_a_worker_killed_mid_point_loses_nothing(tmp_path, cluster, _outputs):
     assert summary["lost_workers"] == [victim] and f"lost worker {victim}" in err
     assert len(points_of(_outputs, "faulty")) == 4
     assert_no_duplicate_rows(_outputs, "faulty", 4)
+    again = workbench("sweep", str(tmp_path / "faulty.yaml"), "--scheduler", cluster.address, "--json",
+                      outputs=_outputs)  # fmt: skip
+    assert again.returncode == 0 and '"skipped": 4' in again.stdout.splitlines()[-1]  # held by the client: done
 
 
 def test_timed_points_never_overlap_on_the_one_timed_worker(tmp_path, cluster, _outputs):
@@ -252,3 +255,69 @@ def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, _outp
     line = proc.stderr.strip()
     assert "\n" not in line and "--scheduler tcp://127.0.0.1:9: no Dask scheduler answered" in line, line
     assert not _outputs.exists()
+
+
+def _fake_point(root: Path, point_id: str, machine: dict, worker: str) -> None:
+    """A verified point folder with a given machine fingerprint (control flow only: no number is shown)."""
+    from workbench.results import integrity, store
+
+    directory = root / point_id
+    directory.mkdir(parents=True)
+    data = store.parquet_bytes(pl.DataFrame({"kind": ["speed"]}))
+    (directory / "results.parquet").write_bytes(data)
+    integrity.write_manifest(directory, 1, data)
+    (directory / "point.yaml").write_text(yaml.safe_dump({"point_id": point_id, "params": {}}))
+    (directory / "env.json").write_text(json.dumps({"machine": machine, "worker": {"name": worker}}))
+
+
+def test_the_report_counts_machines_and_warns_when_their_hardware_differs(_outputs):
+    from workbench.present import machines
+
+    m1 = {
+        "machine_id": "aa",
+        "label": "Apple M1",
+        "chip": "Apple M1",
+        "cores": 8,
+        "memory_bytes": 16,
+        "backend": "metal",
+    }
+    m3 = {**m1, "machine_id": "bb", "label": "Apple M3", "chip": "Apple M3"}
+    root = _outputs / "sweeps" / "mixed"
+    _fake_point(root, "p1", m1, "mini-1")
+    _fake_point(root, "p2", {**m1, "machine_id": "cc"}, "mini-2")  # a second machine, same hardware
+    same = machines.describe("mixed")
+    assert (same.count, same.workers, same.warnings()) == (2, 2, [])
+    _fake_point(root, "p3", m3, "studio")
+    mixed = machines.describe("mixed")
+    assert mixed.count == 3 and len(mixed.warnings()) == 1 and "Apple M1" in mixed.warnings()[0]
+    groups = {m["machine_id"]: m["points"] for m in mixed.to_json()["machines"]}
+    assert groups == {"aa": ["p1"], "cc": ["p2"], "bb": ["p3"]}
+
+
+def test_returned_files_that_do_not_match_their_manifest_are_refused():
+    from workbench.results import integrity, store
+    from workbench.sweep import cluster
+
+    data = store.parquet_bytes(pl.DataFrame({"kind": ["speed", "speed"]}))
+    files = {"results.parquet": data, "manifest.json": json.dumps(integrity.manifest(2, data)).encode()}
+    result = cluster.PointFiles("p", "done", files, {"name": "w"}, 0.0, 1.0)
+    assert cluster.verify(result) is None
+    result.files = {**files, "results.parquet": data[:-8] + b"tampered"}
+    assert "does not match its manifest" in cluster.verify(result)
+    result.files = {**files, "manifest.json": json.dumps(integrity.manifest(3, data)).encode()}
+    assert "the manifest says 3" in cluster.verify(result)
+    result.files = {"results.parquet": data}
+    assert cluster.verify(result) == "no manifest.json came back"
+
+
+def test_overlap_is_counted_only_on_the_same_machine():
+    from workbench.sweep import cluster, dask_executor
+
+    def point(pid, host, start, end):
+        return cluster.PointFiles(pid, "done", {}, {"name": pid}, start, end, machine={"host_hash": host})
+
+    timings = {}
+    assert dask_executor.overlaps(timings, point("a", "h1", 0, 10)) == []
+    assert dask_executor.overlaps(timings, point("b", "h2", 5, 15)) == []  # another machine: not shared
+    assert dask_executor.overlaps(timings, point("c", "h1", 9, 12)) == ["a"]
+    assert dask_executor.overlaps(timings, point("d", "h1", 12, 13)) == []  # after both: alone

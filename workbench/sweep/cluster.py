@@ -171,16 +171,17 @@ def write_point(directory: Path, result: PointFiles, meta: dict) -> None:
         tmp.chmod(0o755)
 
 
-def write_failure(directory: Path, result: PointFiles, meta: dict, error: str) -> None:
-    """A failed point on the client: its point.yaml, the executed notebook that came back, and error.json."""
+def write_failure(directory: Path, meta: dict, error: str, *, executed: bytes | None = None) -> None:
+    """A failed point on the client: its point.yaml, error.json and the executed notebook, if one came back."""
     import yaml
 
-    record = {"error": error, "executed_notebook": str(directory / "executed.ipynb"), "worker": result.worker}
+    notebook = str(directory / "executed.ipynb") if executed is not None else None
+    record = {"error": error, "executed_notebook": notebook, "worker": meta.get("worker"), "params": meta["params"]}
     with atomic_dir(directory) as tmp:
-        if "executed.ipynb" in result.files:
-            (tmp / "executed.ipynb").write_bytes(result.files["executed.ipynb"])
+        if executed is not None:
+            (tmp / "executed.ipynb").write_bytes(executed)
         (tmp / "point.yaml").write_text(yaml.safe_dump(meta, sort_keys=True))
-        (tmp / "error.json").write_text(json.dumps({**record, "params": meta["params"]}, indent=2, default=str))
+        (tmp / "error.json").write_text(json.dumps(record, indent=2, default=str))
         tmp.chmod(0o755)
 
 

@@ -216,6 +216,9 @@ def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: di
         exc = future.exception()
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         progress.say(f"failed {point.point_id} on {base['worker'] or 'an unknown worker'}: {error}")
+        meta = {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment}
+        meta |= {"params": point.params, "workers": 1, "worker": {"name": base["worker"]}}
+        cluster.write_failure(sweep.root / point.point_id, meta, error)
         return {**base, "status": "failed", "error": error, "executed_notebook": None}
     fetch_start = time.perf_counter()
     result = future.result()  # the files travel now (the future is done)
@@ -241,9 +244,10 @@ def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: di
         return {**base, "status": "done", "seconds": round(seconds, 2), "client_cost": cost}
     if result.status == "done":
         error = f"the files from worker {base['worker']} fail verification: {error}"
-    cluster.write_failure(directory, result, meta, error)
+    cluster.write_failure(directory, meta, error, executed=result.files.get("executed.ipynb"))
     progress.say(f"failed {point.point_id} on {base['worker']}: {error}")
-    return {**base, "status": "failed", "error": error, "executed_notebook": str(directory / "executed.ipynb")}
+    notebook = str(directory / "executed.ipynb") if "executed.ipynb" in result.files else None
+    return {**base, "status": "failed", "error": error, "executed_notebook": notebook}
 
 
 def overlaps(timings: dict, result: cluster.PointFiles) -> list[str]:

@@ -316,7 +316,8 @@ def _main(plan: Sweep, args, session: dask_executor.Session | None = None) -> in
             print(f"lost worker {name} during the sweep (its points ran again elsewhere)")
         for o in failed:
             where = f" on worker {o['worker']}" if o.get("worker") else ""
-            print(f"failed {o['point_id']}{where}: {o['error']} (see {o['executed_notebook']})")
+            see = f" (see {o['executed_notebook']})" if o.get("executed_notebook") else ""
+            print(f"failed {o['point_id']}{where}: {o['error']}{see}")
     if counts["interrupted"] or counts["remaining"]:
         left = counts["interrupted"] + counts["remaining"]
         print(f"workbench: interrupted: {left} points not finished; run the same command to resume", file=sys.stderr)
