@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench import stats
+from workbench.measure.summary import speed_summary
 from workbench.slo import SLO, checks, goodput
 
 __all__ = ["SLO", "OverSaturation", "SaturationTracker", "short_output_warning", "summarise"]
@@ -73,19 +75,35 @@ class SaturationTracker:
         return self.growing(self.started) and self.growing(self.ttfts)
 
 
+SPEED_KEYS = (
+    *("ttft_s", "ttft_s_p90", "ttft_s_p99", "tpot_s", "tpot_s_p90", "tpot_s_p99", "e2e_s", "e2e_s_p90", "e2e_s_p99"),
+    *("itl_s_p50", "itl_s_p90", "throughput_tps", "throughput_rps"),
+)
+SPEED_COLUMNS = {"ttft_s": pl.Float64, "tpot_s": pl.Float64, "e2e_s": pl.Float64, "itl_s": pl.List(pl.Float64)}
+SPEED_COLUMNS |= {"generated_tokens": pl.Int64, "ok": pl.Boolean, "trial": pl.Int64, "window_s": pl.Float64}
+
+
+def _speed(rows: list[dict]) -> dict:
+    """The one speed summary (`measure.summary.speed_summary`) of a level's rows, over its trial windows."""
+    if not rows:
+        return {}
+    frame = pl.DataFrame(
+        [{c: r.get(c) for c in SPEED_COLUMNS} for r in rows], schema=SPEED_COLUMNS, strict=False
+    ).with_columns(pl.col("trial").fill_null(0), pl.col("window_s").fill_null(0.0))
+    out = speed_summary(frame, by=[]).row(0, named=True)
+    out["window_total_s"] = frame.group_by("trial").agg(pl.col("window_s").first())["window_s"].sum()
+    return {k: (float("nan") if v is None and k != "window_total_s" else v) for k, v in out.items()}
+
+
 def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict:
     """One level (or run) from its rows: medians and tails, throughput and goodput over the trial windows,
     error rate and the commonest error, output lengths against `gen_tokens`, and the SLO verdict."""
     slo = slo or SLO()
     good = [r for r in rows if r.get("ok")]
-    windows = {r.get("trial", 0): r.get("window_s") or 0.0 for r in rows}
-    window = sum(windows.values())
+    speed = _speed(rows)
     summary = {"profile": rows[0].get("profile") if rows else None, "level": rows[0].get("level") if rows else None}
-    for key in ("ttft_s", "tpot_s", "e2e_s"):
-        figures = stats.describe(r.get(key) for r in good)
-        summary.update({key: figures["p50"], f"{key}_p90": figures["p90"], f"{key}_p99": figures["p99"]})
-    itl = stats.describe(gap for r in good for gap in r.get("itl_s") or [])
-    summary.update(itl_s_p50=itl["p50"], itl_s_p90=itl["p90"])
+    summary.update({k: speed.get(k, float("nan")) for k in SPEED_KEYS})
+    window = speed.get("window_total_s", 0.0)
     generated = [r["generated_tokens"] for r in good if r.get("generated_tokens") is not None]
     met = sum(slo.met(r) for r in rows)
     errors = Counter(r.get("error") for r in rows if not r.get("ok"))
@@ -94,8 +112,6 @@ def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | Non
         ok=len(good),
         error_rate=(len(rows) - len(good)) / len(rows) if rows else float("nan"),
         top_error=errors.most_common(1)[0][0] if errors else None,
-        throughput_tps=sum(generated) / window if window else float("nan"),
-        throughput_rps=len(good) / window if window else float("nan"),
         goodput_rps=goodput(met, window),
         slo_attainment=met / len(rows) if rows else float("nan"),
         generated_tokens_mean=stats.describe(generated)["mean"],

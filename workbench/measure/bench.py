@@ -41,7 +41,8 @@ def run_bench(
     workload_options: dict | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """`requests` synthetic prompts (default: one batch) per trial, sent `batch_size` at a time; or the prompts of
-    `workload_options["dataset"]`. `workload_options` are `prompt_sets.OPTIONS`. A request generates its `max_tokens`
+    `workload_options["dataset"]`. `workload_options` are `workloads.options.OPTIONS`. A request generates its
+    `max_tokens`
     (a dataset row's, or drawn from `gen_dist`) or `gen_tokens`, with EOS suppressed as in `mlx_lm.benchmark`."""
     loaded = model if isinstance(model, loader.LoadedModel) else loader.load(model, dtype=dtype)
     workload_options = workload_options or {}
