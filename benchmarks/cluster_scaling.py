@@ -59,6 +59,7 @@ def start_cluster(home: Path, workers: int, cache: Path) -> tuple[str, list[subp
         (own / "outputs").mkdir(parents=True)
         shutil.copytree(cache, own / "cache")
         env = {**os.environ, "WORKBENCH_OUTPUTS": str(own / "outputs"), "WORKBENCH_CACHE": str(own / "cache")}
+        env["JUPYTER_PATH"] = install_own_kernel(own)
         worker = [DASK, "worker", address, "--name", f"w{i}", "--nworkers", "1", "--nthreads", "1"]
         worker += ["--no-dashboard", "--resources", "timed=1", "--local-directory", str(own / "dask")]
         procs.append(spawn(worker, own / "worker.log", cwd=own, env=env))
@@ -67,6 +68,16 @@ def start_cluster(home: Path, workers: int, cache: Path) -> tuple[str, list[subp
     with Client(address, timeout=30) as client:
         client.wait_for_workers(workers, timeout=120)
     return address, procs
+
+
+def install_own_kernel(home: Path) -> str:
+    """Each worker's own `workbench` kernel spec (as each machine installs one), first on its JUPYTER_PATH."""
+    from ipykernel.kernelspec import install
+
+    from workbench.jupyter_kernel import KERNEL_NAME, kernel_env
+
+    install(kernel_name=KERNEL_NAME, display_name="Workbench (MLX)", prefix=str(home / "kernel"), env=kernel_env())
+    return str(home / "kernel" / "share" / "jupyter")
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

@@ -87,6 +87,7 @@ class Cluster:
         (home / "outputs").mkdir(parents=True)
         shutil.copytree(REPO_ROOT / "outputs" / "cache", home / "cache")  # the models this machine has installed
         env = {**os.environ, "WORKBENCH_OUTPUTS": str(home / "outputs"), "WORKBENCH_CACHE": str(home / "cache")}
+        env["JUPYTER_PATH"] = install_own_kernel(home)
         for path in self.hidden:
             path.mkdir(parents=True, exist_ok=True)
         mounts = " && ".join(f"mount -t tmpfs tmpfs '{p}'" for p in self.hidden)
@@ -111,6 +112,17 @@ class Cluster:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def install_own_kernel(home: Path) -> str:
+    """The worker's own `workbench` kernel spec, found first through JUPYTER_PATH: a machine installs its kernel,
+    and a spec that another process rewrites in the shared environment cannot reach it."""
+    from ipykernel.kernelspec import install
+
+    from workbench.jupyter_kernel import KERNEL_NAME, kernel_env
+
+    install(kernel_name=KERNEL_NAME, display_name="Workbench (MLX)", prefix=str(home / "kernel"), env=kernel_env())
+    return str(home / "kernel" / "share" / "jupyter")
 
 
 @pytest.fixture
