@@ -40,7 +40,9 @@ class Session:
     running_on: dict[str, str] = field(default_factory=dict)  # task key -> worker name, as last seen
 
     def workers(self) -> dict:
-        return self.client.scheduler_info(n_workers=-1).get("workers", {})
+        """Address -> worker info, asked of the scheduler now. Not `client.scheduler_info()`: it returns a cached
+        identity that the client's periodic refresh may just have replaced with one listing no workers."""
+        return self.client.sync(self.client.scheduler.identity, n_workers=-1).get("workers", {})
 
     def slots(self) -> int:
         """Points that may run at once: workers offering `timed` (or every thread when machines are shared)."""
