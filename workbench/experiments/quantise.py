@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline, measure_arms
+from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import loader
 from workbench.optimise import quantise
 from workbench.results import store
@@ -89,8 +89,8 @@ def facts(loaded: loader.LoadedModel) -> dict:
 
 def run(config: Config) -> pl.DataFrame:
     run_id = store.new_run_id("quantise")
-    base_model = loader.load(config.model, dtype=config.dtype)
-    arms = [Arm(baseline(), base_model, params=facts(base_model))]
+    baseline = loader.load(config.model, dtype=config.dtype)
+    arms = [Arm(baseline_variant(), baseline, params=facts(baseline))]
     for spec in config.variants:
         variant = weight_variant(spec, config.group_size)
         path = quantise.quantised(
@@ -109,9 +109,9 @@ def run(config: Config) -> pl.DataFrame:
         arms.append(
             Arm(
                 variant,
-                base_model,
+                baseline,
                 generate_kwargs={**kv, "quantized_kv_start": 0},
-                params={**variant.changes, **facts(base_model)},
+                params={**variant.changes, **facts(baseline)},
                 quality_kwargs=kv,
             )
         )

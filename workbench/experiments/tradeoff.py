@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline, measure_arms
+from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import loader
 from workbench.optimise import derived, quantise
 from workbench.results import store
@@ -78,8 +78,8 @@ def variant(config: Config) -> Variant:
 
 def run(config: Config) -> pl.DataFrame:
     run_id = store.new_run_id("tradeoff")
-    base_model = loader.load(config.model, dtype=config.dtype)
-    loaded = base_model
+    baseline = loader.load(config.model, dtype=config.dtype)
+    loaded = baseline
     if config.bits:
         loaded = loader.load(
             str(quantise.quantised(config.model, bits=config.bits, group_size=config.group_size, dtype=config.dtype)),
@@ -87,12 +87,12 @@ def run(config: Config) -> pl.DataFrame:
         )
     kwargs = {}
     if config.speculative:
-        draft = derived.load_spec(config.draft, base_model, config.model, dtype=config.dtype)
-        loader.check_same_tokenizer(base_model, draft, role="draft")
+        draft = derived.load_spec(config.draft, baseline, config.model, dtype=config.dtype)
+        loader.check_same_tokenizer(baseline, draft, role="draft")
         kwargs = {"draft_model": draft.model, "num_draft_tokens": config.num_draft_tokens}
     point = variant(config)
     arms = [
-        Arm(baseline(), base_model),
+        Arm(baseline_variant(), baseline),
         Arm(point, loaded, batch_size=config.batch_size, generate_kwargs=kwargs, params=point.changes),
     ]
     return measure_arms(arms, config, run_id=run_id)
