@@ -32,6 +32,7 @@ from workbench import console, stats
 from workbench.analysis import decisions, gates, significance
 from workbench.errors import DataError, OutputsError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
+from workbench.present import machines
 from workbench.results import integrity
 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "99_report.ipynb"
@@ -211,6 +212,7 @@ class Report:
     tolerance: float = 0.10
     endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
     imports: object = None  # import_section.ImportSection, with `--compare-import`
+    machines: object = None  # machines.Machines: which machines measured the points
 
     def summary(self) -> dict:
         extra = {
@@ -220,6 +222,7 @@ class Report:
             "baseline_sweep": self.baseline_sweep,
             "endpoint": self.endpoint.to_json() if self.endpoint is not None else None,
             "imports": self.imports.to_json() if self.imports is not None else None,
+            "machines": self.machines.to_json() if self.machines is not None else None,
         }
         return {**extra, **self.analysis.to_json()}
 
@@ -264,7 +267,10 @@ def build(
         from workbench.present import import_section
 
         imported = import_section.from_rows(endpoint_rows if endpoint_sweep else rows, list(compare_imports))
-    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, imported)
+    found = machines.describe(sweep, include_stale=include_stale)
+    result.warnings.extend(found.warnings())
+    report_args = (sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, imported)
+    return Report(*report_args, found)
 
 
 def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:

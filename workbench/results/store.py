@@ -48,6 +48,8 @@ IDENTITY = {
     "quality_measured": pl.String,
     "dtype": pl.String,
     "target": pl.String,
+    "machine_id": pl.String,
+    "machine": pl.String,
 }
 MEASURES = {
     "round": pl.Int32,
@@ -275,6 +277,7 @@ def load_sweep_results(name: str, *, include_stale: bool = False, warn: bool = T
                 pl.lit(str(meta.get("point_id", directory.name))).alias("point_id"),
                 pl.lit(name).alias("sweep"),
                 pl.lit(meta.get("workers", 1)).alias("workers"),
+                pl.lit((meta.get("worker") or {}).get("name")).cast(pl.String).alias("worker"),
                 *[pl.lit(v).alias(k) for k, v in columns.items()],
             )
         )
