@@ -1,5 +1,10 @@
 """Which MLX backend and which BLAS a process runs on, and the fingerprint every result carries.
 
+`machine_fingerprint()` says which machine measured a run (chip, cores, memory, OS, backend, BLAS,
+mlx and mlx-lm versions, a hash of the hostname, never the hostname itself), so numbers measured
+on different machines are never pooled without a word: a sweep on a Dask cluster runs its points
+on several.
+
 On Linux the `mlx-cpu` wheel bundles the *reference* BLAS. An optimised one (Debian's
 `libopenblas0-pthread`) preloaded with `LD_PRELOAD` makes fp32 matmuls an order of
 magnitude faster. `LD_PRELOAD` only acts when a process starts, so entry points call
@@ -13,8 +18,11 @@ from __future__ import annotations
 
 import ctypes.util
 import glob
+import hashlib
+import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -143,8 +151,52 @@ def load_average() -> list[float] | None:
         return None
 
 
+def host_hash() -> str:
+    """A stable short hash of this machine's hostname: tells machines apart without naming them."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+
+
+HARDWARE = ("chip", "cores", "memory_bytes", "backend")  # what makes two machines' numbers incomparable
+
+
+def machine_fingerprint() -> dict:
+    """Which machine this process runs on: `env.json["machine"]` and the `machine_id`/`machine` row columns.
+    `machine_id` hashes the hostname hash with the hardware; `label` is what a report prints."""
+    from importlib.metadata import version
+
+    import mlx.core as mx
+    import psutil
+
+    info = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "os": platform.platform(),
+        "backend": backend(),
+        "blas": active_blas(),
+        "mlx": version("mlx"),
+        "mlx_lm": version("mlx-lm"),
+        "host_hash": host_hash(),
+    }
+    gpu = mx.metal.device_info().get("device_name") if info["backend"] == "metal" else None
+    info["chip"] = gpu or info["cpu"]
+    identity = json.dumps([info["host_hash"], *(info[k] for k in HARDWARE)])
+    info["machine_id"] = hashlib.sha256(identity.encode()).hexdigest()[:10]
+    info["label"] = machine_label(info)
+    return info
+
+
+def machine_label(machine: dict) -> str:
+    """'<chip>, <cores> cores, <GiB> GiB, <backend> (host <hash>)': one machine in a report or a summary."""
+    memory_gib = (machine.get("memory_bytes") or 0) / 2**30
+    return (
+        f"{machine.get('chip')}, {machine.get('cores')} cores, {memory_gib:.0f} GiB, {machine.get('backend')} "
+        f"(host {str(machine.get('host_hash'))[:6]})"
+    )
+
+
 def fingerprint() -> dict:
-    """Hardware and software facts recorded in every run's env.json."""
+    """Hardware and software facts recorded in every run's env.json, with the machine's under `machine`."""
     from importlib.metadata import version
 
     import mlx.core as mx
@@ -166,6 +218,7 @@ def fingerprint() -> dict:
     }
     if info["backend"] == "metal":
         info["gpu"] = mx.metal.device_info().get("device_name")
+    info["machine"] = machine_fingerprint()
     return info
 
 

@@ -84,7 +84,9 @@ def check_prompts(config: ExperimentConfig) -> None:
         return
     if dataset:
         options = prompt_sets.chosen_options(config)
-        prompt_sets.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, seed=config.seed, **options)
+        context = chat.local_context(config.model)
+        sizes = {"vocab_size": 2, "prompt_tokens": 1, "count": 1, "context_tokens": context}
+        prompt_sets.build(tokenizer=tokenizer, seed=config.seed, **sizes, **options)
     if eval_set:
         evaluate.check_renderable(evalsets.read_eval_set(eval_set), config.model, config.chat)
 
@@ -101,5 +103,7 @@ def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) ->
     load_after = runtime.load_average()
     env = {**runtime.fingerprint(), "load_before": load_before and load_before[0]}  # 1-minute load averages
     env["load_after"] = load_after and load_after[0]
+    machine = env["machine"]  # which machine measured the rows: a report never pools machines silently
+    frame = frame.with_columns(machine_id=pl.lit(machine["machine_id"]), machine=pl.lit(machine["label"]))
     path = store.write_run(frame, params={"experiment": config.name, **config.to_dict()}, env=env, run_dir=run_dir)
     return frame, path

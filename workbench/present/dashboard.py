@@ -21,7 +21,7 @@ import polars as pl
 
 from workbench import slo as slo_module
 from workbench.analysis import decisions, gates, per_variant
-from workbench.present import charts, offline, tables
+from workbench.present import charts, endpoint_tables, offline, tables
 from workbench.results.store import list_sweeps, load_sweep_results
 
 QUALITIES = ("task_accuracy", "perplexity", "kl_mean")
@@ -224,7 +224,7 @@ class Dashboard:
             "one group per server configuration</b>"
         )
         if meeting.height:
-            shown = tables.endpoint_levels(dataclasses.replace(section, levels=meeting))
+            shown = endpoint_tables.endpoint_levels(dataclasses.replace(section, levels=meeting))
             self.table.value = tables.html(shown.tab_stub(groupname_col="Configuration"))
         else:
             self.table.value = f"<p><i>None of the {section.levels.height} load levels.</i></p>"

@@ -29,8 +29,9 @@ import polars as pl
 
 from workbench import console, stats
 from workbench.analysis import decisions, gates, significance
-from workbench.errors import DataError, UsageError
+from workbench.errors import DataError, OutputsError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
+from workbench.present import machines
 from workbench.results import integrity
 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "99_report.ipynb"
@@ -94,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[INCLUDE_STALE] = "1" if args.include_stale else ""  # read by `build` in the notebook's kernel
     try:
         path = render(args.sweep, output, **options)
+    except Exception as exc:
+        if (problem := write_problem(exc)) is None:
+            raise
+        raise OutputsError(f"the report {output} cannot be written ({problem})") from None
     finally:
         os.environ.pop(INCLUDE_STALE, None)
     print(f"report:    {path}")
@@ -102,6 +107,21 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
         console.print_json({"report": str(path), **summary})
     return 0
+
+
+def write_problem(exc: Exception) -> str | None:
+    """Why writing failed, when `exc` is the disk's doing (a full disk, no permission, read-only), raised here or
+    in the report notebook's kernel; None for anything else (a bug keeps its traceback)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.strerror or errno.errorcode.get(exc.errno, "OSError")
+    if type(exc).__name__ == "PapermillExecutionError" and getattr(exc, "ename", "") in ("OSError", "PermissionError"):
+        value = str(getattr(exc, "evalue", ""))
+        for code in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
+            if os.strerror(code) in value:
+                return os.strerror(code)
+    return None
 
 
 def scan(name: str, *, include_stale: bool = False) -> integrity.SweepScan:
@@ -190,6 +210,7 @@ class Report:
     tolerance: float = 0.10
     endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
     imports: object = None  # import_section.ImportSection, with `--compare-import`
+    machines: object = None  # machines.Machines: which machines measured the points
 
     def summary(self) -> dict:
         extra = {
@@ -199,6 +220,7 @@ class Report:
             "baseline_sweep": self.baseline_sweep,
             "endpoint": self.endpoint.to_json() if self.endpoint is not None else None,
             "imports": self.imports.to_json() if self.imports is not None else None,
+            "machines": self.machines.to_json() if self.machines is not None else None,
         }
         return {**extra, **self.analysis.to_json()}
 
@@ -243,7 +265,10 @@ def build(
         from workbench.present import import_section
 
         imported = import_section.from_rows(endpoint_rows if endpoint_sweep else rows, list(compare_imports))
-    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, imported)
+    found = machines.describe(sweep, include_stale=include_stale)
+    result.warnings.extend(found.warnings())
+    report_args = (sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, imported)
+    return Report(*report_args, found)
 
 
 def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:

@@ -20,19 +20,21 @@ allowed, recorded in every point's `point.yaml`, and flagged in the report.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from workbench import console
-from workbench.paths import REPO_ROOT, atomic_write_text, check_writable
+from workbench.paths import atomic_write_text, check_writable
 from workbench.results import integrity
 from workbench.results.integrity import point_problem
 from workbench.results.store import is_finished, list_sweeps
+from workbench.sweep import dask_executor
+from workbench.sweep.execute import NOTEBOOK, NotebookPolicy, run_notebook
 from workbench.sweep.guard import Interrupts, hold
 from workbench.sweep.spec import MAX_POINTS, Point, Sweep, expand, load_sweep, point_id  # noqa: F401 (the API)
 
-NOTEBOOK = REPO_ROOT / "notebooks" / "10_experiment.ipynb"
 POINT_BYTES = 4 << 20  # rough disk use of one point: executed notebook, rows, metadata
 EXIT_INTERRUPTED = 130
 STATUSES = {"ran": "done", "skipped": "skipped", "interrupted": "interrupted", "remaining": "remaining"}
@@ -88,14 +90,8 @@ def execute_point(
     parallel: int = 1,
     interrupts: Interrupts | None = None,
 ) -> dict:
-    """Run one point with papermill; retry failures that may pass on retry (kernel start), with backoff. A point
-    stopped by Ctrl-C (`interrupts`) is `interrupted`, not failed, and not retried: a resume runs it again."""
-    import papermill
-    import tenacity
-    from papermill.exceptions import PapermillExecutionError
-
-    from workbench.jupyter_kernel import KERNEL_NAME
-
+    """Run one point with papermill (`run_notebook`). A point stopped by Ctrl-C (`interrupts`) is `interrupted`, not
+    failed, and not retried: a resume runs it again."""
     directory = point_dir(sweep, point)
     if is_finished(directory):
         return {"point_id": point.point_id, "status": "skipped"}
@@ -103,31 +99,10 @@ def execute_point(
         (directory / stale).unlink(missing_ok=True)
     write_point_meta(sweep, point, workers=parallel)
     executed = directory / "executed.ipynb"
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(  # a cell raised: deterministic; Ctrl-C twice: stop
-            lambda exc: not isinstance(exc, PapermillExecutionError) and not (interrupts and interrupts.aborted)
-        ),
-        stop=tenacity.stop_after_attempt((sweep.retries if retries is None else retries) + 1),
-        wait=tenacity.wait_exponential(multiplier=1, max=30),
-        reraise=True,
+    policy = NotebookPolicy(
+        timeout_s or sweep.timeout_s, sweep.retries if retries is None else retries, interrupts=interrupts
     )
-    error = None
-    try:
-        retrying(
-            papermill.execute_notebook,
-            str(NOTEBOOK),
-            str(executed),
-            parameters=notebook_parameters(sweep, point, directory),
-            kernel_name=KERNEL_NAME,
-            cwd=str(REPO_ROOT),
-            progress_bar=False,
-            request_save_on_cell_execute=False,  # one write at the end, not one per cell
-            execution_timeout=timeout_s or sweep.timeout_s,
-        )
-    except PapermillExecutionError as exc:
-        error = f"{exc.ename}: {exc.evalue}".splitlines()[0]
-    except Exception as exc:  # kernel start/death, timeout, after the retries
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    error = run_notebook(NOTEBOOK, executed, notebook_parameters(sweep, point, directory), policy=policy)
     if error is None and is_finished(directory):
         return {"point_id": point.point_id, "status": "done"}
     if interrupts and (interrupts.aborted or (interrupts.stopping and "KeyboardInterrupt" in (error or ""))):
@@ -141,12 +116,19 @@ def execute_point(
     return {"point_id": point.point_id, "status": "failed", "error": error, "executed_notebook": str(executed)}
 
 
-def clean_unfinished(sweep: Sweep) -> None:
-    """Remove what a killed run left in unfinished point folders (never a finished point's files)."""
+def clean_unfinished(sweep: Sweep) -> list[Path]:
+    """Remove what a killed run left in unfinished point folders (never a finished point's files). A point folder
+    that is a symlink (or not a folder) is never followed or removed: it is skipped, said on stderr, and returned."""
+    skipped = []
     for point in sweep.points:
         directory = point_dir(sweep, point)
-        if directory.exists() and not is_finished(directory):
-            shutil.rmtree(directory)
+        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+            kind = f"a symlink to {os.readlink(directory)}" if directory.is_symlink() else "not a folder"
+            print(f"warning: skipped point folder {directory}: {kind}; not removed or followed", file=sys.stderr)
+            skipped.append(directory)
+        elif directory.exists() and not is_finished(directory):
+            shutil.rmtree(directory)  # rmtree removes links inside the folder, never what they point to
+    return skipped
 
 
 def run_sweep(
@@ -154,28 +136,35 @@ def run_sweep(
     *,
     workers: int = 1,
     executor: str = "local",
-    scheduler: str | None = None,
+    session: dask_executor.Session | None = None,
     timeout_s: int | None = None,
     retries: int | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Execute every unfinished point, `workers` at a time (1: timed points never overlap). Points whose results
-    fail verification run again, named on stderr. Ctrl-C: see `sweep_guard`; points not started are `remaining`."""
+    """Execute every unfinished point, `workers` at a time (1: timed points never overlap), or on the Dask cluster
+    of `session` (`executor="dask"` without one: a `LocalCluster` of `workers`). Points whose results fail
+    verification run again, named on stderr. Ctrl-C: see `sweep_guard`; points not started are `remaining`."""
     from tqdm import tqdm
 
     bad = bad_points(sweep)
     if bad:
         named = "; ".join(f"{pid} ({why})" for pid, why in bad.items())
         print(f"re-running {len(bad)} points that fail verification: {named}", file=sys.stderr)
-    clean_unfinished(sweep)
-    todo = [p for p in sweep.points if not is_finished(point_dir(sweep, p))]
+    links = set(clean_unfinished(sweep))
+    todo = [p for p in sweep.points if not is_finished(point_dir(sweep, p)) and point_dir(sweep, p) not in links]
     outcomes = [{"point_id": p.point_id, "status": "skipped"} for p in sweep.points if p not in todo]
+    for outcome in outcomes:
+        if point_dir(sweep, next(p for p in sweep.points if p.point_id == outcome["point_id"])) in links:
+            outcome.update(status="failed", error="its point folder is a symlink: not followed")
     bar = tqdm(
         total=len(sweep.points), initial=len(outcomes), desc=f"sweep {sweep.name}", disable=not progress, unit="point"
     )
     kwargs = {"timeout_s": timeout_s, "retries": retries, "parallel": workers}
     with Interrupts() as interrupts:
-        _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, workers, kwargs)
+        if executor == "dask":
+            _run_on_cluster(sweep, todo, outcomes, bar, interrupts, session, kwargs)
+        else:
+            _run_points(sweep, todo, outcomes, bar, interrupts, workers, kwargs)
     bar.close()
     for outcome in outcomes:
         if outcome["point_id"] in bad:
@@ -195,12 +184,7 @@ def bad_points(sweep: Sweep) -> dict[str, str]:
     return found
 
 
-def _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, workers, kwargs) -> None:
-    def run_one(point):
-        if interrupts.stopping:
-            return {"point_id": point.point_id, "status": "remaining"}
-        return execute_point(sweep, point, interrupts=interrupts, **kwargs)
-
+def _recorder(sweep: Sweep, outcomes: list, bar):
     def record(outcome):
         outcomes.append(outcome)
         bar.update(1)
@@ -208,33 +192,27 @@ def _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, wor
         failed = sum(o["status"] == "failed" for o in outcomes)
         bar.set_postfix(done=done, failed=failed, remaining=len(sweep.points) - done - failed)
 
-    def record_remaining():
-        started = {o["point_id"] for o in outcomes}
-        for point in todo:
-            if point.point_id not in started:
-                record({"point_id": point.point_id, "status": "remaining"})
+    return record
 
-    if executor == "dask":
-        from distributed import Client, LocalCluster, as_completed
 
-        cluster = (
-            None
-            if scheduler
-            else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        )
-        with Client(scheduler or cluster) as client:
-            # what may overlap is the cluster's worker count, whatever --workers said
-            kwargs["parallel"] = max(len(client.scheduler_info().get("workers", {})), 1)
-            futures = [client.submit(execute_point, sweep, p, pure=False, **kwargs) for p in todo]
-            for future in as_completed(futures):
-                record(future.result())
-                if interrupts.stopping:
-                    break
-            client.cancel([f for f in futures if not f.done()])
-        if cluster is not None:
-            cluster.close()
-        record_remaining()
-    elif workers == 1:
+def _run_on_cluster(sweep, todo, outcomes, bar, interrupts, session, kwargs) -> None:
+    progress = dask_executor.Progress(bar, _recorder(sweep, outcomes, bar))
+    options = {"timeout_s": kwargs["timeout_s"], "retries": kwargs["retries"], "interrupts": interrupts}
+    if session is not None:
+        dask_executor.run_points(sweep, todo, session, progress=progress, options=options)
+        return
+    with dask_executor.open_session(sweep, scheduler=None, workers=kwargs["parallel"]) as local:
+        dask_executor.run_points(sweep, todo, local, progress=progress, options=options)
+
+
+def _run_points(sweep, todo, outcomes, bar, interrupts, workers, kwargs) -> None:
+    def run_one(point):
+        if interrupts.stopping:
+            return {"point_id": point.point_id, "status": "remaining"}
+        return execute_point(sweep, point, interrupts=interrupts, **kwargs)
+
+    record = _recorder(sweep, outcomes, bar)
+    if workers == 1:
         for point in todo:
             record(run_one(point))
     else:
@@ -255,7 +233,12 @@ def setup_arg_parser() -> console.Parser:
         help="points at once (default 1: timed points never overlap; more is recorded and flagged)",
     )
     parser.add_argument("--executor", choices=("local", "dask"), default="local")
-    parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    parser.add_argument("--scheduler", help="address of a Dask scheduler (implies --executor dask; see docs/sweeps.md)")
+    parser.add_argument(
+        "--share-machines",
+        action="store_true",
+        help="on Dask: let timed points share a machine (no 'timed' resource; what overlapped is recorded)",
+    )
     parser.add_argument("--timeout", type=console.positive_int, help="seconds per notebook cell")
     parser.add_argument("--retries", type=console.int_at_least(0, 10))
     parser.add_argument(
@@ -268,15 +251,28 @@ def setup_arg_parser() -> console.Parser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
+    if args.scheduler:
+        args.executor = "dask"
     try:
         plan = load_sweep(args.params, max_points=args.max_points, progress=not args.json)
-        check_writable(plan.root, need_bytes=POINT_BYTES * len(plan.points))
-        with hold(plan.root):
-            record_sweep_file(plan)
-            return _main(plan, args)
+        with _cluster(plan, args) as session:  # the scheduler answers, and its workers can run the points, first
+            check_writable(plan.root, need_bytes=POINT_BYTES * len(plan.points))
+            with hold(plan.root):
+                record_sweep_file(plan)
+                return _main(plan, args, session)
     except KeyboardInterrupt:  # outside the points (validation, set-up): nothing to resume from
         print("workbench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _cluster(plan: Sweep, args):
+    """The Dask session of a `--executor dask` sweep (connected and checked), else nothing."""
+    import contextlib
+
+    if args.executor != "dask" or args.prepare_only:
+        return contextlib.nullcontext()
+    share = args.share_machines
+    return dask_executor.open_session(plan, scheduler=args.scheduler, workers=args.workers, share_machines=share)
 
 
 def record_sweep_file(plan: Sweep) -> None:
@@ -294,7 +290,7 @@ def record_sweep_file(plan: Sweep) -> None:
         )
 
 
-def _main(plan: Sweep, args) -> int:
+def _main(plan: Sweep, args, session: dask_executor.Session | None = None) -> int:
     summary = {"sweep": plan.name, "points": len(plan.points), "root": str(plan.root), "workers": args.workers}
     if args.prepare_only:
         for point in plan.points:
@@ -302,7 +298,7 @@ def _main(plan: Sweep, args) -> int:
         summary["prepared"] = len(plan.points)
         console.print_json(summary) if args.json else console.print_table(summary)
         return 0
-    if args.workers > 1:
+    if args.workers > 1 and not args.scheduler:
         print(
             f"warning: {args.workers} timed points will run at once and share this machine; "
             "their speed numbers are flagged in the report",
@@ -312,20 +308,27 @@ def _main(plan: Sweep, args) -> int:
         plan,
         workers=args.workers,
         executor=args.executor,
-        scheduler=args.scheduler,
+        session=session,
         timeout_s=args.timeout,
         retries=args.retries,
     )
     failed = [o for o in outcomes if o["status"] == "failed"]
     counts = {key: sum(o["status"] == status for o in outcomes) for key, status in STATUSES.items()}
     summary.update(counts, failed=len(failed), rerun=len([o for o in outcomes if "rerun" in o]))
+    cluster = dask_executor.worker_summary(outcomes, session) if session is not None else {}
     if args.json:
         rerun = {o["point_id"]: o["rerun"] for o in outcomes if "rerun" in o}
-        console.print_json({**summary, "failures": failed, "rerun_points": rerun})
+        console.print_json({**summary, **cluster, "failures": failed, "rerun_points": rerun})
     else:
         console.print_table(summary)
+        for name, counts_of in cluster.get("per_worker", {}).items():
+            print(f"worker {name}: {counts_of['done']} done, {counts_of['failed']} failed")
+        for name in cluster.get("lost_workers", []):
+            print(f"lost worker {name} during the sweep (its points ran again elsewhere)")
         for o in failed:
-            print(f"failed {o['point_id']}: {o['error']} (see {o['executed_notebook']})")
+            where = f" on worker {o['worker']}" if o.get("worker") else ""
+            see = f" (see {o['executed_notebook']})" if o.get("executed_notebook") else ""
+            print(f"failed {o['point_id']}{where}: {o['error']}{see}")
     if counts["interrupted"] or counts["remaining"]:
         left = counts["interrupted"] + counts["remaining"]
         print(f"workbench: interrupted: {left} points not finished; run the same command to resume", file=sys.stderr)
