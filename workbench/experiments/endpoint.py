@@ -35,7 +35,8 @@ from workbench.endpoint import (
     summarise,
 )
 from workbench.endpoint import target_bench as endpoint_bench
-from workbench.experiments.base import ExperimentConfig, Variant
+from workbench.experiments import rounds
+from workbench.experiments.base import DEFAULT_ROUNDS, ExperimentConfig, Variant
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.results import store
@@ -130,7 +131,7 @@ def run(config: Config) -> pl.DataFrame:
     loaded = loader.load(config.model, dtype=config.dtype) if config.in_process else None
     tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
     plan = levels(config)
-    slices = config.rounds * len(plan) if config.profile != "saturation" else len(plan)
+    slices = config.round_limit * len(plan) if config.profile != "saturation" else len(plan)
     prompts, limits, workload, _ = endpoint_bench.endpoint_workload(
         tokenizer,
         prompt_tokens=config.prompt_tokens,
@@ -148,22 +149,25 @@ def run(config: Config) -> pl.DataFrame:
         if config.profile == "saturation":
             served = saturation_rows(config, target, plan, prompts, limits)
             rows.update(served)
-            for round_index in range(config.rounds):
-                if loaded is not None:
+            if loaded is not None:
+                for round_index in range(config.rounds or DEFAULT_ROUNDS):  # no paired comparison in a search
                     rows.setdefault("baseline", []).extend(in_process(config, loaded, prompts, limits, 0, round_index))
         else:
             arms = ([None] if loaded is not None else []) + plan
-            for round_index in range(config.rounds):
+
+            def measure_round(round_index: int) -> dict[str, list[dict]]:
+                out = {}
                 shift = round_index % len(arms)
                 for arm in arms[shift:] + arms[:shift]:
                     piece = (1 + round_index * len(plan) + (plan.index(arm) if arm else 0)) % (slices + 1)
                     if arm is None:
-                        rows.setdefault("baseline", []).extend(
-                            in_process(config, loaded, prompts, limits, piece, round_index)
-                        )
-                        continue
-                    served_rows = served_level(config, target, arm, prompts, limits, piece)
-                    rows.setdefault(f"served-{label(arm)}", []).extend({**r, "round": round_index} for r in served_rows)
+                        out["baseline"] = in_process(config, loaded, prompts, limits, piece, round_index)
+                    else:
+                        out[f"served-{label(arm)}"] = served_level(config, target, arm, prompts, limits, piece)
+                return out
+
+            measured, _ = rounds.run_rounds(config, measure_round, desc="endpoint rounds")
+            rows.update(measured)
     return frames(config, run_id, rows, startup, loaded, workload, facts, url)
 
 

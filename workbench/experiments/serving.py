@@ -22,6 +22,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench.errors import ConfigError
+from workbench.experiments import rounds
 from workbench.experiments.base import ExperimentConfig, Variant
 from workbench.measure import quality, timed
 from workbench.models import loader
@@ -162,11 +163,11 @@ def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:
         tuple(pool.references[i] for i in order),
         params={"pool": pool.hash, "zipf_s": config.zipf_s, "seed": config.seed},
     )
-    rows = {NO_CACHE.name: [], RESPONSE_CACHE.name: []}
     memory = {"cache_bytes": 0, "cache_keys": 0, "redis_used_memory_bytes": None}
     for _ in range(config.warmup):
         _answer(loaded, workload.prompts[0], config.gen_tokens)
-    for round_index in range(config.rounds):
+
+    def measure_round(round_index: int) -> dict[str, list[dict]]:
         # a fresh cache per round, so each round starts cold; variants alternate within the round
         cache = (
             RedisCache(config.redis_url, f"{run_id}-{round_index}")
@@ -174,7 +175,7 @@ def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:
             else LRUCache(config.cache_entries)
         )
         window = {NO_CACHE.name: 0.0, RESPONSE_CACHE.name: 0.0}
-        start_rows = {k: len(v) for k, v in rows.items()}
+        out = {NO_CACHE.name: [], RESPONSE_CACHE.name: []}
         for i, (prompt, reference) in enumerate(zip(workload.prompts, workload.references)):
             for variant in (NO_CACHE, RESPONSE_CACHE):
                 key = hashlib.sha256(f"{loaded.model_hash}|{config.gen_tokens}|{prompt}".encode()).hexdigest()
@@ -190,7 +191,7 @@ def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:
                         cache.set(key, f"{row['prediction']}\x00{row['generated_tokens']}")
                 window[variant.name] += row["e2e_s"]
                 exact = quality.exact_match(row["prediction"], reference)
-                rows[variant.name].append(
+                out[variant.name].append(
                     {
                         **row,
                         "kind": "speed",
@@ -202,8 +203,8 @@ def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:
                         "exact_match": exact,
                     }
                 )
-        for name, variant_rows in rows.items():
-            for row in variant_rows[start_rows[name] :]:
+        for name, variant_rows in out.items():
+            for row in variant_rows:
                 row["window_s"] = window[name]
         memory["cache_bytes"] = max(memory["cache_bytes"], cache.nbytes())
         if isinstance(cache, RedisCache):
@@ -212,6 +213,9 @@ def response_cache_rows(loaded, config: Config, run_id: str) -> pl.DataFrame:
             cache.clear()
         else:
             memory["cache_keys"] = max(memory["cache_keys"], len(cache.data))
+        return out
+
+    rows, _ = rounds.run_rounds(config, measure_round, desc="serving rounds")
     frames = []
     for variant in (NO_CACHE, RESPONSE_CACHE):
         params = {

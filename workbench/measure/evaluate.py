@@ -263,7 +263,9 @@ def setup_arg_parser() -> console.Parser:
     parser.add_argument(
         "--max-chunks", type=console.positive_int, help="evaluate only the first N chunks (default: all)"
     )
-    parser.add_argument("--task", choices=TASKS, help="the built-in eval set (workbench/workloads/data/facts_heldout.jsonl)")
+    parser.add_argument(
+        "--task", choices=TASKS, help="the built-in eval set (workbench/workloads/data/facts_heldout.jsonl)"
+    )
     parser.add_argument("--task-count", type=console.positive_int, default=100, help="its first N items")
     parser.add_argument("--eval-set", help="JSONL eval set: generation or multiple-choice items (docs/quality.md)")
     parser.add_argument("--metric", choices=evalsets.METRICS, default="exact_match", help="for items naming none")
