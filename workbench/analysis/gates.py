@@ -190,8 +190,8 @@ def measurement_warnings(configs: pl.DataFrame, floor: dict, objective: str, con
     out = []
     if floor.get(objective, {}).get("median_pct") is None:
         out.append(
-            "Noise floor unknown: no run measured its baseline in two or more rounds, so no difference is called "
-            "significant and nothing is recommended."
+            "No run measured its baseline in two or more rounds: there is no paired interval, so every verdict is "
+            "inconclusive and nothing is recommended."
         )
     dtypes = sorted(configs["dtype"].drop_nulls().unique()) if "dtype" in configs.columns else []
     if len(dtypes) > 1:

@@ -168,3 +168,80 @@ def precision_by_variant(compared: pl.DataFrame, metrics=round_stats.HEADLINE) -
             pl.col("outlier_rounds").first(),
         )
     )
+
+
+COMPARISON_FIELDS = ("point_id", "variant", "params", "metric", "change_pct", "ci_low_pct", "ci_high_pct")
+COMPARISON_FIELDS += ("half_width_pct", "rounds", "verdict", "significant", "min_effect_pct")
+
+
+def comparisons_json(compared: pl.DataFrame, configs: pl.DataFrame, quality: pl.DataFrame | None) -> list[dict]:
+    """`report --json`'s `comparisons`: one entry per (point, variant, metric), speed and quality alike, with
+    `COMPARISON_FIELDS` (+ `kind` and `unit`: a quality change in "points" is percentage points, not percent)."""
+    import json
+
+    params = {}
+    if configs.height and "params" in configs.columns:
+        params = {(r["point_id"], r["variant"]): json.loads(r["params"] or "{}") for r in configs.iter_rows(named=True)}
+    out = [
+        {
+            **{k: r[k] for k in COMPARISON_FIELDS if k != "params"},
+            "params": params.get((r["point_id"], r["variant"]), {}),
+            "kind": "speed",
+            "unit": "pct",
+        }
+        for r in compared.iter_rows(named=True)
+    ]
+    if quality is not None and quality.height:
+        adjusted = stats.holm(quality["p_value"].to_list())  # quality is its own family (speed's is not widened)
+        for r, p_holm in zip(quality.iter_rows(named=True), adjusted):
+            margin = r.get("margin")
+            out.append(
+                {
+                    "point_id": r.get("point_id"),
+                    "variant": r["variant"],
+                    "params": params.get((r.get("point_id"), r["variant"]), {}),
+                    "metric": r["metric"],
+                    "change_pct": r["change"],
+                    "ci_low_pct": r["ci_low"],
+                    "ci_high_pct": r["ci_high"],
+                    "half_width_pct": r["half_width"],
+                    "rounds": None,
+                    "n": r.get("n"),
+                    "verdict": r["verdict"],
+                    "significant": bool(math.isfinite(p_holm) and p_holm < ALPHA),
+                    "min_effect_pct": margin,
+                    "kind": "quality",
+                    "unit": r.get("unit"),
+                }
+            )
+    return out
+
+
+def method_warnings(compared: pl.DataFrame, aa: pl.DataFrame) -> list[str]:
+    """What a reader must know about the verdicts themselves: A/A copies that were not equivalent-or-inconclusive
+    (the noise model is wrong), runs too short for a paired interval, flagged rounds, budgets spent."""
+    out = []
+    for r in aa.filter("flagged").iter_rows(named=True):
+        out.append(
+            f"A/A check failed: {r['variant']} @ {r['point_id']} (the baseline's settings) came out {r['verdict']} on "
+            f"{r['metric']} ({r['change_pct']:+.1f}%): the noise model is wrong, so read every verdict with care."
+        )
+    if compared.is_empty():
+        return out
+    runs = compared.group_by("run_id").agg(pl.col("rounds").max(), pl.col("outlier_rounds").first())
+    short = runs.filter(pl.col("rounds") < 3).height
+    if short:
+        out.append(
+            f"{short} of {runs.height} runs have fewer than 3 rounds: a paired interval over 2 rounds has one degree "
+            "of freedom (t = 12.7), so their verdicts are mostly inconclusive; set `precision` in the params."
+        )
+    flagged = int(runs["outlier_rounds"].fill_null(0).sum())
+    if flagged:
+        out.append(
+            f"{flagged} rounds are flagged as outliers (the baseline beyond {round_stats.OUTLIER_MADS:g} scaled MADs "
+            "of its run's rounds); they are kept in every interval."
+        )
+    budget = compared.filter(pl.col("rounds_stopped") == "time budget")["point_id"].unique().to_list()
+    if budget:
+        out.append(f"{len(budget)} points stopped when their time budget was spent, before reaching the precision.")
+    return out

@@ -111,11 +111,15 @@ def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) ->
 
     check_models(config)  # the inputs first: a bad config creates nothing
     check_writable(Path(run_dir) if run_dir else outputs_dir() / "runs", need_bytes=RUN_BYTES)
+    from workbench.experiments import rounds
+
+    affinity_note = rounds.apply_affinity(config.cpu_affinity)
     load_before = runtime.load_average()
     frame = get(config.name).run(config)
     load_after = runtime.load_average()
     env = {**runtime.fingerprint(), "load_before": load_before and load_before[0]}  # 1-minute load averages
     env["load_after"] = load_after and load_after[0]
+    env["measurement"] = {**rounds.settings_of(config), "affinity_note": affinity_note, **rounds.thread_settings()}
     path = store.write_run(frame, params={"experiment": config.name, **config.to_dict()}, env=env, run_dir=run_dir)
     return frame, path
 
@@ -168,19 +172,25 @@ SUMMARY_COLUMNS = (
 
 
 def throughput_changes(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per variant: its throughput change against the run's baseline, the 95% interval (Welch t over trials),
-    the A/A noise floor it had to beat, and the verdict (`workbench.analysis.significance`)."""
-    from workbench.analysis import significance
+    """Per variant: its throughput change against the run's baseline, the 95% paired interval over rounds, the
+    half-width reached (the widest over the headline metrics), the rounds it took and the verdict, printed with
+    its resolution ("inconclusive (±18%)"; `workbench.analysis.verdicts`)."""
+    from workbench.analysis import verdicts
 
-    samples = significance.trial_samples(frame)
-    compared = significance.comparisons(samples, significance.noise_floors(samples), metrics=("throughput_tps",))
-    return compared.select(
-        "variant",
-        pl.col("change_pct").alias("throughput_change_pct"),
-        pl.col("ci_low_pct").alias("ci_low_pct"),
-        pl.col("ci_high_pct").alias("ci_high_pct"),
-        pl.col("floor_pct").alias("noise_floor_pct"),
-        "verdict",
+    compared = verdicts.speed_comparisons(frame)
+    widths = verdicts.precision_by_variant(compared).select("variant", pl.col("half_width_pct").alias("_hw"))
+    return (
+        compared.filter(metric="throughput_tps")
+        .join(widths, on="variant", how="left")
+        .select(
+            "variant",
+            pl.col("change_pct").alias("throughput_change_pct"),
+            "ci_low_pct",
+            "ci_high_pct",
+            pl.col("_hw").alias("half_width_pct"),
+            "rounds",
+            pl.col("label").alias("verdict"),
+        )
     )
 
 

@@ -64,6 +64,15 @@ def settings_of(config) -> dict:
     }
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def thread_settings() -> dict:
+    """The thread-count variables BLAS reads, and the CPUs this process may run on (env.json records them)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"threads": {k: os.environ.get(k) for k in THREAD_VARIABLES}, "allowed_cpus": cpus}
+
+
 def apply_affinity(cpus: list[int] | None) -> str | None:
     """Pin this process to `cpus`; returns a note when the platform cannot (macOS has no sched_setaffinity)."""
     if not cpus:
