@@ -6,8 +6,10 @@ An SLO file is YAML of `<metric>_max` / `<metric>_min` targets, e.g.
     ttft_s_p90_max: 0.5
     throughput_tps_min: 100
     task_accuracy_min: 0.6
+    min_effect: 0.05      # optional: the smallest speed change that matters (a fraction; default 0.05)
 
 A metric that was not measured fails its target: a stakeholder cannot rely on what nobody measured.
+`min_effect` is not a target: it sets the practical threshold of the verdicts (better/worse/equivalent).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ SLO_FILE = create_model(
         for metric in HIGHER_IS_BETTER
         for bound in ("min", "max")
     },
+    min_effect=(float | None, Field(None, gt=0, lt=1)),
 )
 
 
@@ -51,7 +54,19 @@ def load_slo(path=None) -> dict:
         key = ".".join(str(part) for part in error["loc"])
         problem = "unknown SLO target" if error["type"] == "extra_forbidden" else error["msg"]
         raise ConfigError(f"{path}:{key}: {problem} (targets: <metric>_min or <metric>_max)") from None
-    return {**DEFAULT_SLO, **targets.model_dump(exclude_unset=True)}
+    values = targets.model_dump(exclude_unset=True)
+    values.pop("min_effect", None)
+    return {**DEFAULT_SLO, **values}
+
+
+def load_min_effect(path=None) -> float | None:
+    """The SLO file's `min_effect` (a fraction), or None: then each run's own (`min_effect` in its params)."""
+    if path is None:
+        return None
+    from workbench.paths import read_yaml_mapping
+
+    load_slo(path)  # the same checks, one line on a bad file
+    return read_yaml_mapping(path, ConfigError).get("min_effect")
 
 
 def slo_checks(config: dict, slo: dict) -> list[dict]:

@@ -214,6 +214,7 @@ def build(
     result = decisions.analyse(
         rows,
         slo=gates.load_slo(slo_file),
+        min_effect=gates.load_min_effect(slo_file),
         quality=quality,
         objective=objective,
         conditions=point_conditions(sweep, include_stale=include_stale),
