@@ -1,4 +1,4 @@
-"""Eval sets from files (workbench/measure/evalsets.py), lm-eval tasks (workbench/measure/lm_eval_tasks.py) and tokenizer-safe
+"""Eval sets from files (measure/evalsets.py), lm-eval tasks (measure/lm_eval_tasks.py) and tokenizer-safe
 comparisons, on a chat-templated copy of nano made here: its own greedy replies score exact match 1.0, a
 multiple-choice set scores acc 1.0 or 0 as constructed, and every bad file is one line, exit 2, nothing written."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from workbench import console, experiments
+from workbench.analysis import run_summary
 
 
 def setup_arg_parser() -> console.Parser:
@@ -37,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         frame, run_dir = experiments.run_and_save(config)
         print(f"results: {run_dir / 'results.parquet'}")
     if args.json:
-        console.print_json(experiments.variant_summaries(args.experiment, frame))
+        console.print_json(run_summary.variant_summaries(args.experiment, frame))
     else:
         with pl.Config(tbl_rows=100, tbl_cols=20, tbl_width_chars=200):
-            print(experiments.summary_table(args.experiment, frame))
+            print(run_summary.summary_table(args.experiment, frame))
     return 0
 
 

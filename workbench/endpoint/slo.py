@@ -4,7 +4,7 @@
   `tpot_s_max`, `e2e_s_max`), over the level's window. **SLO attainment** is the share of sent requests that
   did; a level passes when attainment >= `attainment_min` (0.9: so TTFT p90 and TPOT p90 are within their limits),
   its error rate <= `error_rate_max`, and it was not over-saturated. Level-wide targets are checked with
-  `workbench.analysis.gates.slo_checks`, the same `<metric>_max` / `<metric>_min` rule as a sweep's SLO file.
+  `workbench.slo.checks`, the same `<metric>_max` / `<metric>_min` rule as a sweep's SLO file.
 - **Over-saturation** (as GuideLLM 0.8's `stop_over_saturated` constraint): the server no longer keeps up when
   both the number of requests in flight and TTFT grow with send time, each slope positive with a relative 95%
   margin of error below `max_margin`; the earliest quarter of a level is ignored (ramp-up), nothing is judged
@@ -18,32 +18,9 @@ from collections import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench import stats
-from workbench.analysis import gates
+from workbench.slo import SLO, checks, goodput
 
-
-class SLO(BaseModel):
-    """Per-request limits (None: no limit) and the level-wide targets."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ttft_s_max: float | None = Field(None, gt=0)
-    tpot_s_max: float | None = Field(None, gt=0)
-    e2e_s_max: float | None = Field(None, gt=0)
-    attainment_min: float = Field(0.9, ge=0, le=1)
-    error_rate_max: float = Field(0.01, ge=0, le=1)
-
-    def met(self, row: dict) -> bool:
-        """A request meets the SLO: it succeeded and every limit it has a value for holds."""
-        if not row.get("ok"):
-            return False
-        for metric in ("ttft_s", "tpot_s", "e2e_s"):
-            limit, value = getattr(self, f"{metric}_max"), row.get(metric)
-            if limit is not None and value is not None and value == value and value > limit:
-                return False
-        return True
-
-    def level_targets(self) -> dict:
-        return {"slo_attainment_min": self.attainment_min, "error_rate_max": self.error_rate_max}
+__all__ = ["SLO", "OverSaturation", "SaturationTracker", "short_output_warning", "summarise"]
 
 
 class OverSaturation(BaseModel):
@@ -119,7 +96,7 @@ def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | Non
         top_error=errors.most_common(1)[0][0] if errors else None,
         throughput_tps=sum(generated) / window if window else float("nan"),
         throughput_rps=len(good) / window if window else float("nan"),
-        goodput_rps=met / window if window else float("nan"),
+        goodput_rps=goodput(met, window),
         slo_attainment=met / len(rows) if rows else float("nan"),
         generated_tokens_mean=stats.describe(generated)["mean"],
         generated_tokens_min=min(generated, default=None),
@@ -128,8 +105,8 @@ def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | Non
         window_s=window,
     )
     summary["saturated"] = any(r.get("saturated") for r in rows)
-    checks = gates.slo_checks(summary, slo.level_targets())
-    summary["slo_pass"] = all(c["pass"] for c in checks) and not summary["saturated"]
+    level_checks = checks(summary, slo.level_targets())
+    summary["slo_pass"] = all(c["pass"] for c in level_checks) and not summary["saturated"]
     return summary
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import random
 import sys
 
-from workbench import console, paths, runtime
+from workbench import paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
 from workbench.endpoint.slo import short_output_warning
 from workbench.errors import ModelError, UsageError
+from workbench.measure import runs
 from workbench.models import loader
 from workbench.results import store
 from workbench.workloads import datasets, prompt_sets
@@ -227,5 +228,5 @@ def main(args) -> int:
     warning = short_output_warning(summary, args.gen_tokens)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0

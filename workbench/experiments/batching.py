@@ -22,6 +22,7 @@ from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant,
 from workbench.models import loader
 from workbench.optimise import continuous_batching
 from workbench.results import store
+from workbench.slo import SLO
 from workbench.workloads import prompt_sets
 
 
@@ -120,7 +121,7 @@ def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: floa
     if df.is_empty():
         return df
     wall = df["window_s"][0]
-    met = (pl.col("ttft_s") <= slo_ttft_s) & (pl.col("e2e_s") <= slo_e2e_s)
+    met = SLO(ttft_s_max=slo_ttft_s, e2e_s_max=slo_e2e_s).met_expr()
 
     def agg(group):
         return group.agg(
@@ -133,7 +134,7 @@ def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: floa
             *[stats.quantile_expr("itl_s", q, pooled=True).alias(f"itl_s_p{int(q * 100)}") for q in (0.5, 0.99)],
             (pl.col("generated_tokens").sum() / wall).alias("throughput_tps"),
             (pl.len() / wall).alias("throughput_rps"),
-            (met.sum() / wall).alias("goodput_rps"),
+            (met.sum() / wall).alias("goodput_rps"),  # workbench.slo.goodput, per group
             met.mean().alias("slo_attainment"),
         )
 
@@ -157,13 +158,3 @@ def summary_extras(frame: pl.DataFrame) -> dict:
         report = continuous_report(group, slo_ttft_s=params["slo_ttft_s"], slo_e2e_s=params["slo_e2e_s"])
         out[variant] = {"continuous": report.to_dicts(), "goodput_rps": report["goodput_rps"][0]}
     return out
-
-
-def chart(summary: pl.DataFrame, frame: pl.DataFrame):
-    from workbench.present import charts
-
-    data = summary.with_columns(
-        pl.format('{{"batch_size": {}}}', pl.col("batch_size").fill_null(1)).alias("params"),
-        pl.col("family").fill_null("unknown"),
-    )
-    return charts.batch_scaling(data)

@@ -135,9 +135,3 @@ def summary_extras(frame: pl.DataFrame) -> dict:
         }
         for (variant,), group in table.group_by("variant", maintain_order=True)
     }
-
-
-def chart(summary: pl.DataFrame, frame: pl.DataFrame):
-    from workbench.present import charts
-
-    return charts.acceptance_by_position(acceptance_table(frame))

@@ -19,7 +19,7 @@ import polars as pl
 
 from workbench import console, runtime
 from workbench.errors import UsageError
-from workbench.measure import timed
+from workbench.measure import runs, timed
 from workbench.models import loader
 from workbench.results import store
 from workbench.workloads import chat, datasets, prompt_sets
@@ -149,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         return endpoint_bench.main(args)
     args.model = args.model or "default"
     workload_options = check_workload(args)
-    load_before = console.prepare_run(args, [args.model])
+    load_before = runs.prepare_run(args, [args.model])
     options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype", "requests", "seed")
     frame, summary = run_bench(
         args.model, **{key: getattr(args, key) for key in options}, workload_options=workload_options
     )
-    console.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0
 
 

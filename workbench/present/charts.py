@@ -248,7 +248,7 @@ def _series(levels: pl.DataFrame) -> pl.DataFrame:
 def throughput_vs_latency(levels: pl.DataFrame) -> alt.Chart:
     """Served load levels: throughput against TTFT p90, one line per server configuration and load profile
     through its levels, the Pareto front (`pareto`: no other level has both lower TTFT p90 and higher throughput)
-    ringed. `levels`: one row per configuration and level (`experiments.endpoint.level_summaries`)."""
+    ringed. `levels`: one row per configuration and level (`endpoint.levels.level_summaries`)."""
     data = _series(levels.filter(pl.col("ttft_s_p90").is_not_null() & pl.col("throughput_tps").is_not_null()))
     if "pareto" not in data.columns:
         data = data.with_columns(pl.lit(False).alias("pareto"))
