@@ -29,7 +29,10 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-REPORT = "import sys; from workbench import tool, report; sys.exit(console.entry(report.main, sys.argv[1:]))"
+REPORT = (
+    "import sys; from workbench import console; from workbench.present import report; "
+    "sys.exit(console.entry(report.main, sys.argv[1:]))"
+)
 HOSTILE = '<img src=x onerror="alert(1)">'
 
 
@@ -187,13 +190,18 @@ def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outp
     verdict = json.loads(proc.stdout.strip().splitlines()[-1])
     assert verdict["noise_floor"]["known"] and verdict["noise_floor"]["metrics"]["throughput_tps"]["runs"] == 3
     batch = [r for r in verdict["recommendations"] if r["variant"] == "fp-b4"]
-    assert batch and batch[0]["significant"] and batch[0]["change_pct"] > 0, verdict  # 4 requests at once
+    assert batch and batch[0]["verdict"] == "better" and batch[0]["change_pct"] > 0, verdict  # 4 requests at once
+    assert batch[0]["half_width_pct"] > 0 and isinstance(batch[0]["costs"], list)
     assert all(r["variant"] != "fp-b1-aa" for r in verdict["recommendations"])
     aa = [c for c in verdict["aa_checks"] if c["variant"] == "fp-b1-aa"]
-    assert len({c["point_id"] for c in aa}) == 2 and not any(c["significant"] for c in aa), aa
+    assert len({c["point_id"] for c in aa}) == 2 and not any(c["flagged"] for c in aa), aa
+    entries = [c for c in verdict["comparisons"] if c["kind"] == "speed"]
+    assert len(entries) == 3 * 4 and all(c["rounds"] == 4 for c in entries)  # 3 points x 4 metrics, 4 rounds each
+    assert {c["verdict"] for c in entries} <= {"better", "worse", "equivalent", "inconclusive"}
     page = out.read_text()
     assert "vegaEmbed" in page and 'src="http' not in page and "Recommendations" in page
-    assert "shape: (" not in page and "Noise floor (A/A)" in page
+    assert "shape: (" not in page and "A/A check" in page and "All configurations" in page
+    assert "no significant difference" not in page
     served = verdict["endpoint"]
     assert {(r["profile"], r["level"]) for r in served["levels"]} == {("concurrency", 1), ("concurrency", 2)} | {
         ("rate", 5),

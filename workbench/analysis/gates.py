@@ -135,27 +135,40 @@ def _regression(key: dict, metric: str, old: float, new: float, d, tolerance: fl
     }
 
 
-def risks(configs: pl.DataFrame, *, failures: int = 0, points: int = 0, memory_total_bytes: int | None = None):
+def risks(
+    configs: pl.DataFrame,
+    *,
+    failures: int = 0,
+    points: int = 0,
+    memory_total_bytes: int | None = None,
+    quality_intervals: bool = False,
+):
     """Risk / evidence / mitigation rows read off the measurements, each configuration against its own run's
-    baseline."""
+    baseline. With `quality_intervals` (paired quality verdicts exist: `verdict_risks.quality_risks`) the
+    point-estimate quality rows are left out; without, they say that they have no interval."""
     out = []
+    no_interval = "" if quality_intervals else " (a point estimate: no paired interval measured)"
     base = configs.filter("is_reference").select("run_id", _ppl="perplexity", _acc="task_accuracy")
     for c in configs.filter(~pl.col("is_reference")).join(base, on="run_id", how="left").iter_rows(named=True):
         name = f"{c['variant']} @ {c['point_id']}"
-        if c.get("perplexity") and c.get("_ppl") and c["perplexity"] / c["_ppl"] - 1 > 0.02:
+        if quality_intervals:
+            pass
+        elif c.get("perplexity") and c.get("_ppl") and c["perplexity"] / c["_ppl"] - 1 > 0.02:
             delta = c["perplexity"] / c["_ppl"] - 1
             out.append(
                 (
                     f"{name}: perplexity +{delta:.1%}",
-                    f"held-out perplexity {c['perplexity']:.2f} vs {c['_ppl']:.2f}",
+                    f"held-out perplexity {c['perplexity']:.2f} vs {c['_ppl']:.2f}{no_interval}",
                     "use more bits or a calibrated method (GPTQ/AWQ)",
                 )
             )
-        if c.get("task_accuracy") is not None and c.get("_acc") is not None and c["task_accuracy"] < c["_acc"] - 0.02:
+        if quality_intervals:
+            pass
+        elif c.get("task_accuracy") is not None and c.get("_acc") is not None and c["task_accuracy"] < c["_acc"] - 0.02:
             out.append(
                 (
                     f"{name}: task accuracy {c['task_accuracy'] - c['_acc']:+.1%}",
-                    f"exact match {c['task_accuracy']:.1%} vs {c['_acc']:.1%}",
+                    f"exact match {c['task_accuracy']:.1%} vs {c['_acc']:.1%}{no_interval}",
                     "gate on a task-accuracy SLO; keep the baseline for hard requests (tiering)",
                 )
             )

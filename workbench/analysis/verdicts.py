@@ -245,3 +245,12 @@ def method_warnings(compared: pl.DataFrame, aa: pl.DataFrame) -> list[str]:
     if budget:
         out.append(f"{len(budget)} points stopped when their time budget was spent, before reaching the precision.")
     return out
+
+
+def summary_line(compared: pl.DataFrame) -> str:
+    """One line for a report's overview: how many comparisons got each verdict, and the threshold they used."""
+    counts = dict(compared.group_by("verdict").len().iter_rows()) if compared.height else {}
+    effects = compared["min_effect_pct"].drop_nulls().unique().to_list() if compared.height else []
+    effect = ", ".join(f"±{e:g}%" for e in sorted(effects)) or "none"
+    parts = ", ".join(f"{counts.get(v, 0)} {v}" for v in stats.VERDICTS)
+    return f"{compared.height} paired speed comparisons ({parts}); practical threshold {effect}, Holm-corrected"
