@@ -216,6 +216,34 @@ def test_min_effect_comes_from_the_rows_or_the_slo_file_and_holm_corrects_the_sw
     assert judged["verdict"].to_list() == ["better", "inconclusive", "inconclusive"]  # Holm: 0.03, 0.06, 0.06
 
 
+def test_paired_quality_verdicts_are_consumed_when_present():
+    batching = {"family": "batching", "lossless": True, "quality_measured": "", "changes_json": '{"batch_size": 4}'}
+    result = decisions.analyse(run_rows(b4=(shifted(BASE, 1.2), batching, {})), slo={})
+    quality = pl.DataFrame(
+        {"point_id": ["r1", "r1"], "variant": ["b4", "b4"], "metric": ["task_accuracy", "perplexity"]}
+    ).with_columns(
+        unit=pl.Series(["points", "pct"]),
+        change=pl.Series([-10.0, 0.5]),
+        ci_low=pl.Series([-21.0, -0.5]),
+        ci_high=pl.Series([1.0, 1.5]),
+        half_width=pl.Series([11.0, 1.0]),
+        n=pl.Series([100, 32]),
+        p_value=pl.Series([0.08, 0.3]),
+        margin=pl.Series([1.0, 1.0]),
+        verdict=pl.Series(["inconclusive", "inconclusive"]),
+    )
+    pool = decisions.with_quality_verdicts(result.candidates, quality)
+    assert pool.filter(variant="b4")["quality_verdict"][0] == "inconclusive"
+    entries = verdicts.comparisons_json(result.compared, result.configs, quality)
+    task = next(e for e in entries if e["metric"] == "task_accuracy")
+    assert task["kind"] == "quality" and task["unit"] == "points" and task["ci_low_pct"] == -21.0
+    assert not task["significant"] and task["verdict"] == "inconclusive"
+    from workbench.analysis import verdict_risks
+
+    (risk,) = [r for r in verdict_risks.quality_risks(quality) if "Task exact match" in r[0]]
+    assert "could be as bad as −21.0 points" in risk[0] and "100 paired items" in risk[1]
+
+
 def test_pareto_mask_keeps_only_undominated_rows():
     df = pl.DataFrame(
         {

@@ -82,6 +82,27 @@ def costs_of(compared: pl.DataFrame, run_id: str, variant: str) -> list[dict]:
     ]
 
 
+def with_quality_verdicts(pool: pl.DataFrame, quality: pl.DataFrame | None) -> pl.DataFrame:
+    """Each candidate's paired quality verdicts (`analysis.quality_compare`, when present): `quality_verdict` is
+    "worse" if any is, else "inconclusive" if any is, else "kept"; quality losses join its `costs`."""
+    if quality is None or quality.is_empty() or pool.is_empty():
+        return pool.with_columns(quality_verdict=pl.lit(None, pl.String))
+    labels, costs = [], []
+    for row in pool.iter_rows(named=True):
+        mine = quality.filter((pl.col("point_id") == row["point_id"]) & (pl.col("variant") == row["variant"]))
+        found = set(mine["verdict"].to_list())
+        labels.append("worse" if "worse" in found else "inconclusive" if "inconclusive" in found else "kept")
+        worse = mine.filter(pl.col("verdict") == "worse")
+        extra = [
+            {"metric": r["metric"], "baseline": None, "value": None, "change_pct": r["change"]}
+            for r in worse.iter_rows(named=True)
+        ]
+        costs.append((row["costs"] or []) + extra)
+    return pool.with_columns(
+        pl.Series("quality_verdict", labels, dtype=pl.String), pl.Series("costs", costs, dtype=pl.List(COST))
+    )
+
+
 def latency_quantiles(rows: pl.DataFrame, groups: pl.DataFrame, *, metric: str = "ttft_s", points: int = 101):
     """The empirical CDF of a per-request latency as `points` quantiles per group: `groups` maps
     (run_id, variant) to a `label`; a row with run_id null stands for that variant in every run."""
@@ -152,6 +173,7 @@ class Analysis:
                 "verdict": row["verdict"],
                 "half_width_pct": row["half_width_pct"],
                 "costs": row["costs"],
+                "quality_verdict": row.get("quality_verdict"),
             }
 
         regressions = None
@@ -209,7 +231,7 @@ def analyse(
     floor = sweep_noise_floor(floors)
     compared = verdicts.speed_comparisons(rows, min_effect=min_effect)
     quality_compared = verdicts.quality_comparisons(rows)
-    chosen = candidates(configs, compared, slo, objective)
+    chosen = with_quality_verdicts(candidates(configs, compared, slo, objective), quality_compared)
     aa = verdicts.aa_checks(compared, configs)
     shown = chosen.filter(pl.col("status") == "recommended").head(8)
     groups = pl.concat(

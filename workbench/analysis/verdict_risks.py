@@ -43,7 +43,7 @@ def fmt_cost(cost: dict) -> str:
         ratio = after / before
         factor = f"×{ratio:.2g}" if ratio >= 1.5 or ratio <= 0.67 else f"{(ratio - 1) * 100:+.0f}%"
         return f"{label} {before * scale:,.3g} → {after * scale:,.3g} {unit} ({factor})".replace("  ", " ")
-    return f"{label} {cost.get('change_pct', math.nan):+.0f}%"
+    return f"{label} {cost.get('change_pct', math.nan):+.1f} (paired quality verdict: worse)"
 
 
 def _bad_bound(row: dict, higher_is_better: bool) -> float | None:

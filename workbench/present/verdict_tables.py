@@ -83,7 +83,7 @@ def recommendations(analysis):
             metrics.BY_NAME[q].label: fmt_value(q, r[q]),
             "Quality": QUALITY_LABEL.get(r["quality_basis"], r["quality_basis"])
             if analysis.quality_compared is None
-            else r["quality_basis"],
+            else f"{r['quality_basis']}; paired verdict: {r['quality_verdict']}",
         }
         for r in analysis.recommended.iter_rows(named=True)
     ]
