@@ -116,6 +116,12 @@ def _half_width(sd_log: float, rounds: int) -> float:
     return math.expm1(float(special.stdtrit(rounds - 1, 0.975)) * sd_log / math.sqrt(rounds)) * 100
 
 
+def short(row: dict) -> bool:
+    """The precision will not be reached within max_rounds or the time budget."""
+    target, expected = row["precision_pct"], row["expected_half_width_pct"]
+    return target is not None and math.isfinite(expected) and expected > target
+
+
 def print_plan(rows: list[dict]) -> None:
     total = sum(r["minutes"] for r in rows if math.isfinite(r["minutes"]))
     print(f"{'point':<14}{'target':>8}{'rounds':>8}{'± reached':>11}{'minutes':>9}  changes")
@@ -125,6 +131,7 @@ def print_plan(rows: list[dict]) -> None:
         print(
             f"{r['point_id']:<14}{target:>8}{r['rounds']:>8}{r['expected_half_width_pct']:>10.1f}%"
             f"{r['minutes']:>9.1f}  {changes}"
+            + ("  (precision out of reach: max_rounds or budget)" if short(r) else "")
         )
     bases = sorted({r["basis"] for r in rows})
     print(f"total {total:.1f} minutes of timed rounds (loading and quality on top); noise from: {'; '.join(bases)}")
