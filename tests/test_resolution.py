@@ -70,3 +70,15 @@ def test_aa_is_never_better_or_worse_and_a_real_ten_percent_slowdown_is_worse_an
         assert slowed["verdict"] == "worse" and slowed["change_pct"] < 0, slowed
     # the short run's interval covers the reference, allowing for the reference's own interval
     assert abs(slowed["change_pct"] - ref["change_pct"]) <= slowed["half_width_pct"] + ref["half_width_pct"]
+
+
+def test_round_requests_slices_the_workload_into_short_paired_rounds(nano_path):
+    from workbench.models import loader
+
+    loaded = loader.load(str(nano_path))
+    config = tradeoff.Config(model=str(nano_path), rounds=6, round_requests=1, **SMALL)
+    speed = base.measure_speed(_arms(loaded)[:2], config, run_id="sliced").filter(kind="speed")
+    per_round = speed.group_by("variant", "round").agg("request_index").sort("variant", "round")
+    assert per_round["request_index"].list.len().to_list() == [1] * 12  # one request per arm per round
+    assert per_round.filter(variant="aa")["request_index"].list.first().to_list() == [0, 1, 2, 3, 0, 1]
+    assert verdicts.speed_comparisons(speed)["rounds"].to_list() == [6] * 4

@@ -50,6 +50,7 @@ class ExperimentConfig(BaseModel):
     time_budget_s: float | None = Field(None, gt=0)
     min_effect: float = Field(0.05, gt=0, lt=1)
     cpu_affinity: list[int] | None = Field(None, min_length=1)
+    round_requests: int | None = Field(None, ge=1, le=4096)  # requests per arm per round (default: all of them)
     warmup: int = Field(1, ge=0, le=10)
     perplexity_sequence_length: int = Field(128, ge=2, le=32768)
     perplexity_chunks: int = Field(32, ge=0, le=100_000)
@@ -221,24 +222,31 @@ def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> 
 
     workload = speed_workload(config, arms[0].loaded)
     prompts = workload.token_prompts(arms[0].loaded.tokenizer)
+    limits = workload.generation_limits(config.gen_tokens)
     names = [arm.variant.name for arm in arms]
+    # `round_requests`: a round is a slice of the workload (at least one batch of the widest arm), rotating, so
+    # the arms' measurements of one round are a second apart and drift has no time to act between them; the
+    # warm-up then runs in the first round only (a warm-up per slice would double the work of short rounds)
+    size = min(len(prompts), max(config.round_requests or len(prompts), *(arm.batch_size for arm in arms)))
 
     def measure_round(round_index: int) -> dict[str, list[dict]]:
         out = {}
+        start = (round_index * size) % len(prompts)
+        chosen = [(start + k) % len(prompts) for k in range(size)]
         shift = round_index % len(arms)  # rotate the order each round, so no arm is always first after a pause
         for arm in arms[shift:] + arms[:shift]:
             records = timed.measure_generation(
                 arm.loaded.model,
                 arm.loaded.tokenizer,
-                prompts,
-                gen_tokens=workload.generation_limits(config.gen_tokens),
+                [prompts[i] for i in chosen],
+                gen_tokens=[limits[i] for i in chosen],
                 trials=config.trials,
-                warmup=config.warmup,
+                warmup=config.warmup if round_index == 0 or config.round_requests is None else 0,
                 batch_size=arm.batch_size,
                 round_index=round_index,
                 **arm.generate_kwargs,
             )
-            out[arm.variant.name] = [r.to_row() for r in records]
+            out[arm.variant.name] = [{**r.to_row(), "request_index": chosen[r.request_index]} for r in records]
         return out
 
     rows, _ = rounds.run_rounds(config, measure_round, desc=f"{config.name} rounds")
