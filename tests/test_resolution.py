@@ -23,7 +23,7 @@ def _arms(loaded, every: int = 10) -> list[base.Arm]:
 
     slowed = base.Variant("slowed", family="test", changes={"extra_forward_every": every})
     return [
-        base.Arm(base.BASELINE, loaded),
+        base.Arm(base.baseline_variant(), loaded),
         base.Arm(base.Variant("aa", family="baseline", lossless=True), loaded),
         base.Arm(slowed, loaded, generate_kwargs={"logits_processors": [extra_forward]}),
     ]

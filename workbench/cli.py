@@ -21,6 +21,7 @@ COMMANDS = {
     "sweep": ("workbench.sweep.runner", "main", "execute a sweep file's points with papermill (resumable)"),
     "sweeps": ("workbench.sweep.runner", "list_main", "list sweeps with their done/failed point counts"),
     "report": ("workbench.present.report", "main", "render a sweep's stakeholder report to one offline HTML file"),
+    "import": ("workbench.imports.importer", "main", "read GuideLLM, AIPerf or vllm bench serve results as rows"),
     "install-kernel": ("workbench.jupyter_kernel", "main", "register the 'workbench' Jupyter kernel"),
     "demo": ("workbench.demo", "main", "run the quickstart notebook on the default model with papermill"),
 }

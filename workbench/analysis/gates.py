@@ -43,7 +43,7 @@ SLO_FILE = create_model(
 
 def load_slo(path=None) -> dict:
     """SLO targets: the defaults, updated from a YAML file of `<metric>_max` / `<metric>_min` numbers."""
-    from workbench.paths import read_yaml_mapping
+    from workbench.yamlfile import read_yaml_mapping
 
     if path is None:
         return dict(DEFAULT_SLO)

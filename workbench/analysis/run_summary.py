@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from workbench import experiments
-from workbench.results import store
+from workbench.analysis import per_variant
 
 
 def variant_summaries(name: str, frame: pl.DataFrame) -> list[dict]:
@@ -20,7 +20,7 @@ def variant_summaries(name: str, frame: pl.DataFrame) -> list[dict]:
 
     from workbench.stats import json_safe
 
-    summary = store.summarise_variants(frame)
+    summary = per_variant.summarise_variants(frame)
     identity = frame.group_by("variant", maintain_order=True).agg(
         pl.col("params_json").first(),
         pl.col("family").drop_nulls().first(),

@@ -5,12 +5,16 @@
 - `rate` R: an open loop, Poisson arrivals at R req/s from a seeded generator (each row keeps its scheduled
   `arrival_s` next to its actual `sent_s`, both offsets from the level's start);
 - `throughput`: everything at once (concurrency = the number of requests);
+- `trace`: an open loop at given send offsets (`arrivals`: a replayed trace's timestamps; value = its speed);
 - `search_saturation`: rates or concurrencies in increasing order, stopping at the first level that fails its
   SLOs (`slo.SLO`); a level whose requests in flight and TTFT grow without bound is stopped early and marked
   `saturated` (`slo.OverSaturation`): sending stops, requests in flight are cancelled and kept as failed rows.
 
 Every request sent is a row (`kind="speed"`, with `profile`, `level`, `trial`, the level's `window_s` and
-`saturated`); requests a stopped level never sent are not rows. Summaries come from the rows (`slo.summarise`).
+`saturated`); requests a stopped level never sent are not rows, nor are fidelity probes (`probes.Probe`: a
+prompt that sends itself, counted apart from the measured load). Summaries come from the rows (`slo.summarise`).
+Send lag: every row has the offset it was due at (`arrival_s`: its scheduled arrival in an open loop; in a closed
+loop the moment its slot freed, i.e. the previous reply on that slot ended) and the offset it was sent at (`sent_s`).
 
     levels = [Level("concurrency", c) for c in (1, 2, 4)]
     results = run_levels(Target(url=url, model=name), prompts, levels, max_tokens=64)
@@ -19,14 +23,15 @@ Every request sent is a row (`kind="speed"`, with `profile`, `level`, `trial`, t
 from __future__ import annotations
 
 import asyncio
-import random
+import math
 import time
 from dataclasses import dataclass, field
 
 from workbench.endpoint.client import EndpointClient, RequestOutcome, Target
 from workbench.endpoint.slo import SLO, OverSaturation, SaturationTracker, summarise
+from workbench.workloads.arrivals import poisson_arrivals
 
-PROFILES = ("synchronous", "concurrency", "rate", "throughput")
+PROFILES = ("synchronous", "concurrency", "rate", "throughput", "trace")
 CANCELLED = "cancelled: level stopped as over-saturated"
 
 
@@ -40,8 +45,13 @@ class Level:
     def __post_init__(self):
         if self.profile not in PROFILES:
             raise ValueError(f"unknown load profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
-        if self.profile in ("concurrency", "rate") and not self.value > 0:
+        if self.profile in ("concurrency", "rate", "trace") and not self.value > 0:
             raise ValueError(f"a {self.profile} level needs a value > 0, got {self.value}")
+
+    def effective(self, requests: int) -> float:
+        """The level's value as it loads the server: 1 in flight (synchronous), all of them (throughput), else the
+        concurrency or rate it was given."""
+        return {"synchronous": 1.0, "throughput": float(requests)}.get(self.profile, float(self.value))
 
 
 @dataclass
@@ -56,15 +66,6 @@ class LevelResult:
         return {**summarise(self.rows, slo, gen_tokens=gen_tokens), "unsent": self.unsent}
 
 
-def poisson_arrivals(count: int, rate: float, seed: int = 0) -> list[float]:
-    """Send offsets (s) of `count` requests at `rate` req/s: exponential gaps, the first request at 0."""
-    rng, now, out = random.Random(f"poisson-{seed}"), 0.0, []
-    for _ in range(count):
-        out.append(now)
-        now += rng.expovariate(rate)
-    return out
-
-
 async def run_level_async(
     client: EndpointClient,
     prompts: list,
@@ -74,8 +75,9 @@ async def run_level_async(
     trial: int = 0,
     seed: int = 0,
     oversat: OverSaturation | None = None,
+    arrivals: list[float] | None = None,
 ) -> LevelResult:
-    """Send every prompt once under `level`; one row per request sent."""
+    """Send every prompt once under `level` (a `trace` level at the offsets `arrivals`); one row per request sent."""
     tracker = SaturationTracker(oversat if level.profile == "rate" else None)
     outcomes = [RequestOutcome(index=i) for i in range(len(prompts))]
     stop = asyncio.Event()
@@ -90,7 +92,11 @@ async def run_level_async(
         tracker.started.append((outcome.sent_s, state["in_flight"]))
         try:
             limit = max_tokens if isinstance(max_tokens, int) else max_tokens[i]
-            await client.send(prompts[i], limit, outcome=outcome)
+            send_with = getattr(prompts[i], "send_with", None)  # a probe (`probes.Probe`) sends itself
+            if send_with is not None:
+                await send_with(client, outcome)
+            else:
+                await client.send(prompts[i], limit, outcome=outcome)
         finally:
             state["in_flight"] -= 1
         if outcome.chunk_times:
@@ -102,16 +108,19 @@ async def run_level_async(
         pending = iter(range(len(prompts)))
 
         async def worker():
+            free_s = 0.0
             for i in pending:
                 if stop.is_set():
                     return
+                outcomes[i].scheduled_s = free_s
                 await one(i)
+                free_s = outcomes[i].end - start
 
         tasks.extend(asyncio.ensure_future(worker()) for _ in range(width))
         await asyncio.gather(*tasks)
 
-    async def open_loop(rate: float) -> None:
-        for i, due in enumerate(poisson_arrivals(len(prompts), rate, seed)):
+    async def open_loop(offsets: list[float]) -> None:
+        for i, due in enumerate(offsets):
             outcomes[i].scheduled_s = due
             delay = due - (time.perf_counter() - start)
             if delay > 0:
@@ -124,11 +133,12 @@ async def run_level_async(
             tasks.append(asyncio.ensure_future(one(i)))
         await asyncio.gather(*tasks)
 
-    if level.profile == "rate":
-        body = open_loop(level.value)
+    if level.profile == "trace":
+        body = open_loop(list(arrivals or []))
+    elif level.profile == "rate":
+        body = open_loop(poisson_arrivals(len(prompts), level.value, seed))
     else:
-        width = {"synchronous": 1, "throughput": len(prompts)}.get(level.profile, int(level.value))
-        body = closed_loop(max(1, width))
+        body = closed_loop(max(1, int(level.effective(len(prompts)))))
     runner = asyncio.ensure_future(body)
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -141,13 +151,13 @@ async def run_level_async(
         raise runner.exception()  # a fault in the load loop itself, never a failed request (those are rows)
     sent = [o for o in outcomes if o.sent_s is not None]
     for outcome in sent:
-        if outcome.end != outcome.end:  # cancelled mid-stream: still a request the server received
+        if math.isnan(outcome.end):  # cancelled mid-stream: still a request the server received
             outcome.end, outcome.error, outcome.ok = time.perf_counter(), CANCELLED, False
     window = max((o.end for o in sent), default=start) - start
-    value = {"synchronous": 1, "throughput": len(prompts)}.get(level.profile, level.value)
-    facts = {"kind": "speed", "profile": level.profile, "level": float(value), "trial": trial, "round": 0}
+    facts = {"kind": "speed", "profile": level.profile, "level": level.effective(len(prompts)), "trial": trial}
+    facts["round"] = 0
     facts |= {"window_s": window, "saturated": stop.is_set()}
-    rows = [{**o.to_row(), **facts} for o in sent]
+    rows = [{**o.to_row(), **facts} for o in sent if getattr(prompts[o.index], "measured", True)]  # probes apart
     return LevelResult(level, rows, sent, saturated=stop.is_set(), unsent=len(prompts) - len(sent))
 
 
@@ -169,11 +179,13 @@ def run_levels(
     seed: int = 0,
     oversat: OverSaturation | None = None,
     keep_going=None,
+    arrivals: list[float] | None = None,
 ) -> list[LevelResult]:
     """Run `levels` in order, `trials` times each, on one connection pool; `warmup` unrecorded requests first,
     on `warmup_prompts` (default: the measured prompts; then a server with a prompt cache, as mlx_lm.server,
     serves the first measured request's prompt from the cache the warm-up left: give prompts of their own).
-    `keep_going(result) -> bool`, when given, is asked after each level whether to run the next."""
+    `keep_going(result) -> bool`, when given, is asked after each level whether to run the next; `arrivals` are
+    the send offsets of a `trace` level."""
 
     async def run() -> list[LevelResult]:
         out = []
@@ -182,7 +194,14 @@ def run_levels(
             for level in levels:
                 for trial in range(trials):
                     result = await run_level_async(
-                        client, prompts, level, max_tokens=max_tokens, trial=trial, seed=seed + trial, oversat=oversat
+                        client,
+                        prompts,
+                        level,
+                        max_tokens=max_tokens,
+                        trial=trial,
+                        seed=seed + trial,
+                        oversat=oversat,
+                        arrivals=arrivals,
                     )
                     if trial and out and out[-1].level == level:
                         out[-1].rows += result.rows

@@ -9,18 +9,61 @@
   both the number of requests in flight and TTFT grow with send time, each slope positive with a relative 95%
   margin of error below `max_margin`; the earliest quarter of a level is ignored (ramp-up), nothing is judged
   before `min_seconds` and `min_requests`, and more than half the TTFTs must exceed `min_ttft_s`.
+- **Send lag** is how late each request left against when it was due (`sent_s - arrival_s`: its scheduled arrival
+  in an open loop, its slot freeing in a closed loop, its think time ending in a session). A level whose p99 lag
+  exceeds 10 ms, or 10% of the mean gap between arrivals (open loop: between scheduled sends; closed loop and
+  sessions: the mean E2E, one slot's cycle), `fell_behind`: the offered load was not what was asked.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench import stats
+from workbench.measure.summary import speed_summary
 from workbench.slo import SLO, checks, goodput
 
 __all__ = ["SLO", "OverSaturation", "SaturationTracker", "short_output_warning", "summarise"]
+
+
+LAG_LIMIT_S = 0.010
+LAG_SHARE_OF_GAP = 0.10
+OPEN_LOOP = ("rate", "trace")
+FELL_BEHIND = "the load generator fell behind; the offered rate was not what was asked"
+
+
+def send_lag(rows: list[dict]) -> dict:
+    """p50/p99 send lag (s) of the rows, the mean gap between arrivals (s), and whether the generator fell behind."""
+    timed = [r for r in rows if r.get("sent_s") is not None and r.get("arrival_s") is not None]
+    lags = [r["sent_s"] - r["arrival_s"] for r in timed]
+    lag = stats.describe(lags)
+    if rows and rows[0].get("profile") in OPEN_LOOP:
+        by_trial = defaultdict(list)
+        for r in rows:
+            if r.get("arrival_s") is not None:
+                by_trial[r.get("trial", 0)].append(r["arrival_s"])
+        spans = [(max(a) - min(a), len(a) - 1) for a in by_trial.values() if len(a) > 1]
+        gaps = sum(n for _, n in spans)
+        gap = sum(span for span, _ in spans) / gaps if gaps else float("nan")
+    else:
+        gap = stats.describe(r.get("e2e_s") for r in rows if r.get("ok"))["mean"]
+    p99 = lag["p99"]
+    behind = p99 == p99 and (p99 > LAG_LIMIT_S or (gap == gap and gap > 0 and p99 > LAG_SHARE_OF_GAP * gap))
+    return {"send_lag_s_p50": lag["p50"], "send_lag_s_p99": p99, "mean_gap_s": gap, "fell_behind": behind}
+
+
+def lag_warning(summary: dict) -> str | None:
+    """The one-line warning for a level whose generator fell behind (`send_lag`), else None."""
+    if not summary.get("fell_behind"):
+        return None
+    level = f"{summary.get('profile')} {summary.get('level') or 0:g}"
+    return (
+        f"{level}: {FELL_BEHIND} (p99 send lag {1000 * summary['send_lag_s_p99']:.1f} ms; "
+        f"mean gap between arrivals {1000 * summary['mean_gap_s']:.1f} ms)"
+    )
 
 
 class OverSaturation(BaseModel):
@@ -73,19 +116,35 @@ class SaturationTracker:
         return self.growing(self.started) and self.growing(self.ttfts)
 
 
+SPEED_KEYS = (
+    *("ttft_s", "ttft_s_p90", "ttft_s_p99", "tpot_s", "tpot_s_p90", "tpot_s_p99", "e2e_s", "e2e_s_p90", "e2e_s_p99"),
+    *("itl_s_p50", "itl_s_p90", "throughput_tps", "throughput_rps"),
+)
+SPEED_COLUMNS = {"ttft_s": pl.Float64, "tpot_s": pl.Float64, "e2e_s": pl.Float64, "itl_s": pl.List(pl.Float64)}
+SPEED_COLUMNS |= {"generated_tokens": pl.Int64, "ok": pl.Boolean, "trial": pl.Int64, "window_s": pl.Float64}
+
+
+def _speed(rows: list[dict]) -> dict:
+    """The one speed summary (`measure.summary.speed_summary`) of a level's rows, over its trial windows."""
+    if not rows:
+        return {}
+    frame = pl.DataFrame(
+        [{c: r.get(c) for c in SPEED_COLUMNS} for r in rows], schema=SPEED_COLUMNS, strict=False
+    ).with_columns(pl.col("trial").fill_null(0), pl.col("window_s").fill_null(0.0))
+    out = speed_summary(frame, by=[]).row(0, named=True)
+    out["window_total_s"] = frame.group_by("trial").agg(pl.col("window_s").first())["window_s"].sum()
+    return {k: (float("nan") if v is None and k != "window_total_s" else v) for k, v in out.items()}
+
+
 def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict:
     """One level (or run) from its rows: medians and tails, throughput and goodput over the trial windows,
     error rate and the commonest error, output lengths against `gen_tokens`, and the SLO verdict."""
     slo = slo or SLO()
     good = [r for r in rows if r.get("ok")]
-    windows = {r.get("trial", 0): r.get("window_s") or 0.0 for r in rows}
-    window = sum(windows.values())
+    speed = _speed(rows)
     summary = {"profile": rows[0].get("profile") if rows else None, "level": rows[0].get("level") if rows else None}
-    for key in ("ttft_s", "tpot_s", "e2e_s"):
-        figures = stats.describe(r.get(key) for r in good)
-        summary.update({key: figures["p50"], f"{key}_p90": figures["p90"], f"{key}_p99": figures["p99"]})
-    itl = stats.describe(gap for r in good for gap in r.get("itl_s") or [])
-    summary.update(itl_s_p50=itl["p50"], itl_s_p90=itl["p90"])
+    summary.update({k: speed.get(k, float("nan")) for k in SPEED_KEYS})
+    window = speed.get("window_total_s", 0.0)
     generated = [r["generated_tokens"] for r in good if r.get("generated_tokens") is not None]
     met = sum(slo.met(r) for r in rows)
     errors = Counter(r.get("error") for r in rows if not r.get("ok"))
@@ -94,8 +153,6 @@ def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | Non
         ok=len(good),
         error_rate=(len(rows) - len(good)) / len(rows) if rows else float("nan"),
         top_error=errors.most_common(1)[0][0] if errors else None,
-        throughput_tps=sum(generated) / window if window else float("nan"),
-        throughput_rps=len(good) / window if window else float("nan"),
         goodput_rps=goodput(met, window),
         slo_attainment=met / len(rows) if rows else float("nan"),
         generated_tokens_mean=stats.describe(generated)["mean"],
@@ -103,6 +160,7 @@ def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | Non
         prompt_tokens_mean=stats.describe(r.get("prompt_tokens") for r in good)["mean"],
         short_outputs=sum(n < gen_tokens for n in generated) if gen_tokens else 0,
         window_s=window,
+        **send_lag(rows),
     )
     summary["saturated"] = any(r.get("saturated") for r in rows)
     level_checks = checks(summary, slo.level_targets())

@@ -14,10 +14,12 @@ from __future__ import annotations
 import random
 import sys
 
+import polars as pl
+
 from workbench import paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
-from workbench.endpoint.slo import short_output_warning
+from workbench.endpoint.slo import lag_warning, short_output_warning
 from workbench.errors import ModelError, UsageError
 from workbench.measure import runs
 from workbench.models import loader
@@ -175,6 +177,15 @@ def run_endpoint_bench(
     rows = [{**row, **workload.request_facts(row["request_index"])} for r in level_results for row in r.rows]
     params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
     params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}
+    frame = bench_frame(rows, target=target, workload=workload, params=params, run_id=run_id)
+    summary = {"target": target.base_url, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
+    summary |= summarise(rows, gen_tokens=gen_tokens)
+    summary["unsent"] = sum(r.unsent for r in level_results)
+    return frame, summary
+
+
+def bench_frame(rows: list[dict], *, target: Target, workload, params: dict, run_id: str | None) -> pl.DataFrame:
+    """The rows of a `bench --target` run in the shared schema (the served model is its `model_id`)."""
     identity = {
         "run_id": run_id or store.new_run_id("bench"),
         "experiment": "bench",
@@ -182,16 +193,25 @@ def run_endpoint_bench(
         "params_json": params,
         "family": "baseline",
         "changes_json": "{}",
-        "model_id": name,
+        "model_id": target.model,
         "workload": workload.name,
         "workload_hash": workload.hash,
         "target": target.base_url,
     }
-    frame = store.to_frame(rows, **identity)
-    summary = {"target": target.base_url, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
-    summary |= summarise(rows, gen_tokens=gen_tokens)
-    summary["unsent"] = sum(r.unsent for r in level_results)
-    return frame, summary
+    return store.to_frame(rows, **identity)
+
+
+def model_context(spec: str | None) -> int | None:
+    """`max_position_embeddings` of a model spec that resolves to a local directory; None otherwise."""
+    import json
+
+    try:
+        path, _ = loader.resolve(spec, build_missing=False) if spec else (None, None)
+    except ModelError:
+        return None
+    if path is None or isinstance(path, str) or not (path / "config.json").is_file():
+        return None
+    return json.loads((path / "config.json").read_text()).get("max_position_embeddings")
 
 
 def main(args) -> int:
@@ -225,8 +245,8 @@ def main(args) -> int:
     frame, summary = run_endpoint_bench(args.target, args.model, **options)
     if summary["prompts"] == "words":
         print("note: no local tokenizer: prompts are common words and EOS is not suppressed", file=sys.stderr)
-    warning = short_output_warning(summary, args.gen_tokens)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+    for warning in (short_output_warning(summary, args.gen_tokens), lag_warning(summary)):
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
     return 0

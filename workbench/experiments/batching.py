@@ -18,12 +18,13 @@ import polars as pl
 from pydantic import Field
 
 from workbench import stats
-from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.experiments.base import Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import loader
 from workbench.optimise import continuous_batching
 from workbench.results import store
 from workbench.slo import SLO
 from workbench.workloads import prompt_sets
+from workbench.workloads.arrivals import poisson_arrivals
 
 
 class Config(ExperimentConfig):
@@ -57,7 +58,7 @@ def batch_variant(size: int) -> Variant:
 def run(config: Config) -> pl.DataFrame:
     run_id = store.new_run_id("batching")
     loaded = loader.load(config.model, dtype=config.dtype)
-    arms = [Arm(BASELINE, loaded, params={"mode": "static"})]
+    arms = [Arm(baseline_variant(), loaded, params={"mode": "static"})]
     for size in sorted(set(config.batch_sizes) - {1}):
         arms.append(Arm(batch_variant(size), loaded, batch_size=size, params={"mode": "static"}))
     frames = [measure_arms(arms, config, run_id=run_id)]
@@ -73,11 +74,7 @@ def run_continuous(loaded: loader.LoadedModel, config: Config, run_id: str) -> p
     )
     prompts = workload.token_prompts(loaded.tokenizer)
     n = len(prompts)
-    arrivals = (
-        continuous_batching.poisson_arrivals(n, config.arrival_rate_rps, config.seed)
-        if config.arrival == "poisson"
-        else [0.0] * n
-    )
+    arrivals = poisson_arrivals(n, config.arrival_rate_rps, config.seed) if config.arrival == "poisson" else [0.0] * n
     priorities = continuous_batching.assign_priorities(n, config.urgent_fraction, config.seed)
     requests = [
         continuous_batching.Request(i, p, a, pr) for i, (p, a, pr) in enumerate(zip(prompts, arrivals, priorities))

@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench.experiments import rounds
-from workbench.experiments.base import ExperimentConfig, Variant
+from workbench.experiments.base import ExperimentConfig, Variant, baseline_variant
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.results import store
@@ -37,7 +37,7 @@ class Config(ExperimentConfig):
         return self.prefix_tokens + 64 + self.gen_tokens  # the prefix, a question, the answer
 
 
-BASELINE = Variant("baseline")  # quality is not measured here: caching the prefix keeps the weights
+UNCACHED = baseline_variant(quality=())  # quality is not measured here: caching the prefix keeps the weights
 CACHED = Variant("cached", family="prompt-cache", changes={"prompt_cache": "shared prefix"}, lossless=True)
 
 
@@ -75,7 +75,7 @@ def run(config: Config) -> pl.DataFrame:
     cache_bytes = sum(c.nbytes for c in cache)
 
     def request(variant: Variant, suffix: list[int]) -> timed.Timeline:
-        if variant is BASELINE:
+        if variant is UNCACHED:
             return timed.stream_timed(model, tokenizer, prefix + suffix, config.gen_tokens)
         # the copy of the prefix cache is inside the timed TTFT
         t0 = time.perf_counter()
@@ -84,14 +84,14 @@ def run(config: Config) -> pl.DataFrame:
         return timeline
 
     def measure_round(round_index: int) -> dict[str, list[dict]]:
-        out = {BASELINE.name: [], CACHED.name: []}
+        out = {UNCACHED.name: [], CACHED.name: []}
         for _ in range(config.warmup):  # each round warms both paths up again
-            for variant in (BASELINE, CACHED):
+            for variant in (UNCACHED, CACHED):
                 request(variant, suffixes[0])
         for trial in range(config.trials):
-            trial_rows = {BASELINE.name: [], CACHED.name: []}
+            trial_rows = {UNCACHED.name: [], CACHED.name: []}
             for i, suffix in enumerate(suffixes):
-                for variant in (BASELINE, CACHED):  # alternating request by request
+                for variant in (UNCACHED, CACHED):  # alternating request by request
                     mx.reset_peak_memory()
                     timeline = request(variant, suffix)
                     metrics = timeline.metrics()
@@ -115,7 +115,7 @@ def run(config: Config) -> pl.DataFrame:
     with timed.eos_disabled(tokenizer):
         rows, _ = rounds.run_rounds(config, measure_round, desc="prompt_cache rounds")
     frames = []
-    for variant in (BASELINE, CACHED):
+    for variant in (UNCACHED, CACHED):
         cached = variant is CACHED
         params = {
             "prefix_tokens": len(prefix),

@@ -19,8 +19,9 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.experiments.base import BASELINE, QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import loader
+from workbench.optimise import quantise
 from workbench.results import store
 
 Bits = Literal[2, 3, 4, 5, 6, 8]
@@ -89,10 +90,10 @@ def facts(loaded: loader.LoadedModel) -> dict:
 def run(config: Config) -> pl.DataFrame:
     run_id = store.new_run_id("quantise")
     baseline = loader.load(config.model, dtype=config.dtype)
-    arms = [Arm(BASELINE, baseline, params=facts(baseline))]
+    arms = [Arm(baseline_variant(), baseline, params=facts(baseline))]
     for spec in config.variants:
         variant = weight_variant(spec, config.group_size)
-        path = loader.quantised(
+        path = quantise.quantised(
             config.model,
             bits=spec.bits,
             group_size=variant.changes["group_size"],

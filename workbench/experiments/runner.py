@@ -21,7 +21,7 @@ RUN_BYTES = 16 << 20  # rough disk use of one run
 
 def build_config(name: str, params_file: str | Path | None = None, overrides: dict | None = None) -> ExperimentConfig:
     """THE config path: the experiment's defaults < `params_file` < `overrides` (an explicit null is kept)."""
-    from workbench.paths import read_yaml_mapping
+    from workbench.yamlfile import read_yaml_mapping
 
     values = dict(read_yaml_mapping(Path(params_file), ConfigError)) if params_file else {}
     values.update(overrides or {})

@@ -8,6 +8,8 @@ and writes nothing; `main` writes a run folder.
     workbench bench --model default --prompt-tokens 128 --gen-tokens 64 --trials 3 [--json]
     workbench bench --model M --dataset prompts.jsonl --chat auto --dataset-limit 50 --gen-tokens 64
     workbench bench --target http://127.0.0.1:8080 --model M --concurrency 4 --requests 32   (workbench.endpoint)
+    workbench bench --target URL --model M --trace mooncake.jsonl [--trace-speed 2]          (endpoint.replay)
+    workbench bench --target URL --model M --sessions chats.jsonl --concurrency 8 --think-time 1 (endpoint.sessions)
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def run_bench(
     workload_options: dict | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """`requests` synthetic prompts (default: one batch) per trial, sent `batch_size` at a time; or the prompts of
-    `workload_options["dataset"]`. `workload_options` are `prompt_sets.OPTIONS`. A request generates its `max_tokens`
+    `workload_options["dataset"]`. `workload_options` are `workloads.options.OPTIONS`. A request generates its
+    `max_tokens`
     (a dataset row's, or drawn from `gen_dist`) or `gen_tokens`, with EOS suppressed as in `mlx_lm.benchmark`."""
     loaded = model if isinstance(model, loader.LoadedModel) else loader.load(model, dtype=dtype)
     workload_options = workload_options or {}
@@ -118,6 +121,13 @@ def setup_arg_parser() -> console.Parser:
     served.add_argument("--concurrency", type=console.int_at_least(1, 4096), default=1, help="requests in flight")
     served.add_argument("--rate", type=float, help="Poisson arrivals at this many requests/s (open loop)")
     served.add_argument("--timeout", type=float, default=60.0, help="seconds per request and between chunks")
+    served.add_argument("--trace", help="replay a timestamped trace (Mooncake JSONL, or prompts with a timestamp)")
+    served.add_argument("--trace-speed", type=float, default=1.0, help="replay this many times faster than recorded")
+    served.add_argument("--trace-limit", type=console.int_at_least(1), help="replay only the first N requests")
+    served.add_argument("--trace-window", help="START:END seconds after the trace's first request")
+    served.add_argument("--trace-block-tokens", type=console.int_at_least(1, 65536), default=512, help="per hash id")
+    served.add_argument("--sessions", help="multi-turn sessions (ShareGPT or JSONL of message lists), replayed live")
+    served.add_argument("--think-time", type=float, default=0.0, help="seconds between a reply and the next turn")
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
     parser.add_argument("--json", action="store_true")
     return parser
@@ -144,9 +154,12 @@ def check_workload(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     if args.target:
+        from workbench.endpoint import replay, sessions
         from workbench.endpoint import target_bench as endpoint_bench
 
-        return endpoint_bench.main(args)
+        if args.trace and args.sessions:
+            raise UsageError("--trace and --sessions: choose one")
+        return (replay if args.trace else sessions if args.sessions else endpoint_bench).main(args)
     args.model = args.model or "default"
     workload_options = check_workload(args)
     load_before = runs.prepare_run(args, [args.model])

@@ -12,24 +12,11 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-# column: (human label, unit, factor from the stored unit to the shown one)
-METRICS = {
-    "throughput_tps": ("Throughput", "generated tok/s", 1.0),
-    "throughput_rps": ("Request rate", "requests/s", 1.0),
-    "decode_tps": ("Decode speed", "tok/s", 1.0),
-    "prefill_tps": ("Prefill speed", "tok/s", 1.0),
-    "ttft_s": ("TTFT p50", "ms", 1e3),
-    "ttft_s_p90": ("TTFT p90", "ms", 1e3),
-    "e2e_s": ("End-to-end latency p50", "ms", 1e3),
-    "tpot_s": ("Time per output token p50", "ms", 1e3),
-    "peak_mem_bytes": ("Peak MLX memory", "MiB", 2**-20),
-    "perplexity": ("Held-out perplexity", "", 1.0),
-    "task_accuracy": ("Task exact match", "%", 100.0),
-    "task_f1": ("Task token F1", "%", 100.0),
-    "kl_mean": ("KL divergence vs baseline", "nats", 1.0),
-    "greedy_agreement": ("Greedy agreement with baseline", "%", 100.0),
-}
-LOWER_IS_BETTER_QUALITY = ("perplexity", "kl_mean")
+from workbench import metrics
+
+# column: (human label, unit, factor from the stored unit to the shown one), from the one table in `metrics`
+METRICS = {m.name: (m.label, m.unit, m.scale) for m in metrics.TABLE}
+LOWER_IS_BETTER_QUALITY = tuple(name for name in metrics.QUALITY if not metrics.higher_is_better(name))
 
 
 def title(metric: str) -> str:
@@ -265,6 +252,28 @@ def throughput_vs_latency(levels: pl.DataFrame) -> alt.Chart:
     front = base.transform_filter("datum.pareto").mark_point(size=220, shape="circle", filled=False, color="black")
     title_text = "Throughput against TTFT p90 per load level (ringed: Pareto front)"
     return (line + front).properties(title=title_text, width=460, height=300)
+
+
+def ttft_over_time(replay: pl.DataFrame) -> alt.Chart:
+    """A replayed trace: each request's TTFT against when it was sent, one colour per server configuration and
+    round (failed requests have no TTFT and are left out). `replay`: `endpoint_section.replay_table`."""
+    data = replay.with_columns(
+        (pl.col("ttft_s") * 1000).round_sig_figs(4).alias("ttft_ms"),
+        pl.col("sent_s").round(3),
+        (pl.col("configuration").fill_null("served") + pl.lit(" · round ") + pl.col("round").cast(pl.String)).alias(
+            "series"
+        ),
+    )
+    base = alt.Chart(data).encode(
+        x=alt.X("sent_s:Q", title="sent at (s after the replay started)"),
+        color=alt.Color("series:N", title="configuration · round", legend=alt.Legend(orient="bottom", columns=1)),
+    )
+    good = (
+        base.transform_filter("datum.ok")
+        .mark_circle(size=30)
+        .encode(y=alt.Y("ttft_ms:Q", title="TTFT (ms)"), tooltip=["series", "sent_s", "ttft_ms"])
+    )
+    return good.properties(title="Trace replay: TTFT of each request over the replay", width=460, height=260)
 
 
 def goodput_vs_load(levels: pl.DataFrame) -> alt.Chart:

@@ -2,7 +2,7 @@
 self-contained HTML file (code hidden, the charts' JavaScript inlined once, no CDN).
 
     workbench report SWEEP [--baseline OLD_SWEEP] [--slo FILE] [--quality M] [--objective M] [-o X.html] [--json]
-                           [--include-stale]
+                           [--include-stale] [--endpoint ENDPOINT_SWEEP] [--compare-import NAME ...]
 
 Only verified points are reported (`integrity`): corrupt points, stray entries and stale points (no longer
 in the sweep file; unless `--include-stale`) are left out, each named in a warning on stderr and in the report.
@@ -49,6 +49,9 @@ def setup_arg_parser() -> console.Parser:
     parser.add_argument("--baseline", help="an earlier sweep to check for regressions")
     parser.add_argument("--endpoint", help="an endpoint sweep to report as the served-endpoint section")
     parser.add_argument(
+        "--compare-import", action="append", default=[], metavar="NAME", help="an import (`workbench import`) to show"
+    )
+    parser.add_argument(
         "--slo", help="YAML of SLO targets (ttft_s_p90_max, throughput_tps_min, task_accuracy_min, ...)"
     )
     parser.add_argument(
@@ -83,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         gates.load_slo(args.slo)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
     options = {"baseline_sweep": args.baseline, "slo_file": args.slo, "endpoint_sweep": args.endpoint}
+    if args.compare_import:
+        from workbench.results.imported import load_import
+
+        for name in args.compare_import:
+            load_import(name)  # a missing import is a one-line error before the notebook runs
+        options["compare_imports"] = args.compare_import
     options |= {key: getattr(args, key) for key in ("quality", "objective", "tolerance")}
     os.environ[INCLUDE_STALE] = "1" if args.include_stale else ""  # read by `build` in the notebook's kernel
     try:
@@ -182,6 +191,7 @@ class Report:
     baseline_sweep: str | None = None
     tolerance: float = 0.10
     endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
+    imports: object = None  # import_section.ImportSection, with `--compare-import`
 
     def summary(self) -> dict:
         extra = {
@@ -190,6 +200,7 @@ class Report:
             "failed": self.failed,
             "baseline_sweep": self.baseline_sweep,
             "endpoint": self.endpoint.to_json() if self.endpoint is not None else None,
+            "imports": self.imports.to_json() if self.imports is not None else None,
         }
         return {**extra, **self.analysis.to_json()}
 
@@ -204,6 +215,7 @@ def build(
     tolerance: float = 0.10,
     include_stale: bool | None = None,
     endpoint_sweep: str | None = None,
+    compare_imports: list[str] | None = None,
 ) -> Report:
     """The analysed sweep. Points that fail verification, stray entries and (unless `include_stale`; default:
     `workbench report --include-stale`) stale points are left out with a warning."""
@@ -238,8 +250,14 @@ def build(
     if endpoint_sweep:
         from workbench.present import endpoint_section
 
-        section = endpoint_section.from_rows(load(endpoint_sweep, include_stale=include_stale)[0], endpoint_sweep)
-    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section)
+        endpoint_rows = load(endpoint_sweep, include_stale=include_stale)[0]
+        section = endpoint_section.from_rows(endpoint_rows, endpoint_sweep)
+    imported = None
+    if compare_imports:
+        from workbench.present import import_section
+
+        imported = import_section.from_rows(endpoint_rows if endpoint_sweep else rows, list(compare_imports))
+    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, imported)
 
 
 def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:
@@ -282,7 +300,7 @@ def failures(sweep: str, *, include_stale: bool = False) -> tuple[int, int]:
 
 
 def figures(report: Report) -> dict:
-    from workbench.present import charts, endpoint_section
+    from workbench.present import charts, endpoint_section, import_section
 
     a = report.analysis
     measured = [q for q in (a.quality, "perplexity", "task_accuracy") if a.configs[q].drop_nulls().len()]
@@ -297,6 +315,7 @@ def figures(report: Report) -> dict:
         "quality_vs_speed": charts.quality_vs_speed(a.configs, quality=(measured or ["perplexity"])[0]),
         "memory": charts.memory_by_variant(a.configs),
         **endpoint_section.figures(report.endpoint),
+        **import_section.figures(report.imports),
     }
 
 

@@ -36,7 +36,9 @@ def pilot(sweep: Sweep, *, rounds: int = PILOT_ROUNDS) -> dict:
     config = config.model_copy(update={"rounds": rounds, "precision": None})
     loaded = loader.load(config.model, dtype=config.dtype)
     copy = base.Variant("pilot-aa", family="baseline", lossless=True)
-    frame = base.measure_speed([base.Arm(base.BASELINE, loaded), base.Arm(copy, loaded)], config, run_id="pilot")
+    frame = base.measure_speed(
+        [base.Arm(base.baseline_variant(), loaded), base.Arm(copy, loaded)], config, run_id="pilot"
+    )
     return noise_of(frame, arms=2) | {"basis": f"pilot ({rounds} A/A rounds of the first point's baseline)"}
 
 
