@@ -205,3 +205,7 @@ def regressions_section(report):
         return HTML("<p>No earlier sweep given (<code>--baseline SWEEP</code>).</p>")
     heading = f"Against sweep {report.baseline_sweep}"
     return regressions(report.analysis.regressions, tolerance=report.tolerance).tab_header(title=heading)
+
+
+def _ms(value) -> str:
+    return fmt_value("ttft_s", value)
