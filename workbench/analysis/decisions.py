@@ -218,6 +218,7 @@ def analyse(
     previous: pl.DataFrame | None = None,
     tolerance: float = 0.10,
     min_effect: float | None = None,
+    quality_margins=None,
 ) -> Analysis:
     """All of the above for one sweep. `conditions` (point_id, workers, load_before, load_after, cores) adds
     warnings about how it was measured; `previous` (rows of an earlier sweep) adds regressions; `min_effect`
@@ -230,7 +231,7 @@ def analyse(
     floors = noise_floors(samples)
     floor = sweep_noise_floor(floors)
     compared = verdicts.speed_comparisons(rows, min_effect=min_effect)
-    quality_compared = verdicts.quality_comparisons(rows)
+    quality_compared = verdicts.quality_comparisons(rows, quality_margins)
     chosen = with_quality_verdicts(candidates(configs, compared, slo, objective), quality_compared)
     aa = verdicts.aa_checks(compared, configs)
     shown = chosen.filter(pl.col("status") == "recommended").head(8)

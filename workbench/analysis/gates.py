@@ -10,6 +10,8 @@ An SLO file is YAML of `<metric>_max` / `<metric>_min` targets, e.g.
 
 A metric that was not measured fails its target: a stakeholder cannot rely on what nobody measured.
 `min_effect` is not a target: it sets the practical threshold of the verdicts (better/worse/equivalent).
+`quality_margins:` (e.g. `{task_points: 2, perplexity_pct: 1}`) is not a target: it sets the margins of the
+quality verdicts (`analysis.quality_compare.QualityMargins`, read by `load_quality_margins`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from workbench import metrics, stats
 from workbench.analysis.per_variant import baseline_summary, configurations
+from workbench.analysis.quality_compare import QualityMargins, margins_from
 from workbench.analysis.significance import HIGHER_IS_BETTER, SAMPLE_METRICS, trial_samples
 from workbench.errors import ConfigError
 from workbench.slo import checks
@@ -38,6 +41,7 @@ SLO_FILE = create_model(
         for bound in ("min", "max")
     },
     min_effect=(float | None, Field(None, gt=0, lt=1)),
+    quality_margins=(QualityMargins | None, None),  # not a target: the margins of the quality verdicts
 )
 
 
@@ -57,6 +61,7 @@ def load_slo(path=None) -> dict:
         raise ConfigError(f"{path}:{key}: {problem} (targets: <metric>_min or <metric>_max)") from None
     values = targets.model_dump(exclude_unset=True)
     values.pop("min_effect", None)
+    values.pop("quality_margins", None)
     return {**DEFAULT_SLO, **values}
 
 
@@ -64,10 +69,20 @@ def load_min_effect(path=None) -> float | None:
     """The SLO file's `min_effect` (a fraction), or None: then each run's own (`min_effect` in its params)."""
     if path is None:
         return None
-    from workbench.paths import read_yaml_mapping
+    from workbench.yamlfile import read_yaml_mapping
 
     load_slo(path)  # the same checks, one line on a bad file
     return read_yaml_mapping(path, ConfigError).get("min_effect")
+
+
+def load_quality_margins(path=None) -> QualityMargins:
+    """The SLO file's `quality_margins:` (docs/quality.md), else the defaults; checked as `load_slo` checks."""
+    if path is None:
+        return QualityMargins()
+    from workbench.yamlfile import read_yaml_mapping
+
+    load_slo(path)
+    return margins_from(read_yaml_mapping(path, ConfigError).get("quality_margins"), f"{path}:quality_margins")
 
 
 def slo_rows(configs: pl.DataFrame, recommended: pl.DataFrame, slo: dict) -> list[dict]:

@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from workbench.endpoint.client import EndpointClient, RequestOutcome, Target
+from workbench.endpoint.client import EndpointClient, RequestOutcome, Target, run_async
 from workbench.endpoint.slo import SLO, OverSaturation, SaturationTracker, summarise
 from workbench.workloads.arrivals import poisson_arrivals
 
@@ -148,7 +148,15 @@ async def run_level_async(
         await asyncio.gather(runner, *tasks, return_exceptions=True)
     stopper.cancel()
     if runner.done() and not runner.cancelled() and runner.exception() is not None:
-        raise runner.exception()  # a fault in the load loop itself, never a failed request (those are rows)
+        # a fault in the load loop itself, never a failed request (those are rows): the requests that finished
+        # go with it as `rows_so_far`, for the caller to keep (`store.rescue_rows`) before it surfaces
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        fault = runner.exception()
+        finished = [o for o in outcomes if o.sent_s is not None and o.end == o.end]
+        keep_rows(fault, [{**o.to_row(), "kind": "speed", "profile": level.profile, "trial": trial} for o in finished])
+        raise fault
     sent = [o for o in outcomes if o.sent_s is not None]
     for outcome in sent:
         if math.isnan(outcome.end):  # cancelled mid-stream: still a request the server received
@@ -187,8 +195,9 @@ def run_levels(
     `keep_going(result) -> bool`, when given, is asked after each level whether to run the next; `arrivals` are
     the send offsets of a `trace` level."""
 
+    out: list[LevelResult] = []
+
     async def run() -> list[LevelResult]:
-        out = []
         async with EndpointClient(target) as client:
             await warm_up(client, warmup_prompts or prompts, max_tokens=max_tokens, count=warmup)
             for level in levels:
@@ -214,20 +223,17 @@ def run_levels(
                     break
         return out
 
-    return run_async(run())
-
-
-def run_async(coroutine):
-    """`asyncio.run`, also from inside a running event loop (a Jupyter kernel has one): then on a thread of its own,
-    which the caller waits for, so nothing else runs while a level is timed."""
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    from concurrent.futures import ThreadPoolExecutor
+        return run_async(run())
+    except BaseException as exc:
+        keep_rows(exc, [row for result in out for row in result.rows])
+        raise
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+
+def keep_rows(exc: BaseException, rows: list[dict]) -> None:
+    """Attach rows measured before a fault to it (`exc.rows_so_far`, earliest first), so that whoever holds the
+    run's other rows can keep them all (`store.rescue_rows`) before the fault surfaces."""
+    exc.rows_so_far = [*rows, *getattr(exc, "rows_so_far", [])]
 
 
 @dataclass

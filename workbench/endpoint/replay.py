@@ -89,9 +89,12 @@ def main(args) -> int:
     if not args.no_save:
         paths.check_writable(paths.outputs_dir() / "runs")
     load_before = runtime.load_average()
-    name = target_bench.served_model(args.target, args.model)
+    access = {"api_key_env": args.api_key_env, "follow_redirects": args.follow_redirects}
+    name = target_bench.served_model(args.target, args.model, access)
     eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
-    target = Target(url=args.target, model=name, chat=args.chat == "on", timeout_s=args.timeout, eos_token_ids=eos)
+    target = Target(
+        url=args.target, model=name, chat=args.chat == "on", timeout_s=args.timeout, eos_token_ids=eos, **access
+    )
     warm = target_bench.warmup_texts(tokenizer, prompt_tokens=args.prompt_tokens, count=args.warmup, measured=0)
     result = replay(target, plan, trials=args.trials, warmup=args.warmup, warmup_prompts=warm or None)
     rows = [{**row, **plan.workload.request_facts(row["request_index"])} for row in result.rows]

@@ -165,10 +165,11 @@ def main(args) -> int:
     if not args.no_save:
         paths.check_writable(paths.outputs_dir() / "runs")
     load_before = runtime.load_average()
-    name = target_bench.served_model(args.target, args.model)
+    access = {"api_key_env": args.api_key_env, "follow_redirects": args.follow_redirects}
+    name = target_bench.served_model(args.target, args.model, access)
     tokenizer = target_bench.load_tokenizer(args.tokenizer or args.model or name)
     eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
-    target = Target(url=args.target, model=name, chat=True, timeout_s=args.timeout, eos_token_ids=eos)
+    target = Target(url=args.target, model=name, chat=True, timeout_s=args.timeout, eos_token_ids=eos, **access)
     options = {"concurrency": args.concurrency, "think_time_s": args.think_time, "gen_tokens": args.gen_tokens}
     workload = session_files.sessions_workload(args.sessions, sessions, sha256, **options)
     result = run_sessions(target, sessions, trials=args.trials, warmup=args.warmup, **options)

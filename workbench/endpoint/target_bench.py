@@ -23,6 +23,7 @@ from workbench.endpoint.slo import lag_warning, short_output_warning
 from workbench.errors import ModelError, UsageError
 from workbench.measure import runs
 from workbench.models import loader
+from workbench.redact import redact_text
 from workbench.results import store
 from workbench.workloads import datasets, prompt_sets
 
@@ -123,11 +124,12 @@ def endpoint_workload(
     return texts, [gen_tokens] * len(texts), workload, source
 
 
-def served_model(url: str, spec: str | None) -> str:
+def served_model(url: str, spec: str | None, access: dict | None = None) -> str:
     """The name to send: `spec` as served, or the served directory `spec` resolves to here (a preset such as
-    `nano`, served by mlx_lm.server under its absolute path), or the only served model when `spec` is None."""
+    `nano`, served by mlx_lm.server under its absolute path), or the only served model when `spec` is None.
+    `access`: `api_key_env` and `follow_redirects` (`Target.access`)."""
     try:
-        return check_target(url, spec)
+        return check_target(url, spec, access=access)
     except ModelError:
         try:
             path, _ = loader.resolve(spec, build_missing=False) if spec else (None, None)
@@ -135,7 +137,20 @@ def served_model(url: str, spec: str | None) -> str:
             path = None
         if path is None or isinstance(path, str):
             raise
-        return check_target(url, str(path))
+        return check_target(url, str(path), access=access)
+
+
+EXIT_ALL_FAILED = 3
+
+
+def all_failed_warning(summary: dict) -> str | None:
+    """A one-line warning when every request failed (error rate 1.0): the figures describe no reply at all."""
+    if not summary.get("requests") or summary.get("error_rate") != 1.0:
+        return None
+    return (
+        f"every one of the {summary['requests']} requests failed (error rate 1.0; commonest: "
+        f"{summary.get('top_error')}); pass --allow-errors to accept such a run"
+    )
 
 
 def run_endpoint_bench(
@@ -155,11 +170,14 @@ def run_endpoint_bench(
     seed: int = 0,
     run_id: str | None = None,
     workload_options: dict | None = None,
+    access: dict | None = None,
 ) -> tuple:
-    """Measure the endpoint; (rows in the shared schema, summary). Checks the target first (one-line errors)."""
+    """Measure the endpoint; (rows in the shared schema, summary). Checks the target first (one-line errors).
+    `access`: `api_key_env` and `follow_redirects` (`Target.access`)."""
     from workbench.endpoint.slo import summarise
 
-    name = served_model(url, model)
+    access = access or {}
+    name = served_model(url, model, access)
     tok = load_tokenizer(tokenizer or model or name)
     if tokenizer and tok is None:
         raise ModelError(f"tokenizer {tokenizer!r} is not a preset or a local model directory")
@@ -168,17 +186,26 @@ def run_endpoint_bench(
         tok, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, count=count, seed=seed, options=workload_options
     )
     eos = sorted(tok.eos_token_ids or []) if tok is not None else []
-    target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos)
+    context = model_context(tokenizer or model or name)
+    target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos, **access)
+    target.context_tokens = context
     level = Level("rate", rate) if rate else Level("synchronous" if concurrency == 1 else "concurrency", concurrency)
     warm = warmup_texts(tok, prompt_tokens=prompt_tokens, count=warmup, measured=count, seed=seed)
-    level_results = run_levels(
-        target, texts, [level], max_tokens=limits, trials=trials, warmup=warmup, warmup_prompts=warm, seed=seed
-    )
-    rows = [{**row, **workload.request_facts(row["request_index"])} for r in level_results for row in r.rows]
     params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
     params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}
+    run_id = run_id or store.new_run_id("bench")
+    try:
+        level_results = run_levels(
+            target, texts, [level], max_tokens=limits, trials=trials, warmup=warmup, warmup_prompts=warm, seed=seed
+        )
+    except BaseException as exc:  # a fault (ours, or Ctrl-C): the rows measured so far are kept first
+        partial = {"baseline": getattr(exc, "rows_so_far", [])}
+        store.rescue_partial(partial, run_id=run_id, experiment="bench", params=params)
+        raise
+    rows = [{**row, **workload.request_facts(row["request_index"])} for r in level_results for row in r.rows]
     frame = bench_frame(rows, target=target, workload=workload, params=params, run_id=run_id)
-    summary = {"target": target.base_url, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
+    shown = redact_text(target.base_url)
+    summary = {"target": shown, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
     summary |= summarise(rows, gen_tokens=gen_tokens)
     summary["unsent"] = sum(r.unsent for r in level_results)
     return frame, summary
@@ -196,7 +223,7 @@ def bench_frame(rows: list[dict], *, target: Target, workload, params: dict, run
         "model_id": target.model,
         "workload": workload.name,
         "workload_hash": workload.hash,
-        "target": target.base_url,
+        "target": redact_text(target.base_url),
     }
     return store.to_frame(rows, **identity)
 
@@ -241,6 +268,7 @@ def main(args) -> int:
         "trials": args.trials,
         "warmup": args.warmup,
         "workload_options": workload_options,
+        "access": {"api_key_env": args.api_key_env, "follow_redirects": args.follow_redirects},
     }
     frame, summary = run_endpoint_bench(args.target, args.model, **options)
     if summary["prompts"] == "words":
@@ -249,4 +277,8 @@ def main(args) -> int:
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
     runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    failed = all_failed_warning(summary)
+    if failed and not args.allow_errors:
+        print(f"warning: {failed}", file=sys.stderr)
+        return EXIT_ALL_FAILED
     return 0

@@ -38,7 +38,7 @@ from workbench.endpoint import (
     summarise,
 )
 from workbench.endpoint import target_bench as endpoint_bench
-from workbench.endpoint.levels import level_summaries
+from workbench.endpoint.levels import failure_warning, level_summaries  # noqa: F401 (run.py asks for it)
 from workbench.errors import ConfigError
 from workbench.experiments import rounds
 from workbench.experiments.base import DEFAULT_ROUNDS, ExperimentConfig, Variant
@@ -85,6 +85,9 @@ class Config(ExperimentConfig):
     probe_top_logprobs: int = Field(10, ge=0, le=11, description="served top logprobs per probe token (KL)")
     trace: TraceOptions | None = None  # replay a timestamped trace instead of the levels (experiments.endpoint_traffic)
     sessions: SessionsOptions | None = None  # live multi-turn sessions at each concurrency of `levels`
+    follow_redirects: bool = False
+    api_key_env: str | None = Field(None, description="environment variable holding the target's bearer token")
+    access = property(lambda self: {"api_key_env": self.api_key_env, "follow_redirects": self.follow_redirects})
 
     def model_specs(self) -> list[str]:
         served = [self.server_model] if self.server_model else []
@@ -127,7 +130,7 @@ class Config(ExperimentConfig):
         """A `target` must answer and serve the model before anything is written (one line otherwise)."""
         self.check_traffic_file(model_config.get("max_position_embeddings"))
         if self.target is not None:
-            endpoint_bench.served_model(self.target, self.served_model)
+            endpoint_bench.served_model(self.target, self.served_model, self.access)
 
 
 def levels(config: Config) -> list[Level]:
@@ -147,7 +150,8 @@ def label(level: Level) -> str:
 def endpoint(config: Config, log_path):
     """(URL, served name, server facts): a server started for this run, or the configured target."""
     if config.target is not None:
-        yield config.target, endpoint_bench.served_model(config.target, config.served_model), {"target": config.target}
+        name = endpoint_bench.served_model(config.target, config.served_model, config.access)
+        yield config.target, name, {"target": config.target}
         return
     from workbench.endpoint import server
 
@@ -180,16 +184,30 @@ def run(config: Config) -> pl.DataFrame:
     )
     log_path = outputs_dir() / "servers" / f"{run_id}.log"
     rows: dict[str, list] = {}
+    try:
+        url, facts, startup = measure(config, rows, loaded, tokenizer, (prompts, limits), log_path)
+    except BaseException as exc:  # a fault (ours, or Ctrl-C): the rows measured so far are kept first
+        partial = {**rows, "served (unfinished level)": getattr(exc, "rows_so_far", [])}
+        store.rescue_partial(partial, run_id=run_id, experiment=config.name, params=config.to_dict())
+        raise
+    return frames(config, run_id, rows, startup, loaded, workload, facts, url)
+
+
+def measure(config: Config, rows: dict, loaded, tokenizer, sent: tuple, log_path):
+    """Every arm in interleaved rounds, its rows added to `rows` (variant -> rows) as they are measured.
+    `sent`: (prompts, each one's max_tokens). Returns (URL, server facts, startup rows)."""
+    (prompts, limits), plan = sent, levels(config)
+    slices = config.round_limit * len(plan) if config.profile != "saturation" else len(plan)
     with endpoint(config, log_path) as (url, name, facts):
         eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
-        target = Target(url=url, model=name, chat=config.chat == "on", timeout_s=config.timeout_s, eos_token_ids=eos)
+        facts_of = {"chat": config.chat == "on", "timeout_s": config.timeout_s, "eos_token_ids": eos, **config.access}
+        target = Target(url=url, model=name, context_tokens=endpoint_bench.model_context(config.model), **facts_of)
         startup = cold_start(config, target, loaded, prompts, limits, facts, served_name=f"served-{label(plan[0])}")
         probing = probe_plan(config, loaded, facts, slices + 1) if config.probe_share else None
         if config.profile == "saturation":
-            served = saturation_rows(config, target, plan, prompts, limits, probing)
-            rows.update(served)
-            if loaded is not None:
-                for round_index in range(config.rounds or DEFAULT_ROUNDS):  # no paired comparison in a search
+            saturation_rows(config, target, plan, prompts, limits, probing, out=rows)
+            for round_index in range(config.rounds or DEFAULT_ROUNDS):  # no paired comparison in a search
+                if loaded is not None:
                     rows.setdefault("baseline", []).extend(in_process(config, loaded, prompts, limits, 0, round_index))
         else:
             arms = ([None] if loaded is not None else []) + plan
@@ -207,7 +225,7 @@ def run(config: Config) -> pl.DataFrame:
 
             measured, _ = rounds.run_rounds(config, measure_round, desc="endpoint rounds")
             rows.update(measured)
-    return frames(config, run_id, rows, startup, loaded, workload, facts, url)
+    return url, facts, startup
 
 
 def _workload_options(config: Config) -> dict:
@@ -324,9 +342,10 @@ def probe_plan(config: Config, loaded, facts: dict, pieces: int):
     return probes.ProbePlan(model.model, references, per_level, config.probe_top_logprobs)
 
 
-def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, limits, probing=None) -> dict:
-    """The search runs once, levels in increasing order on fresh prompts each, stopping at the first failure."""
-    out = {}
+def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, limits, probing=None, *, out=None):
+    """The search runs once, levels in increasing order on fresh prompts each, stopping at the first failure;
+    each level's rows go into `out` (returned) as it finishes."""
+    out = {} if out is None else out
     for index, level in enumerate(plan):
         piece = index + 1
         level_rows = served_level(config, target, level, prompts, limits, piece, probing)

@@ -42,7 +42,14 @@ def run_traffic(config, run_id: str, *, endpoint, frames) -> pl.DataFrame:
     rows: dict[str, list] = {}
     with endpoint(config, outputs_dir() / "servers" / f"{run_id}.log") as (url, name, facts):
         eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
-        target = Target(url=url, model=name, chat=config.chat == "on", timeout_s=config.timeout_s, eos_token_ids=eos)
+        target = Target(
+            url=url,
+            model=name,
+            chat=config.chat == "on",
+            timeout_s=config.timeout_s,
+            eos_token_ids=eos,
+            **config.access,
+        )
         warm = endpoint_bench.warmup_texts(tokenizer, prompt_tokens=16, count=config.warmup, measured=0, seed=1)
         if config.trace is not None:
             workload = trace_rounds(config, target, loaded, tokenizer, context, warm, rows)

@@ -54,6 +54,7 @@ def run_bench(
         prompt_tokens=prompt_tokens,
         count=requests or batch_size,
         seed=seed,
+        context_tokens=loaded.config.get("max_position_embeddings"),
         **workload_options,
     )
     prompt_sets.check_context(workload, gen_tokens, loaded.config.get("max_position_embeddings"))
@@ -128,6 +129,9 @@ def setup_arg_parser() -> console.Parser:
     served.add_argument("--trace-block-tokens", type=console.int_at_least(1, 65536), default=512, help="per hash id")
     served.add_argument("--sessions", help="multi-turn sessions (ShareGPT or JSONL of message lists), replayed live")
     served.add_argument("--think-time", type=float, default=0.0, help="seconds between a reply and the next turn")
+    served.add_argument("--api-key-env", metavar="NAME", help="send a bearer token read from environment variable NAME")
+    served.add_argument("--follow-redirects", action="store_true", help="follow 3xx replies (default: a failure)")
+    served.add_argument("--allow-errors", action="store_true", help="exit 0 even when every request failed")
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
     parser.add_argument("--json", action="store_true")
     return parser
@@ -145,9 +149,12 @@ def check_workload(args) -> dict:
         datasets.read_items(args.dataset, turns=args.dataset_turns)
         tokenizer = chat.local_tokenizer(args.model)
         if tokenizer is not None:
-            workload = prompt_sets.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, **options)
             config = json.loads((loader.resolve(args.model, build_missing=False)[0] / "config.json").read_text())
-            prompt_sets.check_context(workload, args.gen_tokens, config.get("max_position_embeddings"))
+            context = config.get("max_position_embeddings")
+            workload = prompt_sets.build(
+                tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, context_tokens=context, **options
+            )
+            prompt_sets.check_context(workload, args.gen_tokens, context)
     return options
 
 

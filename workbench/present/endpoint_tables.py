@@ -7,13 +7,9 @@ from __future__ import annotations
 import polars as pl
 
 from workbench.present.charts import title
-from workbench.present.tables import fmt_change, fmt_value, table
+from workbench.present.tables import fmt_change, fmt_ms, fmt_value, table
 
 NO_ENDPOINT = "No endpoint sweep in this report (`workbench report SWEEP --endpoint ENDPOINT_SWEEP`)."
-
-
-def _ms(value) -> str:
-    return fmt_value("ttft_s", value)
 
 
 def endpoint_levels(section):
@@ -25,12 +21,12 @@ def endpoint_levels(section):
             {
                 "Configuration": r["configuration"],
                 "Load": f"{r['profile']} {r['level']:g}",
-                "TTFT p50 / p90": f"{_ms(r['ttft_s'])} / {_ms(r['ttft_s_p90'])}",
-                "TPOT p50": _ms(r["tpot_s"]),
+                "TTFT p50 / p90": f"{fmt_ms(r['ttft_s'])} / {fmt_ms(r['ttft_s_p90'])}",
+                "TPOT p50": fmt_ms(r["tpot_s"]),
                 "Throughput": fmt_value("throughput_tps", r["throughput_tps"]),
                 "Goodput": f"{r['goodput_rps']:.3g} req/s" if r["goodput_rps"] is not None else "n/a",
                 "Errors": f"{100 * r['error_rate']:.1f}%" + (f" ({r['top_error']})" if r["top_error"] else ""),
-                "Send lag p50 / p99": f"{_ms(r.get('send_lag_s_p50'))} / {_ms(r.get('send_lag_s_p99'))}",
+                "Send lag p50 / p99": f"{fmt_ms(r.get('send_lag_s_p50'))} / {fmt_ms(r.get('send_lag_s_p99'))}",
                 "Verdict": verdict + ("; load generator fell behind" if r.get("fell_behind") else ""),
             }
         )
@@ -50,8 +46,8 @@ def endpoint_turns(section):
             "Sessions": r["variant"],
             "Turn": r["turn"],
             "Requests": f"{r['ok']} of {r['requests']}",
-            "TTFT p50 / p90": f"{_ms(r['ttft_s'])} / {_ms(r['ttft_s_p90'])}",
-            "TPOT p50": _ms(r["tpot_s"]),
+            "TTFT p50 / p90": f"{fmt_ms(r['ttft_s'])} / {fmt_ms(r['ttft_s_p90'])}",
+            "TPOT p50": fmt_ms(r["tpot_s"]),
             "Prompt tokens": f"{r['prompt_tokens_mean']:.0f}" if r["prompt_tokens_mean"] is not None else "n/a",
             "Cached prompt tokens": "not reported"
             if r["cached_tokens_mean"] is None
@@ -104,8 +100,8 @@ def endpoint_cold(section):
             "Configuration": r["configuration"],
             "Where": r["side"],
             "Launch to ready": f"{r['startup_s']:.2f} s" if r["startup_s"] is not None else "n/a",
-            "First request TTFT (cold)": _ms(r["cold_ttft_s"]),
-            "TTFT p50 warm": _ms(r["warm_ttft_s"]),
+            "First request TTFT (cold)": fmt_ms(r["cold_ttft_s"]),
+            "TTFT p50 warm": fmt_ms(r["warm_ttft_s"]),
             "Cold / warm": f"{r['cold_over_warm']:.1f}×" if r["cold_over_warm"] is not None else "n/a",
         }
         for r in ([] if section is None else section.cold.iter_rows(named=True))

@@ -30,7 +30,7 @@ import polars as pl
 
 from workbench import console, stats
 from workbench.analysis import decisions, gates, significance
-from workbench.errors import DataError, UsageError
+from workbench.errors import DataError, OutputsError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
 from workbench.results import integrity
 
@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[INCLUDE_STALE] = "1" if args.include_stale else ""  # read by `build` in the notebook's kernel
     try:
         path = render(args.sweep, output, **options)
+    except Exception as exc:
+        if (problem := write_problem(exc)) is None:
+            raise
+        raise OutputsError(f"the report {output} cannot be written ({problem})") from None
     finally:
         os.environ.pop(INCLUDE_STALE, None)
     print(f"report:    {path}")
@@ -104,6 +108,21 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
         console.print_json({"report": str(path), **summary})
     return 0
+
+
+def write_problem(exc: Exception) -> str | None:
+    """Why writing failed, when `exc` is the disk's doing (a full disk, no permission, read-only), raised here or
+    in the report notebook's kernel; None for anything else (a bug keeps its traceback)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.strerror or errno.errorcode.get(exc.errno, "OSError")
+    if type(exc).__name__ == "PapermillExecutionError" and getattr(exc, "ename", "") in ("OSError", "PermissionError"):
+        value = str(getattr(exc, "evalue", ""))
+        for code in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
+            if os.strerror(code) in value:
+                return os.strerror(code)
+    return None
 
 
 def scan(name: str, *, include_stale: bool = False) -> integrity.SweepScan:
@@ -227,6 +246,7 @@ def build(
         rows,
         slo=gates.load_slo(slo_file),
         min_effect=gates.load_min_effect(slo_file),
+        quality_margins=gates.load_quality_margins(slo_file),
         quality=quality,
         objective=objective,
         conditions=point_conditions(sweep, include_stale=include_stale),

@@ -44,6 +44,11 @@ def fmt_value(metric: str, value) -> str:
     return f"{text} {unit}".strip()
 
 
+def fmt_ms(seconds) -> str:
+    """A time stored in seconds, shown in milliseconds as every latency is."""
+    return fmt_value("ttft_s", seconds)
+
+
 def fmt_changes(changes_json) -> str:
     """The knobs a variant changed, 'bits=4, group_size=64'; 'not declared' for older sweeps."""
     if changes_json is None:
