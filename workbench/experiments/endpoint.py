@@ -213,8 +213,7 @@ def measure(config: Config, rows: dict, loaded, tokenizer, sent: tuple, log_path
             arms = ([None] if loaded is not None else []) + plan
 
             def measure_round(round_index: int) -> dict[str, list[dict]]:
-                out = {}
-                shift = round_index % len(arms)
+                out, shift = {}, round_index % len(arms)
                 for arm in arms[shift:] + arms[:shift]:
                     piece = (1 + round_index * len(plan) + (plan.index(arm) if arm else 0)) % (slices + 1)
                     if arm is None:
@@ -223,8 +222,7 @@ def measure(config: Config, rows: dict, loaded, tokenizer, sent: tuple, log_path
                         out[f"served-{label(arm)}"] = served_level(config, target, arm, prompts, limits, piece, probing)
                 return out
 
-            measured, _ = rounds.run_rounds(config, measure_round, desc="endpoint rounds")
-            rows.update(measured)
+            rows.update(rounds.run_rounds(config, measure_round, desc="endpoint rounds")[0])
     return url, facts, startup
 
 
