@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from workbench import slo, stats
-from workbench.analysis import decisions, gates, per_variant, significance
+from workbench.analysis import decisions, gates, per_variant, significance, verdicts
 from workbench.errors import ConfigError
 from workbench.results import store
 
@@ -150,54 +150,98 @@ def test_noise_floor_is_the_baselines_even_vs_odd_rounds():
     )
 
 
-def test_significance_needs_interval_and_floor_and_aa_is_never_recommended():
+def test_verdicts_are_paired_by_round_and_an_aa_copy_is_a_check_never_a_recommendation():
     batching = {"family": "batching", "lossless": True, "quality_measured": "", "changes_json": '{"batch_size": 4}'}
     rows = run_rows(
-        b4=(shifted(BASE, 1.2), batching, {}),
-        # +1.5 % with almost no spread: the interval excludes zero, but the change is below the 2 % floor
-        tiny=({r: [102.4, 102.5, 102.6] for r in BASE}, batching, {"ttft": 0.05}),
+        b4=(shifted(BASE, 1.2), batching, {"ttft": 0.3}),  # +20 % in every round, TTFT three times the baseline's
+        # +1.5 % on average, 2.5 % and 0.5 % in alternate rounds: the whole interval lies within +-5 %
+        tiny=({r: [102.4, 102.5, 102.6] for r in BASE}, batching, {}),
         aa=(BASE, {**BASELINE_ID, "quality_measured": ""}, {}),
-        # an A/A copy measured 10 % faster: the machine was that noisy, so nothing below 10 % is significant
-        aa_fast=(shifted(BASE, 1.1), {**BASELINE_ID, "quality_measured": ""}, {"ttft": 0.01}),
+        # an A/A copy measured 10 % faster in every round: the method calls it better, so the check fails
+        aa_fast=(shifted(BASE, 1.1), {**BASELINE_ID, "quality_measured": ""}, {}),
     )
     result = decisions.analyse(rows, slo={"ttft_s_p90_max": 1.0})
     compared = result.compared.filter(metric="throughput_tps")
-    tiny = compared.filter(variant="tiny").row(0, named=True)
-    assert tiny["ci_low"] > 0 and tiny["floor_pct"] == pytest.approx(10.0) and not tiny["significant"]
     b4 = compared.filter(variant="b4").row(0, named=True)
     assert b4["significant"] and b4["change_pct"] == pytest.approx(20.0) and b4["verdict"] == "better"
-    assert not compared.filter(variant="aa").row(0, named=True)["significant"]
-    assert not compared.filter(variant="aa_fast").row(0, named=True)["significant"]  # an A/A copy never is
+    assert b4["rounds"] == 4 and b4["half_width_pct"] == pytest.approx(0.0, abs=1e-9)
+    tiny = compared.filter(variant="tiny").row(0, named=True)
+    assert tiny["change_pct"] == pytest.approx(1.5, abs=0.1) and tiny["ci_low_pct"] < 0 < tiny["ci_high_pct"]
+    assert tiny["verdict"] == "equivalent" and tiny["label"] == "equivalent (within ±5%)"
+    assert compared.filter(variant="aa").row(0, named=True)["verdict"] == "equivalent"
     assert result.recommended["variant"].to_list() == ["b4"]
     statuses = dict(result.candidates.select("variant", "status").iter_rows())
-    assert statuses["tiny"] == significance.NO_DIFFERENCE and "aa_fast" not in statuses
-    assert set(result.aa_checks["variant"]) == {"aa", "aa_fast"}
+    assert statuses["tiny"] == "equivalent (within ±5%)" and "aa_fast" not in statuses
+    checks = result.aa_checks.filter(metric="throughput_tps")
+    assert dict(checks.select("variant", "flagged").iter_rows()) == {"aa": False, "aa_fast": True}
+    assert any(w.startswith("A/A check failed: aa_fast @ r1") for w in result.warnings)
     verdict = result.to_json()
     json.dumps(verdict, allow_nan=False)
     (rec,) = verdict["recommendations"]
     assert rec["variant"] == "b4" and rec["significant"] and rec["params"] == {"variant": "b4"}
-    assert rec["ci"][0] < rec["change"] < rec["ci"][1] and rec["change_pct"] == pytest.approx(20.0)
-    assert verdict["noise_floor"]["known"] and verdict["slo"]["targets"] == {"ttft_s_p90_max": 1.0}
+    assert rec["verdict"] == "better" and rec["half_width_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert rec["change_pct"] == pytest.approx(20.0)
+    assert [c["metric"] for c in rec["costs"]] == ["ttft_s"] and rec["costs"][0]["change_pct"] == pytest.approx(200.0)
+    entry = next(c for c in verdict["comparisons"] if c["variant"] == "tiny" and c["metric"] == "throughput_tps")
+    assert set(verdicts.COMPARISON_FIELDS) <= set(entry) and entry["rounds"] == 4 and entry["min_effect_pct"] == 5
+    assert not verdict["noise_floor"]["gates_verdicts"] and verdict["slo"]["targets"] == {"ttft_s_p90_max": 1.0}
 
 
-def test_without_round_data_nothing_is_significant():
+def test_without_round_data_every_verdict_is_inconclusive():
     batching = {"family": "batching", "lossless": True, "quality_measured": ""}
     rows = run_rows(b4=(shifted(BASE, 1.2), batching, {})).with_columns(pl.lit(None, pl.Int32).alias("round"))
     result = decisions.analyse(rows, slo={})
-    assert not result.compared["significant"].any() and result.recommended.is_empty()
-    assert not result.floor_known and any("Noise floor unknown" in w for w in result.warnings)
-    assert result.candidates.row(0, named=True)["status"] == significance.NO_DIFFERENCE
+    assert result.compared.is_empty() and result.recommended.is_empty()
+    assert not result.floor_known and any("no paired interval" in w for w in result.warnings)
+    assert result.candidates.row(0, named=True)["status"] == "inconclusive (no interval)"
 
 
-def test_a_run_uses_the_larger_of_its_floor_and_the_sweep_median():
+def test_min_effect_comes_from_the_rows_or_the_slo_file_and_holm_corrects_the_sweep():
     batching = {"family": "batching", "lossless": True, "quality_measured": ""}
-    noisy = {0: [99, 100, 101], 1: [109, 110, 111], 2: [99, 100, 101], 3: [109, 110, 111]}  # floor 10 %
-    five = {r: [v * 1.05 for v in (100.9, 101, 101.1)] for r in BASE}
-    rows = pl.concat([run_rows("quiet", b5=(five, batching, {})), run_rows("noisy", base=noisy)])
-    floors = significance.noise_floors(significance.trial_samples(rows)).filter(metric="throughput_tps")
-    assert sorted(floors["floor_pct"].to_list()) == pytest.approx([2.0, 10.0])
-    compared = decisions.analyse(rows, slo={}).compared.filter(metric="throughput_tps", variant="b5")
-    assert compared["floor_pct"][0] == pytest.approx(6.0) and not compared["significant"][0]
+    eight = {r: [v * 1.08 for v in values] for r, values in BASE.items()}  # +8 % in every round
+    rows = run_rows(b=(eight, batching, {}))
+    assert decisions.analyse(rows, slo={}).compared.filter(metric="throughput_tps")["verdict"][0] == "better"
+    wide = rows.with_columns(min_effect=pl.lit(0.10))  # the run asked for 10 %: +8 % is equivalent
+    assert decisions.analyse(wide, slo={}).compared.filter(metric="throughput_tps")["verdict"][0] == "equivalent"
+    assert decisions.analyse(wide, slo={}, min_effect=0.05).compared["verdict"][0] == "better"
+    frame = pl.DataFrame({"p_value": [0.01, 0.02, 0.04], "ci_low_pct": [6.0] * 3, "ci_high_pct": [20.0] * 3})
+    frame = frame.with_columns(metric=pl.lit("throughput_tps"), min_effect_pct=pl.lit(5.0), half_width_pct=pl.lit(7.0))
+    for column in set(verdicts.SCHEMA) - set(frame.columns):
+        frame = frame.with_columns(pl.lit(None, verdicts.SCHEMA[column]).alias(column))
+    judged = verdicts.with_verdicts(frame.select(list(verdicts.SCHEMA)).drop("p_holm", "significant"))
+    assert judged["p_holm"].to_list() == pytest.approx([0.03, 0.04, 0.04])
+    judged = verdicts.with_verdicts(
+        frame.with_columns(p_value=pl.Series([0.01, 0.03, 0.06])).drop("p_holm", "significant")
+    )
+    assert judged["verdict"].to_list() == ["better", "inconclusive", "inconclusive"]  # Holm: 0.03, 0.06, 0.06
+
+
+def test_paired_quality_verdicts_are_consumed_when_present():
+    batching = {"family": "batching", "lossless": True, "quality_measured": "", "changes_json": '{"batch_size": 4}'}
+    result = decisions.analyse(run_rows(b4=(shifted(BASE, 1.2), batching, {})), slo={})
+    quality = pl.DataFrame(
+        {"point_id": ["r1", "r1"], "variant": ["b4", "b4"], "metric": ["task_accuracy", "perplexity"]}
+    ).with_columns(
+        unit=pl.Series(["points", "pct"]),
+        change=pl.Series([-10.0, 0.5]),
+        ci_low=pl.Series([-21.0, -0.5]),
+        ci_high=pl.Series([1.0, 1.5]),
+        half_width=pl.Series([11.0, 1.0]),
+        n=pl.Series([100, 32]),
+        p_value=pl.Series([0.08, 0.3]),
+        margin=pl.Series([1.0, 1.0]),
+        verdict=pl.Series(["inconclusive", "inconclusive"]),
+    )
+    pool = decisions.with_quality_verdicts(result.candidates, quality)
+    assert pool.filter(variant="b4")["quality_verdict"][0] == "inconclusive"
+    entries = verdicts.comparisons_json(result.compared, result.configs, quality)
+    task = next(e for e in entries if e["metric"] == "task_accuracy")
+    assert task["kind"] == "quality" and task["unit"] == "points" and task["ci_low_pct"] == -21.0
+    assert not task["significant"] and task["verdict"] == "inconclusive"
+    from workbench.analysis import verdict_risks
+
+    (risk,) = [r for r in verdict_risks.quality_risks(quality) if "Task exact match" in r[0]]
+    assert "could be as bad as −21.0 points" in risk[0] and "100 paired items" in risk[1]
 
 
 def test_pareto_mask_keeps_only_undominated_rows():

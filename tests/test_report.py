@@ -45,8 +45,8 @@ AA_SWEEP = {
         "prompt_tokens": 16,
         "gen_tokens": 16,
         "requests": 4,
-        "trials": 3,
-        "rounds": 4,
+        "trials": 2,
+        "rounds": 8,
         "perplexity_chunks": 2,
         "task_count": 8,
         "fidelity_count": 2,
@@ -220,13 +220,18 @@ def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outp
     verdict = json.loads(proc.stdout.strip().splitlines()[-1])
     assert verdict["noise_floor"]["known"] and verdict["noise_floor"]["metrics"]["throughput_tps"]["runs"] == 3
     batch = [r for r in verdict["recommendations"] if r["variant"] == "fp-b4"]
-    assert batch and batch[0]["significant"] and batch[0]["change_pct"] > 0, verdict  # 4 requests at once
+    assert batch and batch[0]["verdict"] == "better" and batch[0]["change_pct"] > 0, verdict  # 4 requests at once
+    assert batch[0]["half_width_pct"] > 0 and isinstance(batch[0]["costs"], list)
     assert all(r["variant"] != "fp-b1-aa" for r in verdict["recommendations"])
     aa = [c for c in verdict["aa_checks"] if c["variant"] == "fp-b1-aa"]
-    assert len({c["point_id"] for c in aa}) == 2 and not any(c["significant"] for c in aa), aa
+    assert len({c["point_id"] for c in aa}) == 2 and not any(c["flagged"] for c in aa), aa
+    entries = [c for c in verdict["comparisons"] if c["kind"] == "speed"]
+    assert len(entries) == 3 * 4 and all(c["rounds"] == 8 for c in entries)  # 3 points x 4 metrics, 8 rounds each
+    assert {c["verdict"] for c in entries} <= {"better", "worse", "equivalent", "inconclusive"}
     page = out.read_text()
     assert "vegaEmbed" in page and 'src="http' not in page and "Recommendations" in page
-    assert "shape: (" not in page and "Noise floor (A/A)" in page
+    assert "shape: (" not in page and "A/A check" in page and "All configurations" in page
+    assert "no significant difference" not in page
     served = verdict["endpoint"]
     assert {(r["profile"], r["level"]) for r in served["levels"]} == {("concurrency", 1), ("concurrency", 2)} | {
         ("rate", 5),

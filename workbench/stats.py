@@ -2,11 +2,13 @@
 
 - Percentiles are numpy's default linear interpolation (what vLLM's `bench serve` reports);
   polars expressions use `quantile(q, interpolation="linear")`, which gives the same numbers.
-- Intervals are Student/Welch t intervals (scipy), right for the two to ten trials a run
-  has; the unit of a sample is a trial or a round, never a request (requests in one trial
-  share the machine's state and are correlated).
-- A difference is `significant` only when its interval excludes zero and it is larger
-  than the noise floor: the A/A difference of the baseline measured in separate rounds.
+- Intervals are Student t intervals (scipy); the unit of a sample is a round (or a trial), never a
+  request (requests in one trial share the machine's state and are correlated).
+- A speed change is paired: per interleaved round, the log ratio of the variant's value to the baseline's
+  in the same round (`paired_change`); the t interval over rounds of those log ratios, back-transformed.
+- Every comparison ends in one of four verdicts (`verdict`): better, worse, equivalent (the whole interval
+  within +-min_effect) or inconclusive; across a sweep, "significant" is Holm-corrected (`holm`).
+- `difference` (Welch, unpaired) stays for comparisons that have no pairing (a sweep against an earlier one).
 
 See docs/metrics.md.
 """
@@ -146,21 +148,115 @@ def is_significant(change: Difference, noise_floor_pct: float | None = None) -> 
 
 
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+MIN_EFFECT = 0.05  # the default practical threshold of a speed change (relative): docs/metrics.md
 
 
 def verdict(low: float, high: float, *, min_effect: float, higher_is_better: bool = True) -> str:
-    """The verdict on a change whose interval is [low, high], against the practical threshold `min_effect`
-    (same unit): "better"/"worse" when the interval excludes 0 and its midpoint is more than `min_effect` away
-    from 0 (up is better unless `higher_is_better` is False); "equivalent" when the whole interval lies within
-    +-`min_effect` (an equivalence test, as TOST); "inconclusive" otherwise, and for a missing interval."""
+    """One of `VERDICTS` for a change whose interval is [low, high] (same units as `min_effect`): better/worse
+    when the interval excludes 0 and its midpoint is beyond `min_effect` in the good/bad direction; equivalent
+    when the whole interval lies within +-`min_effect`; inconclusive otherwise (and for a missing interval)."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return "inconclusive"
     point = (low + high) / 2
     if (low > 0 or high < 0) and abs(point) > min_effect:
-        return "better" if (point > 0) == higher_is_better else "worse"
+        up = point > 0
+        return "better" if up == higher_is_better else "worse"
     if -min_effect <= low and high <= min_effect:
         return "equivalent"
     return "inconclusive"
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    """A relative change measured in paired rounds: the mean per-round log ratio, back-transformed.
+    `change`, `ci_low`, `ci_high` and `half_width` are fractions (0.1 = +10%); `p_value` tests no change."""
+
+    change: float
+    ci_low: float
+    ci_high: float
+    half_width: float
+    rounds: int
+    p_value: float
+    sd_log: float
+
+    def to_pct(self) -> dict:
+        return {
+            "change_pct": self.change * 100,
+            "ci_low_pct": self.ci_low * 100,
+            "ci_high_pct": self.ci_high * 100,
+            "half_width_pct": self.half_width * 100,
+        }
+
+
+def paired_change(baseline, variant, level: float = LEVEL) -> PairedChange:
+    """t interval over rounds of log(variant_r / baseline_r); the two arrays are aligned by round (a round with
+    a missing or non-positive value on either side is dropped). NaN interval below two rounds."""
+    b, v = np.asarray(baseline, dtype=float), np.asarray(variant, dtype=float)
+    keep = np.isfinite(b) & np.isfinite(v) & (b > 0) & (v > 0)
+    d = np.log(v[keep] / b[keep])
+    return paired_from_moments(
+        float(d.mean()) if d.size else math.nan, float(d.std(ddof=1)) if d.size > 1 else math.nan, int(d.size), level
+    )
+
+
+def paired_from_moments(mean: float, sd: float, n: int, level: float = LEVEL) -> PairedChange:
+    """`paired_change` from the mean, SD (ddof 1) and count of the per-round log ratios."""
+    from scipy import special
+
+    nan = math.nan
+    if n == 0:
+        return PairedChange(nan, nan, nan, nan, 0, nan, nan)
+    if n < 2:
+        return PairedChange(math.expm1(mean), nan, nan, nan, n, nan, nan)
+    if sd == 0:
+        p = 1.0 if mean == 0 else 0.0
+        return PairedChange(math.expm1(mean), math.expm1(mean), math.expm1(mean), 0.0, n, p, 0.0)
+    se = sd / math.sqrt(n)
+    t = float(special.stdtrit(n - 1, 0.5 + level / 2))  # the t quantile (scipy.stats.t.ppf, as a fast ufunc)
+    low, high = math.expm1(mean - t * se), math.expm1(mean + t * se)
+    p = float(2 * special.stdtr(n - 1, -abs(mean) / se))
+    return PairedChange(math.expm1(mean), low, high, (high - low) / 2, n, p, sd)
+
+
+def rounds_for(sd_log: float, precision: float, level: float = LEVEL) -> int:
+    """Rounds a paired t interval needs for a relative half-width of `precision`, given the SD of the per-round
+    log ratio (at least 3; found by iterating because t depends on the rounds)."""
+    from scipy import special
+
+    if not (math.isfinite(sd_log) and sd_log > 0):
+        return 3
+    target = math.log1p(precision)
+    n = 3
+    while n < 100_000:
+        if special.stdtrit(n - 1, 0.5 + level / 2) * sd_log / math.sqrt(n) <= target:
+            return n
+        n += 1
+    return n
+
+
+def holm(p_values) -> list[float]:
+    """Holm-adjusted p-values (step-down, family-wise error control), in the input's order; NaN stays NaN."""
+    p = np.asarray([math.nan if v is None else v for v in p_values], dtype=float)
+    idx = [i for i in np.argsort(p) if math.isfinite(p[i])]
+    m, out, running = len(idx), np.full(p.size, math.nan), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
+def mad_outliers(values, threshold: float = 5.0) -> list[bool]:
+    """True for a value beyond `threshold` scaled MADs (1.4826 x MAD, the SD of a normal) of the median;
+    all False when fewer than 4 values or no spread."""
+    arr = np.asarray([math.nan if v is None else v for v in values], dtype=float)
+    ok = np.isfinite(arr)
+    if ok.sum() < 4:
+        return [False] * arr.size
+    median = float(np.median(arr[ok]))
+    mad = 1.4826 * float(np.median(np.abs(arr[ok] - median)))
+    if mad == 0:
+        return [False] * arr.size
+    return [bool(o and abs(x - median) > threshold * mad) for x, o in zip(arr, ok)]
 
 
 def json_safe(value):

@@ -5,9 +5,10 @@ report shows. Pure functions over polars frames; no plotting, no files.
   never from its name. Rows without those columns (older sweeps) read as "unknown".
 - A variant has the baseline's quality only when it is declared lossless *and* its greedy outputs were
   verified identical to the baseline's; any other quality metric it did not measure is null ("not measured").
-- Changes are measured per trial against the baseline of the same run, and are significant only beyond the
-  A/A noise floor (`workbench.analysis.significance`). A recommendation is Pareto-optimal, meets every SLO, is not
-  the baseline (nor an A/A copy of it) and its gain is significant.
+- Changes are paired by round against the baseline of the same run and get one of four verdicts, Holm-corrected
+  across the sweep (`workbench.analysis.verdicts`). A recommendation is Pareto-optimal, meets every SLO, is not
+  the baseline (nor an A/A copy of it) and its objective's verdict is `better`; it lists its costs (the metrics
+  where it is `worse`). The old A/A noise floor (`significance`) is kept as a diagnostic and gates nothing.
 
 SLO targets and regression checks live in `workbench.analysis.gates`; `analyse` puts everything together.
 """
@@ -21,16 +22,9 @@ import numpy as np
 import polars as pl
 
 from workbench import stats
+from workbench.analysis import verdicts
 from workbench.analysis.per_variant import configurations, with_identity
-from workbench.analysis.significance import (
-    BASELINE,
-    HIGHER_IS_BETTER,
-    NO_DIFFERENCE,
-    comparisons,
-    noise_floors,
-    sweep_noise_floor,
-    trial_samples,
-)
+from workbench.analysis.significance import BASELINE, HIGHER_IS_BETTER, noise_floors, sweep_noise_floor, trial_samples
 
 
 def with_pareto(configs: pl.DataFrame, quality: str = "task_accuracy") -> pl.DataFrame:
@@ -48,27 +42,65 @@ def with_pareto(configs: pl.DataFrame, quality: str = "task_accuracy") -> pl.Dat
 
 def candidates(configs: pl.DataFrame, compared: pl.DataFrame, slo: dict, objective: str) -> pl.DataFrame:
     """Pareto-optimal configurations that are not the baseline (nor an A/A copy of it), each with its
-    measured change in `objective` and a `status`: "recommended" only when it meets every SLO and its gain is
-    significant; otherwise the reason ("no significant difference", "significantly worse", "misses SLO: ...").
-    Recommended ones come first, by gain."""
+    measured change in `objective`, its `costs` (every comparison it is `worse` on, speed and quality) and a
+    `status`: "recommended" only when it meets every SLO and its objective's verdict is `better`; otherwise the
+    reason ("misses SLO: ...", "worse", "equivalent (within ±5%)", "inconclusive (±8%)"). Recommended ones
+    come first, by gain."""
     from workbench.slo import checks as slo_checks
 
     pool = configs.filter(pl.col("pareto") & ~pl.col("is_reference") & (pl.col("family") != BASELINE))
-    change = compared.filter(pl.col("metric") == objective).drop("metric")
+    change = compared.filter(pl.col("metric") == objective).drop("metric", "family", "point_id")
     pool = pool.join(change.drop("mean"), on=["run_id", "variant"], how="left")
-    statuses = []
+    statuses, costs = [], []
     for config in pool.iter_rows(named=True):
         missed = [c["target"] for c in slo_checks(config, slo) if not c["pass"]]
         if missed:
             statuses.append("misses SLO: " + ", ".join(missed))
-        elif not config["significant"]:
-            statuses.append(NO_DIFFERENCE)
-        elif (config["gain_pct"] or 0) <= 0:
-            statuses.append("significantly worse")
-        else:
+        elif config["verdict"] == "better":
             statuses.append("recommended")
-    pool = pool.with_columns(pl.Series("status", statuses, dtype=pl.String), metric=pl.lit(objective))
+        else:
+            statuses.append(config["label"] or "inconclusive (no interval)")
+        costs.append(costs_of(compared, config["run_id"], config["variant"]))
+    pool = pool.with_columns(
+        pl.Series("status", statuses, dtype=pl.String),
+        pl.Series("costs", costs, dtype=pl.List(COST)),
+        metric=pl.lit(objective),
+    )
     return pool.sort([pl.col("status") == "recommended", "gain_pct"], descending=True, nulls_last=True)
+
+
+COST = pl.Struct({"metric": pl.String, "baseline": pl.Float64, "value": pl.Float64, "change_pct": pl.Float64})
+
+
+def costs_of(compared: pl.DataFrame, run_id: str, variant: str) -> list[dict]:
+    """What a configuration pays: each comparison it is `worse` on (metric, baseline's value, its value, change);
+    `present.tables` prints them as "TTFT p50 35 → 244 ms (×7.0)"."""
+    mine = (pl.col("run_id") == run_id) & (pl.col("variant") == variant) & (pl.col("verdict") == "worse")
+    return [
+        {"metric": r["metric"], "baseline": r["baseline_mean"], "value": r["mean"], "change_pct": r["change_pct"]}
+        for r in compared.filter(mine).iter_rows(named=True)
+    ]
+
+
+def with_quality_verdicts(pool: pl.DataFrame, quality: pl.DataFrame | None) -> pl.DataFrame:
+    """Each candidate's paired quality verdicts (`analysis.quality_compare`, when present): `quality_verdict` is
+    "worse" if any is, else "inconclusive" if any is, else "kept"; quality losses join its `costs`."""
+    if quality is None or quality.is_empty() or pool.is_empty():
+        return pool.with_columns(quality_verdict=pl.lit(None, pl.String))
+    labels, costs = [], []
+    for row in pool.iter_rows(named=True):
+        mine = quality.filter((pl.col("point_id") == row["point_id"]) & (pl.col("variant") == row["variant"]))
+        found = set(mine["verdict"].to_list())
+        labels.append("worse" if "worse" in found else "inconclusive" if "inconclusive" in found else "kept")
+        worse = mine.filter(pl.col("verdict") == "worse")
+        extra = [
+            {"metric": r["metric"], "baseline": None, "value": None, "change_pct": r["change"]}
+            for r in worse.iter_rows(named=True)
+        ]
+        costs.append((row["costs"] or []) + extra)
+    return pool.with_columns(
+        pl.Series("quality_verdict", labels, dtype=pl.String), pl.Series("costs", costs, dtype=pl.List(COST))
+    )
 
 
 def latency_quantiles(rows: pl.DataFrame, groups: pl.DataFrame, *, metric: str = "ttft_s", points: int = 101):
@@ -110,6 +142,8 @@ class Analysis:
     latency: pl.DataFrame
     regressions: pl.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
+    quality_compared: pl.DataFrame | None = None  # analysis.quality_compare's paired quality verdicts, when present
+    precision: pl.DataFrame | None = None  # per (point, variant): half-width reached, rounds, why the run stopped
 
     @property
     def recommended(self) -> pl.DataFrame:
@@ -136,6 +170,10 @@ class Analysis:
                 "ci_pct": [row["ci_low_pct"], row["ci_high_pct"]],
                 "significant": bool(row["significant"]),
                 "status": row["status"],
+                "verdict": row["verdict"],
+                "half_width_pct": row["half_width_pct"],
+                "costs": row["costs"],
+                "quality_verdict": row.get("quality_verdict"),
             }
 
         regressions = None
@@ -145,13 +183,23 @@ class Analysis:
         return stats.json_safe(
             {
                 "objective": self.objective,
-                "noise_floor": {"known": self.floor_known, "metrics": self.noise_floor},
+                "comparisons": verdicts.comparisons_json(self.compared, self.configs, self.quality_compared),
+                "noise_floor": {"known": self.floor_known, "metrics": self.noise_floor, "gates_verdicts": False},
                 "recommendations": [entry(r) for r in self.recommended.iter_rows(named=True)],
                 "not_recommended": [
                     entry(r) for r in self.candidates.iter_rows(named=True) if r["status"] != "recommended"
                 ],
                 "aa_checks": self.aa_checks.select(
-                    "variant", "point_id", "metric", "change_pct", "ci_low_pct", "ci_high_pct", "significant", "verdict"
+                    "variant",
+                    "point_id",
+                    "metric",
+                    "change_pct",
+                    "ci_low_pct",
+                    "ci_high_pct",
+                    "half_width_pct",
+                    "significant",
+                    "verdict",
+                    "flagged",
                 ).to_dicts(),
                 "slo": {"targets": self.slo, "checks": slo_rows(self.configs, self.recommended, self.slo)},
                 "regressions": regressions,
@@ -169,9 +217,12 @@ def analyse(
     conditions: pl.DataFrame | None = None,
     previous: pl.DataFrame | None = None,
     tolerance: float = 0.10,
+    min_effect: float | None = None,
+    quality_margins=None,
 ) -> Analysis:
     """All of the above for one sweep. `conditions` (point_id, workers, load_before, load_after, cores) adds
-    warnings about how it was measured; `previous` (rows of an earlier sweep) adds regressions."""
+    warnings about how it was measured; `previous` (rows of an earlier sweep) adds regressions; `min_effect`
+    (a fraction; the SLO file's) overrides the practical threshold the runs recorded."""
     from workbench.analysis import gates
 
     rows = with_identity(rows)
@@ -179,11 +230,10 @@ def analyse(
     samples = trial_samples(rows)
     floors = noise_floors(samples)
     floor = sweep_noise_floor(floors)
-    compared = comparisons(samples, floors)
-    chosen = candidates(configs, compared, slo, objective)
-    ids = ["run_id", "variant", "point_id", "family"]
-    aa = configs.filter(~pl.col("is_reference") & (pl.col("family") == BASELINE)).select(ids)
-    aa = aa.join(compared, on=["run_id", "variant"], how="inner").sort("point_id", "variant", "metric")
+    compared = verdicts.speed_comparisons(rows, min_effect=min_effect)
+    quality_compared = verdicts.quality_comparisons(rows, quality_margins)
+    chosen = with_quality_verdicts(candidates(configs, compared, slo, objective), quality_compared)
+    aa = verdicts.aa_checks(compared, configs)
     shown = chosen.filter(pl.col("status") == "recommended").head(8)
     groups = pl.concat(
         [
@@ -205,5 +255,8 @@ def analyse(
         quality=quality,
         latency=latency_quantiles(rows, groups),
         regressions=gates.regressions(rows, previous, tolerance=tolerance) if previous is not None else None,
-        warnings=gates.measurement_warnings(configs, floor, objective, conditions),
+        warnings=gates.measurement_warnings(configs, floor, objective, conditions)
+        + verdicts.method_warnings(compared, aa),
+        quality_compared=quality_compared,
+        precision=verdicts.precision_by_variant(compared),
     )

@@ -6,8 +6,10 @@ An SLO file is YAML of `<metric>_max` / `<metric>_min` targets, e.g.
     ttft_s_p90_max: 0.5
     throughput_tps_min: 100
     task_accuracy_min: 0.6
+    min_effect: 0.05      # optional: the smallest speed change that matters (a fraction; default 0.05)
 
 A metric that was not measured fails its target: a stakeholder cannot rely on what nobody measured.
+`min_effect` is not a target: it sets the practical threshold of the verdicts (better/worse/equivalent).
 `quality_margins:` (e.g. `{task_points: 2, perplexity_pct: 1}`) is not a target: it sets the margins of the
 quality verdicts (`analysis.quality_compare.QualityMargins`, read by `load_quality_margins`).
 """
@@ -38,6 +40,7 @@ SLO_FILE = create_model(
         for metric in HIGHER_IS_BETTER
         for bound in ("min", "max")
     },
+    min_effect=(float | None, Field(None, gt=0, lt=1)),
     quality_margins=(QualityMargins | None, None),  # not a target: the margins of the quality verdicts
 )
 
@@ -57,8 +60,19 @@ def load_slo(path=None) -> dict:
         problem = "unknown SLO target" if error["type"] == "extra_forbidden" else error["msg"]
         raise ConfigError(f"{path}:{key}: {problem} (targets: <metric>_min or <metric>_max)") from None
     values = targets.model_dump(exclude_unset=True)
+    values.pop("min_effect", None)
     values.pop("quality_margins", None)
     return {**DEFAULT_SLO, **values}
+
+
+def load_min_effect(path=None) -> float | None:
+    """The SLO file's `min_effect` (a fraction), or None: then each run's own (`min_effect` in its params)."""
+    if path is None:
+        return None
+    from workbench.yamlfile import read_yaml_mapping
+
+    load_slo(path)  # the same checks, one line on a bad file
+    return read_yaml_mapping(path, ConfigError).get("min_effect")
 
 
 def load_quality_margins(path=None) -> QualityMargins:
@@ -136,27 +150,40 @@ def _regression(key: dict, metric: str, old: float, new: float, d, tolerance: fl
     }
 
 
-def risks(configs: pl.DataFrame, *, failures: int = 0, points: int = 0, memory_total_bytes: int | None = None):
+def risks(
+    configs: pl.DataFrame,
+    *,
+    failures: int = 0,
+    points: int = 0,
+    memory_total_bytes: int | None = None,
+    quality_intervals: bool = False,
+):
     """Risk / evidence / mitigation rows read off the measurements, each configuration against its own run's
-    baseline."""
+    baseline. With `quality_intervals` (paired quality verdicts exist: `verdict_risks.quality_risks`) the
+    point-estimate quality rows are left out; without, they say that they have no interval."""
     out = []
+    no_interval = "" if quality_intervals else " (a point estimate: no paired interval measured)"
     base = configs.filter("is_reference").select("run_id", _ppl="perplexity", _acc="task_accuracy")
     for c in configs.filter(~pl.col("is_reference")).join(base, on="run_id", how="left").iter_rows(named=True):
         name = f"{c['variant']} @ {c['point_id']}"
-        if c.get("perplexity") and c.get("_ppl") and c["perplexity"] / c["_ppl"] - 1 > 0.02:
+        if quality_intervals:
+            pass
+        elif c.get("perplexity") and c.get("_ppl") and c["perplexity"] / c["_ppl"] - 1 > 0.02:
             delta = c["perplexity"] / c["_ppl"] - 1
             out.append(
                 (
                     f"{name}: perplexity +{delta:.1%}",
-                    f"held-out perplexity {c['perplexity']:.2f} vs {c['_ppl']:.2f}",
+                    f"held-out perplexity {c['perplexity']:.2f} vs {c['_ppl']:.2f}{no_interval}",
                     "use more bits or a calibrated method (GPTQ/AWQ)",
                 )
             )
-        if c.get("task_accuracy") is not None and c.get("_acc") is not None and c["task_accuracy"] < c["_acc"] - 0.02:
+        if quality_intervals:
+            pass
+        elif c.get("task_accuracy") is not None and c.get("_acc") is not None and c["task_accuracy"] < c["_acc"] - 0.02:
             out.append(
                 (
                     f"{name}: task accuracy {c['task_accuracy'] - c['_acc']:+.1%}",
-                    f"exact match {c['task_accuracy']:.1%} vs {c['_acc']:.1%}",
+                    f"exact match {c['task_accuracy']:.1%} vs {c['_acc']:.1%}{no_interval}",
                     "gate on a task-accuracy SLO; keep the baseline for hard requests (tiering)",
                 )
             )
@@ -192,8 +219,8 @@ def measurement_warnings(configs: pl.DataFrame, floor: dict, objective: str, con
     out = []
     if floor.get(objective, {}).get("median_pct") is None:
         out.append(
-            "Noise floor unknown: no run measured its baseline in two or more rounds, so no difference is called "
-            "significant and nothing is recommended."
+            "No run measured its baseline in two or more rounds: there is no paired interval, so every verdict is "
+            "inconclusive and nothing is recommended."
         )
     dtypes = sorted(configs["dtype"].drop_nulls().unique()) if "dtype" in configs.columns else []
     if len(dtypes) > 1:

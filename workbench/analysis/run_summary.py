@@ -62,19 +62,25 @@ SUMMARY_COLUMNS = (
 
 
 def throughput_changes(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per variant: its throughput change against the run's baseline, the 95% interval (Welch t over trials),
-    the A/A noise floor it had to beat, and the verdict (`workbench.analysis.significance`)."""
-    from workbench.analysis import significance
+    """Per variant: its throughput change against the run's baseline, the 95% paired interval over rounds, the
+    half-width reached (the widest over the headline metrics), the rounds it took and the verdict, printed with
+    its resolution ("inconclusive (±18%)"; `workbench.analysis.verdicts`)."""
+    from workbench.analysis import verdicts
 
-    samples = significance.trial_samples(frame)
-    compared = significance.comparisons(samples, significance.noise_floors(samples), metrics=("throughput_tps",))
-    return compared.select(
-        "variant",
-        pl.col("change_pct").alias("throughput_change_pct"),
-        pl.col("ci_low_pct").alias("ci_low_pct"),
-        pl.col("ci_high_pct").alias("ci_high_pct"),
-        pl.col("floor_pct").alias("noise_floor_pct"),
-        "verdict",
+    compared = verdicts.speed_comparisons(frame)
+    widths = verdicts.precision_by_variant(compared).select("variant", pl.col("half_width_pct").alias("_hw"))
+    return (
+        compared.filter(metric="throughput_tps")
+        .join(widths, on="variant", how="left")
+        .select(
+            "variant",
+            pl.col("change_pct").alias("throughput_change_pct"),
+            "ci_low_pct",
+            "ci_high_pct",
+            pl.col("_hw").alias("half_width_pct"),
+            "rounds",
+            pl.col("label").alias("verdict"),
+        )
     )
 
 

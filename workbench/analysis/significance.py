@@ -1,14 +1,13 @@
-"""Which measured changes are real: per-trial samples, the A/A noise floor, and comparisons with intervals.
+"""Per-trial samples and the old A/A noise floor, kept as a *diagnostic*: verdicts come from paired rounds
+(`workbench.analysis.verdicts`) and the floor gates nothing any more (issue 16).
 
 - The unit of a sample is a trial of one variant in one round of its run, never a request (requests in one
   trial share the machine's state): throughput is the trial's generated tokens over its window, latencies
   are the trial's medians.
 - The noise floor of a run is the A/A change of its baseline, even rounds against odd rounds (runs measure
   baseline and variants interleaved: A B A B ...), and the change of any A/A copy of the baseline measured
-  as a variant (family `baseline`: a sweep point with the baseline's settings). A change is significant
-  only when its Welch t interval excludes zero and it is larger than max(its run's floor, the sweep's median
-  floor, the largest A/A-copy change in the sweep): nothing is called significant that an A/A comparison
-  also showed. With no round data anywhere the floor is unknown and nothing is significant.
+  as a variant (family `baseline`: a sweep point with the baseline's settings). With two rounds the floor is
+  one difference of two samples, a noisy point estimate; the report shows it next to the paired intervals.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ HIGHER_IS_BETTER = {
     m.name: m.higher_is_better for m in metrics.TABLE if m.name not in ("itl_s", "tpot_s", "prefill_tps")
 }
 SAMPLE_METRICS = metrics.SAMPLED
-NO_DIFFERENCE = "no significant difference"
 
 
 def trial_samples(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -101,66 +99,3 @@ def sweep_noise_floor(floors: pl.DataFrame, metrics=SAMPLE_METRICS) -> dict:
             "aa_copies": len(copies),
         }
     return out
-
-
-def comparisons(samples: pl.DataFrame, floors: pl.DataFrame, metrics=SAMPLE_METRICS) -> pl.DataFrame:
-    """Every variant against its own run's baseline on the same workload, per metric, with a Welch t
-    interval; `significant` uses the floor max(run's floors, the sweep's median floor, the largest A/A-copy
-    change) and is False where the floor is unknown. `gain_pct` is the change in the better direction."""
-    sweep_floor = sweep_noise_floor(floors, metrics)
-    run_floor = {}
-    for r in floors.iter_rows(named=True):
-        if r["floor_pct"] is not None:
-            key = (r["run_id"], r["metric"])
-            run_floor[key] = max(run_floor.get(key, 0.0), r["floor_pct"])
-    parts = samples.partition_by("run_id", "variant", as_dict=True)
-    out = []
-    for (run_id, variant), part in parts.items():
-        base = parts.get((run_id, BASELINE))
-        if variant == BASELINE or base is None:
-            continue
-        if set(part["workload_hash"].drop_nulls()) != set(base["workload_hash"].drop_nulls()):
-            continue  # measured on other prompts (continuous batching's arrival stream): no like-for-like change
-        for metric in metrics:
-            d = stats.difference(base[metric], part[metric])
-            sweep = sweep_floor[metric]
-            known = [
-                f
-                for f in (run_floor.get((run_id, metric)), sweep["median_pct"], sweep["aa_copy_max_pct"])
-                if f is not None
-            ]
-            floor = max(known) if known else None
-            significant = floor is not None and stats.is_significant(d, floor)
-            sign = 1 if HIGHER_IS_BETTER[metric] else -1
-            verdict = NO_DIFFERENCE if not significant else ("better" if sign * d.diff > 0 else "worse")
-            out.append(
-                {
-                    "run_id": run_id,
-                    "variant": variant,
-                    "metric": metric,
-                    "baseline_mean": d.mean_a,
-                    "mean": d.mean_b,
-                    "change": d.diff,
-                    "change_pct": d.change_pct,
-                    "ci_low": d.ci_low,
-                    "ci_high": d.ci_high,
-                    "ci_low_pct": d.ci_pct[0],
-                    "ci_high_pct": d.ci_pct[1],
-                    "gain_pct": sign * d.change_pct,
-                    "n_baseline": d.n_a,
-                    "n": d.n_b,
-                    "floor_pct": floor,
-                    "significant": significant,
-                    "verdict": verdict,
-                }
-            )
-    return pl.DataFrame(out, schema=_COMPARISON_SCHEMA).with_columns(pl.col(pl.Float64).fill_nan(None))
-
-
-_COMPARISON_SCHEMA = {"run_id": pl.String, "variant": pl.String, "metric": pl.String}
-_COMPARISON_SCHEMA |= dict.fromkeys(
-    ["baseline_mean", "mean", "change", "change_pct", "ci_low", "ci_high", "ci_low_pct", "ci_high_pct", "gain_pct"],
-    pl.Float64,
-)
-_COMPARISON_SCHEMA |= {"n_baseline": pl.Int64, "n": pl.Int64, "floor_pct": pl.Float64}
-_COMPARISON_SCHEMA |= {"significant": pl.Boolean, "verdict": pl.String}

@@ -5,9 +5,10 @@
 - A `Variant` says what it is: its family, the knobs it changes, whether it is meant to
   be lossless, and which quality metrics are measured on it. Analysis reads this and never
   guesses from a name.
-- `measure_speed` times the baseline and every variant in interleaved rounds (A B C A B C,
-  each arm with its own warm-up), so drift and neighbours hit all of them alike, and the
-  baseline's rounds give the run's A/A noise floor.
+- `measure_speed` times the baseline and every variant in interleaved rounds (A B C, B C A,
+  each arm with its own warm-up), so drift and neighbours hit all of them alike; `rounds: N`
+  makes exactly N rounds, `precision: p` adds rounds until every variant's paired interval is
+  +-p wide (`experiments/rounds.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from workbench.workloads import prompt_sets
 from workbench.workloads.options import WorkloadOptions
 
 QUALITY_METRICS = ("perplexity", "task", "fidelity")
+DEFAULT_ROUNDS = 2  # neither `rounds` nor `precision` given: too few to resolve much, and the report says so
 QUALITY_VERSION = 2  # bump when quality.py or evaluate.py change what they compute
 
 
@@ -44,7 +46,14 @@ class ExperimentConfig(WorkloadOptions):
     gen_tokens: int = Field(32, ge=1, le=8192)
     requests: int = Field(4, ge=1, le=4096)
     trials: int = Field(2, ge=1, le=100)
-    rounds: int = Field(2, ge=2, le=20)
+    # how long to measure (experiments/rounds.py): an exact count of interleaved rounds, or a precision target
+    rounds: int | None = Field(None, ge=2, le=1000)
+    precision: float | None = Field(None, gt=0, lt=1)
+    max_rounds: int = Field(40, ge=3, le=1000)
+    time_budget_s: float | None = Field(None, gt=0)
+    min_effect: float = Field(0.05, gt=0, lt=1)
+    cpu_affinity: list[int] | None = Field(None, min_length=1)
+    round_requests: int | None = Field(None, ge=1, le=4096)  # requests per arm per round (default: all of them)
     warmup: int = Field(1, ge=0, le=10)
     perplexity_sequence_length: int = Field(128, ge=2, le=32768)
     perplexity_chunks: int = Field(32, ge=0, le=100_000)
@@ -58,6 +67,8 @@ class ExperimentConfig(WorkloadOptions):
 
     @model_validator(mode="after")
     def _run_checks(self):
+        problem = "set an exact `rounds` count or a `precision` target, not both"
+        self.require(self.rounds is None or self.precision is None, "rounds", problem)
         self.check_workload()
         self.check()
         self.check_eval_set()
@@ -90,6 +101,11 @@ class ExperimentConfig(WorkloadOptions):
                 evalsets.read_eval_set(self.eval_set)
             except DataError as exc:
                 raise ConfigError(f"{self.name}.eval_set: {exc}") from None
+
+    @property
+    def round_limit(self) -> int:
+        """The most rounds this config can make: `rounds`, else `max_rounds` with a precision, else 2."""
+        return self.rounds or (self.max_rounds if self.precision is not None else DEFAULT_ROUNDS)
 
     def check(self) -> None:
         """Experiment-specific checks across fields; raise through `require`."""
@@ -188,34 +204,49 @@ def speed_workload(config: ExperimentConfig, loaded: loader.LoadedModel) -> prom
 
 
 def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> pl.DataFrame:
-    """Every arm on the same prompts, in `config.rounds` interleaved rounds of `config.trials` trials each; the
-    order rotates from round to round (A B C, B C A, ...) so position effects hit every arm alike."""
+    """Every arm on the same prompts, in interleaved rounds of `config.trials` trials each (as many as the
+    config's round rule asks); the order rotates from round to round (A B C, B C A, ...) so position effects
+    hit every arm alike."""
+    from workbench.experiments import rounds
+
     workload = speed_workload(config, arms[0].loaded)
     prompts = workload.token_prompts(arms[0].loaded.tokenizer)
-    rows = {id(arm): [] for arm in arms}
-    for round_index in range(config.rounds):
+    limits = workload.generation_limits(config.gen_tokens)
+    names = [arm.variant.name for arm in arms]
+    # `round_requests`: a round is a slice of the workload (at least one batch of the widest arm), rotating, so
+    # the arms' measurements of one round are a second apart and drift has no time to act between them; the
+    # warm-up then runs in the first round only (a warm-up per slice would double the work of short rounds)
+    size = min(len(prompts), max(config.round_requests or len(prompts), *(arm.batch_size for arm in arms)))
+
+    def measure_round(round_index: int) -> dict[str, list[dict]]:
+        out = {}
+        start = (round_index * size) % len(prompts)
+        chosen = [(start + k) % len(prompts) for k in range(size)]
         shift = round_index % len(arms)  # rotate the order each round, so no arm is always first after a pause
         for arm in arms[shift:] + arms[:shift]:
             records = timed.measure_generation(
                 arm.loaded.model,
                 arm.loaded.tokenizer,
-                prompts,
-                gen_tokens=workload.generation_limits(config.gen_tokens),
+                [prompts[i] for i in chosen],
+                gen_tokens=[limits[i] for i in chosen],
                 trials=config.trials,
-                warmup=config.warmup,
+                warmup=config.warmup if round_index == 0 or config.round_requests is None else 0,
                 batch_size=arm.batch_size,
                 round_index=round_index,
                 **arm.generate_kwargs,
             )
-            rows[id(arm)].extend(records)
+            out[arm.variant.name] = [{**r.to_row(), "request_index": chosen[r.request_index]} for r in records]
+        return out
+
+    rows, _ = rounds.run_rounds(config, measure_round, desc=f"{config.name} rounds")
     frames = []
-    for arm in arms:
+    for arm, name in zip(arms, names):
         params = {"batch_size": arm.batch_size, **arm.params}
         identity = arm.variant.identity(run_id=run_id, experiment=config.name, params_json=params)
         load = {"kind": "speed", "load_s": arm.loaded.load_s}
         frames.append(
             store.to_frame(
-                [{**r.to_row(), **load, **workload.request_facts(r.request_index)} for r in rows[id(arm)]],
+                [{**r, **load, **workload.request_facts(r["request_index"])} for r in rows.get(name, [])],
                 **identity,
                 **store.model_identity(arm.loaded, workload),
             )

@@ -40,7 +40,8 @@ from workbench.endpoint import (
 from workbench.endpoint import target_bench as endpoint_bench
 from workbench.endpoint.levels import failure_warning, level_summaries  # noqa: F401 (run.py asks for it)
 from workbench.errors import ConfigError
-from workbench.experiments.base import ExperimentConfig, Variant
+from workbench.experiments import rounds
+from workbench.experiments.base import DEFAULT_ROUNDS, ExperimentConfig, Variant
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.results import store
@@ -172,7 +173,7 @@ def run(config: Config) -> pl.DataFrame:
     loaded = loader.load(config.model, dtype=config.dtype) if config.in_process else None
     tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
     plan = levels(config)
-    slices = config.rounds * len(plan) if config.profile != "saturation" else len(plan)
+    slices = config.round_limit * len(plan) if config.profile != "saturation" else len(plan)
     prompts, limits, workload, _ = endpoint_bench.endpoint_workload(
         tokenizer,
         prompt_tokens=config.prompt_tokens,
@@ -196,7 +197,7 @@ def measure(config: Config, rows: dict, loaded, tokenizer, sent: tuple, log_path
     """Every arm in interleaved rounds, its rows added to `rows` (variant -> rows) as they are measured.
     `sent`: (prompts, each one's max_tokens). Returns (URL, server facts, startup rows)."""
     (prompts, limits), plan = sent, levels(config)
-    slices = config.rounds * len(plan) if config.profile != "saturation" else len(plan)
+    slices = config.round_limit * len(plan) if config.profile != "saturation" else len(plan)
     with endpoint(config, log_path) as (url, name, facts):
         eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
         facts_of = {"chat": config.chat == "on", "timeout_s": config.timeout_s, "eos_token_ids": eos, **config.access}
@@ -205,22 +206,23 @@ def measure(config: Config, rows: dict, loaded, tokenizer, sent: tuple, log_path
         probing = probe_plan(config, loaded, facts, slices + 1) if config.probe_share else None
         if config.profile == "saturation":
             saturation_rows(config, target, plan, prompts, limits, probing, out=rows)
-            for round_index in range(config.rounds):
+            for round_index in range(config.rounds or DEFAULT_ROUNDS):  # no paired comparison in a search
                 if loaded is not None:
                     rows.setdefault("baseline", []).extend(in_process(config, loaded, prompts, limits, 0, round_index))
         else:
             arms = ([None] if loaded is not None else []) + plan
-            for round_index in range(config.rounds):
-                shift = round_index % len(arms)
+
+            def measure_round(round_index: int) -> dict[str, list[dict]]:
+                out, shift = {}, round_index % len(arms)
                 for arm in arms[shift:] + arms[:shift]:
                     piece = (1 + round_index * len(plan) + (plan.index(arm) if arm else 0)) % (slices + 1)
                     if arm is None:
-                        rows.setdefault("baseline", []).extend(
-                            in_process(config, loaded, prompts, limits, piece, round_index)
-                        )
-                        continue
-                    served_rows = served_level(config, target, arm, prompts, limits, piece, probing)
-                    rows.setdefault(f"served-{label(arm)}", []).extend({**r, "round": round_index} for r in served_rows)
+                        out["baseline"] = in_process(config, loaded, prompts, limits, piece, round_index)
+                    else:
+                        out[f"served-{label(arm)}"] = served_level(config, target, arm, prompts, limits, piece, probing)
+                return out
+
+            rows.update(rounds.run_rounds(config, measure_round, desc="endpoint rounds")[0])
     return url, facts, startup
 
 

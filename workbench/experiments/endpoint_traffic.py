@@ -24,6 +24,7 @@ import polars as pl
 
 from workbench.endpoint import Target, replay, sessions
 from workbench.endpoint import target_bench as endpoint_bench
+from workbench.experiments.base import DEFAULT_ROUNDS
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.workloads import chat
@@ -60,7 +61,7 @@ def run_traffic(config, run_id: str, *, endpoint, frames) -> pl.DataFrame:
 def trace_rounds(config, target: Target, loaded, tokenizer, context, warm, rows: dict) -> object:
     """Each round: the replay and (when `in_process`) the in-process baseline on the round's prompts, alternating."""
     workload = None
-    for round_index in range(config.rounds):
+    for round_index in range(config.rounds or DEFAULT_ROUNDS):  # trace/sessions: exact rounds, no precision loop yet
         plan = replay.plan_replay(
             config.trace,
             tokenizer,
@@ -158,7 +159,7 @@ def session_rounds(config, target: Target, loaded, rows: dict) -> object:
     )
     chat_target = target.model_copy(update={"chat": True})
     arms = ([None] if loaded is not None else []) + list(config.levels)
-    for round_index in range(config.rounds):
+    for round_index in range(config.rounds or DEFAULT_ROUNDS):  # trace/sessions: exact rounds, no precision loop yet
         shift = round_index % len(arms)
         tagged_sessions = [tagged(s, round_index) for s in found]
         for level in arms[shift:] + arms[:shift]:

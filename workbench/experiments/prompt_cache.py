@@ -17,6 +17,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
+from workbench.experiments import rounds
 from workbench.experiments.base import ExperimentConfig, Variant, baseline_variant
 from workbench.measure import timed
 from workbench.models import loader
@@ -82,34 +83,37 @@ def run(config: Config) -> pl.DataFrame:
         timeline.t0, timeline.prompt_tokens = t0, len(prefix) + len(suffix)
         return timeline
 
-    rows = {UNCACHED.name: [], CACHED.name: []}
+    def measure_round(round_index: int) -> dict[str, list[dict]]:
+        out = {UNCACHED.name: [], CACHED.name: []}
+        for _ in range(config.warmup):  # each round warms both paths up again
+            for variant in (UNCACHED, CACHED):
+                request(variant, suffixes[0])
+        for trial in range(config.trials):
+            trial_rows = {UNCACHED.name: [], CACHED.name: []}
+            for i, suffix in enumerate(suffixes):
+                for variant in (UNCACHED, CACHED):  # alternating request by request
+                    mx.reset_peak_memory()
+                    timeline = request(variant, suffix)
+                    metrics = timeline.metrics()
+                    trial_rows[variant.name].append(
+                        {
+                            **metrics,
+                            "kind": "speed",
+                            "round": round_index,
+                            "trial": trial,
+                            "request_index": i,
+                            "batch_size": 1,
+                            "output_tokens": timeline.tokens,
+                            "peak_mem_bytes": mx.get_peak_memory(),
+                        }
+                    )
+            for name, trial_list in trial_rows.items():  # a trial's window: its requests, back to back
+                window = sum(r["e2e_s"] for r in trial_list)
+                out[name].extend({**r, "window_s": window} for r in trial_list)
+        return out
+
     with timed.eos_disabled(tokenizer):
-        for round_index in range(config.rounds):
-            for _ in range(config.warmup):  # each round warms both paths up again
-                for variant in (UNCACHED, CACHED):
-                    request(variant, suffixes[0])
-            for trial in range(config.trials):
-                trial_rows = {UNCACHED.name: [], CACHED.name: []}
-                for i, suffix in enumerate(suffixes):
-                    for variant in (UNCACHED, CACHED):  # alternating request by request
-                        mx.reset_peak_memory()
-                        timeline = request(variant, suffix)
-                        metrics = timeline.metrics()
-                        trial_rows[variant.name].append(
-                            {
-                                **metrics,
-                                "kind": "speed",
-                                "round": round_index,
-                                "trial": trial,
-                                "request_index": i,
-                                "batch_size": 1,
-                                "output_tokens": timeline.tokens,
-                                "peak_mem_bytes": mx.get_peak_memory(),
-                            }
-                        )
-                for name, trial_list in trial_rows.items():  # a trial's window: its requests, back to back
-                    window = sum(r["e2e_s"] for r in trial_list)
-                    rows[name].extend({**r, "window_s": window} for r in trial_list)
+        rows, _ = rounds.run_rounds(config, measure_round, desc="prompt_cache rounds")
     frames = []
     for variant in (UNCACHED, CACHED):
         cached = variant is CACHED

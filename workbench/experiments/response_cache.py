@@ -23,6 +23,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench.errors import ConfigError
+from workbench.experiments import rounds
 from workbench.experiments.base import ExperimentConfig, Variant
 from workbench.measure import quality, timed
 from workbench.models import loader
@@ -225,11 +226,12 @@ def response_cache_rows(loaded, config: Config, run_id: str, rows: dict) -> pl.D
     redis_url = config.redis()
     for _ in range(config.warmup):
         _answer(loaded, workload.prompts[0], config.gen_tokens)
-    for round_index in range(config.rounds):
+
+    def measure_round(round_index: int) -> dict[str, list[dict]]:
         # a fresh cache per round, so each round starts cold; variants alternate within the round
         cache = RedisCache(redis_url, f"{run_id}-{round_index}") if redis_url else LRUCache(config.cache_entries)
         window = {NO_CACHE.name: 0.0, RESPONSE_CACHE.name: 0.0}
-        start_rows = {k: len(v) for k, v in rows.items()}
+        out = {NO_CACHE.name: [], RESPONSE_CACHE.name: []}
         for i, (prompt, reference) in enumerate(zip(workload.prompts, workload.references)):
             for variant in (NO_CACHE, RESPONSE_CACHE):
                 key = hashlib.sha256(f"{loaded.model_hash}|{config.gen_tokens}|{prompt}".encode()).hexdigest()
@@ -249,7 +251,7 @@ def response_cache_rows(loaded, config: Config, run_id: str, rows: dict) -> pl.D
                     row["error"] = problem  # a cache failure: this request was a miss, served by the model
                 window[variant.name] += row["e2e_s"]
                 exact = quality.exact_match(row["prediction"], reference)
-                rows[variant.name].append(
+                out[variant.name].append(
                     {
                         **row,
                         "kind": "speed",
@@ -261,8 +263,8 @@ def response_cache_rows(loaded, config: Config, run_id: str, rows: dict) -> pl.D
                         "exact_match": exact,
                     }
                 )
-        for name, variant_rows in rows.items():
-            for row in variant_rows[start_rows[name] :]:
+        for name, variant_rows in out.items():
+            for row in variant_rows:
                 row["window_s"] = window[name]
         memory["cache_bytes"] = max(memory["cache_bytes"], cache.nbytes() or 0)
         if isinstance(cache, RedisCache):
@@ -274,6 +276,9 @@ def response_cache_rows(loaded, config: Config, run_id: str, rows: dict) -> pl.D
             memory["cache_errors"] = memory.get("cache_errors", 0) + cache.errors
         else:
             memory["cache_keys"] = max(memory["cache_keys"], len(cache.data))
+        return out
+
+    rows, _ = rounds.run_rounds(config, measure_round, desc="serving rounds")
     frames = []
     for variant in (NO_CACHE, RESPONSE_CACHE):
         params = {

@@ -98,6 +98,9 @@ def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) ->
 
     check_models(config)  # the inputs first: a bad config creates nothing
     check_writable(Path(run_dir) if run_dir else outputs_dir() / "runs", need_bytes=RUN_BYTES)
+    from workbench.experiments import rounds
+
+    affinity_note = rounds.apply_affinity(config.cpu_affinity)
     load_before = runtime.load_average()
     frame = get(config.name).run(config)
     load_after = runtime.load_average()
@@ -105,5 +108,6 @@ def run_and_save(config: ExperimentConfig, run_dir: str | Path | None = None) ->
     env["load_after"] = load_after and load_after[0]
     machine = env["machine"]  # which machine measured the rows: a report never pools machines silently
     frame = frame.with_columns(machine_id=pl.lit(machine["machine_id"]), machine=pl.lit(machine["label"]))
+    env["measurement"] = {**rounds.settings_of(config), "affinity_note": affinity_note, **rounds.thread_settings()}
     path = store.write_run(frame, params={"experiment": config.name, **config.to_dict()}, env=env, run_dir=run_dir)
     return frame, path

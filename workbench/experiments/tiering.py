@@ -17,6 +17,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
+from workbench.experiments import rounds
 from workbench.experiments.base import ExperimentConfig, Variant
 from workbench.measure import quality, timed
 from workbench.models import loader
@@ -86,9 +87,11 @@ def run(config: Config) -> pl.DataFrame:
     for tier in set(routes[tiered.name]) | {"complex"}:
         for _ in range(config.warmup):
             answer(loaded[tier], prompts[0], config.gen_tokens)
-    rows = {ALL_COMPLEX.name: [], tiered.name: []}
-    for round_index in range(config.rounds):
-        for variant in (ALL_COMPLEX, tiered):
+
+    def measure_round(round_index: int) -> dict[str, list[dict]]:
+        out = {}
+        order = (ALL_COMPLEX, tiered) if round_index % 2 == 0 else (tiered, ALL_COMPLEX)
+        for variant in order:
             start, batch = time.perf_counter(), []
             for i, (item, prompt, tier) in enumerate(zip(items, prompts, routes[variant.name])):
                 row = answer(loaded[tier], prompt, config.gen_tokens)
@@ -105,7 +108,10 @@ def run(config: Config) -> pl.DataFrame:
                     }
                 )
             window = time.perf_counter() - start
-            rows[variant.name].extend({**r, "kind": "speed", "window_s": window} for r in batch)
+            out[variant.name] = [{**r, "kind": "speed", "window_s": window} for r in batch]
+        return out
+
+    rows, _ = rounds.run_rounds(config, measure_round, desc="tiering rounds")
     frames = []
     for variant in (ALL_COMPLEX, tiered):
         speed = rows[variant.name]

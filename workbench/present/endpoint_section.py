@@ -5,7 +5,7 @@
   its SLOs or was over-saturated (`endpoint.levels.level_summaries`, from the rows).
 - **Saturation**: per configuration, the highest level that met the SLOs and the first that did not.
 - **Served against in process**: the same model and prompts in process (the run's baseline) against the
-  server's lowest load level, with Welch t intervals over trials and the run's A/A floor (`significance`).
+  server's lowest load level, with paired intervals over interleaved rounds and four verdicts (`verdicts`).
 - **Cold start**: launch-to-ready and the first request's TTFT before any warm-up, next to the warm median,
   for the server and in process: what pre-loading and warming up buy, measured.
 - **Send lag**: each level's p99 (in `levels`), and whether the load generator fell behind (`slo.send_lag`).
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from workbench import stats
-from workbench.analysis import significance
+from workbench.analysis import verdicts
 
 
 @dataclass
@@ -101,9 +101,8 @@ def saturation_table(levels: pl.DataFrame) -> pl.DataFrame:
 
 def gap_table(rows: pl.DataFrame) -> pl.DataFrame:
     """Per point: the server's lowest load level against the in-process baseline on the same prompts."""
-    samples = significance.trial_samples(rows)
     metrics = ("throughput_tps", "ttft_s", "e2e_s")  # decode tok/s of a stream is chunk timing, not decoding
-    compared = significance.comparisons(samples, significance.noise_floors(samples, metrics), metrics)
+    compared = verdicts.speed_comparisons(rows, metrics=metrics).drop("point_id", "family")
     if compared.is_empty():
         return compared
     lowest = (
@@ -130,8 +129,10 @@ def gap_table(rows: pl.DataFrame) -> pl.DataFrame:
             "change_pct",
             "ci_low_pct",
             "ci_high_pct",
-            "floor_pct",
+            "half_width_pct",
+            "rounds",
             "verdict",
+            "label",
         )
     )
 

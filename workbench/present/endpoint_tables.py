@@ -85,7 +85,8 @@ def endpoint_gap(section):
             "In process": fmt_value(r["metric"], r["baseline_mean"]),
             "Served": fmt_value(r["metric"], r["mean"]),
             "Change": fmt_change(r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]),
-            "Verdict": r["verdict"],
+            "Verdict": r["label"],
+            "Rounds": str(r["rounds"]),
         }
         for r in ([] if section is None else section.gap.iter_rows(named=True))
     ]

@@ -246,13 +246,26 @@ def build(
     result = decisions.analyse(
         rows,
         slo=gates.load_slo(slo_file),
+        min_effect=gates.load_min_effect(slo_file),
+        quality_margins=gates.load_quality_margins(slo_file),
         quality=quality,
         objective=objective,
         conditions=point_conditions(sweep, include_stale=include_stale),
         previous=previous,
         tolerance=tolerance,
     )
-    risks = gates.risks(result.configs, failures=failed, points=points, memory_total_bytes=env.get("memory_bytes"))
+    from workbench.analysis import verdict_risks
+
+    memory = env.get("memory_bytes")
+    measured = gates.risks(
+        result.configs,
+        failures=failed,
+        points=points,
+        memory_total_bytes=memory,
+        quality_intervals=result.quality_compared is not None,
+    )
+    found = verdict_risks.speed_risks(result.compared) + verdict_risks.quality_risks(result.quality_compared)
+    risks = pl.concat([verdict_risks.risk_frame(found), measured])
     slo_rows = gates.slo_rows(result.configs, result.recommended, result.slo)
     section = None
     if endpoint_sweep:

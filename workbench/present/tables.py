@@ -28,7 +28,7 @@ def fmt_change(change_pct, ci_low_pct=None, ci_high_pct=None) -> str:
     if change_pct is None or not math.isfinite(change_pct):
         return "n/a"
     if ci_low_pct is None or ci_high_pct is None or not (math.isfinite(ci_low_pct) and math.isfinite(ci_high_pct)):
-        return f"{fmt_pct(change_pct)} (no interval: fewer than 2 trials)"
+        return f"{fmt_pct(change_pct)} (no interval: fewer than 2 rounds)"
     digits = 1 if max(abs(change_pct), abs(ci_low_pct), abs(ci_high_pct)) < 10 else 0
     low, high = fmt_pct(ci_low_pct, digits), fmt_pct(ci_high_pct, digits)
     return f"{fmt_pct(change_pct, digits)} (95% CI {low}…{high})"
@@ -84,78 +84,6 @@ def html(gt) -> str:
 
 def _label(row) -> str:
     return f"{row['variant']} @ {row['point_id']}"
-
-
-def noise_floor(analysis):
-    rows = [
-        {
-            "Metric": title(metric),
-            "Noise floor (median over runs)": fmt_pct(floor["median_pct"]).lstrip("+"),
-            "Largest run's floor": fmt_pct(floor["max_pct"]).lstrip("+"),
-            "Runs with ≥ 2 baseline rounds": str(floor["runs"]),
-            "Largest A/A copy (baseline settings as a variant)": fmt_pct(floor.get("aa_copy_max_pct")).lstrip("+")
-            if floor.get("aa_copy_max_pct") is not None
-            else "none measured",
-        }
-        for metric, floor in analysis.noise_floor.items()
-    ]
-    return table(
-        pl.DataFrame(rows),
-        note="A/A: each run's baseline, even rounds against odd rounds, and any point with the baseline's settings "
-        "measured as a variant. A change counts only when its 95% interval excludes zero and it is larger than the "
-        "largest of its run's floor, the median floor and the largest A/A-copy change.",
-    )
-
-
-def recommendations(analysis):
-    q = analysis.quality
-    rows = [
-        {
-            "Configuration": _label(r),
-            "Optimisation": r["family"],
-            "Changed": fmt_changes(r["changes"]),
-            f"{METRICS[analysis.objective][0]} vs baseline": fmt_change(
-                r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]
-            ),
-            METRICS["ttft_s_p90"][0]: fmt_value("ttft_s_p90", r["ttft_s_p90"]),
-            METRICS[q][0]: fmt_value(q, r[q]),
-            "Quality": r["quality_basis"],
-        }
-        for r in analysis.recommended.iter_rows(named=True)
-    ]
-    return table(pl.DataFrame(rows), empty="No configuration is recommended: none has a significant gain.")
-
-
-def not_recommended(analysis):
-    rows = [
-        {
-            "Configuration": _label(r),
-            "Optimisation": r["family"],
-            f"{METRICS[analysis.objective][0]} vs baseline": fmt_change(
-                r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]
-            ),
-            "Why not recommended": r["status"],
-        }
-        for r in analysis.candidates.filter(pl.col("status") != "recommended").iter_rows(named=True)
-    ]
-    return table(pl.DataFrame(rows), heading="Pareto-optimal, not recommended")
-
-
-def aa_checks(analysis):
-    rows = [
-        {
-            "A/A copy of the baseline": _label(r),
-            "Metric": title(r["metric"]),
-            "Change vs baseline": fmt_change(r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]),
-            "Verdict": r["verdict"],
-        }
-        for r in analysis.aa_checks.iter_rows(named=True)
-    ]
-    return table(
-        pl.DataFrame(rows),
-        empty="No A/A copy of the baseline was measured as a variant.",
-        note="Expected: no significant difference. Anything else means the noise floor is underestimated.",
-    )
 
 
 def slo(rows: list[dict]):
@@ -215,42 +143,29 @@ def configurations(frame: pl.DataFrame, *, quality: str, columns=("ttft_s_p90", 
 
 
 def overview(report):
-    """The top of the report: what was measured, the noise floor, the verdict and the warnings (escaped HTML)."""
+    """The top of the report: what was measured, the verdicts, the recommendations and the warnings (escaped HTML)."""
     from IPython.display import HTML
 
     a, esc = report.analysis, _html.escape
     runs = a.configs["run_id"].n_unique() if a.configs.height else 0
     objective = METRICS[a.objective][0].lower()
-    floor = a.noise_floor[a.objective]
-    if floor["median_pct"] is None:
-        floor_text = (
-            "<b>unknown</b> (no run measured its baseline in two or more rounds): nothing is called significant"
-        )
-    else:
-        floor_text = (
-            f"<b>{fmt_pct(floor['median_pct']).lstrip('+')}</b> of {objective} (median over {floor['runs']} runs; "
-            f"largest {fmt_pct(floor['max_pct']).lstrip('+')}"
-            + (
-                f"; largest A/A copy {fmt_pct(floor['aa_copy_max_pct']).lstrip('+')})"
-                if floor.get("aa_copy_max_pct") is not None
-                else ")"
-            )
-        )
+    from workbench.analysis.verdicts import summary_line
+
     verdicts = [
         f"<li><b>{esc(r['variant'])} @ {esc(r['point_id'])}</b> ({esc(r['family'])}): {objective} "
-        f"{esc(fmt_change(r['change_pct'], r['ci_low_pct'], r['ci_high_pct']))}</li>"
+        f"{esc(fmt_change(r['change_pct'], r['ci_low_pct'], r['ci_high_pct']))}, {esc(r['label'])}</li>"
         for r in a.recommended.iter_rows(named=True)
     ]
     verdict = (
         f"<p>Recommended:</p><ul>{''.join(verdicts)}</ul>"
         if verdicts
-        else "<p><b>No configuration is recommended</b>: none has a significant gain that meets the SLOs.</p>"
+        else "<p><b>No configuration is recommended</b>: none is <i>better</i> on the objective and meets the SLOs.</p>"
     )
     warnings = "".join(f"<li>{esc(w)}</li>" for w in a.warnings)
     return HTML(
         f"<p>Sweep <b>{esc(report.sweep)}</b>: {report.points} points ({report.failed} failed), "
         f"{a.configs.height} configurations in {runs} runs.</p>"
-        f"<p>Noise floor (A/A): {floor_text}.</p>{verdict}"
+        f"<p>Verdicts: {esc(summary_line(a.compared))}.</p>{verdict}"
         + (
             f'<div style="background:#fff4ce;padding:4px 12px"><b>Read with care</b><ul>{warnings}</ul></div>'
             if warnings
@@ -295,3 +210,7 @@ def regressions_section(report):
         return HTML("<p>No earlier sweep given (<code>--baseline SWEEP</code>).</p>")
     heading = f"Against sweep {report.baseline_sweep}"
     return regressions(report.analysis.regressions, tolerance=report.tolerance).tab_header(title=heading)
+
+
+def _ms(value) -> str:
+    return fmt_value("ttft_s", value)

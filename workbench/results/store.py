@@ -53,6 +53,11 @@ IDENTITY = {
 }
 MEASURES = {
     "round": pl.Int32,
+    "round_load": pl.Float64,
+    "round_wall_s": pl.Float64,
+    "round_outlier": pl.Boolean,
+    "rounds_stopped": pl.String,
+    "min_effect": pl.Float64,
     "trial": pl.Int32,
     "request_index": pl.Int32,
     "batch_index": pl.Int32,

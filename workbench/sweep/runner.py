@@ -245,6 +245,10 @@ def setup_arg_parser() -> console.Parser:
         "--max-points", type=console.positive_int, default=MAX_POINTS, help=f"allow more points (default {MAX_POINTS})"
     )
     parser.add_argument("--prepare-only", action="store_true", help="write parameterised notebooks, run nothing")
+    parser.add_argument(
+        "--plan", action="store_true", help="print the rounds and minutes each point's precision will take, run nothing"
+    )
+    parser.add_argument("--pilot-rounds", type=console.int_at_least(3, 100), default=6, help="A/A rounds of a pilot")
     parser.add_argument("--json", action="store_true")
     return parser
 
@@ -255,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         args.executor = "dask"
     try:
         plan = load_sweep(args.params, max_points=args.max_points, progress=not args.json)
+        if args.plan:
+            from workbench.sweep import plan as planning
+
+            rows = planning.plan(plan, pilot_rounds=args.pilot_rounds)
+            console.print_json({"sweep": plan.name, "plan": rows}) if args.json else planning.print_plan(rows)
+            return 0
         with _cluster(plan, args) as session:  # the scheduler answers, and its workers can run the points, first
             check_writable(plan.root, need_bytes=POINT_BYTES * len(plan.points))
             with hold(plan.root):
