@@ -58,7 +58,7 @@ def resolve(spec: str, *, build_missing: bool = True) -> tuple[Path | str, str]:
     """(path or repo id, model id) for a spec; presets are built when missing."""
     spec = str(spec)
     if spec in build.PRESETS:
-        path = build.build_model(spec) if build_missing else build.model_path(spec)
+        path = build.build_model(spec) if build_missing else build.preset_dir(spec)
         return path, f"workbench/{spec}"
     path = Path(spec).expanduser()
     if path.exists():
