@@ -19,6 +19,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from workbench import names, terminal
 from workbench.errors import ConfigError
 from workbench.measure import timed
 from workbench.models import loader
@@ -205,6 +206,7 @@ def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> 
     prompts = workload.token_prompts(arms[0].loaded.tokenizer)
     rows = {id(arm): [] for arm in arms}
     for round_index in range(config.rounds):
+        terminal.step(f"{config.name}: speed round {round_index + 1}/{config.rounds} ({len(arms)} configurations)")
         shift = round_index % len(arms)  # rotate the order each round, so no arm is always first after a pause
         for arm in arms[shift:] + arms[:shift]:
             records = timed.measure_generation(
@@ -316,7 +318,10 @@ def measure_arms(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> p
     baseline: fidelity is measured against it)."""
     frames = [measure_speed(arms, config, run_id=run_id)]
     baseline = arms[0].loaded
-    for arm in arms:
+    for index, arm in enumerate(arms, 1):
+        if arm.variant.quality:
+            name = names.configuration_name(arm.variant.changes, family=arm.variant.family, variant=arm.variant.name)
+            terminal.step(f"{config.name}: quality of {name} ({index}/{len(arms)})")
         frame = measure_quality(
             arm.loaded,
             arm.variant,

@@ -263,7 +263,9 @@ def setup_arg_parser() -> console.Parser:
     parser.add_argument(
         "--max-chunks", type=console.positive_int, help="evaluate only the first N chunks (default: all)"
     )
-    parser.add_argument("--task", choices=TASKS, help="the built-in eval set (workbench/workloads/data/facts_heldout.jsonl)")
+    parser.add_argument(
+        "--task", choices=TASKS, help="the built-in eval set (workbench/workloads/data/facts_heldout.jsonl)"
+    )
     parser.add_argument("--task-count", type=console.positive_int, default=100, help="its first N items")
     parser.add_argument("--eval-set", help="JSONL eval set: generation or multiple-choice items (docs/quality.md)")
     parser.add_argument("--metric", choices=evalsets.METRICS, default="exact_match", help="for items naming none")
@@ -316,8 +318,23 @@ def main(argv: list[str] | None = None) -> int:
         kv_bits=args.kv_bits,
         kv_group_size=args.kv_group_size,
     )
-    console.save_and_print(args, frame, summary, command="eval", load_before=load_before, table=display(summary))
+    text = eval_table(display(summary), title=f"eval: {summary.get('model_id', args.model)}")
+    console.save_and_print(args, frame, summary, command="eval", load_before=load_before, text=text)
     return 0
+
+
+def eval_table(shown: dict, *, title: str) -> str:
+    """The figures as a two-column table (percentages and fidelity in their units), no wider than 100 columns."""
+    from workbench import terminal
+
+    def cell(key, value):
+        if isinstance(value, float) and key in terminal.UNITS:
+            unit = terminal.UNITS[key][1]
+            return f"{terminal.value(key, value)} {unit}".strip()
+        return terminal.number(value) if isinstance(value, float) else str(value)
+
+    rows = [[key, cell(key, value)] for key, value in shown.items()]
+    return terminal.render(["measure", "value"], rows, title=title)
 
 
 def display(summary: dict) -> dict:
