@@ -29,7 +29,10 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-REPORT = "import sys; from workbench import tool, report; sys.exit(console.entry(report.main, sys.argv[1:]))"
+REPORT = (
+    "import sys; from workbench import console; from workbench.present import report; "
+    "sys.exit(console.entry(report.main, sys.argv[1:]))"
+)
 HOSTILE = '<img src=x onerror="alert(1)">'
 
 

@@ -11,7 +11,8 @@ Everything else the report makes goes into a folder of its own beside the HTML, 
 notebook, the charts as PNGs for slides and `summary.json` (what `--json` prints). Both are written
 atomically. `-o` over a file that is not an earlier report, over a folder `X_files/` that is not an earlier
 report's, or inside `notebooks/` is refused. `--json` prints one JSON object as its last line
-(recommendations, noise floor, SLO checks, regressions) for CI jobs to gate on.
+(recommendations, noise floor, SLO checks, regressions) for CI jobs to gate on; the report's paths then go to
+stderr, so stdout is exactly that one JSON document.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         path = render(args.sweep, output, **options)
     finally:
         os.environ.pop(INCLUDE_STALE, None)
-    print(f"report:    {path}")
-    print(f"artefacts: {artefacts_dir(path)}")
+    paths_to = sys.stderr if args.json else sys.stdout  # with --json, stdout is exactly one JSON document
+    print(f"report:    {path}", file=paths_to)
+    print(f"artefacts: {artefacts_dir(path)}", file=paths_to)
     if args.json:
         summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
         console.print_json({"report": str(path), **summary})

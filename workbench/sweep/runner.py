@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from workbench import console
+from workbench.errors import UsageError
 from workbench.paths import REPO_ROOT, atomic_write_text, check_writable
 from workbench.results import integrity
 from workbench.results.integrity import point_problem
@@ -59,6 +60,8 @@ def write_point_meta(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
     directory = point_dir(sweep, point)
     directory.mkdir(parents=True, exist_ok=True)
     meta = {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment}
+    if point.label:
+        meta["label"] = point.label
     atomic_write_text(directory / "point.yaml", yaml.safe_dump({**meta, "params": point.params, "workers": workers}))
     return directory
 
@@ -87,6 +90,7 @@ def execute_point(
     retries: int | None = None,
     parallel: int = 1,
     interrupts: Interrupts | None = None,
+    rerun: bool = False,
 ) -> dict:
     """Run one point with papermill; retry failures that may pass on retry (kernel start), with backoff. A point
     stopped by Ctrl-C (`interrupts`) is `interrupted`, not failed, and not retried: a resume runs it again."""
@@ -97,8 +101,10 @@ def execute_point(
     from workbench.jupyter_kernel import KERNEL_NAME
 
     directory = point_dir(sweep, point)
-    if is_finished(directory):
+    if is_finished(directory) and not rerun:
         return {"point_id": point.point_id, "status": "skipped"}
+    if rerun and is_finished(directory):
+        set_aside(directory)
     for stale in ("results.parquet", "error.json"):
         (directory / stale).unlink(missing_ok=True)
     write_point_meta(sweep, point, workers=parallel)
@@ -141,12 +147,31 @@ def execute_point(
     return {"point_id": point.point_id, "status": "failed", "error": error, "executed_notebook": str(executed)}
 
 
+REPLACED = ".replaced"
+
+
+def set_aside(directory: Path) -> Path:
+    """Before a finished point is measured again (`--rerun`): its results, manifest, environment and executed
+    notebook move to `<point>/.replaced/<UTC time>/`, so nothing measured is lost."""
+    import datetime as dt
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    target = directory / REPLACED / stamp
+    target.mkdir(parents=True)
+    for name in ("results.parquet", "manifest.json", "env.json", "params.yaml", "executed.ipynb"):
+        if (directory / name).exists():
+            (directory / name).rename(target / name)
+    return target
+
+
 def clean_unfinished(sweep: Sweep) -> None:
     """Remove what a killed run left in unfinished point folders (never a finished point's files)."""
     for point in sweep.points:
         directory = point_dir(sweep, point)
         if directory.exists() and not is_finished(directory):
-            shutil.rmtree(directory)
+            for entry in directory.iterdir():  # results set aside by `--rerun` stay
+                if entry.name != REPLACED:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def run_sweep(
@@ -158,9 +183,12 @@ def run_sweep(
     timeout_s: int | None = None,
     retries: int | None = None,
     progress: bool = True,
+    rerun: set[str] | None = None,
 ) -> list[dict]:
-    """Execute every unfinished point, `workers` at a time (1: timed points never overlap). Points whose results
-    fail verification run again, named on stderr. Ctrl-C: see `sweep_guard`; points not started are `remaining`."""
+    """Execute every unfinished point, `workers` at a time (1: timed points never overlap), and the finished ones
+    named in `rerun` (their earlier results set aside, `set_aside`). Points whose results fail verification run
+    again, named on stderr. Ctrl-C: see `sweep_guard`; points not started are `remaining`, as are those not
+    started once the sweep's `time_budget_s` has passed (`budget` set on them)."""
     from tqdm import tqdm
 
     bad = bad_points(sweep)
@@ -168,12 +196,13 @@ def run_sweep(
         named = "; ".join(f"{pid} ({why})" for pid, why in bad.items())
         print(f"re-running {len(bad)} points that fail verification: {named}", file=sys.stderr)
     clean_unfinished(sweep)
-    todo = [p for p in sweep.points if not is_finished(point_dir(sweep, p))]
+    rerun = rerun or set()
+    todo = [p for p in sweep.points if p.point_id in rerun or not is_finished(point_dir(sweep, p))]
     outcomes = [{"point_id": p.point_id, "status": "skipped"} for p in sweep.points if p not in todo]
     bar = tqdm(
         total=len(sweep.points), initial=len(outcomes), desc=f"sweep {sweep.name}", disable=not progress, unit="point"
     )
-    kwargs = {"timeout_s": timeout_s, "retries": retries, "parallel": workers}
+    kwargs = {"timeout_s": timeout_s, "retries": retries, "parallel": workers, "rerun_ids": rerun}
     with Interrupts() as interrupts:
         _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, workers, kwargs)
     bar.close()
@@ -196,10 +225,17 @@ def bad_points(sweep: Sweep) -> dict[str, str]:
 
 
 def _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, workers, kwargs) -> None:
+    import time
+
+    rerun_ids = kwargs.pop("rerun_ids")
+    deadline = time.monotonic() + sweep.time_budget_s if sweep.time_budget_s else None
+
     def run_one(point):
         if interrupts.stopping:
             return {"point_id": point.point_id, "status": "remaining"}
-        return execute_point(sweep, point, interrupts=interrupts, **kwargs)
+        if deadline is not None and time.monotonic() > deadline:
+            return {"point_id": point.point_id, "status": "remaining", "budget": True}
+        return execute_point(sweep, point, interrupts=interrupts, rerun=point.point_id in rerun_ids, **kwargs)
 
     def record(outcome):
         outcomes.append(outcome)
@@ -225,7 +261,10 @@ def _run_points(sweep, todo, outcomes, bar, interrupts, executor, scheduler, wor
         with Client(scheduler or cluster) as client:
             # what may overlap is the cluster's worker count, whatever --workers said
             kwargs["parallel"] = max(len(client.scheduler_info().get("workers", {})), 1)
-            futures = [client.submit(execute_point, sweep, p, pure=False, **kwargs) for p in todo]
+            futures = [
+                client.submit(execute_point, sweep, p, pure=False, rerun=p.point_id in rerun_ids, **kwargs)
+                for p in todo
+            ]
             for future in as_completed(futures):
                 record(future.result())
                 if interrupts.stopping:
@@ -262,8 +301,30 @@ def setup_arg_parser() -> console.Parser:
         "--max-points", type=console.positive_int, default=MAX_POINTS, help=f"allow more points (default {MAX_POINTS})"
     )
     parser.add_argument("--prepare-only", action="store_true", help="write parameterised notebooks, run nothing")
+    parser.add_argument(
+        "--rerun",
+        nargs="?",
+        const="all",
+        metavar="IDS",
+        help="measure finished points again (all, or comma-separated point ids); earlier results are kept "
+        "under <point>/.replaced/",
+    )
     parser.add_argument("--json", action="store_true")
     return parser
+
+
+def rerun_ids(plan: Sweep, given: str | None) -> set[str]:
+    """The point ids `--rerun` names (all of the sweep's for `all`); an unknown id is a one-line error."""
+    if not given:
+        return set()
+    ids = {p.point_id for p in plan.points}
+    if given == "all":
+        return ids
+    asked = {part.strip() for part in given.split(",") if part.strip()}
+    unknown = sorted(asked - ids)
+    if unknown:
+        raise UsageError(f"--rerun: {', '.join(unknown)} is not a point of {plan.path}")
+    return asked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,10 +376,13 @@ def _main(plan: Sweep, args) -> int:
         scheduler=args.scheduler,
         timeout_s=args.timeout,
         retries=args.retries,
+        rerun=rerun_ids(plan, args.rerun),
     )
     failed = [o for o in outcomes if o["status"] == "failed"]
     counts = {key: sum(o["status"] == status for o in outcomes) for key, status in STATUSES.items()}
     summary.update(counts, failed=len(failed), rerun=len([o for o in outcomes if "rerun" in o]))
+    if args.rerun:
+        summary["remeasured"] = sum(o["status"] == "done" for o in outcomes)
     if args.json:
         rerun = {o["point_id"]: o["rerun"] for o in outcomes if "rerun" in o}
         console.print_json({**summary, "failures": failed, "rerun_points": rerun})
@@ -326,6 +390,14 @@ def _main(plan: Sweep, args) -> int:
         console.print_table(summary)
         for o in failed:
             print(f"failed {o['point_id']}: {o['error']} (see {o['executed_notebook']})")
+    over_budget = sum(bool(o.get("budget")) for o in outcomes)
+    if over_budget and not counts["interrupted"] and over_budget == counts["remaining"]:
+        print(
+            f"note: the sweep's time_budget_s ({plan.time_budget_s} s) was spent: {over_budget} points not started; "
+            "run the same command to continue",
+            file=sys.stderr,
+        )
+        return 1 if failed else 0
     if counts["interrupted"] or counts["remaining"]:
         left = counts["interrupted"] + counts["remaining"]
         print(f"workbench: interrupted: {left} points not finished; run the same command to resume", file=sys.stderr)
@@ -334,13 +406,50 @@ def _main(plan: Sweep, args) -> int:
 
 
 def list_main(argv: list[str] | None = None) -> int:
-    console.parser("sweeps", "list sweeps with their done/failed point counts").parse_args(argv)
-    for row in list_sweeps():
+    parser = console.parser("sweeps", "list sweeps with their done/failed point counts and dates")
+    parser.add_argument("--json", action="store_true", help="one JSON document: every sweep with each point's state")
+    args = parser.parse_args(argv)
+    sweeps = list_sweeps()
+    if args.json:
+        print(json.dumps([{**row, "points": point_states(row["sweep"])} for row in sweeps], indent=1, default=str))
+        return 0
+    for row in sweeps:
         counts = "  ".join(f"{key} {row[key]:>4}" for key in ("done", "failed", "unfinished", "stale"))
-        print(f"{row['sweep']:<30} {counts}  bad {len(row['bad']):>4}")
+        print(f"{row['sweep']:<30} {counts}  bad {len(row['bad']):>4}  last {row.get('last_run') or '-'}")
         for point, why in row["bad"].items():
             print(f"  bad point {point}: {why} (left out; `workbench sweep` runs it again)")
     return 0
+
+
+def point_states(sweep: str) -> list[dict]:
+    """Each point of a sweep folder (and each point its sweep file lists but that never started): its id, label,
+    state (done, failed, unfinished, bad, stale, not started), when it last changed (UTC) and a failure's error."""
+    import datetime as dt
+
+    from workbench.paths import outputs_dir
+
+    root = outputs_dir() / "sweeps" / sweep
+    scan = integrity.scan_sweep(root, include_stale=True)
+    states = {p.name: "done" for p in scan.finished}
+    states |= dict.fromkeys(scan.failed, "failed") | dict.fromkeys(scan.unfinished, "unfinished")
+    states |= dict.fromkeys(scan.bad, "bad") | dict.fromkeys(scan.stale, "stale")
+    listed = integrity.read_sweep_record(root).get("points") or []
+    out = []
+    for point_id in sorted(set(states) | set(listed)):
+        directory = root / point_id
+        meta = (integrity.read_point_meta(directory) or {}) if directory.is_dir() else {}
+        files = [f for f in directory.glob("*") if f.is_file()] if directory.is_dir() else []
+        changed = max((f.stat().st_mtime for f in files), default=None)
+        entry = {"point_id": point_id, "label": meta.get("label"), "state": states.get(point_id, "not started")}
+        entry["updated_at"] = (
+            dt.datetime.fromtimestamp(changed, dt.timezone.utc).isoformat(timespec="seconds") if changed else None
+        )
+        if entry["state"] == "failed":
+            entry["error"] = json.loads((directory / "error.json").read_text()).get("error")
+        elif entry["state"] == "bad":
+            entry["error"] = scan.bad[point_id]
+        out.append(entry)
+    return out
 
 
 if __name__ == "__main__":
