@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 import yaml
 
-from workbench.paths import REPO_ROOT
 from workbench.sweep import spec
 
 SWEEP = {

@@ -435,19 +435,19 @@ def point_states(sweep: str) -> list[dict]:
     states |= dict.fromkeys(scan.bad, "bad") | dict.fromkeys(scan.stale, "stale")
     listed = integrity.read_sweep_record(root).get("points") or []
     out = []
-    for point_id in sorted(set(states) | set(listed)):
-        directory = root / point_id
+    for pid in sorted(set(states) | set(listed)):
+        directory = root / pid
         meta = (integrity.read_point_meta(directory) or {}) if directory.is_dir() else {}
         files = [f for f in directory.glob("*") if f.is_file()] if directory.is_dir() else []
         changed = max((f.stat().st_mtime for f in files), default=None)
-        entry = {"point_id": point_id, "label": meta.get("label"), "state": states.get(point_id, "not started")}
+        entry = {"point_id": pid, "label": meta.get("label"), "state": states.get(pid, "not started")}
         entry["updated_at"] = (
             dt.datetime.fromtimestamp(changed, dt.timezone.utc).isoformat(timespec="seconds") if changed else None
         )
         if entry["state"] == "failed":
             entry["error"] = json.loads((directory / "error.json").read_text()).get("error")
         elif entry["state"] == "bad":
-            entry["error"] = scan.bad[point_id]
+            entry["error"] = scan.bad[pid]
         out.append(entry)
     return out
 
