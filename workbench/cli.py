@@ -18,7 +18,7 @@ COMMANDS = {
     "serve": ("workbench.serve", "main", "start mlx_lm.server on a model (managed; stops on Ctrl-C)"),
     "eval": ("workbench.measure.evaluate", "main", "perplexity, task accuracy and fidelity to a baseline"),
     "run": ("workbench.run", "main", "run an optimisation experiment from its params file"),
-    "sweep": ("workbench.sweep.runner", "main", "execute a sweep file's points with papermill (resumable)"),
+    "sweep": ("workbench.present.headline", "sweep_main", "execute a sweep file's points (resumable); a headline"),
     "sweeps": ("workbench.sweep.runner", "list_main", "list sweeps with their point counts and dates (--json)"),
     "export": ("workbench.results.export", "main", "write a sweep's rows to one CSV or Parquet file"),
     "report": ("workbench.present.report", "main", "render a sweep's stakeholder report to one offline HTML file"),

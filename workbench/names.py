@@ -92,12 +92,14 @@ def configuration_name(
 ) -> str:
     """'8-bit weights, batch 8' from a variant's declared `changes` (a dict or its `changes_json`); `label` when
     given; 'baseline' for the reference, 'baseline (A/A copy)' for a copy of it; the code name `variant` when
-    nothing was declared (older rows)."""
-    if label:
+    nothing was declared (older rows). A point's `label` never renames the run's baseline."""
+    if label and variant != BASELINE:  # a point's label names what the point measures, not its baseline
         return str(label)
     if isinstance(changes, str):
         changes = json.loads(changes or "{}")
-    if changes is None:
+    if changes is None:  # not declared (older rows, or a frame without the column): the declared family helps
+        if family == BASELINE and variant not in (None, BASELINE):
+            return "baseline (A/A copy)"
         return variant or "unknown"
     parts = describe(changes)
     if parts:

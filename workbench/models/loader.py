@@ -350,3 +350,40 @@ def _calibrated_quantise(source: Path, out: Path, *, method: str, bits: int, gro
 
 def size_on_disk(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
+
+
+def describe(spec: str) -> dict:
+    """What a report's header says about a model, without loading it: the spec resolved as everywhere else
+    (`resolve`, presets not built), its parameter count and storage dtype from the safetensors headers, size on
+    disk, and the quantisation its config declares. A repo id or a missing directory gives the name alone."""
+    facts = {"spec": str(spec), "name": str(spec), "path": None, "parameters": None, "dtype": None}
+    facts |= {"size_bytes": None, "quantisation": None}
+    try:
+        target, model_id = resolve(spec, build_missing=False)
+    except ModelError:
+        return facts
+    facts["name"] = model_id
+    if not isinstance(target, Path) or not (target / "config.json").is_file():
+        return facts
+    counts: dict[str, int] = {}
+    for file in sorted(target.glob("*.safetensors")):
+        try:
+            with file.open("rb") as fh:
+                header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        except (OSError, ValueError):
+            return facts
+        for key, tensor in header.items():
+            if key != "__metadata__":
+                size = 1
+                for dim in tensor.get("shape", []):
+                    size *= dim
+                counts[tensor.get("dtype", "?")] = counts.get(tensor.get("dtype", "?"), 0) + size
+    names = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "U32": "uint32"}
+    config = json.loads((target / "config.json").read_text())
+    floating = {k: v for k, v in counts.items() if k in ("F32", "BF16", "F16")}
+    facts |= {"path": str(target), "parameters": sum(counts.values()) or None, "size_bytes": size_on_disk(target)}
+    facts["dtype"] = names.get(max(floating, key=floating.get)) if floating else None
+    quant = config.get("quantization") or config.get("quantization_config")
+    if isinstance(quant, dict) and quant.get("bits"):
+        facts["quantisation"] = f"{quant['bits']}-bit, group {quant.get('group_size')}"
+    return facts

@@ -24,7 +24,7 @@ import os
 import re
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {line}", file=sys.stderr)
     if args.slo:
         gates.load_slo(args.slo)
+    if args.baseline:
+        check_baseline(args.sweep, args.baseline, include_stale=args.include_stale)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
     options = {"baseline_sweep": args.baseline, "slo_file": args.slo, "endpoint_sweep": args.endpoint}
     options |= {key: getattr(args, key) for key in ("quality", "objective", "tolerance")}
@@ -93,10 +95,26 @@ def main(argv: list[str] | None = None) -> int:
     paths_to = sys.stderr if args.json else sys.stdout  # with --json, stdout is exactly one JSON document
     print(f"report:    {path}", file=paths_to)
     print(f"artefacts: {artefacts_dir(path)}", file=paths_to)
+    summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
     if args.json:
-        summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
         console.print_json({"report": str(path), **summary})
+    elif summary.get("headline"):
+        print(f"headline: {summary['headline']}")
     return 0
+
+
+def check_baseline(sweep: str, baseline: str, *, include_stale: bool = False):
+    """`--baseline` must share comparable configurations (`like_for_like`): none is a one-line `UsageError`
+    naming what differs; the ones left out are named on stderr and in the report."""
+    from workbench.analysis.like_for_like import match_baseline
+
+    found = match_baseline(load(sweep, include_stale=include_stale)[0], load(baseline, include_stale=include_stale)[0])
+    if not found.comparable:
+        why = found.left_out[0] if found.left_out else "no configuration of one is in the other"
+        raise UsageError(f"--baseline {baseline}: nothing in it is comparable with {sweep}: {why}")
+    for line in found.left_out:
+        print(f"warning: --baseline {baseline}: left out {line}", file=sys.stderr)
+    return found
 
 
 def scan(name: str, *, include_stale: bool = False) -> integrity.SweepScan:
@@ -184,13 +202,25 @@ class Report:
     baseline_sweep: str | None = None
     tolerance: float = 0.10
     endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
+    rows: pl.DataFrame | None = None  # the sweep's verified rows (the header reads model and workload off them)
+    slo_sources: dict | None = None  # target -> "report default" or "--slo FILE"
+    endpoint_slo: str | None = None  # the endpoint sweep's own SLO, in words (its points' params)
+    baseline_left_out: list = field(default_factory=list)  # `--baseline` configurations not comparable, and why
 
     def summary(self) -> dict:
+        from workbench.present.header import header_lines
+
+        from workbench.present.headline import endpoint_headline, headline
+
         extra = {
             "sweep": self.sweep,
+            "headline": headline(self.analysis),
+            "endpoint_headline": endpoint_headline(self.endpoint) if self.endpoint is not None else None,
+            "header": dict(header_lines(self.rows, self.env)) if self.rows is not None else None,
             "points": self.points,
             "failed": self.failed,
             "baseline_sweep": self.baseline_sweep,
+            "baseline_left_out": self.baseline_left_out,
             "endpoint": self.endpoint.to_json() if self.endpoint is not None else None,
         }
         return {**extra, **self.analysis.to_json()}
@@ -211,7 +241,12 @@ def build(
     `workbench report --include-stale`) stale points are left out with a warning."""
     include_stale = _include_stale(include_stale)
     rows, env = load(sweep, include_stale=include_stale)
-    previous = load(baseline_sweep, include_stale=include_stale)[0] if baseline_sweep else None
+    match = None
+    if baseline_sweep:
+        from workbench.analysis.like_for_like import match_baseline
+
+        match = match_baseline(rows, load(baseline_sweep, include_stale=include_stale)[0])
+    previous = match.previous if match is not None else None
     failed, points = failures(sweep, include_stale=include_stale)
     result = decisions.analyse(
         rows,
@@ -224,12 +259,31 @@ def build(
     )
     risks = gates.risks(result.configs, failures=failed, points=points, memory_total_bytes=env.get("memory_bytes"))
     slo_rows = gates.slo_rows(result.configs, result.recommended, result.slo)
-    section = None
+    from workbench.present.header import endpoint_slo, slo_sources
+
+    section, served_slo = None, None
     if endpoint_sweep:
         from workbench.present import endpoint_section
 
-        section = endpoint_section.from_rows(load(endpoint_sweep, include_stale=include_stale)[0], endpoint_sweep)
-    return Report(sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section)
+        served = load(endpoint_sweep, include_stale=include_stale)[0]
+        section, served_slo = endpoint_section.from_rows(served, endpoint_sweep), endpoint_slo(served)
+    sources = slo_sources(result.slo, slo_file, gates.DEFAULT_SLO)
+    return Report(
+        sweep,
+        result,
+        env,
+        points,
+        failed,
+        risks,
+        slo_rows,
+        baseline_sweep,
+        tolerance,
+        section,
+        rows,
+        sources,
+        served_slo,
+        match.left_out if match is not None else [],
+    )
 
 
 def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:

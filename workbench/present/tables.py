@@ -78,7 +78,14 @@ def html(gt) -> str:
 
 
 def _label(row) -> str:
-    return f"{row['variant']} @ {row['point_id']}"
+    """A configuration's human name (`names`), its point id in an "id" column of its own (`_id`)."""
+    from workbench.present.header import display_name
+
+    return display_name(row)
+
+
+def _id(row) -> str:
+    return str(row.get("point_id") or "")[:8]
 
 
 def noise_floor(analysis):
@@ -107,6 +114,7 @@ def recommendations(analysis):
     rows = [
         {
             "Configuration": _label(r),
+            "id": _id(r),
             "Optimisation": r["family"],
             "Changed": fmt_changes(r["changes"]),
             f"{METRICS[analysis.objective][0]} vs baseline": fmt_change(
@@ -125,6 +133,7 @@ def not_recommended(analysis):
     rows = [
         {
             "Configuration": _label(r),
+            "id": _id(r),
             "Optimisation": r["family"],
             f"{METRICS[analysis.objective][0]} vs baseline": fmt_change(
                 r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]
@@ -140,6 +149,7 @@ def aa_checks(analysis):
     rows = [
         {
             "A/A copy of the baseline": _label(r),
+            "id": _id(r),
             "Metric": title(r["metric"]),
             "Change vs baseline": fmt_change(r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]),
             "Verdict": r["verdict"],
@@ -153,8 +163,8 @@ def aa_checks(analysis):
     )
 
 
-def slo(rows: list[dict]):
-    """From `gates.slo_rows`."""
+def slo(rows: list[dict], sources: dict | None = None):
+    """From `gates.slo_rows`; `sources` names where each target came from (the report's default or `--slo`)."""
     out = []
     for r in rows:
         bound = "≤" if r["bound"] == "max" else "≥"
@@ -162,6 +172,7 @@ def slo(rows: list[dict]):
             {
                 "Configuration": r["configuration"],
                 "Target": f"{METRICS[r['metric']][0]} {bound} {fmt_value(r['metric'], r['threshold'])}",
+                "Source": (sources or {}).get(r["target"], "report default"),
                 "Measured": fmt_value(r["metric"], r["value"]),
                 "Meets it": "yes" if r["pass"] else "NO",
             }
@@ -169,10 +180,16 @@ def slo(rows: list[dict]):
     return table(pl.DataFrame(out))
 
 
-def regressions(frame: pl.DataFrame, *, tolerance: float):
+def regressions(frame: pl.DataFrame, *, tolerance: float, configs: pl.DataFrame | None = None):
+    """Regressions against an earlier sweep; `configs` (this sweep's) names each configuration."""
+    known = {}
+    for c in [] if configs is None else configs.iter_rows(named=True):
+        known.setdefault((c["point_id"], c["variant"]), _label(c))
+        known.setdefault((None, c["variant"]), _label(c))
     rows = [
         {
-            "Configuration": f"{r['variant']} @ {r['point_id']}" if r["point_id"] else r["variant"],
+            "Configuration": known.get((r.get("point_id"), r["variant"]), r["variant"]),
+            "id": _id(r),
             "Metric": title(r["metric"]),
             "Previous": fmt_value(r["metric"], r["previous"]),
             "Now": fmt_value(r["metric"], r["current"]),
@@ -200,6 +217,7 @@ def configurations(frame: pl.DataFrame, *, quality: str, columns=("ttft_s_p90", 
     rows = [
         {
             "Configuration": _label(r),
+            "id": _id(r),
             "Optimisation": r["family"],
             **{METRICS[m][0]: fmt_value(m, r.get(m)) for m in metrics},
             "Pareto-optimal": "yes" if r.get("pareto") else "",
@@ -231,16 +249,14 @@ def overview(report):
                 else ")"
             )
         )
+    from workbench.present.header import nothing_recommended
+
     verdicts = [
-        f"<li><b>{esc(r['variant'])} @ {esc(r['point_id'])}</b> ({esc(r['family'])}): {objective} "
+        f"<li><b>{esc(_label(r))}</b> <code>{esc(_id(r))}</code> ({esc(r['family'])}): {objective} "
         f"{esc(fmt_change(r['change_pct'], r['ci_low_pct'], r['ci_high_pct']))}</li>"
         for r in a.recommended.iter_rows(named=True)
     ]
-    verdict = (
-        f"<p>Recommended:</p><ul>{''.join(verdicts)}</ul>"
-        if verdicts
-        else "<p><b>No configuration is recommended</b>: none has a significant gain that meets the SLOs.</p>"
-    )
+    verdict = f"<p>Recommended:</p><ul>{''.join(verdicts)}</ul>" if verdicts else nothing_recommended(a)
     warnings = "".join(f"<li>{esc(w)}</li>" for w in a.warnings)
     return HTML(
         f"<p>Sweep <b>{esc(report.sweep)}</b>: {report.points} points ({report.failed} failed), "
@@ -289,7 +305,11 @@ def regressions_section(report):
     if report.analysis.regressions is None:
         return HTML("<p>No earlier sweep given (<code>--baseline SWEEP</code>).</p>")
     heading = f"Against sweep {report.baseline_sweep}"
-    return regressions(report.analysis.regressions, tolerance=report.tolerance).tab_header(title=heading)
+    analysis = report.analysis
+    shown = regressions(analysis.regressions, tolerance=report.tolerance, configs=analysis.configs)
+    for line in getattr(report, "baseline_left_out", None) or []:
+        shown = shown.tab_source_note(f"Left out, not comparable: {line}.")
+    return shown.tab_header(title=heading)
 
 
 NO_ENDPOINT = "No endpoint sweep in this report (`workbench report SWEEP --endpoint ENDPOINT_SWEEP`)."
@@ -299,25 +319,34 @@ def _ms(value) -> str:
     return fmt_value("ttft_s", value)
 
 
-def endpoint_levels(section):
-    """From `endpoint_report.EndpointSection.levels`: one row per configuration and load level."""
+def endpoint_levels(section, *, slo_source: str | None = None):
+    """GuideLLM's console summary as a table, from `endpoint_section.EndpointSection.levels`: one row per
+    configuration and load level, request rate and latencies (median / p90) first, then throughput, goodput,
+    errors and whether the level met the endpoint sweep's own SLO."""
     rows = []
     for r in [] if section is None else section.levels.iter_rows(named=True):
         verdict = "over-saturated" if r["saturated"] else ("meets SLOs" if r["slo_pass"] else "misses SLOs")
+        load = r["profile"] if r["profile"] in ("synchronous", "throughput") else f"{r['profile']} {r['level']:g}"
         rows.append(
             {
                 "Configuration": r["configuration"],
-                "Load": f"{r['profile']} {r['level']:g}",
+                "id": str(r.get("point_id") or "")[:8],
+                "Load": load,
+                "Requests/s": f"{r['throughput_rps']:.3g}" if r.get("throughput_rps") is not None else "n/a",
                 "TTFT p50 / p90": f"{_ms(r['ttft_s'])} / {_ms(r['ttft_s_p90'])}",
+                "ITL p50": _ms(r.get("itl_s_p50")) if "itl_s_p50" in r else "n/a",
                 "TPOT p50": _ms(r["tpot_s"]),
-                "Throughput": fmt_value("throughput_tps", r["throughput_tps"]),
+                "E2E p50": _ms(r.get("e2e_s")) if "e2e_s" in r else "n/a",
+                "Output tok/s": fmt_value("throughput_tps", r["throughput_tps"]).removesuffix(" generated tok/s"),
                 "Goodput": f"{r['goodput_rps']:.3g} req/s" if r["goodput_rps"] is not None else "n/a",
                 "Errors": f"{100 * r['error_rate']:.1f}%" + (f" ({r['top_error']})" if r["top_error"] else ""),
-                "Verdict": verdict,
+                "SLOs": verdict,
             }
         )
     note = "Goodput: requests per second that succeeded and met every per-request SLO, over the level's window."
-    return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)
+    if slo_source:
+        note += f" SLO: the endpoint sweep's own ({slo_source}), not the report's default."
+    return table(pl.DataFrame(rows), heading="Load levels", empty=NO_ENDPOINT, note=note)
 
 
 def endpoint_saturation(section):
@@ -341,6 +370,7 @@ def endpoint_gap(section):
     rows = [
         {
             "Configuration": r["configuration"],
+            "id": r.get("id") or "",
             "Served at": r["variant"],
             "Metric": title(r["metric"]),
             "In process": fmt_value(r["metric"], r["baseline_mean"]),
@@ -358,6 +388,7 @@ def endpoint_cold(section):
     rows = [
         {
             "Configuration": r["configuration"],
+            "id": r.get("id") or "",
             "Where": r["side"],
             "Launch to ready": f"{r['startup_s']:.2f} s" if r["startup_s"] is not None else "n/a",
             "First request TTFT (cold)": _ms(r["cold_ttft_s"]),

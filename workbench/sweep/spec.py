@@ -118,6 +118,12 @@ def _parse(path: Path, max_points: int = MAX_POINTS) -> SweepFile:
     return spec
 
 
+def sweep_name(path: str | Path) -> str:
+    """The name of a sweep file's folder under outputs/sweeps (its keys checked, its points not)."""
+    path = Path(path)
+    return _parse(path).name or path.stem
+
+
 def load_sweep(path: str | Path, *, max_points: int = MAX_POINTS, progress: bool = False) -> Sweep:
     """Read and validate a sweep file completely: every point's config and models; raises SweepError `file:key`.
     At most `max_points` points; checking them is linear, with a progress bar on stderr when `progress`."""
