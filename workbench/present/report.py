@@ -209,7 +209,6 @@ class Report:
 
     def summary(self) -> dict:
         from workbench.present.header import header_lines
-
         from workbench.present.headline import endpoint_headline, headline
 
         extra = {
