@@ -62,6 +62,10 @@ def test_sweeps_json_export_rerun_and_time_budget(tmp_path, nano_path, kernel, _
     first = cli("sweep", str(path), "--json", outputs=_outputs)
     assert first.returncode == 0, first.stderr
 
+    resumed = cli("sweep", str(path), outputs=_outputs)  # nothing to run; the sweep still ends with its headline
+    assert resumed.returncode == 0 and resumed.stdout.strip().splitlines()[-1].startswith("headline: ")
+    assert "@" not in resumed.stdout.strip().splitlines()[-1]
+
     listed = cli("sweeps", "--json", outputs=_outputs)
     assert listed.returncode == 0, listed.stderr
     (habits,) = [s for s in json.loads(listed.stdout) if s["sweep"] == "habits"]  # stdout: one JSON document

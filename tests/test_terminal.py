@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,14 @@ def test_configuration_names_come_from_declared_changes():
     served = {"served": True, "server": {"decode_concurrency": 8}, "server_model": None, "target": None}
     assert names.configuration_name(served) == "served, decode concurrency 8"
     assert names.configuration_name(None, variant="old-name") == "old-name"  # rows from before declarations
+
+
+def test_params_default_to_the_experiments_own_file(tmp_path, monkeypatch):
+    from workbench import run
+    from workbench.errors import ConfigError
+
+    assert run.params_file("quantise", None) == REPO_ROOT / "params" / "quantise.yaml"
+    assert run.params_file("quantise", "mine.yaml") == Path("mine.yaml")
+    monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
+    with pytest.raises(ConfigError, match="no --params given and params/quantise.yaml does not exist"):
+        run.params_file("quantise", None)
