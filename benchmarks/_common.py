@@ -8,12 +8,13 @@ import sys
 
 def run_experiment(name: str, **values) -> dict:
     from workbench import experiments, runtime
+    from workbench.analysis import run_summary
 
     runtime.ensure_optimised_blas()
     config = experiments.build_config(name, None, values)
     experiments.check_models(config)
     frame = experiments.get(name).run(config)
-    return {s["variant"]: s for s in experiments.variant_summaries(name, frame)}
+    return {s["variant"]: s for s in run_summary.variant_summaries(name, frame)}
 
 
 def report(title: str, ratio: float, target: float, extra: dict) -> int:

@@ -7,7 +7,7 @@ import math
 import polars as pl
 import pytest
 
-from workbench import stats
+from workbench import slo, stats
 from workbench.analysis import decisions, gates, per_variant, significance
 from workbench.errors import ConfigError
 from workbench.results import store
@@ -209,11 +209,11 @@ def test_pareto_mask_keeps_only_undominated_rows():
         }
     )
     objectives = {"ttft_s_p90": False, "throughput_tps": True, "task_accuracy": True}
-    assert decisions.pareto_mask(df, objectives) == [True, True, False, False, False]
+    assert stats.pareto_mask(df, objectives) == [True, True, False, False, False]
 
 
 def test_slo_checks_and_rows():
-    checks = gates.slo_checks(
+    checks = slo.checks(
         {"ttft_s_p90": 0.5, "throughput_tps": 90.0, "task_accuracy": None},
         {"ttft_s_p90_max": 0.5, "throughput_tps_min": 100, "task_accuracy_min": 0.1},
     )

@@ -9,6 +9,7 @@ import pytest
 from test_experiments import run_small
 
 from workbench import experiments
+from workbench.analysis import run_summary
 from workbench.endpoint import server
 from workbench.errors import ConfigError
 
@@ -56,12 +57,12 @@ def test_saturation_search_stops_at_the_first_level_that_misses_its_slo(nano_pat
     slo = {"ttft_s_max": 1e-6}  # no request can meet it: the first level fails and the search stops there
     frame = run_small("endpoint", str(nano_path), profile="saturation", levels=[1, 2, 4], slo=slo, **target)
     assert set(speed_rows(frame)["variant"]) == {"served-c1"}
-    summary = {s["variant"]: s for s in experiments.variant_summaries("endpoint", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("endpoint", frame)}
     assert summary["served-c1"]["slo_pass"] is False and summary["served-c1"]["goodput_rps"] == 0
 
     frame = run_small("endpoint", str(nano_path), profile="saturation", levels=[1, 2], slo={"ttft_s_max": 30}, **target)
     assert set(speed_rows(frame)["variant"]) == {"served-c1", "served-c2"}
-    summary = {s["variant"]: s for s in experiments.variant_summaries("endpoint", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("endpoint", frame)}
     assert all(summary[v]["slo_pass"] for v in ("served-c1", "served-c2"))
 
 

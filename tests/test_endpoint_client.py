@@ -22,11 +22,12 @@ from workbench.endpoint import (
     summarise,
 )
 from workbench.endpoint.client import EndpointClient
-from workbench.endpoint.load import CANCELLED, poisson_arrivals
+from workbench.endpoint.load import CANCELLED
 from workbench.endpoint.slo import short_output_warning
 from workbench.endpoint.stub import StubThread
 from workbench.errors import ConfigError, ModelError
 from workbench.results import store
+from workbench.workloads.arrivals import poisson_arrivals
 
 
 def send_one(url: str, *, prompt="a b c", max_tokens=4, **target):

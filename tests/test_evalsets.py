@@ -1,4 +1,4 @@
-"""Eval sets from files (workbench/measure/evalsets.py), lm-eval tasks (workbench/measure/lm_eval_tasks.py) and tokenizer-safe
+"""Eval sets from files (measure/evalsets.py), lm-eval tasks (measure/lm_eval_tasks.py) and tokenizer-safe
 comparisons, on a chat-templated copy of nano made here: its own greedy replies score exact match 1.0, a
 multiple-choice set scores acc 1.0 or 0 as constructed, and every bad file is one line, exit 2, nothing written."""
 
@@ -11,6 +11,7 @@ import pytest
 from conftest import copy_with_chat_template
 
 from workbench import console, run
+from workbench.analysis import per_variant
 from workbench.errors import ConfigError, ModelError
 from workbench.measure import evalsets, evaluate, quality
 from workbench.models import loader
@@ -262,13 +263,12 @@ def test_lm_eval_local_task_offline_matches_the_eval_set_path(nano, nano_path, t
 
 
 def test_lost_items_are_those_a_variant_scored_below_the_baseline(nano):
-    from workbench.results import store
 
     frame, _ = evaluate.run_eval(nano, task="facts", task_count=6)
     base = frame.with_columns(variant=pl.lit("baseline"))
     lowered = pl.when(pl.col("item_id") == "facts-2").then(pl.col("score") - 1).otherwise(pl.col("score"))
     worse = frame.with_columns(variant=pl.lit("v"), score=lowered)  # the rows as a variant that lost item 2
-    lost = store.lost_items(pl.concat([base, worse]))
+    lost = per_variant.lost_items(pl.concat([base, worse]))
     assert lost["item_id"].to_list() == ["facts-2"] and lost["variant"].to_list() == ["v"]
     assert lost["baseline_score"][0] == frame.filter(item_id="facts-2")["score"][0]
 

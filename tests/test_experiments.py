@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from workbench import experiments
+from workbench.analysis import run_summary
 from workbench.errors import ConfigError
 from workbench.paths import REPO_ROOT
 from workbench.results import store
@@ -62,7 +63,7 @@ def test_params_file_runs_on_nano(path, nano_path):
     assert frame["family"].null_count() == 0, "every row says what its variant is"
     base_rounds = frame.filter((pl.col("variant") == "baseline") & (pl.col("kind") == "speed"))["round"].unique()
     assert base_rounds.len() >= 2, "the baseline is measured in at least two rounds (the A/A noise floor)"
-    summaries = experiments.variant_summaries(name, frame)
+    summaries = run_summary.variant_summaries(name, frame)
     assert {s["variant"] for s in summaries} == set(frame["variant"])
     json.dumps(summaries)  # the --json line must serialise
 
@@ -77,7 +78,7 @@ def test_lossless_optimisations_keep_greedy_outputs(nano_path):
     for name, variants in checks.items():
         values = {**SMALL, **small_overrides(name, nano), "model": nano}
         frame = run(name, {**values, "continuous": False} if name == "batching" else values)
-        summary = {s["variant"]: s for s in experiments.variant_summaries(name, frame)}
+        summary = {s["variant"]: s for s in run_summary.variant_summaries(name, frame)}
         for variant in variants:
             assert summary[variant]["identical_to_baseline"] is True, (name, variant)
 

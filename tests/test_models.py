@@ -5,6 +5,7 @@ import pytest
 
 from workbench.errors import ConfigError
 from workbench.models import build, loader
+from workbench.optimise import quantise
 
 
 def test_load_nano_by_path(nano_path):
@@ -142,7 +143,7 @@ def test_quantising_a_half_precision_checkpoint_gives_float32_scales_on_cpu(fp16
     if runtime.backend() != "cpu":
         pytest.skip("auto keeps the checkpoint's float16 off the CPU backend")
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    path = loader.quantised(str(fp16_nano), bits=4, group_size=64)
+    path = quantise.quantised(str(fp16_nano), bits=4, group_size=64)
     assert "-float32-" in path.name
     assert json.loads((path / "quantisation.json").read_text())["dtype"] == "float32"
     raw, _ = mlx_load(str(path))  # as stored, before load() casts anything

@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 import tomllib
 import yaml
 
@@ -42,8 +43,35 @@ def test_notebooks_use_nbdime_drivers():
     assert "nbdime config-git --enable" in (REPO_ROOT / "Makefile").read_text()
 
 
-def _import_graph() -> dict:
-    """workbench module -> workbench modules it imports, at module level or inside functions."""
+# Lowest first: a module may import its own layer and the layers below it, never one above (STYLE.md 16).
+LAYERS = (
+    (
+        "base",
+        ("errors", "paths", "yamlfile", "runtime", "stats", "metrics", "slo", "names", "terminal", "console")
+        + ("jupyter_kernel",),
+    ),
+    ("results", ("results",)),
+    ("inputs", ("models", "training", "workloads")),
+    ("engines", ("measure", "optimise", "endpoint")),
+    ("experiments", ("experiments",)),
+    ("sweep", ("sweep",)),
+    ("analysis", ("analysis",)),
+    ("present", ("present",)),
+    ("app", ("cli", "doctor", "demo", "build_model", "run", "serve", "imports", "")),
+)
+
+
+def layer_of(module: str) -> int:
+    """The layer of `workbench.<module>`: its first dotted part names it (the package itself is the app)."""
+    head = module.split(".")[1] if "." in module else ""
+    for index, (_, heads) in enumerate(LAYERS):
+        if head in heads:
+            return index
+    raise AssertionError(f"workbench.{module.partition('.')[2]} belongs to no layer: add it to LAYERS")
+
+
+def _import_edges() -> dict:
+    """workbench module -> [(imported workbench module, line)], at module level or inside functions."""
     import ast
 
     package = REPO_ROOT / "workbench"
@@ -54,15 +82,41 @@ def _import_graph() -> dict:
         modules[name] = path
     graph = {}
     for name, path in modules.items():
-        edges = set()
+        edges = []
         for node in ast.walk(ast.parse(path.read_text())):
+            found = set()
             if isinstance(node, ast.Import):
-                edges |= {a.name for a in node.names if a.name in modules}
+                found = {a.name for a in node.names if a.name in modules}
             elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("workbench"):
-                edges |= {node.module} & set(modules)
-                edges |= {f"{node.module}.{a.name}" for a in node.names} & set(modules)
-        graph[name] = edges - {name}
+                found = ({node.module} | {f"{node.module}.{a.name}" for a in node.names}) & set(modules)
+                if {f"{node.module}.{a.name}" for a in node.names} & found:
+                    found.discard(node.module)  # `from workbench.x import y` where y is a module: the edge is y
+            edges += [(target, node.lineno) for target in sorted(found - {name})]
+        graph[name] = edges
     return graph
+
+
+def _import_graph() -> dict:
+    return {name: {target for target, _ in edges} for name, edges in _import_edges().items()}
+
+
+def test_imports_only_point_down_the_layers():
+    problems = []
+    for module, edges in sorted(_import_edges().items()):
+        for target, line in edges:
+            if layer_of(target) > layer_of(module):
+                path = module.replace(".", "/") + ".py"
+                problems.append(
+                    f"{path}:{line} imports {target} ({LAYERS[layer_of(module)][0]} -> {LAYERS[layer_of(target)][0]})"
+                )
+    assert not problems, "upward imports:\n" + "\n".join(problems)
+
+
+def test_the_layer_test_catches_an_upward_import():
+    assert layer_of("workbench.measure.timed") < layer_of("workbench.present.report")
+    assert layer_of("workbench.stats") == 0 and layer_of("workbench.cli") == len(LAYERS) - 1
+    with pytest.raises(AssertionError, match="belongs to no layer"):
+        layer_of("workbench.nowhere")
 
 
 def test_no_import_cycle_in_workbench_function_level_imports_included():

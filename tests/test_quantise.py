@@ -3,7 +3,7 @@ tests/test_notebooks.py) overrides to run it in seconds."""
 
 from test_experiments import run_small
 
-from workbench import experiments
+from workbench.analysis import run_summary
 
 
 def small(nano: str) -> dict:
@@ -12,7 +12,7 @@ def small(nano: str) -> dict:
 
 def test_quantisation_moves_quality_and_bits(nano_path):
     frame = run_small("quantise", str(nano_path))
-    summary = {s["variant"]: s for s in experiments.variant_summaries("quantise", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("quantise", frame)}
     assert summary["baseline"]["bits_per_weight"] == 32
     assert summary["q2"]["bits_per_weight"] < summary["q4"]["bits_per_weight"] < 32
     assert summary["q2"]["kl_mean"] > summary["q4"]["kl_mean"] > 0
@@ -25,6 +25,6 @@ def test_kv_cache_variants_get_quality_measured_with_the_quantised_cache():
     kv = frame.filter(variant="kv4")
     assert set(kv["family"]) == {"kv-quantisation"}
     assert set(kv.filter(kind="perplexity")["quality_measured"]) == {"perplexity,task,fidelity"}
-    summary = {s["variant"]: s for s in experiments.variant_summaries("quantise", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("quantise", frame)}
     assert summary["kv4"]["perplexity"] is not None and summary["kv4"]["kl_mean"] > 0
     assert summary["kv4"]["perplexity"] != summary["baseline"]["perplexity"]

@@ -10,6 +10,7 @@ import pytest
 from test_experiments import run_small
 
 from workbench import experiments
+from workbench.analysis import run_summary
 from workbench.errors import ConfigError
 from workbench.experiments import serving
 
@@ -73,7 +74,7 @@ def test_response_cache_in_redis_hits_every_repeat(nano_path, redis_url):
     stats = client.info("stats")
     assert stats["keyspace_hits"] == repeats * rounds
     assert stats["keyspace_misses"] == len(set(order)) * rounds
-    summary = {s["variant"]: s for s in experiments.variant_summaries("serving", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("serving", frame)}
     cached = summary["response-cache"]
     assert cached["backend"] == "redis" and cached["cache_keys"] == len(set(order))
     assert 0 < cached["cache_bytes"] < cached["redis_used_memory_bytes"]

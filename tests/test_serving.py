@@ -3,7 +3,7 @@ tests/test_notebooks.py) overrides to run it in seconds."""
 
 from test_experiments import run_small
 
-from workbench import experiments
+from workbench.analysis import run_summary
 
 
 def small(nano: str) -> dict:
@@ -12,7 +12,7 @@ def small(nano: str) -> dict:
 
 def test_response_cache_hits_and_keeps_answers(nano_path):
     frame = run_small("serving", str(nano_path))
-    summary = {s["variant"]: s for s in experiments.variant_summaries("serving", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("serving", frame)}
     cached = summary["response-cache"]
     assert cached["family"] == "response-cache" and cached["hit_rate"] > 0
     assert cached["task_accuracy"] == summary["baseline"]["task_accuracy"]  # the same answers, served again

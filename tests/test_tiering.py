@@ -3,7 +3,7 @@ tests/test_notebooks.py) overrides to run it in seconds."""
 
 from test_experiments import run_small
 
-from workbench import experiments
+from workbench.analysis import run_summary
 
 
 def small(nano: str) -> dict:
@@ -12,7 +12,7 @@ def small(nano: str) -> dict:
 
 def test_tiering_measures_task_accuracy_per_tier_and_overall(nano_path):
     frame = run_small("tiering", str(nano_path), tier_thresholds=[0, 10_000])
-    summary = {s["variant"]: s for s in experiments.variant_summaries("tiering", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("tiering", frame)}
     tiered = summary["tiered"]
     assert tiered["family"] == "tiering" and tiered["task_accuracy"] is not None
     assert set(tiered["task_accuracy_by_tier"]) == {"balanced"}  # every prompt is under the second threshold

@@ -9,10 +9,10 @@ def small(nano: str) -> dict:
 def test_a_point_with_the_baseline_settings_is_an_aa_check(nano_path):
     from test_experiments import run_small
 
-    from workbench import experiments
+    from workbench.analysis import run_summary
 
     frame = run_small("tradeoff", str(nano_path), bits=None, batch_size=1)
-    summary = {s["variant"]: s for s in experiments.variant_summaries("tradeoff", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("tradeoff", frame)}
     assert set(summary) == {"baseline", "fp-b1-aa"}
     assert summary["fp-b1-aa"]["family"] == "baseline" and summary["fp-b1-aa"]["changes"] == {}
     assert summary["fp-b1-aa"]["identical_to_baseline"] is True

@@ -19,7 +19,7 @@ COMMANDS = {
     "eval": ("workbench.measure.evaluate", "main", "perplexity, task accuracy and fidelity to a baseline"),
     "run": ("workbench.run", "main", "run an optimisation experiment from its params file"),
     "sweep": ("workbench.present.headline", "sweep_main", "execute a sweep file's points (resumable); a headline"),
-    "sweeps": ("workbench.sweep.runner", "list_main", "list sweeps with their point counts and dates (--json)"),
+    "sweeps": ("workbench.sweep.listing", "list_main", "list sweeps with their point counts and dates (--json)"),
     "export": ("workbench.results.export", "main", "write a sweep's rows to one CSV or Parquet file"),
     "report": ("workbench.present.report", "main", "render a sweep's stakeholder report to one offline HTML file"),
     "install-kernel": ("workbench.jupyter_kernel", "main", "register the 'workbench' Jupyter kernel"),

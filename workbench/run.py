@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from workbench import console, experiments, names, terminal
+from workbench.analysis import run_summary
 from workbench.errors import ConfigError
 from workbench.paths import REPO_ROOT
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         frame, run_dir = experiments.run_and_save(config)
         print(f"results: {run_dir / 'results.parquet'}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        console.print_json(experiments.variant_summaries(args.experiment, frame))
+        console.print_json(run_summary.variant_summaries(args.experiment, frame))
     else:
         print(variant_table(config, frame))
     return 0
@@ -74,11 +75,11 @@ VARIANT_COLUMNS = ("ttft_s", "decode_tps", "throughput_tps", "peak_mem_bytes", "
 def variant_table(config, frame) -> str:
     """One line per variant: name, headline values in ms / tok/s / MiB, and the throughput change against the
     baseline with its interval and verdict; an endpoint run gets one line per load level instead."""
-    summaries = experiments.variant_summaries(config.name, frame)
+    summaries = run_summary.variant_summaries(config.name, frame)
     title = f"{config.name}: {workload_line(config)}"
     if any(s.get("profile") for s in summaries):
         return level_table(summaries, title=title)
-    changes = {r["variant"]: r for r in experiments.throughput_changes(frame).to_dicts()}
+    changes = {r["variant"]: r for r in run_summary.throughput_changes(frame).to_dicts()}
     memory = "weights_bytes" if any(s.get("weights_bytes") for s in summaries) else "peak_mem_bytes"
     columns = [memory if c == "peak_mem_bytes" else c for c in VARIANT_COLUMNS]
     columns = [c for c in columns if any(not terminal.missing(s.get(c)) for s in summaries)]

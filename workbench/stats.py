@@ -155,3 +155,21 @@ def json_safe(value):
     if isinstance(value, np.generic):
         return json_safe(value.item())
     return value
+
+
+def pareto_mask(df, objectives: dict[str, bool]) -> list[bool]:
+    """True where no other row is at least as good on every objective and better on one (rows with a
+    missing objective are never on the front)."""
+    if df.is_empty():
+        return []
+    import polars as pl
+
+    values = np.column_stack([df[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in objectives])
+    scores = values * np.array([1.0 if up else -1.0 for up in objectives.values()])
+    complete = ~np.isnan(scores).any(axis=1)
+    valid = scores[complete]
+    mask = np.zeros(len(scores), dtype=bool)
+    for i in np.flatnonzero(complete):
+        dominated = (np.all(valid >= scores[i], axis=1) & np.any(valid > scores[i], axis=1)).any()
+        mask[i] = not dominated
+    return mask.tolist()

@@ -16,29 +16,43 @@ import os
 import sys
 
 WIDTH = 100
-# metric -> (short header, unit, factor to the unit): terminal headers are short; the report has the long labels
-UNITS = {
-    "ttft_s": ("TTFT p50", "ms", 1e3),
-    "ttft_s_p90": ("TTFT p90", "ms", 1e3),
-    "tpot_s": ("TPOT p50", "ms", 1e3),
-    "itl_s": ("ITL p50", "ms", 1e3),
-    "e2e_s": ("E2E p50", "ms", 1e3),
-    "decode_tps": ("decode", "tok/s", 1.0),
-    "prefill_tps": ("prefill", "tok/s", 1.0),
-    "throughput_tps": ("throughput", "tok/s", 1.0),
-    "throughput_rps": ("requests", "req/s", 1.0),
-    "goodput_rps": ("goodput", "req/s", 1.0),
-    "peak_mem_bytes": ("peak mem", "MiB", 2**-20),
+# Short headers for narrow columns; units and scales come from the one metric table (`workbench.metrics`), and
+# these few columns that are not metrics there carry their own.
+SHORT = {
+    "ttft_s": "TTFT p50",
+    "ttft_s_p90": "TTFT p90",
+    "tpot_s": "TPOT p50",
+    "itl_s": "ITL p50",
+    "e2e_s": "E2E p50",
+    "decode_tps": "decode",
+    "prefill_tps": "prefill",
+    "throughput_tps": "throughput",
+    "throughput_rps": "requests",
+    "goodput_rps": "goodput",
+    "peak_mem_bytes": "peak mem",
+    "perplexity": "ppl",
+    "task_accuracy": "exact match",
+    "task_f1": "token F1",
+    "kl_mean": "KL",
+    "greedy_agreement": "agree",
+}
+OWN_UNITS = {  # name -> (short header, unit, scale)
     "weights_bytes": ("weights", "MiB", 2**-20),
     "size_on_disk_bytes": ("on disk", "MiB", 2**-20),
     "load_s": ("load", "s", 1.0),
-    "perplexity": ("ppl", "", 1.0),
-    "task_accuracy": ("exact match", "%", 100.0),
-    "task_f1": ("token F1", "%", 100.0),
-    "kl_mean": ("KL", "nats", 1.0),
-    "greedy_agreement": ("agree", "%", 100.0),
     "error_rate": ("errors", "%", 100.0),
 }
+TERMINAL_UNITS = {"generated tok/s": "tok/s", "requests/s": "req/s"}  # the table's units, shortened
+
+
+def _units() -> dict[str, tuple[str, str, float]]:
+    from workbench import metrics
+
+    table = {m.name: (SHORT.get(m.name, m.label), TERMINAL_UNITS.get(m.unit, m.unit), m.scale) for m in metrics.TABLE}
+    return {**table, **OWN_UNITS}
+
+
+UNITS = _units()
 FIRST_MIN = 16  # the name column: wrapped at words, never squeezed below this
 SHORT_VERDICTS = {"no significant difference": "within noise"}
 

@@ -33,22 +33,6 @@ from workbench.analysis.significance import (
 )
 
 
-def pareto_mask(df: pl.DataFrame, objectives: dict[str, bool]) -> list[bool]:
-    """True where no other row is at least as good on every objective and better on one (rows with a
-    missing objective are never on the front)."""
-    if df.is_empty():
-        return []
-    values = np.column_stack([df[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in objectives])
-    scores = values * np.array([1.0 if up else -1.0 for up in objectives.values()])
-    complete = ~np.isnan(scores).any(axis=1)
-    valid = scores[complete]
-    mask = np.zeros(len(scores), dtype=bool)
-    for i in np.flatnonzero(complete):
-        dominated = (np.all(valid >= scores[i], axis=1) & np.any(valid > scores[i], axis=1)).any()
-        mask[i] = not dominated
-    return mask.tolist()
-
-
 def with_pareto(configs: pl.DataFrame, quality: str = "task_accuracy") -> pl.DataFrame:
     """`pareto`: on the front of TTFT p90 (lower), throughput (higher) and `quality`. A/A copies of the
     baseline are measurements of the baseline, not configurations: they never take a place on the front."""
@@ -58,7 +42,7 @@ def with_pareto(configs: pl.DataFrame, quality: str = "task_accuracy") -> pl.Dat
     copy = ~pl.col("is_reference") & (pl.col("family") == BASELINE)
     indexed = configs.with_row_index("_i")
     eligible = indexed.filter(~copy)
-    front = eligible.filter(pl.Series(pareto_mask(eligible, objectives), dtype=pl.Boolean))["_i"]
+    front = eligible.filter(pl.Series(stats.pareto_mask(eligible, objectives), dtype=pl.Boolean))["_i"]
     return indexed.with_columns(pareto=pl.col("_i").is_in(front.implode())).drop("_i")
 
 
@@ -67,7 +51,7 @@ def candidates(configs: pl.DataFrame, compared: pl.DataFrame, slo: dict, objecti
     measured change in `objective` and a `status`: "recommended" only when it meets every SLO and its gain is
     significant; otherwise the reason ("no significant difference", "significantly worse", "misses SLO: ...").
     Recommended ones come first, by gain."""
-    from workbench.analysis.gates import slo_checks
+    from workbench.slo import checks as slo_checks
 
     pool = configs.filter(pl.col("pareto") & ~pl.col("is_reference") & (pl.col("family") != BASELINE))
     change = compared.filter(pl.col("metric") == objective).drop("metric")

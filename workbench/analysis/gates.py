@@ -17,10 +17,11 @@ import math
 import polars as pl
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
-from workbench import stats
+from workbench import metrics, stats
 from workbench.analysis.per_variant import baseline_summary, configurations
 from workbench.analysis.significance import HIGHER_IS_BETTER, SAMPLE_METRICS, trial_samples
 from workbench.errors import ConfigError
+from workbench.slo import checks
 
 DEFAULT_SLO = {"ttft_s_p90_max": 1.0}
 CONFIG_METRICS = ("perplexity", "task_accuracy", "kl_mean", "peak_mem_bytes")
@@ -39,7 +40,7 @@ SLO_FILE = create_model(
 
 def load_slo(path=None) -> dict:
     """SLO targets: the defaults, updated from a YAML file of `<metric>_max` / `<metric>_min` numbers."""
-    from workbench.paths import read_yaml_mapping
+    from workbench.yamlfile import read_yaml_mapping
 
     if path is None:
         return dict(DEFAULT_SLO)
@@ -52,21 +53,6 @@ def load_slo(path=None) -> dict:
         problem = "unknown SLO target" if error["type"] == "extra_forbidden" else error["msg"]
         raise ConfigError(f"{path}:{key}: {problem} (targets: <metric>_min or <metric>_max)") from None
     return {**DEFAULT_SLO, **targets.model_dump(exclude_unset=True)}
-
-
-def slo_checks(config: dict, slo: dict) -> list[dict]:
-    """One check per target: its threshold, the configuration's value (None: not measured) and `pass`."""
-    checks = []
-    for key, target in slo.items():
-        metric, bound = key.rsplit("_", 1)
-        value = config.get(metric)
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        ok = value is not None and (value <= target if bound == "max" else value >= target)
-        checks.append(
-            {"target": key, "metric": metric, "bound": bound, "threshold": target, "value": value, "pass": ok}
-        )
-    return checks
 
 
 def config_name(config: dict) -> str:
@@ -90,7 +76,7 @@ def slo_rows(configs: pl.DataFrame, recommended: pl.DataFrame, slo: dict) -> lis
     if keys is not None:
         for config in configs.join(keys, on=["run_id", "variant"], how="semi").iter_rows(named=True):
             subjects.append((config_name(config), config))
-    return [{"configuration": label, **check} for label, config in subjects for check in slo_checks(config, slo)]
+    return [{"configuration": label, **check} for label, config in subjects for check in checks(config, slo)]
 
 
 def regressions(current, previous, *, tolerance: float = 0.10) -> pl.DataFrame:
@@ -217,10 +203,9 @@ def measurement_warnings(configs: pl.DataFrame, floor: dict, objective: str, con
         )
     base = configs.filter("is_reference")[objective].drop_nulls() if objective in configs.columns else []
     if len(base) >= 3 and base.mean():
-        from workbench.present.charts import METRICS
-
         out.append(
-            f"The baseline's {METRICS[objective][0].lower()} varies {base.std() / base.mean():.0%} (coefficient "
+            f"The baseline's {metrics.BY_NAME[objective].label.lower()} varies {base.std() / base.mean():.0%} "
+            "(coefficient "
             f"of variation) across its {len(base)} runs."
         )
     if conditions is not None and conditions.height:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import polars as pl
 
 from workbench import stats
-from workbench.analysis.significance import BASELINE
-from workbench.results import store
+from workbench.measure.summary import speed_summary as shared_speed_summary
+from workbench.results.store import BASELINE
 
 QUALITY_KINDS = {
     "perplexity": ("perplexity",),
@@ -56,7 +56,7 @@ def configurations(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         pl.col(c).drop_nulls().first() for c in IDENTITY if c != "round"
     )
     summaries = pl.concat(
-        [store.summarise_variants(g).with_columns(run_id=pl.lit(run)) for (run,), g in df.group_by("run_id")],
+        [summarise_variants(g).with_columns(run_id=pl.lit(run)) for (run,), g in df.group_by("run_id")],
         how="diagonal_relaxed",
     )
     speed = speed_summary(df)
@@ -77,34 +77,8 @@ def configurations(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 
 
 def speed_summary(rows: pl.DataFrame) -> pl.DataFrame:
-    """Per (run, variant): TTFT p50/p90, TPOT, E2E, decode and prefill medians (one percentile definition),
-    peak memory, and throughput = generated tokens / summed windows of its (round, trial) units.
-    (`store.summarise_variants` keys windows by trial alone, which counts one window per trial index
-    when a run has several rounds; its quality figures are used as they are.)"""
-    speed = with_identity(rows).filter(pl.col("kind") == "speed")
-    keys = ["run_id", "variant"]
-    medians = ("ttft_s", "tpot_s", "e2e_s", "decode_tps", "prefill_tps")
-    per = speed.group_by(keys).agg(
-        *[stats.quantile_expr(m, 0.5).alias(m) for m in medians if m in speed.columns],
-        stats.quantile_expr("ttft_s", 0.9).alias("ttft_s_p90"),
-        pl.col("peak_mem_bytes").max(),
-        pl.col("generated_tokens").sum(),
-        pl.len().alias("requests"),
-    )
-    windows = (
-        speed.group_by(*keys, "round", "trial")
-        .agg(pl.col("window_s").first())
-        .group_by(keys)
-        .agg(pl.col("window_s").sum())
-    )
-    return (
-        per.join(windows, on=keys, how="left")
-        .with_columns(
-            throughput_tps=pl.col("generated_tokens") / pl.col("window_s"),
-            throughput_rps=pl.col("requests") / pl.col("window_s"),
-        )
-        .drop("window_s")
-    )
+    """Per (run, variant): the one speed summary (`measure.summary.speed_summary`) of its speed rows."""
+    return shared_speed_summary(with_identity(rows).filter(pl.col("kind") == "speed"), by=["run_id", "variant"])
 
 
 def _apply_quality_rules(frame: pl.DataFrame) -> pl.DataFrame:
@@ -142,3 +116,53 @@ def baseline_summary(configs: pl.DataFrame) -> dict:
         "runs": base.height,
         **{c: stats.percentile(base[c].to_list(), 50) if base[c].drop_nulls().len() else None for c in numeric},
     }
+
+
+def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = BASELINE) -> pl.DataFrame:
+    """One row per variant, computed from the rows: medians of per-request speed, throughput over the
+    trial windows, perplexity, task accuracy (mean exact match), eval score (mean of each item's own metric),
+    fidelity, and whether greedy outputs equal the baseline's."""
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    speed = df.filter(kind="speed")
+    per_variant = shared_speed_summary(speed, by=["variant"]).drop("trials")
+    quality = df.group_by("variant", maintain_order=True).agg(
+        pl.col("nll_mean").filter(pl.col("kind") == "perplexity").mean().exp().alias("perplexity"),
+        pl.col("exact_match").filter(pl.col("kind") == "task").mean().alias("task_accuracy"),
+        pl.col("token_f1").filter(pl.col("kind") == "task").mean().alias("task_f1"),
+        pl.col("score").filter(pl.col("kind") == "task").mean().alias("eval_score"),
+        pl.col("kl_mean").filter(pl.col("kind") == "fidelity").mean().alias("kl_mean"),
+        (
+            (pl.col("greedy_agreement") * pl.col("positions")).filter(pl.col("kind") == "fidelity").sum()
+            / pl.col("positions").filter(pl.col("kind") == "fidelity").sum()
+        ).alias("greedy_agreement"),
+    )
+    summary = quality.join(per_variant, on="variant", how="left", maintain_order="left")
+    if baseline in set(speed["variant"]):
+        keys = ["round", "trial", "request_index"]
+        base = speed.filter(variant=baseline).select(*keys, pl.col("output_tokens").alias("_base"))
+        same = (
+            speed.join(base, on=keys, how="left", nulls_equal=True)
+            .group_by("variant")
+            .agg(
+                pl.when(pl.col("output_tokens").is_null().any() | pl.col("_base").is_null().any())
+                .then(None)
+                .otherwise((pl.col("output_tokens") == pl.col("_base")).all())
+                .alias("identical_to_baseline")
+            )
+        )
+        summary = summary.join(same, on="variant", how="left", maintain_order="left")
+    return summary
+
+
+def lost_items(frame: pl.DataFrame | pl.LazyFrame, baseline: str = BASELINE) -> pl.DataFrame:
+    """Per variant, the eval items it scored lower than `baseline` on the same workload: `item_id`, `metric`, both
+    scores and both predictions (what a report shows as "the items this variant lost")."""
+    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    keys = ["workload_hash", "item_id", "metric"]
+    items = df.filter(pl.col("kind") == "task", pl.col("item_id").is_not_null(), pl.col("score").is_not_null())
+    items = items.select("variant", *keys, "score", "prediction", "reference")
+    base = items.filter(variant=baseline).select(
+        *keys, pl.col("score").alias("baseline_score"), pl.col("prediction").alias("baseline_prediction")
+    )
+    lost = items.filter(pl.col("variant") != baseline).join(base, on=keys, how="inner", maintain_order="left")
+    return lost.filter(pl.col("score") < pl.col("baseline_score"))

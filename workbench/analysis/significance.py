@@ -17,23 +17,13 @@ import math
 
 import polars as pl
 
-from workbench import stats
+from workbench import metrics, stats
+from workbench.results.store import BASELINE
 
-BASELINE = "baseline"
 HIGHER_IS_BETTER = {
-    "throughput_tps": True,
-    "throughput_rps": True,
-    "decode_tps": True,
-    "task_accuracy": True,
-    "greedy_agreement": True,
-    "ttft_s": False,
-    "ttft_s_p90": False,
-    "e2e_s": False,
-    "perplexity": False,
-    "kl_mean": False,
-    "peak_mem_bytes": False,
+    m.name: m.higher_is_better for m in metrics.TABLE if m.name not in ("itl_s", "tpot_s", "prefill_tps")
 }
-SAMPLE_METRICS = ("throughput_tps", "ttft_s", "e2e_s", "decode_tps")
+SAMPLE_METRICS = metrics.SAMPLED
 NO_DIFFERENCE = "no significant difference"
 
 

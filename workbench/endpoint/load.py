@@ -19,12 +19,12 @@ Every request sent is a row (`kind="speed"`, with `profile`, `level`, `trial`, t
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass, field
 
 from workbench.endpoint.client import EndpointClient, RequestOutcome, Target
 from workbench.endpoint.slo import SLO, OverSaturation, SaturationTracker, summarise
+from workbench.workloads.arrivals import poisson_arrivals
 
 PROFILES = ("synchronous", "concurrency", "rate", "throughput")
 CANCELLED = "cancelled: level stopped as over-saturated"
@@ -54,15 +54,6 @@ class LevelResult:
 
     def summary(self, slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict:
         return {**summarise(self.rows, slo, gen_tokens=gen_tokens), "unsent": self.unsent}
-
-
-def poisson_arrivals(count: int, rate: float, seed: int = 0) -> list[float]:
-    """Send offsets (s) of `count` requests at `rate` req/s: exponential gaps, the first request at 0."""
-    rng, now, out = random.Random(f"poisson-{seed}"), 0.0, []
-    for _ in range(count):
-        out.append(now)
-        now += rng.expovariate(rate)
-    return out
 
 
 async def run_level_async(

@@ -113,14 +113,14 @@ def resolve_model(spec: str, *, base: str | None = None) -> str:
     """A model spec as `mlx_lm.server --model` takes it: the absolute directory of a preset, a local
     directory or (with `base`, the served model) a derived `quantised:BITS`; a Hugging Face id as is."""
     from workbench.models import loader
-    from workbench.optimise import derived
+    from workbench.optimise import derived, quantise
 
     spec = str(spec)
     if derived.is_derived(spec):
         derived.check(spec)
         if base is None or spec == "distilled":
             raise ConfigError(f"model spec {spec!r} cannot be served; give a preset, a directory or quantised:BITS")
-        return str(loader.quantised(base, bits=int(spec.split(":", 1)[1])))
+        return str(quantise.quantised(base, bits=int(spec.split(":", 1)[1])))
     target, _ = loader.resolve(spec)
     return str(target)
 

@@ -4,7 +4,7 @@
   `tpot_s_max`, `e2e_s_max`), over the level's window. **SLO attainment** is the share of sent requests that
   did; a level passes when attainment >= `attainment_min` (0.9: so TTFT p90 and TPOT p90 are within their limits),
   its error rate <= `error_rate_max`, and it was not over-saturated. Level-wide targets are checked with
-  `workbench.analysis.gates.slo_checks`, the same `<metric>_max` / `<metric>_min` rule as a sweep's SLO file.
+  `workbench.slo.checks`, the same `<metric>_max` / `<metric>_min` rule as a sweep's SLO file.
 - **Over-saturation** (as GuideLLM 0.8's `stop_over_saturated` constraint): the server no longer keeps up when
   both the number of requests in flight and TTFT grow with send time, each slope positive with a relative 95%
   margin of error below `max_margin`; the earliest quarter of a level is ignored (ramp-up), nothing is judged
@@ -15,35 +15,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench import stats
-from workbench.analysis import gates
+from workbench.measure.summary import speed_summary
+from workbench.slo import SLO, checks, goodput
 
-
-class SLO(BaseModel):
-    """Per-request limits (None: no limit) and the level-wide targets."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ttft_s_max: float | None = Field(None, gt=0)
-    tpot_s_max: float | None = Field(None, gt=0)
-    e2e_s_max: float | None = Field(None, gt=0)
-    attainment_min: float = Field(0.9, ge=0, le=1)
-    error_rate_max: float = Field(0.01, ge=0, le=1)
-
-    def met(self, row: dict) -> bool:
-        """A request meets the SLO: it succeeded and every limit it has a value for holds."""
-        if not row.get("ok"):
-            return False
-        for metric in ("ttft_s", "tpot_s", "e2e_s"):
-            limit, value = getattr(self, f"{metric}_max"), row.get(metric)
-            if limit is not None and value is not None and value == value and value > limit:
-                return False
-        return True
-
-    def level_targets(self) -> dict:
-        return {"slo_attainment_min": self.attainment_min, "error_rate_max": self.error_rate_max}
+__all__ = ["SLO", "OverSaturation", "SaturationTracker", "short_output_warning", "summarise"]
 
 
 class OverSaturation(BaseModel):
@@ -96,19 +75,35 @@ class SaturationTracker:
         return self.growing(self.started) and self.growing(self.ttfts)
 
 
+SPEED_KEYS = (
+    *("ttft_s", "ttft_s_p90", "ttft_s_p99", "tpot_s", "tpot_s_p90", "tpot_s_p99", "e2e_s", "e2e_s_p90", "e2e_s_p99"),
+    *("itl_s_p50", "itl_s_p90", "throughput_tps", "throughput_rps"),
+)
+SPEED_COLUMNS = {"ttft_s": pl.Float64, "tpot_s": pl.Float64, "e2e_s": pl.Float64, "itl_s": pl.List(pl.Float64)}
+SPEED_COLUMNS |= {"generated_tokens": pl.Int64, "ok": pl.Boolean, "trial": pl.Int64, "window_s": pl.Float64}
+
+
+def _speed(rows: list[dict]) -> dict:
+    """The one speed summary (`measure.summary.speed_summary`) of a level's rows, over its trial windows."""
+    if not rows:
+        return {}
+    frame = pl.DataFrame(
+        [{c: r.get(c) for c in SPEED_COLUMNS} for r in rows], schema=SPEED_COLUMNS, strict=False
+    ).with_columns(pl.col("trial").fill_null(0), pl.col("window_s").fill_null(0.0))
+    out = speed_summary(frame, by=[]).row(0, named=True)
+    out["window_total_s"] = frame.group_by("trial").agg(pl.col("window_s").first())["window_s"].sum()
+    return {k: (float("nan") if v is None and k != "window_total_s" else v) for k, v in out.items()}
+
+
 def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict:
     """One level (or run) from its rows: medians and tails, throughput and goodput over the trial windows,
     error rate and the commonest error, output lengths against `gen_tokens`, and the SLO verdict."""
     slo = slo or SLO()
     good = [r for r in rows if r.get("ok")]
-    windows = {r.get("trial", 0): r.get("window_s") or 0.0 for r in rows}
-    window = sum(windows.values())
+    speed = _speed(rows)
     summary = {"profile": rows[0].get("profile") if rows else None, "level": rows[0].get("level") if rows else None}
-    for key in ("ttft_s", "tpot_s", "e2e_s"):
-        figures = stats.describe(r.get(key) for r in good)
-        summary.update({key: figures["p50"], f"{key}_p90": figures["p90"], f"{key}_p99": figures["p99"]})
-    itl = stats.describe(gap for r in good for gap in r.get("itl_s") or [])
-    summary.update(itl_s_p50=itl["p50"], itl_s_p90=itl["p90"])
+    summary.update({k: speed.get(k, float("nan")) for k in SPEED_KEYS})
+    window = speed.get("window_total_s", 0.0)
     generated = [r["generated_tokens"] for r in good if r.get("generated_tokens") is not None]
     met = sum(slo.met(r) for r in rows)
     errors = Counter(r.get("error") for r in rows if not r.get("ok"))
@@ -117,9 +112,7 @@ def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | Non
         ok=len(good),
         error_rate=(len(rows) - len(good)) / len(rows) if rows else float("nan"),
         top_error=errors.most_common(1)[0][0] if errors else None,
-        throughput_tps=sum(generated) / window if window else float("nan"),
-        throughput_rps=len(good) / window if window else float("nan"),
-        goodput_rps=met / window if window else float("nan"),
+        goodput_rps=goodput(met, window),
         slo_attainment=met / len(rows) if rows else float("nan"),
         generated_tokens_mean=stats.describe(generated)["mean"],
         generated_tokens_min=min(generated, default=None),
@@ -128,8 +121,8 @@ def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | Non
         window_s=window,
     )
     summary["saturated"] = any(r.get("saturated") for r in rows)
-    checks = gates.slo_checks(summary, slo.level_targets())
-    summary["slo_pass"] = all(c["pass"] for c in checks) and not summary["saturated"]
+    level_checks = checks(summary, slo.level_targets())
+    summary["slo_pass"] = all(c["pass"] for c in level_checks) and not summary["saturated"]
     return summary
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import random
 import sys
 
-from workbench import console, paths, runtime
+from workbench import paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
 from workbench.endpoint.slo import short_output_warning
 from workbench.errors import ModelError, UsageError
+from workbench.measure import runs
 from workbench.models import loader
 from workbench.results import store
 from workbench.workloads import datasets, prompt_sets
@@ -270,5 +271,5 @@ def main(args) -> int:
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
     text = levels_table(summary, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens)
-    console.save_and_print(args, frame, summary, command="bench", load_before=load_before, text=text)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before, text=text)
     return 0

@@ -17,22 +17,25 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from workbench import names, terminal
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, short
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.paths import cache_dir
 from workbench.results import store
+from workbench.results.store import BASELINE
 from workbench.workloads import prompt_sets
+from workbench.workloads.options import WorkloadOptions
 
 QUALITY_METRICS = ("perplexity", "task", "fidelity")
 QUALITY_VERSION = 2  # bump when quality.py or evaluate.py change what they compute
 
 
-class ExperimentConfig(BaseModel):
-    """Fields every experiment has: the model under test, its dtype, and the shared workload."""
+class ExperimentConfig(WorkloadOptions):
+    """Fields every experiment has: the model under test, its dtype, and the shared workload (`WorkloadOptions`,
+    inherited, so params files keep its fields as top-level keys)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -50,18 +53,6 @@ class ExperimentConfig(BaseModel):
     eval_set: str | None = None
     fidelity_count: int = Field(8, ge=0, le=10_000)
     seed: int = Field(0, ge=0)
-    # the speed workload (prompt_sets.OPTIONS, docs/workloads.md): synthetic distributions or a user's file
-    prompt_dist: str | None = None
-    gen_dist: str | None = None
-    shared_prefix_tokens: int = Field(0, ge=0, le=32768)
-    shared_prefix_groups: int = Field(1, ge=1, le=4096)
-    dataset: str | None = None
-    dataset_limit: int | None = Field(None, ge=1)
-    dataset_order: str = Field("file", pattern="^(file|shuffle)$")
-    dataset_turns: str = Field("first", pattern="^(first|all)$")
-    min_prompt_tokens: int | None = Field(None, ge=1)
-    max_prompt_tokens: int | None = Field(None, ge=1)
-    chat: str = Field("auto", pattern="^(auto|on|off)$")
 
     name: ClassVar[str] = "experiment"
     takes_workload: ClassVar[bool] = True  # False: the experiment builds its own prompts (the options above refused)
@@ -128,15 +119,10 @@ class ExperimentConfig(BaseModel):
 
     def require(self, ok: bool, key: str, problem: str) -> None:
         if not ok:
-            raise ConfigError(f"{self.name}.{key}: {problem} (got {short_repr(getattr(self, key))})")
+            raise ConfigError(f"{self.name}.{key}: {problem} (got {short(repr(getattr(self, key)), 57)})")
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
-
-
-def short_repr(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def validate(cls: type[ExperimentConfig], values: dict) -> ExperimentConfig:
@@ -146,7 +132,7 @@ def validate(cls: type[ExperimentConfig], values: dict) -> ExperimentConfig:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"]) or "config"
-        raise ConfigError(f"{cls.name}.{where}: {error['msg']} (got {short_repr(error.get('input'))})") from None
+        raise ConfigError(f"{cls.name}.{where}: {error['msg']} (got {short(repr(error.get('input')), 57)})") from None
 
 
 @dataclass(frozen=True)
@@ -170,7 +156,9 @@ class Variant:
         }
 
 
-BASELINE = Variant("baseline", quality=QUALITY_METRICS)
+def baseline(quality: tuple[str, ...] = QUALITY_METRICS) -> Variant:
+    """The reference arm of a run, named `BASELINE` in its rows: every variant is compared with it."""
+    return Variant(BASELINE, quality=quality)
 
 
 @dataclass

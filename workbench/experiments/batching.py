@@ -18,11 +18,13 @@ import polars as pl
 from pydantic import Field
 
 from workbench import stats
-from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.experiments.base import Arm, ExperimentConfig, Variant, baseline, measure_arms
 from workbench.models import loader
 from workbench.optimise import continuous_batching
 from workbench.results import store
+from workbench.slo import SLO
 from workbench.workloads import prompt_sets
+from workbench.workloads.arrivals import poisson_arrivals
 
 
 class Config(ExperimentConfig):
@@ -56,7 +58,7 @@ def batch_variant(size: int) -> Variant:
 def run(config: Config) -> pl.DataFrame:
     run_id = store.new_run_id("batching")
     loaded = loader.load(config.model, dtype=config.dtype)
-    arms = [Arm(BASELINE, loaded, params={"mode": "static"})]
+    arms = [Arm(baseline(), loaded, params={"mode": "static"})]
     for size in sorted(set(config.batch_sizes) - {1}):
         arms.append(Arm(batch_variant(size), loaded, batch_size=size, params={"mode": "static"}))
     frames = [measure_arms(arms, config, run_id=run_id)]
@@ -72,11 +74,7 @@ def run_continuous(loaded: loader.LoadedModel, config: Config, run_id: str) -> p
     )
     prompts = workload.token_prompts(loaded.tokenizer)
     n = len(prompts)
-    arrivals = (
-        continuous_batching.poisson_arrivals(n, config.arrival_rate_rps, config.seed)
-        if config.arrival == "poisson"
-        else [0.0] * n
-    )
+    arrivals = poisson_arrivals(n, config.arrival_rate_rps, config.seed) if config.arrival == "poisson" else [0.0] * n
     priorities = continuous_batching.assign_priorities(n, config.urgent_fraction, config.seed)
     requests = [
         continuous_batching.Request(i, p, a, pr) for i, (p, a, pr) in enumerate(zip(prompts, arrivals, priorities))
@@ -120,7 +118,7 @@ def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: floa
     if df.is_empty():
         return df
     wall = df["window_s"][0]
-    met = (pl.col("ttft_s") <= slo_ttft_s) & (pl.col("e2e_s") <= slo_e2e_s)
+    met = SLO(ttft_s_max=slo_ttft_s, e2e_s_max=slo_e2e_s).met_expr()
 
     def agg(group):
         return group.agg(
@@ -133,7 +131,7 @@ def continuous_report(frame: pl.DataFrame, *, slo_ttft_s: float, slo_e2e_s: floa
             *[stats.quantile_expr("itl_s", q, pooled=True).alias(f"itl_s_p{int(q * 100)}") for q in (0.5, 0.99)],
             (pl.col("generated_tokens").sum() / wall).alias("throughput_tps"),
             (pl.len() / wall).alias("throughput_rps"),
-            (met.sum() / wall).alias("goodput_rps"),
+            (met.sum() / wall).alias("goodput_rps"),  # workbench.slo.goodput, per group
             met.mean().alias("slo_attainment"),
         )
 
@@ -157,13 +155,3 @@ def summary_extras(frame: pl.DataFrame) -> dict:
         report = continuous_report(group, slo_ttft_s=params["slo_ttft_s"], slo_e2e_s=params["slo_e2e_s"])
         out[variant] = {"continuous": report.to_dicts(), "goodput_rps": report["goodput_rps"][0]}
     return out
-
-
-def chart(summary: pl.DataFrame, frame: pl.DataFrame):
-    from workbench.present import charts
-
-    data = summary.with_columns(
-        pl.format('{{"batch_size": {}}}', pl.col("batch_size").fill_null(1)).alias("params"),
-        pl.col("family").fill_null("unknown"),
-    )
-    return charts.batch_scaling(data)

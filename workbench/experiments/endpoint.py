@@ -18,7 +18,6 @@ for the server and in process, so "pre-load and warm up" is a measured recommend
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import ClassVar, Literal
 
 import polars as pl
@@ -35,6 +34,7 @@ from workbench.endpoint import (
     summarise,
 )
 from workbench.endpoint import target_bench as endpoint_bench
+from workbench.endpoint.levels import level_summaries
 from workbench.experiments.base import ExperimentConfig, Variant
 from workbench.measure import timed
 from workbench.models import loader
@@ -290,30 +290,6 @@ def frames(config, run_id, rows, startup, loaded, workload, facts, url) -> pl.Da
     return pl.concat(out, how="diagonal_relaxed")
 
 
-def level_summaries(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per variant and load level: latency medians and tails, throughput, goodput against the run's SLO,
-    error rate and whether the level was over-saturated (`endpoint.summarise`, from the rows)."""
-    out = []
-    speed = frame.filter(kind="speed")
-    for (variant,), group in speed.group_by("variant", maintain_order=True):
-        params = json.loads(group["params_json"][0] or "{}")
-        slo = SLO(**params.get("slo", {}))
-        summary = summarise(group.to_dicts(), slo)
-        configuration = "in-process" if variant == "baseline" else "served"
-        out.append({"variant": variant, "configuration": configuration, "target": group["target"][0], **summary})
-    return with_pareto(pl.DataFrame(out, strict=False))
-
-
-def with_pareto(levels: pl.DataFrame) -> pl.DataFrame:
-    """`pareto`: no other level (of any configuration given) has both a lower TTFT p90 and a higher throughput."""
-    from workbench.analysis.decisions import pareto_mask
-
-    if levels.is_empty():
-        return levels
-    mask = pareto_mask(levels, {"ttft_s_p90": False, "throughput_tps": True})
-    return levels.with_columns(pl.Series("pareto", mask, dtype=pl.Boolean))
-
-
 def summary_extras(frame: pl.DataFrame) -> dict:
     """Per variant: goodput, SLO attainment and verdict, error rate, saturation, and the cold start."""
     keys = ("goodput_rps", "slo_attainment", "slo_pass", "error_rate", "top_error", "saturated", "throughput_rps")
@@ -321,12 +297,3 @@ def summary_extras(frame: pl.DataFrame) -> dict:
     for row in frame.filter(kind="startup").to_dicts():
         out.setdefault(row["variant"], {}).update(cold_ttft_s=row["ttft_s"], startup_s=row["load_s"])
     return out
-
-
-def chart(summary: pl.DataFrame, frame: pl.DataFrame):
-    import altair as alt
-
-    from workbench.present import charts
-
-    levels = level_summaries(frame)
-    return alt.vconcat(charts.throughput_vs_latency(levels), charts.goodput_vs_load(levels))

@@ -17,7 +17,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from workbench.experiments.base import ExperimentConfig, Variant
+from workbench.experiments.base import ExperimentConfig, Variant, baseline
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.results import store
@@ -36,7 +36,7 @@ class Config(ExperimentConfig):
         return self.prefix_tokens + 64 + self.gen_tokens  # the prefix, a question, the answer
 
 
-BASELINE = Variant("baseline")  # quality is not measured here: caching the prefix keeps the weights
+UNCACHED = baseline(quality=())  # quality is not measured here: caching the prefix keeps the weights
 CACHED = Variant("cached", family="prompt-cache", changes={"prompt_cache": "shared prefix"}, lossless=True)
 
 
@@ -74,7 +74,7 @@ def run(config: Config) -> pl.DataFrame:
     cache_bytes = sum(c.nbytes for c in cache)
 
     def request(variant: Variant, suffix: list[int]) -> timed.Timeline:
-        if variant is BASELINE:
+        if variant is UNCACHED:
             return timed.stream_timed(model, tokenizer, prefix + suffix, config.gen_tokens)
         # the copy of the prefix cache is inside the timed TTFT
         t0 = time.perf_counter()
@@ -82,16 +82,16 @@ def run(config: Config) -> pl.DataFrame:
         timeline.t0, timeline.prompt_tokens = t0, len(prefix) + len(suffix)
         return timeline
 
-    rows = {BASELINE.name: [], CACHED.name: []}
+    rows = {UNCACHED.name: [], CACHED.name: []}
     with timed.eos_disabled(tokenizer):
         for round_index in range(config.rounds):
             for _ in range(config.warmup):  # each round warms both paths up again
-                for variant in (BASELINE, CACHED):
+                for variant in (UNCACHED, CACHED):
                     request(variant, suffixes[0])
             for trial in range(config.trials):
-                trial_rows = {BASELINE.name: [], CACHED.name: []}
+                trial_rows = {UNCACHED.name: [], CACHED.name: []}
                 for i, suffix in enumerate(suffixes):
-                    for variant in (BASELINE, CACHED):  # alternating request by request
+                    for variant in (UNCACHED, CACHED):  # alternating request by request
                         mx.reset_peak_memory()
                         timeline = request(variant, suffix)
                         metrics = timeline.metrics()
@@ -111,7 +111,7 @@ def run(config: Config) -> pl.DataFrame:
                     window = sum(r["e2e_s"] for r in trial_list)
                     rows[name].extend({**r, "window_s": window} for r in trial_list)
     frames = []
-    for variant in (BASELINE, CACHED):
+    for variant in (UNCACHED, CACHED):
         cached = variant is CACHED
         params = {
             "prefix_tokens": len(prefix),

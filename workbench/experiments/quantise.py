@@ -20,8 +20,10 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench import names, terminal
-from workbench.experiments.base import BASELINE, QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.experiments.base import baseline as baseline_variant
 from workbench.models import loader
+from workbench.optimise import quantise
 from workbench.results import store
 
 Bits = Literal[2, 3, 4, 5, 6, 8]
@@ -90,12 +92,12 @@ def facts(loaded: loader.LoadedModel) -> dict:
 def run(config: Config) -> pl.DataFrame:
     run_id = store.new_run_id("quantise")
     baseline = loader.load(config.model, dtype=config.dtype)
-    arms = [Arm(BASELINE, baseline, params=facts(baseline))]
+    arms = [Arm(baseline_variant(), baseline, params=facts(baseline))]
     for index, spec in enumerate(config.variants, 1):
         variant = weight_variant(spec, config.group_size)
         name = names.configuration_name(variant.changes)
         terminal.step(f"quantise: {name}: quantising ({index}/{len(config.variants)})")
-        path = loader.quantised(
+        path = quantise.quantised(
             config.model,
             bits=spec.bits,
             group_size=variant.changes["group_size"],

@@ -19,7 +19,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench.errors import ModelError
-from workbench.experiments.base import BASELINE, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.experiments.base import Arm, ExperimentConfig, Variant, baseline, measure_arms
 from workbench.models import loader
 from workbench.optimise import derived
 from workbench.results import store
@@ -88,7 +88,7 @@ def run(config: Config) -> pl.DataFrame:
     loader.check_same_tokenizer(target, draft, role="draft")
     if loader.vocab_size(draft) != loader.vocab_size(target):
         raise ModelError(f"draft {config.draft!r} has another vocabulary than {config.model!r}")
-    arms = [Arm(BASELINE, target)]
+    arms = [Arm(baseline(), target)]
     for k in config.num_draft_tokens:
         variant = draft_variant(draft.model_id, k)
         kwargs = {"draft_model": draft.model, "num_draft_tokens": k}
@@ -135,9 +135,3 @@ def summary_extras(frame: pl.DataFrame) -> dict:
         }
         for (variant,), group in table.group_by("variant", maintain_order=True)
     }
-
-
-def chart(summary: pl.DataFrame, frame: pl.DataFrame):
-    from workbench.present import charts
-
-    return charts.acceptance_by_position(acceptance_table(frame))

@@ -18,9 +18,9 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from workbench.experiments.base import BASELINE, QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
 from workbench.models import loader
-from workbench.optimise import derived
+from workbench.optimise import derived, quantise
 from workbench.results import store
 
 
@@ -82,7 +82,7 @@ def run(config: Config) -> pl.DataFrame:
     loaded = baseline
     if config.bits:
         loaded = loader.load(
-            str(loader.quantised(config.model, bits=config.bits, group_size=config.group_size, dtype=config.dtype)),
+            str(quantise.quantised(config.model, bits=config.bits, group_size=config.group_size, dtype=config.dtype)),
             dtype=config.dtype,
         )
     kwargs = {}
@@ -92,7 +92,7 @@ def run(config: Config) -> pl.DataFrame:
         kwargs = {"draft_model": draft.model, "num_draft_tokens": config.num_draft_tokens}
     point = variant(config)
     arms = [
-        Arm(BASELINE, baseline),
+        Arm(baseline(), baseline),
         Arm(point, loaded, batch_size=config.batch_size, generate_kwargs=kwargs, params=point.changes),
     ]
     return measure_arms(arms, config, run_id=run_id)

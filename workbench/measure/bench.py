@@ -19,7 +19,7 @@ import polars as pl
 
 from workbench import console, runtime
 from workbench.errors import UsageError
-from workbench.measure import timed
+from workbench.measure import runs, timed
 from workbench.models import loader
 from workbench.results import store
 from workbench.workloads import chat, datasets, prompt_sets
@@ -41,7 +41,8 @@ def run_bench(
     workload_options: dict | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """`requests` synthetic prompts (default: one batch) per trial, sent `batch_size` at a time; or the prompts of
-    `workload_options["dataset"]`. `workload_options` are `prompt_sets.OPTIONS`. A request generates its `max_tokens`
+    `workload_options["dataset"]`. `workload_options` are `workloads.options.OPTIONS`. A request generates its
+    `max_tokens`
     (a dataset row's, or drawn from `gen_dist`) or `gen_tokens`, with EOS suppressed as in `mlx_lm.benchmark`."""
     loaded = model if isinstance(model, loader.LoadedModel) else loader.load(model, dtype=dtype)
     workload_options = workload_options or {}
@@ -158,13 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         return endpoint_bench.main(args)
     args.model = args.model or "default"
     workload_options = check_workload(args)
-    load_before = console.prepare_run(args, [args.model])
+    load_before = runs.prepare_run(args, [args.model])
     options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype", "requests", "seed")
     frame, summary = run_bench(
         args.model, **{key: getattr(args, key) for key in options}, workload_options=workload_options
     )
     text = bench_table(summary, args)
-    console.save_and_print(args, frame, summary, command="bench", load_before=load_before, text=text)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before, text=text)
     return 0
 
 

@@ -288,8 +288,9 @@ def facts_lines(count: int = FACTS_COUNT) -> list[str]:
 
 
 def write_facts(path: Path = FACTS_PATH) -> Path:
-    """Regenerate `workbench/workloads/data/facts_heldout.jsonl` (`python -c "from workbench.measure import evalsets as e;
-    e.write_facts()"`); a test checks the shipped file equals this."""
+    """Regenerate `workbench/workloads/data/facts_heldout.jsonl`
+    (`python -c "from workbench.measure import evalsets as e; e.write_facts()"`);
+    a test checks the shipped file equals this."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(facts_lines()) + "\n", encoding="utf-8")
     return path

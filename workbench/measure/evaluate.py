@@ -31,7 +31,7 @@ import polars as pl
 
 from workbench import console, runtime, stats
 from workbench.errors import DataError, UsageError
-from workbench.measure import evalsets, quality
+from workbench.measure import evalsets, quality, runs
 from workbench.models import loader
 from workbench.results import store
 from workbench.workloads import corpus, prompt_sets
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.measure import lm_eval_tasks
 
         lm_eval_tasks.find_tasks(lm_tasks or [], args.lm_eval_include)
-    load_before = console.prepare_run(args, [args.model, args.baseline])
+    load_before = runs.prepare_run(args, [args.model, args.baseline])
     frame, summary = run_eval(
         args.model,
         text=args.text,
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         kv_group_size=args.kv_group_size,
     )
     text = eval_table(display(summary), title=f"eval: {summary.get('model_id', args.model)}")
-    console.save_and_print(args, frame, summary, command="eval", load_before=load_before, text=text)
+    runs.save_and_print(args, frame, summary, command="eval", load_before=load_before, text=text)
     return 0
 
 

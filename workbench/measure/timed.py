@@ -1,6 +1,6 @@
 """Speed measurement: the one timed generation loop, and token timelines turned into metrics.
 
-Definitions (docs/metrics.md, ../shared/DESIGN.md): request sent at t0, token i at t_i,
+Definitions (docs/metrics.md): request sent at t0, token i at t_i,
 TTFT = t_1 - t0, ITL = t_{i+1} - t_i, TPOT = (t_N - t_1)/(N - 1), E2E = t_N - t0,
 prefill tok/s = P / TTFT, decode tok/s = (N - 1)/(t_N - t_1).
 
@@ -223,27 +223,22 @@ def measure_generation(
 
 
 def run_summary(records: list[RequestRecord]) -> dict:
-    """Medians of the per-request figures, throughput over the measured windows, and the trial count."""
+    """`workbench bench`'s summary: the one speed summary (`measure.summary.speed_summary`) of the records, each
+    per-request figure's distribution (`<metric>_mean`, `_p50`, ...), and the per-trial throughput interval."""
     if not records:
         return {}
+    import polars as pl
+
+    from workbench.measure.summary import speed_summary
+
+    rows = [{k: v for k, v in r.to_row().items() if k not in ("output_tokens", "from_draft")} for r in records]
+    frame = pl.DataFrame(rows, strict=False)
     summary = {}
     for key in ("ttft_s", "tpot_s", "e2e_s", "prefill_tps", "decode_tps"):
-        figures = stats.describe(getattr(r, key) for r in records)
-        summary[key] = figures["p50"]
-        summary.update({f"{key}_{name}": value for name, value in figures.items()})
-    itl = [gap for r in records for gap in r.itl_s]
-    summary.update({f"itl_s_{name}": value for name, value in stats.describe(itl).items()})
-    windows = {(r.round, r.trial): r.window_s for r in records}
-    total_window = sum(windows.values())
-    summary["throughput_tps"] = sum(r.generated_tokens for r in records) / total_window
-    summary["throughput_rps"] = len(records) / total_window
-    per_trial = [
-        sum(r.generated_tokens for r in records if (r.round, r.trial) == key) / window
-        for key, window in windows.items()
-    ]
+        summary.update({f"{key}_{name}": value for name, value in stats.describe(frame[key]).items()})
+    summary.update({f"itl_s_{name}": value for name, value in stats.describe(frame["itl_s"].explode()).items()})
+    summary.update(speed_summary(frame, by=[]).row(0, named=True))
+    per_trial = speed_summary(frame, by=["round", "trial"])["throughput_tps"].to_list()
     summary["throughput_tps_ci"] = list(stats.mean_interval(per_trial))
-    summary["peak_mem_bytes"] = max(r.peak_mem_bytes for r in records)
     summary["rss_bytes"] = max(r.rss_bytes for r in records)
-    summary["trials"] = len(windows)
-    summary["requests"] = len(records)
     return summary

@@ -25,15 +25,6 @@ class Request:
     priority: int = 1  # 0 = urgent
 
 
-def poisson_arrivals(count: int, rate_rps: float, seed: int) -> list[float]:
-    rng = random.Random(f"poisson-{seed}")
-    t, times = 0.0, []
-    for _ in range(count):
-        t += rng.expovariate(rate_rps)
-        times.append(t)
-    return times
-
-
 def assign_priorities(count: int, urgent_fraction: float, seed: int) -> list[int]:
     rng = random.Random(f"priority-{seed}")
     return [0 if rng.random() < urgent_fraction else 1 for _ in range(count)]

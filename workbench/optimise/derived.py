@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from workbench.errors import ConfigError
 from workbench.models import loader
+from workbench.optimise import quantise
 
 
 def is_derived(spec: str) -> bool:
@@ -21,15 +22,15 @@ def check(spec: str) -> None:
     """Raise ConfigError for a malformed derived spec (before anything is loaded)."""
     if str(spec).startswith("quantised:"):
         bits = spec.split(":", 1)[1]
-        if not bits.isdigit() or int(bits) not in loader.QUANT_BITS:
-            raise ConfigError(f"model spec {spec!r}: expected quantised:BITS with BITS in {loader.QUANT_BITS}")
+        if not bits.isdigit() or int(bits) not in quantise.QUANT_BITS:
+            raise ConfigError(f"model spec {spec!r}: expected quantised:BITS with BITS in {quantise.QUANT_BITS}")
 
 
 def load_spec(spec: str, target: loader.LoadedModel, model_spec: str, **load_kwargs) -> loader.LoadedModel:
     """Load a spec; `quantised:BITS` quantises the model under test, `distilled` trains (or reuses) its student."""
     check(spec)
     if spec.startswith("quantised:"):
-        path = loader.quantised(model_spec, bits=int(spec.split(":", 1)[1]), dtype=load_kwargs.get("dtype", "auto"))
+        path = quantise.quantised(model_spec, bits=int(spec.split(":", 1)[1]), dtype=load_kwargs.get("dtype", "auto"))
         return loader.load(str(path), **load_kwargs)
     if spec == "distilled":
         from workbench.training.distill import KDSettings, train_student

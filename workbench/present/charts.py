@@ -12,24 +12,11 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-# column: (human label, unit, factor from the stored unit to the shown one)
-METRICS = {
-    "throughput_tps": ("Throughput", "generated tok/s", 1.0),
-    "throughput_rps": ("Request rate", "requests/s", 1.0),
-    "decode_tps": ("Decode speed", "tok/s", 1.0),
-    "prefill_tps": ("Prefill speed", "tok/s", 1.0),
-    "ttft_s": ("TTFT p50", "ms", 1e3),
-    "ttft_s_p90": ("TTFT p90", "ms", 1e3),
-    "e2e_s": ("End-to-end latency p50", "ms", 1e3),
-    "tpot_s": ("Time per output token p50", "ms", 1e3),
-    "peak_mem_bytes": ("Peak MLX memory", "MiB", 2**-20),
-    "perplexity": ("Held-out perplexity", "", 1.0),
-    "task_accuracy": ("Task exact match", "%", 100.0),
-    "task_f1": ("Task token F1", "%", 100.0),
-    "kl_mean": ("KL divergence vs baseline", "nats", 1.0),
-    "greedy_agreement": ("Greedy agreement with baseline", "%", 100.0),
-}
-LOWER_IS_BETTER_QUALITY = ("perplexity", "kl_mean")
+from workbench import metrics
+
+# column: (human label, unit, factor from the stored unit to the shown one), from the one table in `metrics`
+METRICS = {m.name: (m.label, m.unit, m.scale) for m in metrics.TABLE}
+LOWER_IS_BETTER_QUALITY = tuple(name for name in metrics.QUALITY if not metrics.higher_is_better(name))
 
 
 def title(metric: str) -> str:
@@ -248,7 +235,7 @@ def _series(levels: pl.DataFrame) -> pl.DataFrame:
 def throughput_vs_latency(levels: pl.DataFrame) -> alt.Chart:
     """Served load levels: throughput against TTFT p90, one line per server configuration and load profile
     through its levels, the Pareto front (`pareto`: no other level has both lower TTFT p90 and higher throughput)
-    ringed. `levels`: one row per configuration and level (`experiments.endpoint.level_summaries`)."""
+    ringed. `levels`: one row per configuration and level (`endpoint.levels.level_summaries`)."""
     data = _series(levels.filter(pl.col("ttft_s_p90").is_not_null() & pl.col("throughput_tps").is_not_null()))
     if "pareto" not in data.columns:
         data = data.with_columns(pl.lit(False).alias("pareto"))

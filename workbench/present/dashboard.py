@@ -14,6 +14,7 @@ import altair as alt
 import ipywidgets as widgets
 import polars as pl
 
+from workbench import slo as slo_module
 from workbench.analysis import decisions, gates, per_variant
 from workbench.present import charts, tables
 from workbench.results.store import list_sweeps, load_sweep_results
@@ -110,7 +111,7 @@ class Dashboard:
         """The configurations that meet the current SLOs, best throughput first."""
         configs = decisions.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
         slo = self.slo()
-        keep = [all(c["pass"] for c in gates.slo_checks(row, slo)) for row in configs.iter_rows(named=True)]
+        keep = [all(c["pass"] for c in slo_module.checks(row, slo)) for row in configs.iter_rows(named=True)]
         return configs.filter(pl.Series(keep, dtype=pl.Boolean)).sort("throughput_tps", descending=True)
 
     def slo_table(self):

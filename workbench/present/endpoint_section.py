@@ -2,7 +2,7 @@
 
 - **Load levels**: per server configuration (a sweep point's `server` flags and served model) and level, the
   latency medians and tails, throughput, goodput against the run's SLO, error rate, and whether the level met
-  its SLOs or was over-saturated (`experiments.endpoint.level_summaries`, from the rows).
+  its SLOs or was over-saturated (`endpoint.levels.level_summaries`, from the rows).
 - **Saturation**: per configuration, the highest level that met the SLOs and the first that did not.
 - **Served against in process**: the same model and prompts in process (the run's baseline) against the
   server's lowest load level, with Welch t intervals over trials and the run's A/A floor (`significance`).
@@ -70,7 +70,7 @@ def run_configurations(rows: pl.DataFrame) -> pl.DataFrame:
 
 def level_table(rows: pl.DataFrame) -> pl.DataFrame:
     """One row per (point, served variant): `configuration`, profile, level and the level's summary."""
-    from workbench.experiments.endpoint import level_summaries, with_pareto
+    from workbench.endpoint.levels import level_summaries, with_pareto
 
     out = []
     for (point,), part in rows.filter(pl.col("target").is_not_null()).group_by("point_id", maintain_order=True):

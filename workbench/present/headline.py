@@ -95,11 +95,11 @@ def sweep_headline(sweep: str) -> str | None:
     """The headline of a sweep folder's verified points; None when it has none or is not one experiment's."""
     from workbench.analysis import decisions, gates
     from workbench.errors import WorkbenchError
-    from workbench.present import report
+    from workbench.results.store import load_sweep_results
 
     try:
-        rows, _ = report.load(sweep)
-    except WorkbenchError:
+        rows = load_sweep_results(sweep, warn=False).collect()
+    except (WorkbenchError, FileNotFoundError):
         return None
     if rows.is_empty():
         return None

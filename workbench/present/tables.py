@@ -11,6 +11,7 @@ import math
 
 import polars as pl
 
+from workbench.present import header
 from workbench.present.charts import METRICS, title
 
 MAX_ROWS = 20
@@ -79,9 +80,7 @@ def html(gt) -> str:
 
 def _label(row) -> str:
     """A configuration's human name (`names`), its point id in an "id" column of its own (`_id`)."""
-    from workbench.present.header import display_name
-
-    return display_name(row)
+    return header.display_name(row)
 
 
 def _id(row) -> str:
@@ -249,14 +248,12 @@ def overview(report):
                 else ")"
             )
         )
-    from workbench.present.header import nothing_recommended
-
     verdicts = [
         f"<li><b>{esc(_label(r))}</b> <code>{esc(_id(r))}</code> ({esc(r['family'])}): {objective} "
         f"{esc(fmt_change(r['change_pct'], r['ci_low_pct'], r['ci_high_pct']))}</li>"
         for r in a.recommended.iter_rows(named=True)
     ]
-    verdict = f"<p>Recommended:</p><ul>{''.join(verdicts)}</ul>" if verdicts else nothing_recommended(a)
+    verdict = f"<p>Recommended:</p><ul>{''.join(verdicts)}</ul>" if verdicts else header.nothing_recommended(a)
     warnings = "".join(f"<li>{esc(w)}</li>" for w in a.warnings)
     return HTML(
         f"<p>Sweep <b>{esc(report.sweep)}</b>: {report.points} points ({report.failed} failed), "

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import polars as pl
 
-from workbench import stats
 from workbench.errors import DataError
 from workbench.paths import OutputsError, atomic_write_bytes, atomic_write_text, outputs_dir
 from workbench.results import integrity
@@ -100,6 +99,7 @@ MEASURES = {
 }
 SCHEMA = {**IDENTITY, **MEASURES}
 KINDS = ("speed", "task", "fidelity", "perplexity", "startup")
+BASELINE = "baseline"  # the `variant` every other variant of a run is compared with
 
 
 def new_run_id(prefix: str = "run") -> str:
@@ -210,80 +210,6 @@ def load(*runs, root: Path | None = None) -> pl.LazyFrame:
     if not paths:
         return pl.DataFrame(schema=SCHEMA).lazy()
     return pl.concat([pl.scan_parquet(p) for p in paths], how="diagonal_relaxed")
-
-
-def summarise_variants(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "baseline") -> pl.DataFrame:
-    """One row per variant, computed from the rows: medians of per-request speed, throughput over the
-    trial windows, perplexity, task accuracy (mean exact match), eval score (mean of each item's own metric),
-    fidelity, and whether greedy outputs equal the baseline's."""
-    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-    speed = df.filter(kind="speed")
-    per_variant = speed.group_by("variant", maintain_order=True).agg(
-        stats.quantile_expr("ttft_s", 0.5),
-        stats.quantile_expr("ttft_s", 0.9).alias("ttft_s_p90"),
-        stats.quantile_expr("tpot_s", 0.5),
-        stats.quantile_expr("e2e_s", 0.5),
-        stats.quantile_expr("decode_tps", 0.5),
-        stats.quantile_expr("prefill_tps", 0.5),
-        pl.col("peak_mem_bytes").max(),
-        pl.col("generated_tokens").sum(),
-        pl.len().alias("requests"),
-    )
-    windows = (
-        speed.group_by("variant", "round", "trial")
-        .agg(pl.col("window_s").first())
-        .group_by("variant")
-        .agg(pl.col("window_s").sum())
-    )
-    per_variant = (
-        per_variant.join(windows, on="variant", how="left")
-        .with_columns(
-            throughput_tps=pl.col("generated_tokens") / pl.col("window_s"),
-            throughput_rps=pl.col("requests") / pl.col("window_s"),
-        )
-        .drop("window_s")
-    )
-    quality = df.group_by("variant", maintain_order=True).agg(
-        pl.col("nll_mean").filter(pl.col("kind") == "perplexity").mean().exp().alias("perplexity"),
-        pl.col("exact_match").filter(pl.col("kind") == "task").mean().alias("task_accuracy"),
-        pl.col("token_f1").filter(pl.col("kind") == "task").mean().alias("task_f1"),
-        pl.col("score").filter(pl.col("kind") == "task").mean().alias("eval_score"),
-        pl.col("kl_mean").filter(pl.col("kind") == "fidelity").mean().alias("kl_mean"),
-        (
-            (pl.col("greedy_agreement") * pl.col("positions")).filter(pl.col("kind") == "fidelity").sum()
-            / pl.col("positions").filter(pl.col("kind") == "fidelity").sum()
-        ).alias("greedy_agreement"),
-    )
-    summary = quality.join(per_variant, on="variant", how="left", maintain_order="left")
-    if baseline in set(speed["variant"]):
-        keys = ["round", "trial", "request_index"]
-        base = speed.filter(variant=baseline).select(*keys, pl.col("output_tokens").alias("_base"))
-        same = (
-            speed.join(base, on=keys, how="left", nulls_equal=True)
-            .group_by("variant")
-            .agg(
-                pl.when(pl.col("output_tokens").is_null().any() | pl.col("_base").is_null().any())
-                .then(None)
-                .otherwise((pl.col("output_tokens") == pl.col("_base")).all())
-                .alias("identical_to_baseline")
-            )
-        )
-        summary = summary.join(same, on="variant", how="left", maintain_order="left")
-    return summary
-
-
-def lost_items(frame: pl.DataFrame | pl.LazyFrame, baseline: str = "baseline") -> pl.DataFrame:
-    """Per variant, the eval items it scored lower than `baseline` on the same workload: `item_id`, `metric`, both
-    scores and both predictions (what a report shows as "the items this variant lost")."""
-    df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-    keys = ["workload_hash", "item_id", "metric"]
-    items = df.filter(pl.col("kind") == "task", pl.col("item_id").is_not_null(), pl.col("score").is_not_null())
-    items = items.select("variant", *keys, "score", "prediction", "reference")
-    base = items.filter(variant=baseline).select(
-        *keys, pl.col("score").alias("baseline_score"), pl.col("prediction").alias("baseline_prediction")
-    )
-    lost = items.filter(pl.col("variant") != baseline).join(base, on=keys, how="inner", maintain_order="left")
-    return lost.filter(pl.col("score") < pl.col("baseline_score"))
 
 
 def is_finished(directory: Path) -> bool:

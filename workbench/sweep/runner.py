@@ -25,12 +25,12 @@ import sys
 from pathlib import Path
 
 from workbench import console
-from workbench.errors import UsageError
 from workbench.paths import REPO_ROOT, atomic_write_text, check_writable
 from workbench.results import integrity
 from workbench.results.integrity import point_problem
-from workbench.results.store import is_finished, list_sweeps
+from workbench.results.store import is_finished
 from workbench.sweep.guard import Interrupts, hold
+from workbench.sweep.rerun import REPLACED, rerun_ids, set_aside
 from workbench.sweep.spec import MAX_POINTS, Point, Sweep, expand, load_sweep, point_id  # noqa: F401 (the API)
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "10_experiment.ipynb"
@@ -145,23 +145,6 @@ def execute_point(
     except OSError as exc:  # a full disk must not end the sweep with a traceback; the summary still names it
         error = f"{error} (error.json not written: {exc.strerror or exc})"
     return {"point_id": point.point_id, "status": "failed", "error": error, "executed_notebook": str(executed)}
-
-
-REPLACED = ".replaced"
-
-
-def set_aside(directory: Path) -> Path:
-    """Before a finished point is measured again (`--rerun`): its results, manifest, environment and executed
-    notebook move to `<point>/.replaced/<UTC time>/`, so nothing measured is lost."""
-    import datetime as dt
-
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    target = directory / REPLACED / stamp
-    target.mkdir(parents=True)
-    for name in ("results.parquet", "manifest.json", "env.json", "params.yaml", "executed.ipynb"):
-        if (directory / name).exists():
-            (directory / name).rename(target / name)
-    return target
 
 
 def clean_unfinished(sweep: Sweep) -> None:
@@ -313,20 +296,6 @@ def setup_arg_parser() -> console.Parser:
     return parser
 
 
-def rerun_ids(plan: Sweep, given: str | None) -> set[str]:
-    """The point ids `--rerun` names (all of the sweep's for `all`); an unknown id is a one-line error."""
-    if not given:
-        return set()
-    ids = {p.point_id for p in plan.points}
-    if given == "all":
-        return ids
-    asked = {part.strip() for part in given.split(",") if part.strip()}
-    unknown = sorted(asked - ids)
-    if unknown:
-        raise UsageError(f"--rerun: {', '.join(unknown)} is not a point of {plan.path}")
-    return asked
-
-
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     try:
@@ -403,53 +372,6 @@ def _main(plan: Sweep, args) -> int:
         print(f"workbench: interrupted: {left} points not finished; run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 1 if failed else 0
-
-
-def list_main(argv: list[str] | None = None) -> int:
-    parser = console.parser("sweeps", "list sweeps with their done/failed point counts and dates")
-    parser.add_argument("--json", action="store_true", help="one JSON document: every sweep with each point's state")
-    args = parser.parse_args(argv)
-    sweeps = list_sweeps()
-    if args.json:
-        print(json.dumps([{**row, "points": point_states(row["sweep"])} for row in sweeps], indent=1, default=str))
-        return 0
-    for row in sweeps:
-        counts = "  ".join(f"{key} {row[key]:>4}" for key in ("done", "failed", "unfinished", "stale"))
-        print(f"{row['sweep']:<30} {counts}  bad {len(row['bad']):>4}  last {row.get('last_run') or '-'}")
-        for point, why in row["bad"].items():
-            print(f"  bad point {point}: {why} (left out; `workbench sweep` runs it again)")
-    return 0
-
-
-def point_states(sweep: str) -> list[dict]:
-    """Each point of a sweep folder (and each point its sweep file lists but that never started): its id, label,
-    state (done, failed, unfinished, bad, stale, not started), when it last changed (UTC) and a failure's error."""
-    import datetime as dt
-
-    from workbench.paths import outputs_dir
-
-    root = outputs_dir() / "sweeps" / sweep
-    scan = integrity.scan_sweep(root, include_stale=True)
-    states = {p.name: "done" for p in scan.finished}
-    states |= dict.fromkeys(scan.failed, "failed") | dict.fromkeys(scan.unfinished, "unfinished")
-    states |= dict.fromkeys(scan.bad, "bad") | dict.fromkeys(scan.stale, "stale")
-    listed = integrity.read_sweep_record(root).get("points") or []
-    out = []
-    for pid in sorted(set(states) | set(listed)):
-        directory = root / pid
-        meta = (integrity.read_point_meta(directory) or {}) if directory.is_dir() else {}
-        files = [f for f in directory.glob("*") if f.is_file()] if directory.is_dir() else []
-        changed = max((f.stat().st_mtime for f in files), default=None)
-        entry = {"point_id": pid, "label": meta.get("label"), "state": states.get(pid, "not started")}
-        entry["updated_at"] = (
-            dt.datetime.fromtimestamp(changed, dt.timezone.utc).isoformat(timespec="seconds") if changed else None
-        )
-        if entry["state"] == "failed":
-            entry["error"] = json.loads((directory / "error.json").read_text()).get("error")
-        elif entry["state"] == "bad":
-            entry["error"] = scan.bad[pid]
-        out.append(entry)
-    return out
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ lists) or explicit `points` (each may carry a `label:`, its name in tables and r
 id). Each point's config is the experiment's defaults < `fixed` < the point,
 built by `experiments.build_config`, the same function the notebook calls, so what is validated is
 exactly what runs. A point's id is a stable hash of its parameters. Inputs are bounded: the YAML
-(`paths.read_yaml_mapping`), the number of points (`MAX_POINTS` unless `--max-points`), the name (a
+(`yamlfile.read_yaml_mapping`), the number of points (`MAX_POINTS` unless `--max-points`), the name (a
 slug: it becomes a folder under `outputs/sweeps/`).
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workbench.errors import SweepError, WorkbenchError
-from workbench.paths import outputs_dir, short
+from workbench.errors import SweepError, WorkbenchError, short
+from workbench.paths import outputs_dir
 
 MAX_POINTS = 10_000
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # a sweep name is a folder under outputs/sweeps: nothing else
@@ -92,7 +92,7 @@ def expand(fixed: dict, grid: dict | None, points: list | None) -> list[dict]:
 
 def _parse(path: Path, max_points: int = MAX_POINTS) -> SweepFile:
     from workbench import experiments
-    from workbench.paths import read_yaml_mapping
+    from workbench.yamlfile import read_yaml_mapping
 
     raw = read_yaml_mapping(path, SweepError)
     try:

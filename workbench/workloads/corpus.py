@@ -80,10 +80,6 @@ def heldout_text() -> str:
     return "\n\n".join(stdlib_docstrings()[1])
 
 
-def train_text() -> str:
-    return "\n\n".join(stdlib_docstrings()[0])
-
-
 def corpus_hash() -> str:
     train, heldout = stdlib_docstrings()
     digest = hashlib.sha256()

@@ -224,15 +224,5 @@ def read_items(path: str | Path, *, turns: str = "first") -> tuple[list[dict], s
     return copy.deepcopy(list(_PARSED[key])), sha256
 
 
-def read_rows(path: str | Path) -> tuple[list[tuple[str, dict]], str]:
-    """Raw rows of a JSONL/JSON/CSV/parquet file as (where, row) pairs, and the SHA-256 of its bytes; for readers
-    that want their own keys (eval sets) and validate the prompt part with `check_item(row, where)`."""
-    data = read_bytes(path)
-    rows = parse_rows(path, data)
-    if not rows:
-        raise DataError(f"{path}: the file has no rows")
-    return rows, hashlib.sha256(data).hexdigest()
-
-
 def type_name(value) -> str:
     return "null" if value is None else type(value).__name__

@@ -35,6 +35,8 @@ from pathlib import Path
 
 from workbench.errors import DataError
 from workbench.workloads import tasks
+from workbench.workloads.options import DATASET_ONLY, OPTIONS, SYNTHETIC_ONLY
+from workbench.workloads.options import add_arguments as add_option_arguments
 
 VERSION = 1
 
@@ -256,24 +258,6 @@ def shared_prefix(*, num_facts: int = 40, count: int = 8, seed: int = 0) -> Work
     )
 
 
-# The workload options shared by `workbench bench` flags and experiment config fields (same names).
-OPTIONS = {
-    "prompt_dist": None,
-    "gen_dist": None,
-    "shared_prefix_tokens": 0,
-    "shared_prefix_groups": 1,
-    "dataset": None,
-    "dataset_limit": None,
-    "dataset_order": "file",
-    "dataset_turns": "first",
-    "min_prompt_tokens": None,
-    "max_prompt_tokens": None,
-    "chat": "auto",
-}
-DATASET_ONLY = ("dataset_limit", "dataset_order", "dataset_turns", "min_prompt_tokens", "max_prompt_tokens", "chat")
-SYNTHETIC_ONLY = ("prompt_dist", "gen_dist", "shared_prefix_tokens", "shared_prefix_groups")
-
-
 def chosen_options(source) -> dict:
     """The workload options an argparse namespace or a config sets away from their defaults."""
     values = {key: getattr(source, key, default) for key, default in OPTIONS.items()}
@@ -349,9 +333,8 @@ def check_context(workload: Workload, gen_tokens: int, context: int | None) -> N
 
 
 def add_arguments(parser) -> None:
-    """The workload flags of `workbench bench` (names as `OPTIONS`; docs/workloads.md)."""
+    """The workload flags of `workbench bench`: requests and seed, then one per `WorkloadOptions` field."""
     from workbench import console
-    from workbench.workloads import chat, datasets
 
     add = parser.add_argument
     add(
@@ -361,19 +344,4 @@ def add_arguments(parser) -> None:
         "with --target max(8, 2 × concurrency))",
     )
     add("--seed", type=console.int_at_least(0), default=0, help="seeds synthetic prompts and --dataset-order shuffle")
-    add("--prompt-dist", help="synthetic prompt lengths: fixed:N, uniform:MIN,MAX or normal:MEAN,SD,MIN,MAX")
-    add("--gen-dist", help="synthetic output lengths (max_tokens per request), same forms as --prompt-dist")
-    add(
-        "--shared-prefix-tokens",
-        type=console.int_at_least(0, 32768),
-        default=0,
-        help="shared prefix before each prompt",
-    )
-    add("--shared-prefix-groups", type=console.int_at_least(1, 4096), default=1, help="distinct shared prefixes")
-    add("--dataset", help="prompts from a .jsonl/.json/.csv/.parquet file (prompt or messages, max_tokens; ShareGPT)")
-    add("--dataset-limit", type=console.int_at_least(1), help="at most N prompts (after the length filters)")
-    add("--dataset-order", choices=("file", "shuffle"), default="file", help="shuffle: seeded by --seed")
-    add("--dataset-turns", choices=datasets.TURNS, default="first", help="ShareGPT: first user turn, or every turn")
-    add("--min-prompt-tokens", type=console.int_at_least(1), help="keep dataset prompts of at least N rendered tokens")
-    add("--max-prompt-tokens", type=console.int_at_least(1), help="keep dataset prompts of at most N rendered tokens")
-    add("--chat", choices=chat.CHAT_MODES, default="auto", help="auto: template for messages; on: also for prompts")
+    add_option_arguments(parser)
