@@ -65,7 +65,8 @@ def workload_line(config) -> str:
     output = getattr(config, "gen_dist", None) or config.gen_tokens
     rounds = f" × {config.rounds} rounds" if getattr(config, "rounds", None) else ""
     shape = f"{prompt} prompt + {output} output tokens" if not getattr(config, "dataset", None) else f"dataset {prompt}"
-    return f"{config.model} · {shape} · {config.requests} requests × {config.trials} trials{rounds}"
+    trials = f"{config.trials} trial{'s' if config.trials != 1 else ''}"
+    return f"{config.model} · {shape} · {config.requests} requests × {trials}{rounds}"
 
 
 LEVEL_COLUMNS = ("ttft_s", "ttft_s_p90", "tpot_s", "throughput_tps", "goodput_rps", "error_rate")

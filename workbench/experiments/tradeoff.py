@@ -19,6 +19,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
+from workbench.experiments.base import baseline as baseline_variant
 from workbench.models import loader
 from workbench.optimise import derived, quantise
 from workbench.results import store
@@ -92,7 +93,7 @@ def run(config: Config) -> pl.DataFrame:
         kwargs = {"draft_model": draft.model, "num_draft_tokens": config.num_draft_tokens}
     point = variant(config)
     arms = [
-        Arm(baseline(), baseline),
+        Arm(baseline_variant(), baseline),
         Arm(point, loaded, batch_size=config.batch_size, generate_kwargs=kwargs, params=point.changes),
     ]
     return measure_arms(arms, config, run_id=run_id)
