@@ -129,7 +129,7 @@ def test_quality_is_inherited_only_when_lossless_and_identical():
     q4 = config(configs, "q4")  # task rows exist but task was not declared as measured for this variant
     assert q4["perplexity"] == pytest.approx(30) and q4["task_accuracy"] is None
     risks = gates.risks(configs)
-    assert risks.filter(pl.col("risk").str.contains("b4-differs (r1): declared lossless")).height == 1
+    assert risks.filter(pl.col("risk").str.contains("b4-differs (r1): declared lossless", literal=True)).height == 1
 
 
 def test_trial_samples_are_tokens_over_window_and_trial_medians():

@@ -143,7 +143,7 @@ def test_second_run_of_a_sweep_is_refused_and_a_dead_runs_lock_is_taken_over(tmp
     assert len(proc.stderr.strip().splitlines()) == 1
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from workbench import sweep_guard\nwith guard.hold({str(root)!r}): input()"],
+        [sys.executable, "-c", f"from workbench.sweep import guard\nwith guard.hold({str(root)!r}): input()"],
         stdin=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )

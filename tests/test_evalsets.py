@@ -86,7 +86,9 @@ def test_own_greedy_replies_under_the_template_score_exact_match_1(chat_model, c
     assert frame["workload"][0] == "eval_set:own"
 
     wrong = [{**item, "reference": item["reference"] + " and more"} for item in items]  # the test can fail
-    frame, summary = evaluate.run_eval(chat_model, eval_set=write_jsonl(tmp_path / "wrong.jsonl", wrong))
+    frame, summary = evaluate.run_eval(
+        chat_model, evaluate.EvalSpec(eval_set=write_jsonl(tmp_path / "wrong.jsonl", wrong))
+    )
     assert summary["eval_exact_match"] == 0.0
 
 
@@ -150,7 +152,7 @@ def test_facts_file_is_the_task_items_and_regenerates_identically():
 
 
 def test_task_facts_goes_through_the_eval_set_path(nano):
-    frame, summary = evaluate.run_eval(nano, task="facts", task_count=4)
+    frame, summary = evaluate.run_eval(nano, evaluate.EvalSpec(task="facts", task_count=4))
     assert summary["eval_set"] == "facts_heldout" and summary["eval_items"] == 4
     assert summary["task_accuracy"] == summary["eval_exact_match"]
     assert frame["item_id"].to_list() == [f"facts-{i}" for i in range(4)] and set(frame["kind"]) == {"task"}
@@ -249,11 +251,11 @@ def test_lm_eval_local_task_offline_matches_the_eval_set_path(nano, nano_path, t
     code, out, err = eval_tool([*argv, "--no-save"], capsys)
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
-    frame, ours = evaluate.run_eval(nano, eval_set=data)
+    frame, ours = evaluate.run_eval(nano, evaluate.EvalSpec(eval_set=data))
     assert summary["lm_eval.tiny_mc.acc"] == ours["eval_acc"]
     assert summary["lm_eval.tiny_mc.acc_norm"] == ours["eval_acc_norm"]
     assert summary["quality_measured"] == "lm_eval"
-    theirs, _ = evaluate.run_eval(nano, lm_eval=["tiny_mc"], lm_eval_include=tmp_path)
+    theirs, _ = evaluate.run_eval(nano, evaluate.EvalSpec(lm_eval=["tiny_mc"], lm_eval_include=tmp_path))
     assert theirs["item_id"].to_list() == ["tiny_mc/0", "tiny_mc/1"] and theirs["workload"][0] == "lm_eval:tiny_mc"
     for a, b in zip(theirs["choice_logprobs"].to_list(), frame["choice_logprobs"].to_list()):
         assert a == pytest.approx(b, abs=1e-3)
@@ -264,7 +266,7 @@ def test_lm_eval_local_task_offline_matches_the_eval_set_path(nano, nano_path, t
 
 def test_lost_items_are_those_a_variant_scored_below_the_baseline(nano):
 
-    frame, _ = evaluate.run_eval(nano, task="facts", task_count=6)
+    frame, _ = evaluate.run_eval(nano, evaluate.EvalSpec(task="facts", task_count=6))
     base = frame.with_columns(variant=pl.lit("baseline"))
     lowered = pl.when(pl.col("item_id") == "facts-2").then(pl.col("score") - 1).otherwise(pl.col("score"))
     worse = frame.with_columns(variant=pl.lit("v"), score=lowered)  # the rows as a variant that lost item 2

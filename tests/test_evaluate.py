@@ -40,7 +40,7 @@ def default():
 def test_whole_file_perplexity_agrees_with_mlx_lm_eval_ppl(nano, text_file):
     from mlx_lm.perplexity import eval_ppl
 
-    _, summary = evaluate.run_eval(nano, text=text_file, sequence_length=128)
+    _, summary = evaluate.run_eval(nano, evaluate.EvalSpec(text=text_file, sequence_length=128))
     tokens = nano.tokenizer.encode(text_file.read_text())
     data = mx.array(tokens[: (len(tokens) // 128) * 128]).reshape(-1, 128)  # as mlx_lm.perplexity.load_data
     theirs, _ = eval_ppl(nano.model, data, batch_size=8)
@@ -91,7 +91,7 @@ def test_tokenizer_fingerprint_tells_tokenizers_apart(nano, default, other_token
     assert loader.tokenizer_fingerprint(nano.tokenizer).startswith("v2048-")
     assert loader.tokenizer_fingerprint(swapped.tokenizer) != loader.tokenizer_fingerprint(nano.tokenizer)
     with pytest.raises(ModelError, match="another tokenizer"):
-        evaluate.run_eval(nano, baseline=swapped, fidelity_count=1)
+        evaluate.run_eval(nano, evaluate.EvalSpec(baseline=swapped, fidelity_count=1))
 
 
 def test_baseline_with_another_tokenizer_is_refused(nano_path, other_tokenizer, capsys, _outputs):
@@ -106,12 +106,14 @@ def test_baseline_with_another_tokenizer_is_refused(nano_path, other_tokenizer, 
 def test_rows_carry_dtype_declared_identity_and_what_was_measured(nano):
     frame, summary = evaluate.run_eval(
         nano,
-        text="stdlib",
-        sequence_length=64,
-        max_chunks=2,
-        task="facts",
-        task_count=3,
-        identity={"family": "quantisation", "lossless": False, "quality_measured": "perplexity,task,fidelity"},
+        evaluate.EvalSpec(
+            text="stdlib",
+            sequence_length=64,
+            max_chunks=2,
+            task="facts",
+            task_count=3,
+            identity={"family": "quantisation", "lossless": False, "quality_measured": "perplexity,task,fidelity"},
+        ),
     )
     assert frame.height == 5
     assert set(frame["dtype"]) == {"float32"} == {summary["dtype"]}
@@ -138,7 +140,8 @@ def test_kv8_perplexity_is_close_to_the_plain_one_but_not_identical(default):
 
 def test_kv_quantised_eval_measures_fidelity_and_tasks_with_the_quantised_cache(default):
     frame, summary = evaluate.run_eval(
-        default, task="facts", task_count=8, baseline=default, fidelity_count=3, kv_bits=4, kv_group_size=32
+        default,
+        evaluate.EvalSpec(task="facts", task_count=8, baseline=default, fidelity_count=3, kv_bits=4, kv_group_size=32),
     )
     assert summary["quality_measured"] == "task,fidelity"
     assert 0 < summary["kl_mean"] < 0.1
@@ -151,6 +154,6 @@ def test_kv_quantised_eval_measures_fidelity_and_tasks_with_the_quantised_cache(
 
 def test_kv_group_that_does_not_divide_the_head_dimension_is_refused(nano):
     with pytest.raises(ConfigError, match="head dimension 16"):
-        evaluate.run_eval(nano, task="facts", task_count=1, kv_bits=8, kv_group_size=32)
+        evaluate.run_eval(nano, evaluate.EvalSpec(task="facts", task_count=1, kv_bits=8, kv_group_size=32))
     with pytest.raises(ConfigError, match="head dimension 16"):
         quality.token_losses(nano.model, np.zeros((1, 8), dtype=np.int32), kv_bits=8, kv_group_size=32)

@@ -99,7 +99,7 @@ def test_requests_longer_than_the_models_context_are_refused_before_anything_run
         ("speculative", {"num_draft_tokens": []}, "speculative.num_draft_tokens"),
         ("distill", {"alpha": 1.5}, "distill.alpha"),
         ("prompt_cache", {"prefix_tokens": "many"}, "prompt_cache.prefix_tokens"),
-        ("serving", {"tiers": {"fast": "nano"}}, "serving.tiers"),
+        ("response_cache", {"tiers": {"fast": "nano"}}, "response_cache.tiers"),
         ("batching", {"trials": 0}, "batching.trials"),
         ("quantise", {"colour": "red"}, "quantise.colour: Extra inputs are not permitted"),
         ("tradeoff", {"speculative": True, "batch_size": 4}, "tradeoff.speculative"),

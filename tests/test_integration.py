@@ -73,14 +73,16 @@ def test_fidelity_detects_a_perturbed_model(nano):
 def test_eval_writes_quality_rows(nano):
     frame, summary = evaluate.run_eval(
         nano,
-        text="stdlib",
-        sequence_length=64,
-        max_chunks=4,
-        task="facts",
-        task_count=5,
-        baseline=nano,
-        fidelity_count=2,
-        fidelity_tokens=4,
+        evaluate.EvalSpec(
+            text="stdlib",
+            sequence_length=64,
+            max_chunks=4,
+            task="facts",
+            task_count=5,
+            baseline=nano,
+            fidelity_count=2,
+            fidelity_tokens=4,
+        ),
     )
     kinds = frame.group_by("kind").len().sort("kind")
     assert dict(kinds.iter_rows()) == {"perplexity": 4, "task": 5, "fidelity": 2}

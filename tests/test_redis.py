@@ -1,4 +1,4 @@
-"""The serving experiment's response cache on a real `redis-server` (Debian's package), started here on a free port
+"""The response_cache experiment on a real `redis-server` (Debian's package), started here on a free port
 with no persistence and stopped afterwards; installed with apt-get when missing, else the tests skip saying why."""
 
 import shutil
@@ -12,7 +12,7 @@ from test_experiments import run_small
 from workbench import experiments
 from workbench.analysis import run_summary
 from workbench.errors import ConfigError
-from workbench.experiments import serving
+from workbench.experiments import response_cache
 
 
 def _redis_server() -> str:
@@ -48,7 +48,7 @@ def redis_url(tmp_path_factory):
         deadline = time.monotonic() + 20
         while True:
             try:
-                serving.connect_redis(url)
+                response_cache.connect_redis(url)
                 break
             except ConfigError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -61,20 +61,20 @@ def redis_url(tmp_path_factory):
 
 
 def test_response_cache_in_redis_hits_every_repeat(nano_path, redis_url):
-    client = serving.connect_redis(redis_url)
+    client = response_cache.connect_redis(redis_url)
     client.config_resetstat()
-    frame = run_small("serving", str(nano_path), redis_url=redis_url, requests=12)
+    frame = run_small("response_cache", str(nano_path), redis_url=redis_url, requests=12)
     speed = frame.filter(kind="speed", variant="response-cache")
     rounds = speed["round"].n_unique()
     # a fresh (cold) cache per round: every request of a round whose query came earlier in it is a hit
-    order = serving.zipf_stream(4, 12, 1.1, 0)
+    order = response_cache.zipf_stream(4, 12, 1.1, 0)
     repeats = len(order) - len(set(order))
     assert repeats > 0 and speed["cache_hit"].sum() == repeats * rounds
     # ...and they were Redis's hits: its own counters agree, lookups and all
     stats = client.info("stats")
     assert stats["keyspace_hits"] == repeats * rounds
     assert stats["keyspace_misses"] == len(set(order)) * rounds
-    summary = {s["variant"]: s for s in run_summary.variant_summaries("serving", frame)}
+    summary = {s["variant"]: s for s in run_summary.variant_summaries("response_cache", frame)}
     cached = summary["response-cache"]
     assert cached["backend"] == "redis" and cached["cache_keys"] == len(set(order))
     assert 0 < cached["cache_bytes"] < cached["redis_used_memory_bytes"]
@@ -89,6 +89,6 @@ def test_response_cache_in_redis_hits_every_repeat(nano_path, redis_url):
 def test_unreachable_redis_is_a_one_line_config_error_before_anything_runs(nano_path):
     pytest.importorskip("redis", reason="the redis client is not installed (pip install redis)")
     url = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
-    config = experiments.build_config("serving", None, {"model": str(nano_path), "redis_url": url})
-    with pytest.raises(ConfigError, match=f"serving.redis_url: no Redis answers at '{url}'"):
+    config = experiments.build_config("response_cache", None, {"model": str(nano_path), "redis_url": url})
+    with pytest.raises(ConfigError, match=f"response_cache.redis_url: no Redis answers at '{url}'"):
         experiments.check_models(config)

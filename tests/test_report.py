@@ -33,6 +33,7 @@ REPORT = (
     "import sys; from workbench import console; from workbench.present import report; "
     "sys.exit(console.entry(report.main, sys.argv[1:]))"
 )
+REPORT_CLI = REPORT
 HOSTILE = '<img src=x onerror="alert(1)">'
 
 
@@ -309,10 +310,42 @@ def test_report_bad_input_is_one_line(sweep_outputs, tmp_path, capsys):
     assert "ttft_s_p90_max" in capsys.readouterr().err
 
 
+def test_report_places_imported_tool_results_next_to_the_endpoint_sweep(sweep_outputs, tmp_path):
+    """The real GuideLLM and AIPerf files (nano behind mlx_lm.server, concurrency 2, 16 -> 6 tokens) next to the
+    `served` endpoint sweep's levels (the same model and lengths, concurrency 1 and 2) in one rendered report."""
+    from workbench.imports import importer
+
+    fixtures = Path(__file__).parent / "fixtures" / "imports"
+    importer.import_file(fixtures / "guidellm-0.8.1-nano-c2.json", "guidellm", "gl-c2")
+    importer.import_file(fixtures / "aiperf-0.13.0-nano-c2" / "profile_export.jsonl", "aiperf", "ai-c2")
+    out = tmp_path / "report.html"
+    args = ["rounds", "--endpoint", "served", "--compare-import", "gl-c2", "--compare-import", "ai-c2"]
+    proc = subprocess.run(
+        [sys.executable, "-c", REPORT_CLI, *args, "-o", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "WORKBENCH_OUTPUTS": str(sweep_outputs)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    imports = json.loads(proc.stdout.strip().splitlines()[-1])["imports"]
+    at_c2 = {r["source"].split(" (")[0] for r in imports["levels"] if (r["profile"], r["level"]) == ("concurrency", 2)}
+    assert at_c2 == {"workbench", "GuideLLM 0.8.1", "AIPerf 0.13.0"}
+    page = out.read_text()
+    assert "Other tools&#x27; results" in page or "Other tools' results" in page
+    assert "GuideLLM 0.8.1 (gl-c2)" in page and "time_per_output_token_ms.median" in page
+    assert (report.artefacts_dir(out) / "charts" / "imports_throughput_vs_ttft.png").is_file()
+    missing = subprocess.run(
+        [sys.executable, "-c", REPORT_CLI, "rounds", "--compare-import", "nosuch", "-o", str(tmp_path / "x.html")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "WORKBENCH_OUTPUTS": str(sweep_outputs)},
+    )  # fmt: skip
+    assert missing.returncode == 2 and "import 'nosuch'" in missing.stderr and not (tmp_path / "x.html").exists()
+
+
 def test_baseline_of_another_model_is_refused_and_unlike_configurations_left_out(sweep_outputs, tmp_path, capsys):
     assert console.entry(report.main, ["smoke", "--baseline", "other-model", "-o", str(tmp_path / "o.html")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "nothing in it is comparable with smoke" in err[0] and "model differs" in err[0]
+    assert len(err) == 1 and "nothing in it is comparable with this sweep" in err[0] and "model differs" in err[0]
     assert "workbench/nano" in err[0] and "workbench/default" in err[0]
 
     from workbench.analysis.like_for_like import match_baseline

@@ -133,7 +133,7 @@ def test_experiment_config_workload_fields(nano, nano_path, tmp_path):
     path.write_text(json.dumps({"prompt": "Ada lives in Paris.", "max_tokens": 2}) + "\n" + '{"prompt": "Bo"}\n')
     values = {"model": str(nano_path), "dataset": str(path), "gen_tokens": 3, "trials": 1, "warmup": 0}
     config = experiments.build_config("quantise", None, values)
-    frame = base.measure_speed([base.Arm(base.baseline(), nano)], config, run_id="t")
+    frame = base.measure_speed([base.Arm(base.baseline_variant(), nano)], config, run_id="t")
     assert frame["generated_tokens"].to_list() == [2, 3, 2, 3], "two rounds of the file's two prompts"
     assert frame["workload"][0] == "dataset:p.jsonl" and frame["chat_template"].to_list() == [False] * 4
 

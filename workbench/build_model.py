@@ -32,7 +32,7 @@ def build_quality(loaded, recipe) -> dict:
     chunks = quality.chunk_tokens(loaded.tokenizer.encode(corpus.heldout_text()), 128, 64)
     untrained = quality.perplexity(build.init_model(recipe), chunks)["perplexity"]
     _, measured = evaluate.run_eval(
-        loaded, text="stdlib", sequence_length=128, max_chunks=64, task="facts", task_count=200
+        loaded, evaluate.EvalSpec(text="stdlib", sequence_length=128, max_chunks=64, task="facts", task_count=200)
     )
     return {
         "heldout_perplexity": measured["perplexity"],

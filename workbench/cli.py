@@ -22,6 +22,7 @@ COMMANDS = {
     "sweeps": ("workbench.sweep.listing", "list_main", "list sweeps with their point counts and dates (--json)"),
     "export": ("workbench.results.export", "main", "write a sweep's rows to one CSV or Parquet file"),
     "report": ("workbench.present.report", "main", "render a sweep's stakeholder report to one offline HTML file"),
+    "import": ("workbench.imports.importer", "main", "read GuideLLM, AIPerf or vllm bench serve results as rows"),
     "install-kernel": ("workbench.jupyter_kernel", "main", "register the 'workbench' Jupyter kernel"),
     "demo": ("workbench.demo", "main", "run the quickstart notebook on the default model with papermill"),
 }

@@ -50,7 +50,7 @@ def quickstart(
     loaded = loader.load(model)
     speed, speed_summary = bench.run_bench(loaded, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, trials=trials)
     quality, quality_summary = evaluate.run_eval(
-        loaded, text="stdlib", task="facts", task_count=task_count, run_id=speed["run_id"][0]
+        loaded, evaluate.EvalSpec(text="stdlib", task="facts", task_count=task_count, run_id=speed["run_id"][0])
     )
     frame = pl.concat([speed, quality], how="vertical")
     params = {

@@ -35,7 +35,7 @@ class OutputsError(WorkbenchError):
     """The outputs directory cannot be created, written or filled; or a write failed after measuring."""
 
 
-def short(value, limit: int = 80) -> str:
+def short(value: object, limit: int = 80) -> str:
     """At most `limit` characters of a value for an error message (never the whole of a hostile input)."""
     text = str(value)
     return text if len(text) <= limit else text[:limit] + "..."

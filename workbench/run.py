@@ -24,7 +24,7 @@ from workbench.paths import REPO_ROOT
 
 def setup_arg_parser() -> console.Parser:
     parser = console.parser("run", "run an optimisation experiment from its params file")
-    parser.add_argument("experiment", choices=experiments.names())
+    parser.add_argument("experiment", choices=(*experiments.names(), *experiments.ALIASES))
     parser.add_argument("--params", help="the experiment's params file (default: params/<experiment>.yaml)")
     parser.add_argument("--model", help="replace the model under test (preset, mlx-lm directory or repo id)")
     parser.add_argument("--no-save", action="store_true")

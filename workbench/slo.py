@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +31,7 @@ class SLO(BaseModel):
     attainment_min: float = Field(0.9, ge=0, le=1)
     error_rate_max: float = Field(0.01, ge=0, le=1)
 
-    def met(self, row: dict) -> bool:
+    def met(self, row: dict[str, Any]) -> bool:
         """A request meets the SLO: it succeeded and every limit it has a value for holds."""
         if not row.get("ok", True):
             return False
@@ -49,7 +50,7 @@ class SLO(BaseModel):
                 expr = expr & (pl.col(metric).is_null() | pl.col(metric).is_nan() | (pl.col(metric) <= limit))
         return expr
 
-    def level_targets(self) -> dict:
+    def level_targets(self) -> dict[str, float]:
         return {"slo_attainment_min": self.attainment_min, "error_rate_max": self.error_rate_max}
 
 
@@ -58,7 +59,7 @@ def goodput(met_count: int, window_s: float) -> float:
     return met_count / window_s if window_s else float("nan")
 
 
-def checks(values: dict, targets: dict) -> list[dict]:
+def checks(values: dict[str, Any], targets: dict[str, float]) -> list[dict[str, Any]]:
     """One check per `<metric>_max` / `<metric>_min` target: its threshold, the value (None: not measured), `pass`."""
     out = []
     for key, target in targets.items():

@@ -6,7 +6,9 @@ expand to are checked first, and every problem is one line naming the file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import short
 
@@ -15,12 +17,12 @@ MAX_YAML_DEPTH = 32
 MAX_YAML_NODES = 200_000  # after alias expansion: a params or sweep file is a few hundred
 
 
-def _expanded_size(node, sizes: dict) -> int:
+def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
     """Nodes in the document once every alias is expanded; each shared node is counted once per use."""
     import yaml
 
     if id(node) not in sizes:
-        children = []
+        children: list[Any] = []
         if isinstance(node, yaml.SequenceNode):
             children = node.value
         elif isinstance(node, yaml.MappingNode):
@@ -47,7 +49,7 @@ def _check_yaml_shape(text: str) -> str | None:
     return None
 
 
-def read_yaml_mapping(path: Path, error=ValueError) -> dict:
+def read_yaml_mapping(path: Path, error: Callable[[str], Exception] = ValueError) -> dict[str, Any]:
     """A YAML file that must hold a mapping; problems raise `error` with one line `path: problem`.
 
     Inputs are bounded before they are expanded: the file's size, its nesting depth and what its

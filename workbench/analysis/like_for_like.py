@@ -93,3 +93,19 @@ def match_baseline(current: pl.DataFrame, previous: pl.DataFrame) -> BaselineMat
             kept.append(config)
     frame = pl.DataFrame([dict(zip(keys, k)) for k in kept], schema=dict.fromkeys(keys, pl.String))
     return BaselineMatch(previous.join(frame, on=list(keys), how="semi"), keys, len(kept), left_out)
+
+
+def check(current: pl.DataFrame, previous: pl.DataFrame, name: str) -> BaselineMatch:
+    """`match_baseline`, for `report --baseline NAME`: nothing comparable is a one-line `UsageError` naming what
+    differs; each configuration left out is a warning on stderr (and a note in the report)."""
+    import sys
+
+    from workbench.errors import UsageError
+
+    found = match_baseline(current, previous)
+    if not found.comparable:
+        why = found.left_out[0] if found.left_out else "no configuration of one is in the other"
+        raise UsageError(f"--baseline {name}: nothing in it is comparable with this sweep: {why}")
+    for line in found.left_out:
+        print(f"warning: --baseline {name}: left out {line}", file=sys.stderr)
+    return found

@@ -11,6 +11,7 @@ import json
 import polars as pl
 
 from workbench import stats
+from workbench.endpoint.probes import summarise_probes
 from workbench.endpoint.slo import summarise
 from workbench.slo import SLO
 
@@ -25,7 +26,11 @@ def level_summaries(frame: pl.DataFrame) -> pl.DataFrame:
         slo = SLO(**params.get("slo", {}))
         summary = summarise(group.to_dicts(), slo)
         configuration = "in-process" if variant == "baseline" else "served"
-        out.append({"variant": variant, "configuration": configuration, "target": group["target"][0], **summary})
+        probed = frame.filter((pl.col("kind") == "probe") & (pl.col("variant") == variant)).to_dicts()
+        fidelity = summarise_probes(probed) if probed else {}  # fidelity probes, counted apart (endpoint.probes)
+        out.append(
+            {"variant": variant, "configuration": configuration, "target": group["target"][0], **summary} | fidelity
+        )
     return with_pareto(pl.DataFrame(out, strict=False))
 
 

@@ -10,7 +10,8 @@
   `saturated` (`slo.OverSaturation`): sending stops, requests in flight are cancelled and kept as failed rows.
 
 Every request sent is a row (`kind="speed"`, with `profile`, `level`, `trial`, the level's `window_s` and
-`saturated`); requests a stopped level never sent are not rows. Summaries come from the rows (`slo.summarise`).
+`saturated`); requests a stopped level never sent are not rows, nor are fidelity probes (`probes.Probe`: a
+prompt that sends itself, counted apart from the measured load). Summaries come from the rows (`slo.summarise`).
 
     levels = [Level("concurrency", c) for c in (1, 2, 4)]
     results = run_levels(Target(url=url, model=name), prompts, levels, max_tokens=64)
@@ -19,6 +20,7 @@ Every request sent is a row (`kind="speed"`, with `profile`, `level`, `trial`, t
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -42,6 +44,11 @@ class Level:
             raise ValueError(f"unknown load profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.profile in ("concurrency", "rate") and not self.value > 0:
             raise ValueError(f"a {self.profile} level needs a value > 0, got {self.value}")
+
+    def effective(self, requests: int) -> float:
+        """The level's value as it loads the server: 1 in flight (synchronous), all of them (throughput), else the
+        concurrency or rate it was given."""
+        return {"synchronous": 1.0, "throughput": float(requests)}.get(self.profile, float(self.value))
 
 
 @dataclass
@@ -81,7 +88,11 @@ async def run_level_async(
         tracker.started.append((outcome.sent_s, state["in_flight"]))
         try:
             limit = max_tokens if isinstance(max_tokens, int) else max_tokens[i]
-            await client.send(prompts[i], limit, outcome=outcome)
+            send_with = getattr(prompts[i], "send_with", None)  # a probe (`probes.Probe`) sends itself
+            if send_with is not None:
+                await send_with(client, outcome)
+            else:
+                await client.send(prompts[i], limit, outcome=outcome)
         finally:
             state["in_flight"] -= 1
         if outcome.chunk_times:
@@ -118,8 +129,7 @@ async def run_level_async(
     if level.profile == "rate":
         body = open_loop(level.value)
     else:
-        width = {"synchronous": 1, "throughput": len(prompts)}.get(level.profile, int(level.value))
-        body = closed_loop(max(1, width))
+        body = closed_loop(max(1, int(level.effective(len(prompts)))))
     runner = asyncio.ensure_future(body)
     stopper = asyncio.ensure_future(stop.wait())
     await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -132,13 +142,13 @@ async def run_level_async(
         raise runner.exception()  # a fault in the load loop itself, never a failed request (those are rows)
     sent = [o for o in outcomes if o.sent_s is not None]
     for outcome in sent:
-        if outcome.end != outcome.end:  # cancelled mid-stream: still a request the server received
+        if math.isnan(outcome.end):  # cancelled mid-stream: still a request the server received
             outcome.end, outcome.error, outcome.ok = time.perf_counter(), CANCELLED, False
     window = max((o.end for o in sent), default=start) - start
-    value = {"synchronous": 1, "throughput": len(prompts)}.get(level.profile, level.value)
-    facts = {"kind": "speed", "profile": level.profile, "level": float(value), "trial": trial, "round": 0}
+    facts = {"kind": "speed", "profile": level.profile, "level": level.effective(len(prompts)), "trial": trial}
+    facts["round"] = 0
     facts |= {"window_s": window, "saturated": stop.is_set()}
-    rows = [{**o.to_row(), **facts} for o in sent]
+    rows = [{**o.to_row(), **facts} for o in sent if getattr(prompts[o.index], "measured", True)]  # probes apart
     return LevelResult(level, rows, sent, saturated=stop.is_set(), unsent=len(prompts) - len(sent))
 
 

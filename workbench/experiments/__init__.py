@@ -14,7 +14,17 @@ variants, interleaved measurement), one module per experiment. Summaries are in 
 charts in `workbench.present.experiment_charts`.
 """
 
-from workbench.experiments.registry import get, names, registry
+from workbench.experiments.registry import ALIASES, canonical, get, names, registry
 from workbench.experiments.runner import build_config, check_models, check_prompts, run_and_save
 
-__all__ = ["build_config", "check_models", "check_prompts", "get", "names", "registry", "run_and_save"]
+__all__ = [
+    "ALIASES",
+    "canonical",
+    "build_config",
+    "check_models",
+    "check_prompts",
+    "get",
+    "names",
+    "registry",
+    "run_and_save",
+]

@@ -156,7 +156,7 @@ class Variant:
         }
 
 
-def baseline(quality: tuple[str, ...] = QUALITY_METRICS) -> Variant:
+def baseline_variant(quality: tuple[str, ...] = QUALITY_METRICS) -> Variant:
     """The reference arm of a run, named `BASELINE` in its rows: every variant is compared with it."""
     return Variant(BASELINE, quality=quality)
 
@@ -269,13 +269,15 @@ def measure_quality(
         )
     frame, _ = evaluate.run_eval(
         loaded,
-        baseline=fidelity,
-        run_id=run_id,
-        variant=variant.name,
-        experiment=config.name,
-        params={"measured_in_run": run_id},
-        identity=declared,
-        **settings,
+        evaluate.EvalSpec(
+            baseline=fidelity,
+            run_id=run_id,
+            variant=variant.name,
+            experiment=config.name,
+            params={"measured_in_run": run_id},
+            identity=declared,
+            **settings,
+        ),
     )
     store.write_parquet(frame, cached)
     return frame

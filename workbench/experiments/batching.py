@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench import stats
-from workbench.experiments.base import Arm, ExperimentConfig, Variant, baseline, measure_arms
+from workbench.experiments.base import Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import loader
 from workbench.optimise import continuous_batching
 from workbench.results import store
@@ -58,7 +58,7 @@ def batch_variant(size: int) -> Variant:
 def run(config: Config) -> pl.DataFrame:
     run_id = store.new_run_id("batching")
     loaded = loader.load(config.model, dtype=config.dtype)
-    arms = [Arm(baseline(), loaded, params={"mode": "static"})]
+    arms = [Arm(baseline_variant(), loaded, params={"mode": "static"})]
     for size in sorted(set(config.batch_sizes) - {1}):
         arms.append(Arm(batch_variant(size), loaded, batch_size=size, params={"mode": "static"}))
     frames = [measure_arms(arms, config, run_id=run_id)]

@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench.errors import ModelError
-from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline, measure_arms
+from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import build, loader
 from workbench.results import store
 from workbench.training.distill import KDSettings, train_student
@@ -53,7 +53,11 @@ def run(config: Config) -> pl.DataFrame:
     teacher = loader.load(config.model, dtype=config.dtype)
     if teacher.path is None:
         raise ModelError("distillation needs a local teacher directory (for its tokenizer)")
-    arms = [Arm(baseline(), teacher, params={"role": "teacher", "parameters": loader.parameter_count(teacher.model)})]
+    arms = [
+        Arm(
+            baseline_variant(), teacher, params={"role": "teacher", "parameters": loader.parameter_count(teacher.model)}
+        )
+    ]
     for name, alpha in (("student-kd", config.alpha), ("student-control", 0.0)):
         student = loader.load(str(train_student(teacher, config.settings(), alpha=alpha)), dtype=config.dtype)
         variant = student_variant(name, config, alpha)

@@ -12,6 +12,10 @@ rotates), each round on fresh prompts so the server's prompt cache never replays
 too: `startup` rows hold the launch-to-ready time (`load_s`) and the first request's TTFT before any warm-up,
 for the server and in process, so "pre-load and warm up" is a measured recommendation.
 
+With `probe_share`, a share of each level's requests are fidelity probes (`endpoint.probes`): greedy requests
+whose in-process continuation (same weights, same dtype as the server) was computed beforehand; the level's
+summary gets `identical_share`, `first_divergence_p50` and `probe_kl_mean`, its latency figures never see them.
+
     workbench run endpoint --params params/endpoint.yaml [--model M] [--json]
 """
 
@@ -51,6 +55,7 @@ SUMMARY_COLUMNS = (
     "goodput_rps",
     "error_rate",
     "slo_pass",
+    "identical_share",
     "cold_ttft_s",
     "startup_s",
 )
@@ -72,6 +77,8 @@ class Config(ExperimentConfig):
     timeout_s: float = Field(60.0, gt=0, le=3600)
     startup_timeout_s: float = Field(300.0, gt=0, le=3600)
     in_process: bool = True
+    probe_share: float = Field(0.0, ge=0, le=1, description="fidelity probes per level, as a share of `requests`")
+    probe_top_logprobs: int = Field(10, ge=0, le=11, description="served top logprobs per probe token (KL)")
 
     def model_specs(self) -> list[str]:
         served = [self.server_model] if self.server_model else []
@@ -84,6 +91,10 @@ class Config(ExperimentConfig):
         server.server_args(**self.server)  # unknown or mistyped server options fail here
         self.require(self.target is None or not self.server, "server", "applies only when the run starts its server")
         self.require(self.target is None or not self.server_model, "server_model", "applies only without target")
+        self.require(
+            not self.probe_share or self.target is None, "probe_share", "needs the run to start its server (model)"
+        )
+        self.require(not self.probe_share or self.chat != "on", "probe_share", "probes are completions (chat: off)")
         levelled = self.profile in ("concurrency", "rate", "saturation")
         self.require(not levelled or all(v > 0 for v in self.levels), "levels", "must all be > 0")
         concurrent = self.profile == "concurrency" or (self.profile == "saturation" and self.search_over != "rate")
@@ -145,8 +156,9 @@ def run(config: Config) -> pl.DataFrame:
         eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
         target = Target(url=url, model=name, chat=config.chat == "on", timeout_s=config.timeout_s, eos_token_ids=eos)
         startup = cold_start(config, target, loaded, prompts, limits, facts, served_name=f"served-{label(plan[0])}")
+        probing = probe_plan(config, loaded, facts, slices + 1) if config.probe_share else None
         if config.profile == "saturation":
-            served = saturation_rows(config, target, plan, prompts, limits)
+            served = saturation_rows(config, target, plan, prompts, limits, probing)
             rows.update(served)
             for round_index in range(config.rounds):
                 if loaded is not None:
@@ -162,7 +174,7 @@ def run(config: Config) -> pl.DataFrame:
                             in_process(config, loaded, prompts, limits, piece, round_index)
                         )
                         continue
-                    served_rows = served_level(config, target, arm, prompts, limits, piece)
+                    served_rows = served_level(config, target, arm, prompts, limits, piece, probing)
                     rows.setdefault(f"served-{label(arm)}", []).extend({**r, "round": round_index} for r in served_rows)
     return frames(config, run_id, rows, startup, loaded, workload, facts, url)
 
@@ -229,28 +241,66 @@ def in_process(config: Config, loaded, prompts, limits, piece: int, round_index:
     return with_items(rows, config, piece, len(prompts))
 
 
-def served_level(config: Config, target: Target, level: Level, prompts, limits, piece: int) -> list[dict]:
+def served_level(config: Config, target: Target, level: Level, prompts, limits, piece: int, probing=None) -> list:
+    """The level's measured rows and, with `probing`, its fidelity probes' rows (`kind="probe"`): the probes are
+    sent among the measured requests (`probes.mix`) and never counted in the level's figures."""
+    from workbench.endpoint import probes
+
+    measured, measured_limits = piece_of(prompts, config, piece), piece_of(limits, config, piece)
+    sent, where = probes.mix(measured, probing.for_piece(piece) if probing else [])
     result = run_levels(
         target,
-        piece_of(prompts, config, piece),
+        sent,
         [level],
-        max_tokens=piece_of(limits, config, piece),
+        max_tokens=[measured_limits[i] if i >= 0 else 1 for i in where],
         trials=config.trials,
         warmup=config.warmup,
+        warmup_prompts=measured,
         seed=config.seed + piece,
         oversat=config.over_saturation if level.profile == "rate" else None,
     )
-    return with_items([row for r in result for row in r.rows], config, piece, len(prompts))
+    rows = [{**row, "request_index": where[row["request_index"]]} for r in result for row in r.rows]
+    out = with_items(rows, config, piece, len(prompts))
+    if probing is None:
+        return out
+    facts = {"profile": level.profile, "level": result[0].rows[0]["level"] if result[0].rows else level.value}
+    outcomes = [o for r in result for o in r.outcomes]
+    probe_list = [p for p in sent if isinstance(p, probes.Probe)]
+    return out + [{**row, **facts} for row in probes.probe_rows(probe_list, outcomes, where, probing.model)]
 
 
-def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, limits) -> dict[str, list]:
+def probe_plan(config: Config, loaded, facts: dict, pieces: int):
+    """References for every piece's probes, computed before any is sent, in process with the model and dtype the
+    server computes in (the run's baseline when it is that model in that dtype; else loaded for this)."""
+    import math
+    from pathlib import Path
+
+    from workbench.endpoint import probes
+    from workbench.errors import ConfigError
+
+    spec, dtype = facts.get("model"), facts.get("dtype")  # the directory mlx_lm.server loaded
+    if not spec or not Path(spec).is_dir() or dtype is None:
+        raise ConfigError("probe_share: the served model's weights and dtype must be known (a local model directory)")
+    served_hash = loader.fingerprint_dir(Path(spec))
+    same = loaded is not None and loaded.model_hash == served_hash and loaded.dtype == dtype
+    model = loaded if same else loader.load(spec, dtype=dtype)
+    per_level = max(1, math.ceil(config.probe_share * config.requests))
+    texts = endpoint_bench.synthetic_texts(
+        model.tokenizer, prompt_tokens=config.prompt_tokens, count=per_level * pieces, seed=config.seed, start=10**6
+    )  # indices far past the measured prompts: a probe never meets a cached measured prompt
+    references = probes.build_references(model, texts, max_tokens=config.gen_tokens)
+    probes.check_references(references, model_hash=served_hash, dtype=dtype)
+    return probes.ProbePlan(model.model, references, per_level, config.probe_top_logprobs)
+
+
+def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, limits, probing=None) -> dict:
     """The search runs once, levels in increasing order on fresh prompts each, stopping at the first failure."""
     out = {}
     for index, level in enumerate(plan):
         piece = index + 1
-        level_rows = served_level(config, target, level, prompts, limits, piece)
+        level_rows = served_level(config, target, level, prompts, limits, piece, probing)
         out[f"served-{label(level)}"] = [{**r, "round": 0} for r in level_rows]
-        if not summarise(level_rows, config.slo)["slo_pass"]:
+        if not summarise([r for r in level_rows if r.get("kind") != "probe"], config.slo)["slo_pass"]:
             break
     return out
 
@@ -282,6 +332,8 @@ def frames(config, run_id, rows, startup, loaded, workload, facts, url) -> pl.Da
         identity["target"] = None if baseline else url
         facts_rows = [
             {**{k: v for k, v in r.items() if k != "item"}, "kind": "speed", **workload.request_facts(r["item"])}
+            if r.get("kind") != "probe"
+            else r
             for r in variant_rows
         ]
         out.append(store.to_frame(facts_rows, **identity, **(base_identity if baseline else served_identity)))
@@ -293,7 +345,8 @@ def frames(config, run_id, rows, startup, loaded, workload, facts, url) -> pl.Da
 def summary_extras(frame: pl.DataFrame) -> dict:
     """Per variant: goodput, SLO attainment and verdict, error rate, saturation, and the cold start."""
     keys = ("goodput_rps", "slo_attainment", "slo_pass", "error_rate", "top_error", "saturated", "throughput_rps")
-    out = {row["variant"]: {k: row[k] for k in keys} for row in level_summaries(frame).to_dicts()}
+    keys += ("identical_share", "first_divergence_p50", "probe_kl_mean")  # fidelity probes, where the run had them
+    out = {row["variant"]: {k: row[k] for k in keys if k in row} for row in level_summaries(frame).to_dicts()}
     for row in frame.filter(kind="startup").to_dicts():
         out.setdefault(row["variant"], {}).update(cold_ttft_s=row["ttft_s"], startup_s=row["load_s"])
     return out

@@ -17,7 +17,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from workbench.experiments.base import ExperimentConfig, Variant, baseline
+from workbench.experiments.base import ExperimentConfig, Variant, baseline_variant
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.results import store
@@ -36,7 +36,7 @@ class Config(ExperimentConfig):
         return self.prefix_tokens + 64 + self.gen_tokens  # the prefix, a question, the answer
 
 
-UNCACHED = baseline(quality=())  # quality is not measured here: caching the prefix keeps the weights
+UNCACHED = baseline_variant(quality=())  # quality is not measured here: caching the prefix keeps the weights
 CACHED = Variant("cached", family="prompt-cache", changes={"prompt_cache": "shared prefix"}, lossless=True)
 
 

@@ -20,8 +20,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench import names, terminal
-from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
-from workbench.experiments.base import baseline as baseline_variant
+from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import loader
 from workbench.optimise import quantise
 from workbench.results import store

@@ -30,7 +30,17 @@ def names() -> tuple[str, ...]:
     return tuple(registry())
 
 
+# Names an experiment had before: rows and sweeps store the name, so an old sweep file or report still finds it.
+ALIASES = {"serving": "response_cache"}
+
+
+def canonical(name: str) -> str:
+    """The experiment's current name (an old name from `ALIASES` maps to it)."""
+    return ALIASES.get(name, name)
+
+
 def get(name: str):
+    name = canonical(name)
     if name not in registry():
         raise ConfigError(f"unknown experiment {name!r}; choose one of {', '.join(registry())}")
     return registry()[name]

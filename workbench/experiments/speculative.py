@@ -19,7 +19,7 @@ import polars as pl
 from pydantic import Field
 
 from workbench.errors import ModelError
-from workbench.experiments.base import Arm, ExperimentConfig, Variant, baseline, measure_arms
+from workbench.experiments.base import Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import loader
 from workbench.optimise import derived
 from workbench.results import store
@@ -88,7 +88,7 @@ def run(config: Config) -> pl.DataFrame:
     loader.check_same_tokenizer(target, draft, role="draft")
     if loader.vocab_size(draft) != loader.vocab_size(target):
         raise ModelError(f"draft {config.draft!r} has another vocabulary than {config.model!r}")
-    arms = [Arm(baseline(), target)]
+    arms = [Arm(baseline_variant(), target)]
     for k in config.num_draft_tokens:
         variant = draft_variant(draft.model_id, k)
         kwargs = {"draft_model": draft.model, "num_draft_tokens": k}

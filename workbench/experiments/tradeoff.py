@@ -18,8 +18,7 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, measure_arms
-from workbench.experiments.base import baseline as baseline_variant
+from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import loader
 from workbench.optimise import derived, quantise
 from workbench.results import store

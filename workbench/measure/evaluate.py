@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict
 
 from workbench import console, runtime, stats
 from workbench.errors import DataError, UsageError
@@ -64,41 +65,66 @@ def load_pair(model, baseline, *, dtype: str) -> tuple[loader.LoadedModel, loade
     return loaded, base
 
 
-def run_eval(
-    model: str | loader.LoadedModel,
-    *,
-    text: str | Path | None = None,
-    sequence_length: int = 128,
-    max_chunks: int | None = None,
-    task: str | None = None,
-    task_count: int = 100,
-    eval_set: str | Path | evalsets.EvalSet | None = None,
-    metric: str = "exact_match",
-    eval_limit: int | None = None,
-    chat: str = "auto",
-    lm_eval: list[str] | None = None,
-    lm_eval_include: str | Path | None = None,
-    lm_eval_limit: int | None = None,
-    baseline: str | loader.LoadedModel | None = None,
-    fidelity_count: int = 16,
-    fidelity_tokens: int = 32,
-    run_id: str | None = None,
-    variant: str = "baseline",
-    experiment: str = "eval",
-    params: dict | None = None,
-    dtype: str = "auto",
-    kv_bits: int | None = None,
-    kv_group_size: int = 64,
-    identity: dict | None = None,
-) -> tuple[pl.DataFrame, dict]:
-    """Perplexity on a text (`"stdlib"` = held-out stdlib docstrings; all chunks unless `max_chunks`), scores on an
-    eval set (`task="facts"`: the built-in one, its first `task_count` items; else `eval_set`, a JSONL path, up to
-    `eval_limit` items, `metric` for items that name none, `chat` for messages), lm-eval tasks, fidelity to a
-    baseline. Writes nothing.
+class EvalSpec(BaseModel):
+    """What `run_eval` measures: perplexity on a text (`"stdlib"` = held-out stdlib docstrings; all chunks unless
+    `max_chunks`), scores on an eval set (`task="facts"`: the built-in one, its first `task_count` items; else
+    `eval_set`, a JSONL path, up to `eval_limit` items, `metric` for items that name none, `chat` for messages),
+    lm-eval tasks, fidelity to a `baseline`; and the identity its rows carry (`run_id`, `variant`, `experiment`,
+    `params`, `identity`: family, changes_json, lossless). `dtype` applies to models given as specs; `kv_bits`
+    quantises the model's KV cache (not the baseline's)."""
 
-    `dtype` applies to models given as specs; `kv_bits` quantises the model's KV cache (not the
-    baseline's); `identity` adds identity columns (family, changes_json, lossless) to every row, and
-    `quality_measured` is set to what this call measured."""
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    text: str | Path | None = None
+    sequence_length: int = 128
+    max_chunks: int | None = None
+    task: str | None = None
+    task_count: int = 100
+    eval_set: Any = None  # a JSONL path or an `evalsets.EvalSet`, taken as given
+    metric: str = "exact_match"
+    eval_limit: int | None = None
+    chat: str = "auto"
+    lm_eval: list[str] | None = None
+    lm_eval_include: str | Path | None = None
+    lm_eval_limit: int | None = None
+    baseline: Any = None  # a model spec (str) or a `loader.LoadedModel`, taken as given
+    fidelity_count: int = 16
+    fidelity_tokens: int = 32
+    run_id: str | None = None
+    variant: str = "baseline"
+    experiment: str = "eval"
+    params: dict | None = None
+    dtype: str = "auto"
+    kv_bits: int | None = None
+    kv_group_size: int = 64
+    identity: dict | None = None
+
+
+def run_eval(model: str | loader.LoadedModel, spec: EvalSpec) -> tuple[pl.DataFrame, dict]:
+    """Measure what `spec` asks of `model`. Writes nothing; `quality_measured` is set to what this call measured."""
+    text = spec.text
+    sequence_length = spec.sequence_length
+    max_chunks = spec.max_chunks
+    task = spec.task
+    task_count = spec.task_count
+    eval_set = spec.eval_set
+    metric = spec.metric
+    eval_limit = spec.eval_limit
+    chat = spec.chat
+    lm_eval = spec.lm_eval
+    lm_eval_include = spec.lm_eval_include
+    lm_eval_limit = spec.lm_eval_limit
+    baseline = spec.baseline
+    fidelity_count = spec.fidelity_count
+    fidelity_tokens = spec.fidelity_tokens
+    run_id = spec.run_id
+    variant = spec.variant
+    experiment = spec.experiment
+    params = spec.params
+    dtype = spec.dtype
+    kv_bits = spec.kv_bits
+    kv_group_size = spec.kv_group_size
+    identity = spec.identity
     if text is None and task is None and eval_set is None and not lm_eval and baseline is None:
         raise UsageError("nothing to evaluate: give a text, a task, an eval set, lm-eval tasks or a baseline")
     quality.check_kv_quantisation(kv_bits, kv_group_size)
@@ -301,22 +327,24 @@ def main(argv: list[str] | None = None) -> int:
     load_before = runs.prepare_run(args, [args.model, args.baseline])
     frame, summary = run_eval(
         args.model,
-        text=args.text,
-        sequence_length=args.sequence_length,
-        max_chunks=args.max_chunks,
-        task=args.task,
-        task_count=args.task_count,
-        eval_set=args.eval_set,
-        metric=args.metric,
-        eval_limit=args.eval_limit,
-        chat=args.chat,
-        lm_eval=lm_tasks,
-        lm_eval_include=args.lm_eval_include,
-        lm_eval_limit=args.lm_eval_limit,
-        baseline=args.baseline,
-        dtype=args.dtype,
-        kv_bits=args.kv_bits,
-        kv_group_size=args.kv_group_size,
+        EvalSpec(
+            text=args.text,
+            sequence_length=args.sequence_length,
+            max_chunks=args.max_chunks,
+            task=args.task,
+            task_count=args.task_count,
+            eval_set=args.eval_set,
+            metric=args.metric,
+            eval_limit=args.eval_limit,
+            chat=args.chat,
+            lm_eval=lm_tasks,
+            lm_eval_include=args.lm_eval_include,
+            lm_eval_limit=args.lm_eval_limit,
+            baseline=args.baseline,
+            dtype=args.dtype,
+            kv_bits=args.kv_bits,
+            kv_group_size=args.kv_group_size,
+        ),
     )
     text = eval_table(display(summary), title=f"eval: {summary.get('model_id', args.model)}")
     runs.save_and_print(args, frame, summary, command="eval", load_before=load_before, text=text)

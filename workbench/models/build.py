@@ -22,6 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import ConfigError
 from workbench.paths import atomic_dir, cache_dir
@@ -123,7 +124,7 @@ _DEFAULT = {
     "questions": 8,
     "curriculum_steps": 300,
 }
-_SIZES = {  # hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, training
+_SIZES: dict[str, tuple[int, int, int, int, dict[str, Any]]] = {  # hidden, layers, heads, intermediate, training
     "nano": (64, 2, 4, 128, {"steps": 100, "batch_size": 8, "warmup_steps": 20}),
     "default": (128, 4, 4, 384, _DEFAULT),
     "student": (64, 3, 4, 192, _LONG),

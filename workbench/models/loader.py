@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from workbench.errors import ModelError
 from workbench.models import build
@@ -106,7 +106,7 @@ def load(spec: str, *, dtype: str = "auto", **load_kwargs) -> LoadedModel:
     target, model_id = resolve(spec)
     start = time.perf_counter()
     try:
-        model, tokenizer, config = mlx_load(str(target), return_config=True, **load_kwargs)
+        model, tokenizer, config = cast(tuple[Any, Any, dict], mlx_load(str(target), return_config=True, **load_kwargs))
     except Exception as exc:  # mlx_lm raises many types; name the model and the cause
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {spec!r} from {target}: {reason}") from exc
@@ -138,11 +138,11 @@ def floating_dtype(model) -> str:
     from mlx.utils import tree_flatten
 
     sizes: dict[str, int] = {}
-    for _, value in tree_flatten(model.parameters()):
+    for _, value in cast(list[tuple[str, Any]], tree_flatten(model.parameters())):
         if mx.issubdtype(value.dtype, mx.floating):
             name = str(value.dtype).removeprefix("mlx.core.")
             sizes[name] = sizes.get(name, 0) + value.size
-    return max(sizes, key=sizes.get) if sizes else "float32"
+    return max(sizes, key=lambda name: sizes[name]) if sizes else "float32"
 
 
 def resolve_dtype(dtype: str, *, checkpoint: str) -> str:
@@ -214,7 +214,7 @@ def load_tokenizer(path: Path):
 def parameter_count(model) -> int:
     from mlx.utils import tree_flatten
 
-    return sum(v.size for _, v in tree_flatten(model.parameters()))
+    return sum(v.size for _, v in cast(list[tuple[str, Any]], tree_flatten(model.parameters())))
 
 
 def vocab_size(loaded: LoadedModel) -> int:
@@ -227,7 +227,7 @@ def weights_bytes(model) -> int:
     """Bytes the model's arrays occupy in memory (quantised weights, scales and biases included)."""
     from mlx.utils import tree_flatten
 
-    return sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+    return sum(v.nbytes for _, v in cast(list[tuple[str, Any]], tree_flatten(model.parameters())))
 
 
 def size_on_disk(path: Path) -> int:

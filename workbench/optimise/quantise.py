@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any, cast
 
 from workbench.errors import ModelError
 from workbench.models.loader import fingerprint_dir, resolve, resolve_dtype, set_compute_dtype
@@ -121,7 +122,7 @@ def _calibrated_quantise(source: Path, out: Path, *, method: str, bits: int, gro
     from mlx_lm.utils import save
 
     mx.random.seed(0)
-    model, tokenizer, config = mlx_load(str(source), return_config=True)
+    model, tokenizer, config = cast(tuple[Any, Any, dict], mlx_load(str(source), return_config=True))
     if dtype != "checkpoint":
         set_compute_dtype(model, dtype)
     data = calibration_tokens(tokenizer)

@@ -2,7 +2,7 @@
 self-contained HTML file (code hidden, the charts' JavaScript inlined once, no CDN).
 
     workbench report SWEEP [--baseline OLD_SWEEP] [--slo FILE] [--quality M] [--objective M] [-o X.html] [--json]
-                           [--include-stale]
+                           [--include-stale] [--endpoint ENDPOINT_SWEEP] [--compare-import NAME ...]
 
 Only verified points are reported (`integrity`): corrupt points, stray entries and stale points (no longer
 in the sweep file; unless `--include-stale`) are left out, each named in a warning on stderr and in the report.
@@ -50,6 +50,9 @@ def setup_arg_parser() -> console.Parser:
     parser.add_argument("--baseline", help="an earlier sweep to check for regressions")
     parser.add_argument("--endpoint", help="an endpoint sweep to report as the served-endpoint section")
     parser.add_argument(
+        "--compare-import", action="append", default=[], metavar="NAME", help="an import (`workbench import`) to show"
+    )
+    parser.add_argument(
         "--slo", help="YAML of SLO targets (ttft_s_p90_max, throughput_tps_min, task_accuracy_min, ...)"
     )
     parser.add_argument(
@@ -82,10 +85,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {line}", file=sys.stderr)
     if args.slo:
         gates.load_slo(args.slo)
-    if args.baseline:
-        check_baseline(args.sweep, args.baseline, include_stale=args.include_stale)
+    if args.baseline:  # nothing comparable: one line; configurations left out: named on stderr
+        from workbench.analysis.like_for_like import check
+
+        stale = args.include_stale
+        check(load(args.sweep, include_stale=stale)[0], load(args.baseline, include_stale=stale)[0], args.baseline)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
     options = {"baseline_sweep": args.baseline, "slo_file": args.slo, "endpoint_sweep": args.endpoint}
+    if args.compare_import:
+        from workbench.results.imported import load_import
+
+        for name in args.compare_import:
+            load_import(name)  # a missing import is a one-line error before the notebook runs
+        options["compare_imports"] = args.compare_import
     options |= {key: getattr(args, key) for key in ("quality", "objective", "tolerance")}
     os.environ[INCLUDE_STALE] = "1" if args.include_stale else ""  # read by `build` in the notebook's kernel
     try:
@@ -101,20 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     elif summary.get("headline"):
         print(f"headline: {summary['headline']}")
     return 0
-
-
-def check_baseline(sweep: str, baseline: str, *, include_stale: bool = False):
-    """`--baseline` must share comparable configurations (`like_for_like`): none is a one-line `UsageError`
-    naming what differs; the ones left out are named on stderr and in the report."""
-    from workbench.analysis.like_for_like import match_baseline
-
-    found = match_baseline(load(sweep, include_stale=include_stale)[0], load(baseline, include_stale=include_stale)[0])
-    if not found.comparable:
-        why = found.left_out[0] if found.left_out else "no configuration of one is in the other"
-        raise UsageError(f"--baseline {baseline}: nothing in it is comparable with {sweep}: {why}")
-    for line in found.left_out:
-        print(f"warning: --baseline {baseline}: left out {line}", file=sys.stderr)
-    return found
 
 
 def scan(name: str, *, include_stale: bool = False) -> integrity.SweepScan:
@@ -202,6 +200,7 @@ class Report:
     baseline_sweep: str | None = None
     tolerance: float = 0.10
     endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
+    imports: object = None  # import_section.ImportSection, with `--compare-import`
     rows: pl.DataFrame | None = None  # the sweep's verified rows (the header reads model and workload off them)
     slo_sources: dict | None = None  # target -> "report default" or "--slo FILE"
     endpoint_slo: str | None = None  # the endpoint sweep's own SLO, in words (its points' params)
@@ -221,6 +220,7 @@ class Report:
             "baseline_sweep": self.baseline_sweep,
             "baseline_left_out": self.baseline_left_out,
             "endpoint": self.endpoint.to_json() if self.endpoint is not None else None,
+            "imports": self.imports.to_json() if self.imports is not None else None,
         }
         return {**extra, **self.analysis.to_json()}
 
@@ -235,6 +235,7 @@ def build(
     tolerance: float = 0.10,
     include_stale: bool | None = None,
     endpoint_sweep: str | None = None,
+    compare_imports: list[str] | None = None,
 ) -> Report:
     """The analysed sweep. Points that fail verification, stray entries and (unless `include_stale`; default:
     `workbench report --include-stale`) stale points are left out with a warning."""
@@ -264,24 +265,19 @@ def build(
     if endpoint_sweep:
         from workbench.present import endpoint_section
 
-        served = load(endpoint_sweep, include_stale=include_stale)[0]
-        section, served_slo = endpoint_section.from_rows(served, endpoint_sweep), endpoint_slo(served)
+        endpoint_rows = load(endpoint_sweep, include_stale=include_stale)[0]
+        section = endpoint_section.from_rows(endpoint_rows, endpoint_sweep)
+        served_slo = endpoint_slo(endpoint_rows)
+    imported = None
+    if compare_imports:
+        from workbench.present import import_section
+
+        imported = import_section.from_rows(endpoint_rows if endpoint_sweep else rows, list(compare_imports))
     sources = slo_sources(result.slo, slo_file, gates.DEFAULT_SLO)
+    extras = {"rows": rows, "slo_sources": sources, "endpoint_slo": served_slo}
+    extras["baseline_left_out"] = match.left_out if match is not None else []
     return Report(
-        sweep,
-        result,
-        env,
-        points,
-        failed,
-        risks,
-        slo_rows,
-        baseline_sweep,
-        tolerance,
-        section,
-        rows,
-        sources,
-        served_slo,
-        match.left_out if match is not None else [],
+        sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, imported, **extras
     )
 
 
@@ -325,7 +321,7 @@ def failures(sweep: str, *, include_stale: bool = False) -> tuple[int, int]:
 
 
 def figures(report: Report) -> dict:
-    from workbench.present import charts, endpoint_section
+    from workbench.present import charts, endpoint_section, import_section
 
     a = report.analysis
     measured = [q for q in (a.quality, "perplexity", "task_accuracy") if a.configs[q].drop_nulls().len()]
@@ -340,6 +336,7 @@ def figures(report: Report) -> dict:
         "quality_vs_speed": charts.quality_vs_speed(a.configs, quality=(measured or ["perplexity"])[0]),
         "memory": charts.memory_by_variant(a.configs),
         **endpoint_section.figures(report.endpoint),
+        **import_section.figures(report.imports),
     }
 
 

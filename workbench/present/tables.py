@@ -5,7 +5,6 @@ HTML shows as text, never as a live tag. Presentation only: the numbers come fro
 
 from __future__ import annotations
 
-import html as _html
 import json
 import math
 
@@ -226,76 +225,6 @@ def configurations(frame: pl.DataFrame, *, quality: str, columns=("ttft_s_p90", 
     return table(pl.DataFrame(rows))
 
 
-def overview(report):
-    """The top of the report: what was measured, the noise floor, the verdict and the warnings (escaped HTML)."""
-    from IPython.display import HTML
-
-    a, esc = report.analysis, _html.escape
-    runs = a.configs["run_id"].n_unique() if a.configs.height else 0
-    objective = METRICS[a.objective][0].lower()
-    floor = a.noise_floor[a.objective]
-    if floor["median_pct"] is None:
-        floor_text = (
-            "<b>unknown</b> (no run measured its baseline in two or more rounds): nothing is called significant"
-        )
-    else:
-        floor_text = (
-            f"<b>{fmt_pct(floor['median_pct']).lstrip('+')}</b> of {objective} (median over {floor['runs']} runs; "
-            f"largest {fmt_pct(floor['max_pct']).lstrip('+')}"
-            + (
-                f"; largest A/A copy {fmt_pct(floor['aa_copy_max_pct']).lstrip('+')})"
-                if floor.get("aa_copy_max_pct") is not None
-                else ")"
-            )
-        )
-    verdicts = [
-        f"<li><b>{esc(_label(r))}</b> <code>{esc(_id(r))}</code> ({esc(r['family'])}): {objective} "
-        f"{esc(fmt_change(r['change_pct'], r['ci_low_pct'], r['ci_high_pct']))}</li>"
-        for r in a.recommended.iter_rows(named=True)
-    ]
-    verdict = f"<p>Recommended:</p><ul>{''.join(verdicts)}</ul>" if verdicts else header.nothing_recommended(a)
-    warnings = "".join(f"<li>{esc(w)}</li>" for w in a.warnings)
-    return HTML(
-        f"<p>Sweep <b>{esc(report.sweep)}</b>: {report.points} points ({report.failed} failed), "
-        f"{a.configs.height} configurations in {runs} runs.</p>"
-        f"<p>Noise floor (A/A): {floor_text}.</p>{verdict}"
-        + (
-            f'<div style="background:#fff4ce;padding:4px 12px"><b>Read with care</b><ul>{warnings}</ul></div>'
-            if warnings
-            else ""
-        )
-    )
-
-
-def baseline_overview(report):
-    """The baseline's measured figures (median over its runs), hardware and versions."""
-    from IPython.display import HTML
-
-    from workbench.analysis import per_variant
-
-    base, env, esc = per_variant.baseline_summary(report.analysis.configs), report.env, _html.escape
-    if not base["runs"]:
-        return HTML("<p>No baseline rows in this sweep.</p>")
-
-    def v(metric):
-        return esc(fmt_value(metric, base.get(metric)))
-
-    memory = (env.get("memory_bytes") or 0) / 2**30
-    items = [
-        f"<b>throughput</b> {v('throughput_tps')}, {v('throughput_rps')}",
-        f"<b>TTFT</b> p50 {v('ttft_s')}, p90 {v('ttft_s_p90')}; <b>end-to-end</b> p50 {v('e2e_s')}; "
-        f"<b>decode</b> {v('decode_tps')}",
-        f"<b>quality</b>: perplexity {v('perplexity')}, task exact match {v('task_accuracy')}",
-        f"<b>memory</b>: peak {v('peak_mem_bytes')}",
-        f"<b>hardware</b>: {esc(str(env.get('cpu', '?')))}, {esc(str(env.get('cores', '?')))} cores, {memory:.0f} GiB, "
-        f"backend <b>{esc(str(env.get('backend', '?')))}</b>, BLAS {esc(str(env.get('blas', '?')))}",
-        f"<b>versions</b>: mlx {esc(str(env.get('mlx', '?')))}, mlx-lm {esc(str(env.get('mlx_lm', '?')))}, "
-        f"Python {esc(str(env.get('python', '?')))}, git {esc(str(env.get('git_sha') or '?')[:10])}",
-        f"medians over the baseline's {base['runs']} runs",
-    ]
-    return HTML("<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>")
-
-
 def regressions_section(report):
     from IPython.display import HTML
 
@@ -396,3 +325,31 @@ def endpoint_cold(section):
     ]
     note = "Cold: the first request after the model loaded, before any warm-up request."
     return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)
+
+
+def endpoint_fidelity(section):
+    """Fidelity probes per configuration and level (`endpoint.probes`): served greedy tokens against in process."""
+    rows = []
+    levels = section.levels if section is not None else pl.DataFrame()
+    for r in levels.iter_rows(named=True) if "identical_share" in levels.columns else []:
+        if r.get("probes") is None:
+            continue
+        first = r["first_divergence_p50"]
+        rows.append(
+            {
+                "Configuration": r["configuration"],
+                "Load": f"{r['profile']} {r['level']:g}",
+                "Probes (ok)": f"{r['probes']} ({r['probes_ok']})",
+                "Identical to in process": "n/a" if r["identical_share"] is None else f"{r['identical_share']:.0%}",
+                "First divergence p50": "none diverged" if first is None else f"token {first:g}",
+                "KL top-k (lower bound)": "n/a" if r["probe_kl_mean"] is None else f"{r['probe_kl_mean']:.2e}",
+                "Measured requests overlapped": f"{r['probe_overlap_mean']:.1f}",
+            }
+        )
+    note = (
+        "Probes: greedy fixed-length requests sent among the measured ones (never in their latency figures), "
+        "against their in-process continuation by the same weights in the same dtype. First divergence: median "
+        "position over the probes that diverged. KL: in process ‖ served over the served top-k tokens plus the "
+        "rest, a lower bound of the full KL."
+    )
+    return table(pl.DataFrame(rows), empty="No fidelity probes (`probe_share` in the endpoint params).", note=note)

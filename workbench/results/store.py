@@ -2,7 +2,7 @@
 
 One row per measured unit: a request in a trial (`kind="speed"`), a task or eval-set
 item or lm-eval document (`"task"`, with its `item_id`, `metric` and `score`), a fidelity
-sequence (`"fidelity"`) or a perplexity chunk (`"perplexity"`).
+sequence (`"fidelity"`), a perplexity chunk (`"perplexity"`) or a served fidelity probe (`"probe"`).
 Every row carries the run, model, backend and workload identity and the variant's
 parameters, so summaries are always computed from rows. See docs/results.md.
 
@@ -96,9 +96,11 @@ MEASURES = {
     "score": pl.Float64,
     "acc_norm": pl.Float64,
     "choice_logprobs": pl.List(pl.Float64),
+    "identical": pl.Boolean,
+    "overlap_requests": pl.Int32,
 }
 SCHEMA = {**IDENTITY, **MEASURES}
-KINDS = ("speed", "task", "fidelity", "perplexity", "startup")
+KINDS = ("speed", "task", "fidelity", "perplexity", "startup", "probe")
 BASELINE = "baseline"  # the `variant` every other variant of a run is compared with
 
 

@@ -103,7 +103,7 @@ def _parse(path: Path, max_points: int = MAX_POINTS) -> SweepFile:
         raise SweepError(f"{path}:{key}: {short(error['msg'], 160)}") from None
     if spec.name is None and not re.fullmatch(SLUG, path.stem):
         raise SweepError(f"{path}:name: the file name is no sweep name (letters, digits, '-', '_'); give name:")
-    if spec.experiment not in experiments.names():
+    if experiments.canonical(spec.experiment) not in experiments.names():
         choices = ", ".join(experiments.names())
         raise SweepError(f"{path}:experiment: must be one of {choices}, got {short(repr(spec.experiment))}")
     if spec.grid is not None and spec.points is not None:

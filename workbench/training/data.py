@@ -30,7 +30,8 @@ class Batches:
         recipe = self.recipe
         shape = {"min_facts": recipe.min_facts, "max_facts": max_facts, "questions": recipe.questions}
         shape["same_attribute"] = recipe.same_attribute
-        row, answer = [], []
+        row: list[int] = []
+        answer: list[bool] = []
         while len(row) < length:
             row.append(0)
             answer.append(False)
@@ -77,4 +78,5 @@ class AnswerProbe:
         import mlx.core as mx
 
         logits = model(mx.array(self.tokens))[mx.arange(len(self.last)), mx.array(self.last), :]
-        return float((mx.argmax(logits, axis=-1) == mx.array(self.answers)).mean().item())
+        hits = (mx.argmax(logits, axis=-1) == mx.array(self.answers)).mean()
+        return float(hits.item())  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ What each option does: docs/workloads.md.
 
 from __future__ import annotations
 
+import argparse
 import typing
 from typing import Literal
 
@@ -44,7 +45,7 @@ DATASET_ONLY = ("dataset_limit", "dataset_order", "dataset_turns", "min_prompt_t
 SYNTHETIC_ONLY = ("prompt_dist", "gen_dist", "shared_prefix_tokens", "shared_prefix_groups")
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per `WorkloadOptions` field: `--name-with-dashes`, its type and bounds, choices and default."""
     from workbench import console
 
@@ -54,7 +55,7 @@ def add_arguments(parser) -> None:
         if typing.get_origin(field.annotation) is Literal:
             kwargs["choices"] = typing.get_args(field.annotation)
         elif int in kinds:
-            low = next((m.ge for m in field.metadata if isinstance(m, annotated_types.Ge)), 0)
-            high = next((m.le for m in field.metadata if isinstance(m, annotated_types.Le)), None)
+            low = next((int(m.ge) for m in field.metadata if isinstance(m, annotated_types.Ge)), 0)  # type: ignore[call-overload]
+            high = next((int(m.le) for m in field.metadata if isinstance(m, annotated_types.Le)), None)  # type: ignore[call-overload]
             kwargs["type"] = console.int_at_least(low, high)
         parser.add_argument("--" + name.replace("_", "-"), **kwargs)

@@ -1,4 +1,4 @@
-"""Serving: an exact-match response cache in front of generation.
+"""Response cache: an exact-match cache of answers in front of generation (formerly the `serving` experiment).
 
 A Zipf-distributed (seeded) stream of repeated task queries is served with and without the
 cache (in-process LRU, or Redis when `redis_url` is given), the two alternating request by
@@ -6,7 +6,7 @@ request within each round, with a fresh (cold) cache per round and a warm-up fir
 rate, latency percentiles, throughput, task accuracy (measured on every answer served) and
 the cache's memory. Routing across model tiers is the `tiering` experiment.
 
-    workbench run serving --params params/serving.yaml [--model M] [--json]
+    workbench run response_cache --params params/response_cache.yaml [--model M] [--json]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from workbench.workloads import prompt_sets, tasks
 
 
 class Config(ExperimentConfig):
-    name: ClassVar[str] = "serving"
+    name: ClassVar[str] = "response_cache"
     takes_workload: ClassVar[bool] = False  # its own prompts (base.ExperimentConfig.check_workload)
 
     unique_queries: int = Field(24, ge=1, le=100_000)
@@ -114,12 +114,12 @@ def connect_redis(url: str):
     try:
         import redis
     except ImportError:
-        raise ConfigError("serving.redis_url: the redis client is not installed (pip install redis)") from None
+        raise ConfigError("response_cache.redis_url: the redis client is not installed (pip install redis)") from None
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=30)
         client.ping()
     except (ValueError, redis.RedisError) as exc:
-        raise ConfigError(f"serving.redis_url: no Redis answers at {url!r} ({exc})") from None
+        raise ConfigError(f"response_cache.redis_url: no Redis answers at {url!r} ({exc})") from None
     return client
 
 
@@ -138,7 +138,7 @@ def _answer(loaded, prompt: str, gen_tokens: int) -> dict:
 
 
 def run(config: Config) -> pl.DataFrame:
-    run_id = store.new_run_id("serving")
+    run_id = store.new_run_id("response_cache")
     if config.redis_url:
         connect_redis(config.redis_url)
     loaded = loader.load(config.model, dtype=config.dtype)
