@@ -281,6 +281,10 @@ def test_report_escapes_names_from_the_rows(sweep_outputs, tmp_path):
     rows = rows.with_columns(
         variant=pl.when(pl.col("variant") == "baseline").then(pl.col("variant")).otherwise(pl.lit(HOSTILE)),
         model_id=pl.lit(HOSTILE),
+        # names are built from what a variant declares it changes: a hostile declaration reaches the page too
+        changes_json=pl.when(pl.col("variant") == "baseline")
+        .then(pl.col("changes_json"))
+        .otherwise(pl.lit(json.dumps({"bits": 8, "recipe": HOSTILE}))),
     )
     rows.write_parquet(target / "results.parquet")
     integrity.write_manifest(target, rows.height, (target / "results.parquet").read_bytes())
