@@ -11,7 +11,7 @@ from workbench.endpoint import probes
 from workbench.endpoint.levels import level_summaries
 from workbench.errors import ConfigError
 from workbench.models import loader
-from workbench.present import endpoint_section, tables
+from workbench.present import endpoint_section, endpoint_tables
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_probes_under_load_are_rows_of_their_own(nano_path):
     assert levels["served-c1"]["probes"] == 6 and levels["served-c1"]["identical_share"] is not None
     assert levels["served-c1"]["requests"] == 12, "probes are not in the level's latency rows"
     assert levels["served-c1"]["identical_share"] == 1.0, "mlx_lm.server alone, default flags: the in-process tokens"
-    table = tables.endpoint_fidelity(endpoint_section.from_rows(frame)).as_raw_html()
+    table = endpoint_tables.endpoint_fidelity(endpoint_section.from_rows(frame)).as_raw_html()
     assert "100%" in table and "none diverged" in table and "mlx_lm.server defaults" in table
 
 

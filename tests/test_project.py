@@ -48,7 +48,7 @@ LAYERS = (
     (
         "base",
         ("errors", "paths", "yamlfile", "runtime", "stats", "metrics", "slo", "names", "terminal", "console")
-        + ("jupyter_kernel",),
+        + ("jupyter_kernel", "redact"),
     ),
     ("results", ("results",)),
     ("inputs", ("models", "training", "workloads")),

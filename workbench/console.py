@@ -120,6 +120,8 @@ def entry(main, argv: list[str] | None = None) -> int:
     try:
         return main(argv)
     except WorkbenchError as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        from workbench.redact import redact_text
+
+        message = redact_text(" ".join(str(exc).split())) or type(exc).__name__
         print(f"workbench: error: {message}", file=sys.stderr)
         return EXIT_USAGE

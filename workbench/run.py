@@ -21,6 +21,8 @@ from workbench.analysis import run_summary
 from workbench.errors import ConfigError
 from workbench.paths import REPO_ROOT
 
+EXIT_ALL_FAILED = 3  # the run finished and was saved, but every served request failed
+
 
 def setup_arg_parser() -> console.Parser:
     parser = console.parser("run", "run an optimisation experiment from its params file")
@@ -28,6 +30,7 @@ def setup_arg_parser() -> console.Parser:
     parser.add_argument("--params", help="the experiment's params file (default: params/<experiment>.yaml)")
     parser.add_argument("--model", help="replace the model under test (preset, mlx-lm directory or repo id)")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--allow-errors", action="store_true", help="exit 0 even when every served request failed")
     parser.add_argument("--json", action="store_true")
     return parser
 
@@ -46,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         console.print_json(run_summary.variant_summaries(args.experiment, frame))
     else:
         print(variant_table(config, frame))
+    module = experiments.get(args.experiment)
+    for line in getattr(module, "run_warnings", lambda f: [])(frame):
+        print(f"warning: {line}", file=sys.stderr)
+    warning = getattr(module, "failure_warning", lambda f: None)(frame)
+    if warning and not args.allow_errors:
+        print(f"warning: {warning}", file=sys.stderr)
+        return EXIT_ALL_FAILED
     return 0
 
 

@@ -17,6 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 PERCENTILES = (50, 90, 99)
 LEVEL = 0.95
@@ -144,6 +145,24 @@ def is_significant(change: Difference, noise_floor_pct: float | None = None) -> 
     return abs(change.change_pct) > noise_floor_pct
 
 
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+
+
+def verdict(low: float, high: float, *, min_effect: float, higher_is_better: bool = True) -> str:
+    """The verdict on a change whose interval is [low, high], against the practical threshold `min_effect`
+    (same unit): "better"/"worse" when the interval excludes 0 and its midpoint is more than `min_effect` away
+    from 0 (up is better unless `higher_is_better` is False); "equivalent" when the whole interval lies within
+    +-`min_effect` (an equivalence test, as TOST); "inconclusive" otherwise, and for a missing interval."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"
+    point = (low + high) / 2
+    if (low > 0 or high < 0) and abs(point) > min_effect:
+        return "better" if (point > 0) == higher_is_better else "worse"
+    if -min_effect <= low and high <= min_effect:
+        return "equivalent"
+    return "inconclusive"
+
+
 def json_safe(value):
     """NaN and infinities become None, recursively, so `json.dumps` writes valid JSON."""
     if isinstance(value, float):
@@ -173,3 +192,63 @@ def pareto_mask(df, objectives: dict[str, bool]) -> list[bool]:
         dominated = (np.all(valid >= scores[i], axis=1) & np.any(valid > scores[i], axis=1)).any()
         mask[i] = not dominated
     return mask.tolist()
+
+
+def paired_score_interval(reference: ArrayLike, variant: ArrayLike, level: float = LEVEL) -> tuple[float, float, float]:
+    """(change, low, high) of mean(variant - reference) for scores paired on the same items: Bonett and Price's
+    adjusted Wald interval (2012), i.e. a Wald interval on the differences with two pseudo-items added, one at
+    +range and one at -range (range = 1 for scores in [0, 1]). For 0/1 scores that is their interval for a
+    difference of paired proportions: it covers at the nominal rate, and when no item changed it still has the
+    width the item count allows (a bootstrap over items would shrink to the point and call 10 items "the same").
+    `change` is the observed mean difference. NaN for no items."""
+    from scipy import stats
+
+    a, b = np.asarray(reference, dtype=float), np.asarray(variant, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    d = b[keep] - a[keep]
+    if d.size == 0:
+        return (math.nan, math.nan, math.nan)
+    values = np.concatenate([a[keep], b[keep]])
+    spread = max(1.0, float(values.max() - values.min()))
+    augmented = np.concatenate([d, [spread, -spread]])
+    centre = float(augmented.mean())
+    se = math.sqrt(float(np.mean(augmented**2)) - centre**2) / math.sqrt(augmented.size)
+    half = float(stats.norm.ppf(0.5 + level / 2)) * se
+    return (float(d.mean()), centre - half, centre + half)
+
+
+def mcnemar_exact(reference: ArrayLike, variant: ArrayLike) -> float:
+    """Two-sided p-value of McNemar's exact test on paired 0/1 outcomes: a binomial test (p = 1/2) of the items
+    only one of the two got right; 1.0 when no item differs."""
+    from scipy import stats
+
+    a, b = np.asarray(reference, dtype=float), np.asarray(variant, dtype=float)
+    lost, gained = int(np.sum((a == 1) & (b == 0))), int(np.sum((a == 0) & (b == 1)))
+    if lost + gained == 0:
+        return 1.0
+    return float(stats.binomtest(min(lost, gained), lost + gained, 0.5).pvalue)
+
+
+def ratio_interval(
+    numerators: ArrayLike, denominators: ArrayLike, level: float = LEVEL
+) -> tuple[float, float, float, float]:
+    """(estimate, low, high, p) of sum(numerators) / sum(denominators) over independent clusters (chunks, prompts):
+    a Student t interval with n-1 degrees of freedom on the linearised (delta-method) residuals of the ratio,
+    the p-value of the estimate against 0. NaN below two clusters; the point when the residuals are all zero."""
+    from scipy import stats
+
+    y, x = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    keep = np.isfinite(y) & np.isfinite(x)
+    y, x = y[keep], x[keep]
+    if y.size == 0 or x.sum() == 0:
+        return (math.nan, math.nan, math.nan, math.nan)
+    estimate = float(y.sum() / x.sum())
+    if y.size < 2:
+        return (estimate, math.nan, math.nan, math.nan)
+    residuals = (y - estimate * x) / x.mean()
+    se = float(residuals.std(ddof=1)) / math.sqrt(y.size)
+    if se == 0:
+        return (estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0)
+    half = float(stats.t.ppf(0.5 + level / 2, y.size - 1)) * se
+    p = float(2 * stats.t.sf(abs(estimate) / se, y.size - 1))
+    return (estimate, estimate - half, estimate + half, p)

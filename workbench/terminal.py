@@ -154,6 +154,17 @@ def render(headers: list[str], rows: list[list[str]], *, title: str | None = Non
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()).strip("\n")
 
 
+def key_values(shown: dict, *, title: str) -> str:
+    """A two-column table of named figures (`eval`): metrics in their units, other values as they are."""
+
+    def cell(key, raw):
+        if isinstance(raw, float) and key in UNITS:
+            return f"{value(key, raw)} {UNITS[key][1]}".strip()
+        return number(raw) if isinstance(raw, float) else str(raw)
+
+    return render(["measure", "value"], [[key, cell(key, raw)] for key, raw in shown.items()], title=title)
+
+
 def step(what: str) -> None:
     """One progress line on stderr for a long step ('quantise: 4-bit weights: quantising (2/3)'); stdout stays the
     table or the JSON. `WORKBENCH_QUIET=1` silences it."""

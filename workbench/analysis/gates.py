@@ -8,6 +8,8 @@ An SLO file is YAML of `<metric>_max` / `<metric>_min` targets, e.g.
     task_accuracy_min: 0.6
 
 A metric that was not measured fails its target: a stakeholder cannot rely on what nobody measured.
+`quality_margins:` (e.g. `{task_points: 2, perplexity_pct: 1}`) is not a target: it sets the margins of the
+quality verdicts (`analysis.quality_compare.QualityMargins`, read by `load_quality_margins`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from workbench import metrics, stats
 from workbench.analysis.per_variant import baseline_summary, configurations
+from workbench.analysis.quality_compare import QualityMargins, margins_from
 from workbench.analysis.significance import HIGHER_IS_BETTER, SAMPLE_METRICS, trial_samples
 from workbench.errors import ConfigError
 from workbench.slo import checks
@@ -35,6 +38,7 @@ SLO_FILE = create_model(
         for metric in HIGHER_IS_BETTER
         for bound in ("min", "max")
     },
+    quality_margins=(QualityMargins | None, None),  # not a target: the margins of the quality verdicts
 )
 
 
@@ -52,7 +56,19 @@ def load_slo(path=None) -> dict:
         key = ".".join(str(part) for part in error["loc"])
         problem = "unknown SLO target" if error["type"] == "extra_forbidden" else error["msg"]
         raise ConfigError(f"{path}:{key}: {problem} (targets: <metric>_min or <metric>_max)") from None
-    return {**DEFAULT_SLO, **targets.model_dump(exclude_unset=True)}
+    values = targets.model_dump(exclude_unset=True)
+    values.pop("quality_margins", None)
+    return {**DEFAULT_SLO, **values}
+
+
+def load_quality_margins(path=None) -> QualityMargins:
+    """The SLO file's `quality_margins:` (docs/quality.md), else the defaults; checked as `load_slo` checks."""
+    if path is None:
+        return QualityMargins()
+    from workbench.yamlfile import read_yaml_mapping
+
+    load_slo(path)
+    return margins_from(read_yaml_mapping(path, ConfigError).get("quality_margins"), f"{path}:quality_margins")
 
 
 def config_name(config: dict) -> str:

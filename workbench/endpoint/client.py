@@ -10,8 +10,12 @@ count from `usage`: ITL is the gaps between chunks (AIPerf's inter_chunk_latency
 tokens (docs/metrics.md, "Endpoints").
 
 Every failure is an outcome with `ok=False` and a short `error`: "connection refused", "http 500: <body>",
-"stalled: no chunk for 5 s", "timed out: no complete reply in 60 s", "malformed: ...", "disconnected: ...".
-`check_target` runs before a measurement and raises one-line `ConfigError` / `ModelError` instead.
+"stalled: no chunk for 5 s", "timed out: no complete reply in 60 s" (the whole request, however fast data
+keeps arriving), "malformed: ..." (a line over 1 MiB, a field of the wrong type: `endpoint.replies`),
+"redirected: http 302 to <Location>" (unless `follow_redirects`; then the row keeps the `final_url`),
+"disconnected: ...". Implausible `usage` counts are ignored with a `note` on the row. Errors are redacted: no
+password in a URL reaches a row. `check_target` (`endpoint.preflight`) runs before a measurement and raises
+one-line `ConfigError` / `ModelError` instead.
 
     async with EndpointClient(Target(url="http://127.0.0.1:8080", model="m")) as client:
         outcome = await client.send("Hello", max_tokens=32)
@@ -24,14 +28,18 @@ import errno
 import json
 import math
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workbench.errors import ConfigError, ModelError
+from workbench.endpoint import replies
+from workbench.endpoint.preflight import auth_headers, base_url, check_target, get_json, probe_model, run_async
+from workbench.endpoint.replies import MalformedReply, SSELines
 from workbench.measure.timed import request_metrics
+from workbench.redact import redact_text
+
+__all__ = ["EndpointClient", "RequestOutcome", "Target", "base_url", "check_target", "get_json", "probe_model"]
+__all__ += ["run_async"]
 
 EOS_BIAS = -100.0  # the most negative bias OpenAI-style servers accept; exp(-100) never wins a sample
 
@@ -50,6 +58,14 @@ class Target(BaseModel):
     ignore_eos: bool = True
     temperature: float | None = Field(0.0, ge=0)
     extra_body: dict = Field(default_factory=dict)
+    follow_redirects: bool = False
+    api_key_env: str | None = Field(None, description="environment variable holding a bearer token")
+    context_tokens: int | None = Field(None, gt=0, description="bound on a plausible usage.prompt_tokens")
+
+    @property
+    def access(self) -> dict:
+        """How requests reach the target, as `check_target` takes it."""
+        return {"api_key_env": self.api_key_env, "follow_redirects": self.follow_redirects}
 
     @property
     def base_url(self) -> str:
@@ -68,14 +84,6 @@ def is_messages(prompt) -> bool:
     return isinstance(prompt, (list, tuple)) and bool(prompt) and isinstance(prompt[0], dict)
 
 
-def base_url(url: str) -> str:
-    """`http://host:port` from what a user may type: a trailing slash or `/v1` is dropped."""
-    url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"target {url!r} is not an http(s) URL")
-    return url[: -len("/v1")] if url.endswith("/v1") else url
-
-
 @dataclass
 class RequestOutcome:
     """One request: when it was sent, when each content chunk arrived, what the server counted, or why it failed."""
@@ -90,6 +98,8 @@ class RequestOutcome:
     usage_raw: dict = field(default_factory=dict)
     ok: bool = False
     error: str | None = None
+    notes: list = field(default_factory=list)  # what was ignored in the reply (implausible usage counts)
+    final_url: str | None = None  # where a followed redirect ended
     text: str = ""
     finish_reason: str | None = None
     scheduled_s: float | None = None  # offset from the level's start at which it was due (open loop)
@@ -116,6 +126,8 @@ class RequestOutcome:
             "cached_tokens": self.cached_tokens,
             "arrival_s": self.scheduled_s,
             "sent_s": self.sent_s,
+            "note": "; ".join(self.notes)[:300] or None,
+            "final_url": redact_text(self.final_url) if self.final_url else None,
         }
         return {**row, **self.metrics()}
 
@@ -142,18 +154,16 @@ def build_body(target: Target, prompt, max_tokens: int) -> dict:
 
 
 def chunk_content(payload: dict, chat: bool) -> str | None:
-    """The generated text of one chunk ('' for a content chunk of tool calls only); None when it carries none."""
-    choices = payload.get("choices") or []
-    if not choices:
-        return None
-    choice = choices[0]
-    if not chat and "text" in choice:
-        return choice["text"] or None
-    delta = choice.get("delta") or choice.get("message") or {}
-    text = (delta.get("content") or "") + (delta.get("reasoning_content") or delta.get("reasoning") or "")
-    if text:
-        return text
-    return "" if delta.get("tool_calls") else None
+    """The generated text of one chunk ('' for a content chunk of tool calls only); None when it carries none.
+    A field of the wrong type is a `replies.MalformedReply`."""
+    return replies.parse_chunk(payload, chat).text
+
+
+TRANSPORT_MODULES = ("/aiohttp/", "/yarl/", "/multidict/", "/asyncio/", "/ssl.py", "/socket.py", "/zlib", "/brotli")
+
+
+class RequestDeadline(Exception):
+    """The whole request ran past `Target.timeout_s` (checked per line too: decompressed data may keep coming)."""
 
 
 class EndpointClient:
@@ -163,12 +173,14 @@ class EndpointClient:
         self.target = target
         self.connections = connections
         self.session = None
+        self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
     async def __aenter__(self) -> EndpointClient:
         import aiohttp
 
+        self.headers |= {"Accept-Encoding": "identity", **auth_headers(self.target.api_key_env)}
         stall = self.target.stall_s or self.target.timeout_s
-        timeout = aiohttp.ClientTimeout(total=self.target.timeout_s, sock_read=stall, sock_connect=stall)
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=stall, sock_connect=stall)  # the total: `send`
         connector = aiohttp.TCPConnector(limit=self.connections, force_close=False)
         self.session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         return self
@@ -177,18 +189,21 @@ class EndpointClient:
         await self.session.close()
 
     async def send(self, prompt, max_tokens: int, *, index: int = 0, outcome: RequestOutcome | None = None):
-        """Stream one request. Every failure is caught and becomes `outcome.error`; the clock is never left open."""
+        """Stream one request. Whatever the server does becomes `outcome.error` (never an exception); the clock is
+        never left open. A fault raised in this package's own code (not in the transport) still propagates."""
         import aiohttp
 
         outcome = outcome or RequestOutcome(index=index)
         data = json.dumps(build_body(self.target, prompt, max_tokens)).encode()
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        chat = self.target.uses_chat(prompt)
+        url = self.target.base_url + ("/v1/chat/completions" if chat else "/v1/completions")
         outcome.t0 = time.perf_counter()
         try:
-            chat = self.target.uses_chat(prompt)
-            url = self.target.base_url + ("/v1/chat/completions" if chat else "/v1/completions")
-            async with self.session.post(url, data=data, headers=headers) as response:
-                await self._read(response, outcome, chat)
+            async with asyncio.timeout(self.target.timeout_s):
+                async with self.session.post(
+                    url, data=data, headers=self.headers, allow_redirects=self.target.follow_redirects
+                ) as response:
+                    await self._read(response, outcome, chat, max_tokens, url)
         except aiohttp.ClientConnectorError as exc:
             refused = getattr(exc, "os_error", None) and exc.os_error.errno == errno.ECONNREFUSED
             outcome.error = "connection refused" if refused else f"cannot connect: {exc.strerror or exc}"
@@ -196,19 +211,33 @@ class EndpointClient:
             outcome.error = f"connect timed out after {self.target.stall_s or self.target.timeout_s:g} s"
         except aiohttp.ServerTimeoutError:
             outcome.error = f"stalled: no chunk for {self.target.stall_s or self.target.timeout_s:g} s"
-        except asyncio.TimeoutError:
+        except (asyncio.TimeoutError, RequestDeadline):
             outcome.error = f"timed out: no complete reply in {self.target.timeout_s:g} s"
+        except MalformedReply as exc:
+            outcome.error = f"malformed: {exc}"
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
             outcome.error = f"disconnected: {exc.__class__.__name__} after {len(outcome.chunk_times)} chunks"
-        except RuntimeError as exc:  # aiohttp: "Connection closed." when a shared connection is torn down
-            outcome.error = f"disconnected: {str(exc)[:100]}"
+        except aiohttp.TooManyRedirects:
+            outcome.error = "redirected: too many redirects"
         except aiohttp.ClientError as exc:
             outcome.error = f"client error: {exc.__class__.__name__}: {str(exc)[:100]}"
+        except Exception as exc:
+            if not raised_in_transport(exc):
+                raise  # a fault of ours: the caller saves the rows so far (store.rescue_rows) and it surfaces
+            outcome.error = f"transport error: {exc.__class__.__name__}: {' '.join(str(exc).split())[:100]}"
         outcome.end = time.perf_counter()
         outcome.ok = outcome.error is None
+        if outcome.error:
+            outcome.error = redact_text(outcome.error)
         return outcome
 
-    async def _read(self, response, outcome: RequestOutcome, chat: bool) -> None:
+    async def _read(self, response, outcome: RequestOutcome, chat: bool, max_tokens: int, url: str) -> None:
+        if 300 <= response.status < 400:
+            location = response.headers.get("Location", "(no Location)")
+            outcome.error = f"redirected: http {response.status} to {' '.join(location.split())[:100]}"
+            return
+        if str(response.url) != url:
+            outcome.final_url = str(response.url)
         if response.status >= 400:
             body = (await response.content.read(400)).decode(errors="replace")
             outcome.error = f"http {response.status}: {' '.join(body.split())[:100]}"
@@ -216,11 +245,24 @@ class EndpointClient:
         kind = response.headers.get("Content-Type", "")
         if "text/event-stream" not in kind:
             body = (await response.content.read(200)).decode(errors="replace")
-            outcome.error = f"malformed: not an SSE stream ({kind or 'no content type'}): {' '.join(body.split())[:60]}"
+            shown = " ".join(body.split())[:60]
+            outcome.error = f"malformed: not an SSE stream ({kind[:60] or 'no content type'}): {shown}"
             return
+        parts: list[str] = []  # the text, joined once at the end (a str grown chunk by chunk is quadratic)
+        try:
+            await self._read_stream(response, outcome, chat, max_tokens, parts)
+        finally:
+            outcome.text = "".join(parts)
+
+    async def _read_stream(self, response, outcome: RequestOutcome, chat: bool, max_tokens: int, parts: list):
+        deadline = outcome.t0 + self.target.timeout_s
+        most_chunks = replies.max_content_chunks(max_tokens)
         done = False
-        async for raw in response.content:
+        lines = SSELines(response.content, max_total_bytes=replies.reply_cap_bytes(max_tokens))
+        async for raw in lines:
             now = time.perf_counter()
+            if now > deadline:
+                raise RequestDeadline
             line = raw.strip()
             if not line or line.startswith(b":"):
                 continue
@@ -235,85 +277,52 @@ class EndpointClient:
                 break
             try:
                 payload = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 outcome.error = f"malformed: chunk is not JSON: {data[:60].decode(errors='replace')}"
                 return
             if not isinstance(payload, dict) or "error" in payload:
                 detail = payload.get("error") if isinstance(payload, dict) else payload
-                outcome.error = f"server error in stream: {str(detail)[:100]}"
+                outcome.error = f"server error in stream: {short_text(detail)}"
                 return
-            text = chunk_content(payload, chat)
-            if text is not None:
+            chunk = replies.parse_chunk(payload, chat)
+            if chunk.text is not None:
+                if len(outcome.chunk_times) == most_chunks:
+                    raise MalformedReply(f"more than {most_chunks} content chunks for max_tokens {max_tokens}")
                 outcome.chunk_times.append(now)
-                outcome.text += text
-            if payload.get("choices") and payload["choices"][0].get("finish_reason"):
-                outcome.finish_reason = payload["choices"][0]["finish_reason"]
-            if payload.get("usage"):
-                read_usage(payload["usage"], outcome)
+                parts.append(chunk.text)
+            if chunk.finish_reason:
+                outcome.finish_reason = chunk.finish_reason
+            if chunk.usage:
+                read_usage(chunk.usage, outcome, max_tokens=max_tokens, context_tokens=self.target.context_tokens)
         if not done:
             outcome.error = f"disconnected: stream ended before [DONE] after {len(outcome.chunk_times)} chunks"
         elif not outcome.chunk_times:
             outcome.error = "empty: the stream carried no generated text"
 
 
-def read_usage(usage: dict, outcome: RequestOutcome) -> None:
-    outcome.usage_raw = usage
-    outcome.usage = usage.get("completion_tokens") is not None
-    outcome.prompt_tokens = usage.get("prompt_tokens")
-    outcome.generated_tokens = usage.get("completion_tokens")
-    details = usage.get("prompt_tokens_details") or {}
-    outcome.cached_tokens = details.get("cached_tokens")
+def read_usage(usage, outcome: RequestOutcome, *, max_tokens: int, context_tokens: int | None = None) -> None:
+    """The server's counts, where plausible (`replies.check_usage`); the rest are ignored with a note."""
+    checked = replies.check_usage(usage, max_tokens=max_tokens, context_tokens=context_tokens)
+    outcome.usage_raw = usage if isinstance(usage, dict) else {}
+    outcome.usage = checked.completion_tokens is not None
+    outcome.prompt_tokens = checked.prompt_tokens
+    outcome.generated_tokens = checked.completion_tokens
+    outcome.cached_tokens = checked.cached_tokens
+    outcome.notes = [n for n in outcome.notes if n not in checked.notes] + checked.notes
 
 
-def get_json(url: str, timeout_s: float):
-    """GET a JSON document; (status, document or None). Connection problems raise `ConfigError` with one line."""
+def short_text(value, limit: int = 100) -> str:
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (http(s) checked by base_url)
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, ConnectionRefusedError):
-            reason = "connection refused"
-        root, _, path = url.partition("://")[2].partition("/")
-        raise ConfigError(f"target {url.split('://')[0]}://{root} is unreachable (GET /{path}: {reason})") from None
-    except ValueError:
-        return 200, None
+        return " ".join(str(value).split())[:limit]
+    except (RecursionError, ValueError):
+        return type(value).__name__
 
 
-def check_target(url: str, model: str | None = None, *, timeout_s: float = 5.0) -> str:
-    """Before a run: the target answers (`/health` where it has one) and serves `model`. Returns the model name
-    to send: `model`, or the only model the server lists when `model` is None. One-line errors otherwise."""
-    root = base_url(url)
-    status, _ = get_json(f"{root}/health", timeout_s)
-    if status >= 500:
-        raise ConfigError(f"target {root} is not healthy: /health answered {status}")
-    status, listing = get_json(f"{root}/v1/models", timeout_s)
-    if status < 400 and not isinstance(listing, dict) and model is not None:
-        return probe_model(root, model, timeout_s)  # mlx_lm.server's listing breaks without a Hugging Face cache
-    if status >= 400 or not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
-        raise ConfigError(f"target {root} is not an OpenAI-compatible server: GET /v1/models answered {status}")
-    served = [entry.get("id") for entry in listing["data"] if isinstance(entry, dict)]
-    if model is None:
-        if len(served) != 1:
-            raise ModelError(f"target {root} serves {len(served)} models ({', '.join(served) or 'none'}): name one")
-        return served[0]
-    if model not in served:
-        raise ModelError(f"model {model!r} is not served by {root}; it serves: {', '.join(served) or 'none'}")
-    return model
-
-
-def probe_model(root: str, model: str, timeout_s: float) -> str:
-    """When the server lists no models: one 1-token completion naming `model`; a 4xx reply is a `ModelError`."""
-    body = json.dumps({"model": model, "prompt": "hi", "max_tokens": 1}).encode()
-    request = urllib.request.Request(f"{root}/v1/completions", body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=max(timeout_s, 30.0)):  # noqa: S310
-            return model
-    except urllib.error.HTTPError as exc:
-        detail = " ".join(exc.read(200).decode(errors="replace").split())[:100]
-        raise ModelError(f"model {model!r} is not served by {root} (http {exc.code}: {detail})") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConfigError(f"target {root} is unreachable (POST /v1/completions: {reason})") from None
+def raised_in_transport(exc: BaseException) -> bool:
+    """The exception was raised inside the HTTP stack (aiohttp, yarl, asyncio, ssl...), not in this package."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    return last is not None and any(part in last.replace("\\", "/") for part in TRANSPORT_MODULES)

@@ -40,3 +40,15 @@ def with_pareto(levels: pl.DataFrame) -> pl.DataFrame:
         return levels
     mask = stats.pareto_mask(levels, {"ttft_s_p90": False, "throughput_tps": True})
     return levels.with_columns(pl.Series("pareto", mask, dtype=pl.Boolean))
+
+
+def failure_warning(frame: pl.DataFrame) -> str | None:
+    """A one-line warning when every served request failed (error rate 1.0); `workbench run` then exits 3."""
+    served = frame.filter((pl.col("kind") == "speed") & (pl.col("variant") != "baseline"))
+    if served.is_empty() or served["ok"].fill_null(False).any():
+        return None
+    top = served["error"].drop_nulls().mode().sort().to_list()[:1]
+    return (
+        f"every one of the {served.height} served requests failed (error rate 1.0; commonest: "
+        f"{top[0] if top else None}); pass --allow-errors to accept such a run"
+    )

@@ -5,6 +5,7 @@
 - `rate` R: an open loop, Poisson arrivals at R req/s from a seeded generator (each row keeps its scheduled
   `arrival_s` next to its actual `sent_s`, both offsets from the level's start);
 - `throughput`: everything at once (concurrency = the number of requests);
+- `trace`: an open loop at given send offsets (`arrivals`: a replayed trace's timestamps; value = its speed);
 - `search_saturation`: rates or concurrencies in increasing order, stopping at the first level that fails its
   SLOs (`slo.SLO`); a level whose requests in flight and TTFT grow without bound is stopped early and marked
   `saturated` (`slo.OverSaturation`): sending stops, requests in flight are cancelled and kept as failed rows.
@@ -12,6 +13,8 @@
 Every request sent is a row (`kind="speed"`, with `profile`, `level`, `trial`, the level's `window_s` and
 `saturated`); requests a stopped level never sent are not rows, nor are fidelity probes (`probes.Probe`: a
 prompt that sends itself, counted apart from the measured load). Summaries come from the rows (`slo.summarise`).
+Send lag: every row has the offset it was due at (`arrival_s`: its scheduled arrival in an open loop; in a closed
+loop the moment its slot freed, i.e. the previous reply on that slot ended) and the offset it was sent at (`sent_s`).
 
     levels = [Level("concurrency", c) for c in (1, 2, 4)]
     results = run_levels(Target(url=url, model=name), prompts, levels, max_tokens=64)
@@ -24,11 +27,11 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from workbench.endpoint.client import EndpointClient, RequestOutcome, Target
+from workbench.endpoint.client import EndpointClient, RequestOutcome, Target, run_async
 from workbench.endpoint.slo import SLO, OverSaturation, SaturationTracker, summarise
 from workbench.workloads.arrivals import poisson_arrivals
 
-PROFILES = ("synchronous", "concurrency", "rate", "throughput")
+PROFILES = ("synchronous", "concurrency", "rate", "throughput", "trace")
 CANCELLED = "cancelled: level stopped as over-saturated"
 
 
@@ -42,7 +45,7 @@ class Level:
     def __post_init__(self):
         if self.profile not in PROFILES:
             raise ValueError(f"unknown load profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
-        if self.profile in ("concurrency", "rate") and not self.value > 0:
+        if self.profile in ("concurrency", "rate", "trace") and not self.value > 0:
             raise ValueError(f"a {self.profile} level needs a value > 0, got {self.value}")
 
     def effective(self, requests: int) -> float:
@@ -72,8 +75,9 @@ async def run_level_async(
     trial: int = 0,
     seed: int = 0,
     oversat: OverSaturation | None = None,
+    arrivals: list[float] | None = None,
 ) -> LevelResult:
-    """Send every prompt once under `level`; one row per request sent."""
+    """Send every prompt once under `level` (a `trace` level at the offsets `arrivals`); one row per request sent."""
     tracker = SaturationTracker(oversat if level.profile == "rate" else None)
     outcomes = [RequestOutcome(index=i) for i in range(len(prompts))]
     stop = asyncio.Event()
@@ -104,16 +108,19 @@ async def run_level_async(
         pending = iter(range(len(prompts)))
 
         async def worker():
+            free_s = 0.0
             for i in pending:
                 if stop.is_set():
                     return
+                outcomes[i].scheduled_s = free_s
                 await one(i)
+                free_s = outcomes[i].end - start
 
         tasks.extend(asyncio.ensure_future(worker()) for _ in range(width))
         await asyncio.gather(*tasks)
 
-    async def open_loop(rate: float) -> None:
-        for i, due in enumerate(poisson_arrivals(len(prompts), rate, seed)):
+    async def open_loop(offsets: list[float]) -> None:
+        for i, due in enumerate(offsets):
             outcomes[i].scheduled_s = due
             delay = due - (time.perf_counter() - start)
             if delay > 0:
@@ -126,8 +133,10 @@ async def run_level_async(
             tasks.append(asyncio.ensure_future(one(i)))
         await asyncio.gather(*tasks)
 
-    if level.profile == "rate":
-        body = open_loop(level.value)
+    if level.profile == "trace":
+        body = open_loop(list(arrivals or []))
+    elif level.profile == "rate":
+        body = open_loop(poisson_arrivals(len(prompts), level.value, seed))
     else:
         body = closed_loop(max(1, int(level.effective(len(prompts)))))
     runner = asyncio.ensure_future(body)
@@ -139,7 +148,15 @@ async def run_level_async(
         await asyncio.gather(runner, *tasks, return_exceptions=True)
     stopper.cancel()
     if runner.done() and not runner.cancelled() and runner.exception() is not None:
-        raise runner.exception()  # a fault in the load loop itself, never a failed request (those are rows)
+        # a fault in the load loop itself, never a failed request (those are rows): the requests that finished
+        # go with it as `rows_so_far`, for the caller to keep (`store.rescue_rows`) before it surfaces
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        fault = runner.exception()
+        finished = [o for o in outcomes if o.sent_s is not None and o.end == o.end]
+        keep_rows(fault, [{**o.to_row(), "kind": "speed", "profile": level.profile, "trial": trial} for o in finished])
+        raise fault
     sent = [o for o in outcomes if o.sent_s is not None]
     for outcome in sent:
         if math.isnan(outcome.end):  # cancelled mid-stream: still a request the server received
@@ -170,20 +187,30 @@ def run_levels(
     seed: int = 0,
     oversat: OverSaturation | None = None,
     keep_going=None,
+    arrivals: list[float] | None = None,
 ) -> list[LevelResult]:
     """Run `levels` in order, `trials` times each, on one connection pool; `warmup` unrecorded requests first,
     on `warmup_prompts` (default: the measured prompts; then a server with a prompt cache, as mlx_lm.server,
     serves the first measured request's prompt from the cache the warm-up left: give prompts of their own).
-    `keep_going(result) -> bool`, when given, is asked after each level whether to run the next."""
+    `keep_going(result) -> bool`, when given, is asked after each level whether to run the next; `arrivals` are
+    the send offsets of a `trace` level."""
+
+    out: list[LevelResult] = []
 
     async def run() -> list[LevelResult]:
-        out = []
         async with EndpointClient(target) as client:
             await warm_up(client, warmup_prompts or prompts, max_tokens=max_tokens, count=warmup)
             for level in levels:
                 for trial in range(trials):
                     result = await run_level_async(
-                        client, prompts, level, max_tokens=max_tokens, trial=trial, seed=seed + trial, oversat=oversat
+                        client,
+                        prompts,
+                        level,
+                        max_tokens=max_tokens,
+                        trial=trial,
+                        seed=seed + trial,
+                        oversat=oversat,
+                        arrivals=arrivals,
                     )
                     if trial and out and out[-1].level == level:
                         out[-1].rows += result.rows
@@ -196,20 +223,17 @@ def run_levels(
                     break
         return out
 
-    return run_async(run())
-
-
-def run_async(coroutine):
-    """`asyncio.run`, also from inside a running event loop (a Jupyter kernel has one): then on a thread of its own,
-    which the caller waits for, so nothing else runs while a level is timed."""
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    from concurrent.futures import ThreadPoolExecutor
+        return run_async(run())
+    except BaseException as exc:
+        keep_rows(exc, [row for result in out for row in result.rows])
+        raise
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+
+def keep_rows(exc: BaseException, rows: list[dict]) -> None:
+    """Attach rows measured before a fault to it (`exc.rows_so_far`, earliest first), so that whoever holds the
+    run's other rows can keep them all (`store.rescue_rows`) before the fault surfaces."""
+    exc.rows_so_far = [*rows, *getattr(exc, "rows_so_far", [])]
 
 
 @dataclass

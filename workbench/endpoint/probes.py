@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 
 from workbench import stats
 from workbench.endpoint.client import EOS_BIAS, RequestOutcome, Target
+from workbench.endpoint.replies import MalformedReply, read_capped, reply_cap_bytes
 from workbench.errors import ConfigError
 
 TOP_LOGPROBS = 10  # mlx_lm.server accepts top_logprobs up to 11
@@ -138,12 +139,17 @@ class Probe:
         self.replies.append(reply)
         url = client.target.base_url + "/v1/completions"
         try:
-            async with client.session.post(url, json=self.body(client.target)) as response:
-                raw = await response.read()
-                if response.status >= 400:
+            post = {"headers": client.headers, "allow_redirects": client.target.follow_redirects}
+            async with client.session.post(url, json=self.body(client.target), **post) as response:
+                raw = await read_capped(response.content, reply_cap_bytes(len(self.reference.tokens)))
+                if 300 <= response.status < 400:
+                    reply.error = f"redirected: http {response.status} to {response.headers.get('Location', '')[:100]}"
+                elif response.status >= 400:
                     reply.error = f"http {response.status}: {' '.join(raw[:200].decode(errors='replace').split())}"
                 else:
                     read_reply(raw, reply, self.top_logprobs)
+        except MalformedReply as exc:
+            reply.error = f"malformed: {exc}"
         except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as exc:
             reply.error = f"probe failed: {exc.__class__.__name__}: {str(exc)[:80]}"
         reply.end = time.perf_counter()
@@ -167,7 +173,7 @@ def read_reply(raw: bytes, reply: ProbeReply, top_logprobs: int) -> None:
             reply.tokens = [max(top, key=top.get) for top in reply.top]
         else:
             reply.tokens = [int(entry["id"]) for entry in content]
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
         reply.error = f"malformed: probe reply ({exc.__class__.__name__}: {str(exc)[:60]})"
 
 

@@ -34,9 +34,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from workbench.errors import ConfigError, ModelError, OutputsError
+from workbench.endpoint.server_log import READY_MARKER, log_tail, open_log, read_log
+from workbench.errors import ConfigError, ModelError
 
-READY_MARKER = "workbench-endpoint: model loaded"
 PARENT_ENV = "WORKBENCH_SERVER_PARENT"
 # the mlx_lm.server (mlx-lm 0.32) options a caller or a sweep point sets by name; others pass through as flags
 SERVER_FLAGS = {
@@ -193,9 +193,9 @@ def serve(
     log_path = Path(log_path) if log_path else default_log_path()
     for attempt in range(3):  # a free port can be taken between choosing it and binding it
         chosen = free_port(port or 0)
-        proc, started = _launch(model_dir, chosen, args, log_path)
+        proc, started, log_start = _launch(model_dir, chosen, args, log_path)
         try:
-            health_s = _wait_ready(proc, chosen, log_path, started, startup_timeout_s)
+            health_s = _wait_ready(proc, chosen, (log_path, log_start), started, startup_timeout_s)
             break
         except ConfigError as exc:
             stop(proc)
@@ -252,12 +252,8 @@ def _child_env(model_dir: str) -> dict:
     return env
 
 
-def _launch(model_dir: str, port: int, args: list[str], log_path: Path) -> tuple[subprocess.Popen, float]:
-    try:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = log_path.open("wb")
-    except OSError as exc:
-        raise OutputsError(f"{log_path}: the server log cannot be written ({exc.strerror or exc})") from None
+def _launch(model_dir: str, port: int, args: list[str], log_path: Path) -> tuple[subprocess.Popen, float, int]:
+    log, start = open_log(log_path)
     command = [sys.executable, "-m", "workbench.endpoint.server", "--model", model_dir]
     command += ["--host", "127.0.0.1", "--port", str(port), *args]
     started = time.perf_counter()
@@ -270,7 +266,7 @@ def _launch(model_dir: str, port: int, args: list[str], log_path: Path) -> tuple
             env=_child_env(model_dir),
             start_new_session=True,  # Ctrl-C reaches this process, which stops the server in order
         )
-    return proc, started
+    return proc, started, start
 
 
 def _health(port: int) -> int | None:
@@ -283,39 +279,28 @@ def _health(port: int) -> int | None:
         return None
 
 
-def _wait_ready(proc, port: int, log_path: Path, started: float, timeout_s: float) -> float:
-    """Seconds from launch to the first healthy /health; returns once the model is loaded too."""
+def _wait_ready(proc, port: int, log: tuple[Path, int], started: float, timeout_s: float) -> float:
+    """Seconds from launch to the first healthy /health; returns once the model is loaded too. `log`: the log's
+    path and where this launch's part of it starts."""
+    log_path, log_start = log
     health_s = None
     while True:
         if proc.poll() is not None:
-            _fail(f"mlx_lm.server exited with code {proc.returncode} before it was ready", log_path)
+            _fail(f"mlx_lm.server exited with code {proc.returncode} before it was ready", log_path, log_start)
         status = _health(port) if health_s is None else 200
         if status == 200 and health_s is None:
             health_s = time.perf_counter() - started
         elif status == 503:
-            _fail("mlx_lm.server reports unhealthy (its generation thread died)", log_path)
-        if health_s is not None and READY_MARKER in _read_log(log_path):
+            _fail("mlx_lm.server reports unhealthy (its generation thread died)", log_path, log_start)
+        if health_s is not None and READY_MARKER in read_log(log_path, log_start):
             return health_s
         if time.perf_counter() - started > timeout_s:
-            _fail(f"mlx_lm.server was not ready within {timeout_s:g} s", log_path)
+            _fail(f"mlx_lm.server was not ready within {timeout_s:g} s", log_path, log_start)
         time.sleep(0.05)
 
 
-def _read_log(log_path: Path) -> str:
-    try:
-        return log_path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def log_tail(log_path: Path, lines: int = 3) -> str:
-    """The last non-empty lines of a server log, joined on one line."""
-    kept = [line.strip() for line in _read_log(log_path).splitlines() if line.strip() and READY_MARKER not in line]
-    return " | ".join(kept[-lines:]) or "(empty)"
-
-
-def _fail(problem: str, log_path: Path):
-    tail = log_tail(log_path)
+def _fail(problem: str, log_path: Path, start: int = 0):
+    tail = log_tail(log_path, start=start)
     error = ConfigError if any(hint in tail for hint in _CONFIG_HINTS) else ModelError
     raise error(f"{problem}; log {log_path}: {tail}")
 

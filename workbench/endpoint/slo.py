@@ -9,11 +9,15 @@
   both the number of requests in flight and TTFT grow with send time, each slope positive with a relative 95%
   margin of error below `max_margin`; the earliest quarter of a level is ignored (ramp-up), nothing is judged
   before `min_seconds` and `min_requests`, and more than half the TTFTs must exceed `min_ttft_s`.
+- **Send lag** is how late each request left against when it was due (`sent_s - arrival_s`: its scheduled arrival
+  in an open loop, its slot freeing in a closed loop, its think time ending in a session). A level whose p99 lag
+  exceeds 10 ms, or 10% of the mean gap between arrivals (open loop: between scheduled sends; closed loop and
+  sessions: the mean E2E, one slot's cycle), `fell_behind`: the offered load was not what was asked.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +27,43 @@ from workbench.measure.summary import speed_summary
 from workbench.slo import SLO, checks, goodput
 
 __all__ = ["SLO", "OverSaturation", "SaturationTracker", "short_output_warning", "summarise"]
+
+
+LAG_LIMIT_S = 0.010
+LAG_SHARE_OF_GAP = 0.10
+OPEN_LOOP = ("rate", "trace")
+FELL_BEHIND = "the load generator fell behind; the offered rate was not what was asked"
+
+
+def send_lag(rows: list[dict]) -> dict:
+    """p50/p99 send lag (s) of the rows, the mean gap between arrivals (s), and whether the generator fell behind."""
+    timed = [r for r in rows if r.get("sent_s") is not None and r.get("arrival_s") is not None]
+    lags = [r["sent_s"] - r["arrival_s"] for r in timed]
+    lag = stats.describe(lags)
+    if rows and rows[0].get("profile") in OPEN_LOOP:
+        by_trial = defaultdict(list)
+        for r in rows:
+            if r.get("arrival_s") is not None:
+                by_trial[r.get("trial", 0)].append(r["arrival_s"])
+        spans = [(max(a) - min(a), len(a) - 1) for a in by_trial.values() if len(a) > 1]
+        gaps = sum(n for _, n in spans)
+        gap = sum(span for span, _ in spans) / gaps if gaps else float("nan")
+    else:
+        gap = stats.describe(r.get("e2e_s") for r in rows if r.get("ok"))["mean"]
+    p99 = lag["p99"]
+    behind = p99 == p99 and (p99 > LAG_LIMIT_S or (gap == gap and gap > 0 and p99 > LAG_SHARE_OF_GAP * gap))
+    return {"send_lag_s_p50": lag["p50"], "send_lag_s_p99": p99, "mean_gap_s": gap, "fell_behind": behind}
+
+
+def lag_warning(summary: dict) -> str | None:
+    """The one-line warning for a level whose generator fell behind (`send_lag`), else None."""
+    if not summary.get("fell_behind"):
+        return None
+    level = f"{summary.get('profile')} {summary.get('level') or 0:g}"
+    return (
+        f"{level}: {FELL_BEHIND} (p99 send lag {1000 * summary['send_lag_s_p99']:.1f} ms; "
+        f"mean gap between arrivals {1000 * summary['mean_gap_s']:.1f} ms)"
+    )
 
 
 class OverSaturation(BaseModel):
@@ -119,6 +160,7 @@ def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | Non
         prompt_tokens_mean=stats.describe(r.get("prompt_tokens") for r in good)["mean"],
         short_outputs=sum(n < gen_tokens for n in generated) if gen_tokens else 0,
         window_s=window,
+        **send_lag(rows),
     )
     summary["saturated"] = any(r.get("saturated") for r in rows)
     level_checks = checks(summary, slo.level_targets())

@@ -14,13 +14,16 @@ from __future__ import annotations
 import random
 import sys
 
+import polars as pl
+
 from workbench import paths, runtime
 from workbench.endpoint.client import Target, check_target
 from workbench.endpoint.load import Level, run_levels
-from workbench.endpoint.slo import short_output_warning
+from workbench.endpoint.slo import lag_warning, short_output_warning
 from workbench.errors import ModelError, UsageError
 from workbench.measure import runs
 from workbench.models import loader
+from workbench.redact import redact_text
 from workbench.results import store
 from workbench.workloads import datasets, prompt_sets
 
@@ -121,11 +124,12 @@ def endpoint_workload(
     return texts, [gen_tokens] * len(texts), workload, source
 
 
-def served_model(url: str, spec: str | None) -> str:
+def served_model(url: str, spec: str | None, access: dict | None = None) -> str:
     """The name to send: `spec` as served, or the served directory `spec` resolves to here (a preset such as
-    `nano`, served by mlx_lm.server under its absolute path), or the only served model when `spec` is None."""
+    `nano`, served by mlx_lm.server under its absolute path), or the only served model when `spec` is None.
+    `access`: `api_key_env` and `follow_redirects` (`Target.access`)."""
     try:
-        return check_target(url, spec)
+        return check_target(url, spec, access=access)
     except ModelError:
         try:
             path, _ = loader.resolve(spec, build_missing=False) if spec else (None, None)
@@ -133,7 +137,20 @@ def served_model(url: str, spec: str | None) -> str:
             path = None
         if path is None or isinstance(path, str):
             raise
-        return check_target(url, str(path))
+        return check_target(url, str(path), access=access)
+
+
+EXIT_ALL_FAILED = 3
+
+
+def all_failed_warning(summary: dict) -> str | None:
+    """A one-line warning when every request failed (error rate 1.0): the figures describe no reply at all."""
+    if not summary.get("requests") or summary.get("error_rate") != 1.0:
+        return None
+    return (
+        f"every one of the {summary['requests']} requests failed (error rate 1.0; commonest: "
+        f"{summary.get('top_error')}); pass --allow-errors to accept such a run"
+    )
 
 
 def bench_levels(concurrency: int | list[int] = 1, rate: float | list[float] | None = None) -> list[Level]:
@@ -162,13 +179,16 @@ def run_endpoint_bench(
     seed: int = 0,
     run_id: str | None = None,
     workload_options: dict | None = None,
+    access: dict | None = None,
 ) -> tuple:
     """Measure the endpoint at each level of `concurrency` (or `rate`); (rows in the shared schema, summary).
     `requests` prompts are sent per trial at every level. The summary's figures are the one level's, or, for
-    several levels, per level under `levels`. Checks the target first (one-line errors)."""
+    several levels, per level under `levels`. Checks the target first (one-line errors).
+    `access`: `api_key_env` and `follow_redirects` (`Target.access`)."""
     from workbench.endpoint.slo import summarise
 
-    name = served_model(url, model)
+    access = access or {}
+    name = served_model(url, model, access)
     tok = load_tokenizer(tokenizer or model or name)
     if tokenizer and tok is None:
         raise ModelError(f"tokenizer {tokenizer!r} is not a preset or a local model directory")
@@ -178,28 +198,25 @@ def run_endpoint_bench(
         tok, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, count=count, seed=seed, options=workload_options
     )
     eos = sorted(tok.eos_token_ids or []) if tok is not None else []
-    target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos)
+    context = model_context(tokenizer or model or name)
+    target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos, **access)
+    target.context_tokens = context
     warm = warmup_texts(tok, prompt_tokens=prompt_tokens, count=warmup, measured=count, seed=seed)
-    level_results = run_levels(
-        target, texts, levels, max_tokens=limits, trials=trials, warmup=warmup, warmup_prompts=warm, seed=seed
-    )
-    rows = [{**row, **workload.request_facts(row["request_index"])} for r in level_results for row in r.rows]
     params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
     params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}
-    identity = {
-        "run_id": run_id or store.new_run_id("bench"),
-        "experiment": "bench",
-        "variant": "baseline",
-        "params_json": params,
-        "family": "baseline",
-        "changes_json": "{}",
-        "model_id": name,
-        "workload": workload.name,
-        "workload_hash": workload.hash,
-        "target": target.base_url,
-    }
-    frame = store.to_frame(rows, **identity)
-    summary = {"target": target.base_url, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
+    run_id = run_id or store.new_run_id("bench")
+    try:
+        level_results = run_levels(
+            target, texts, levels, max_tokens=limits, trials=trials, warmup=warmup, warmup_prompts=warm, seed=seed
+        )
+    except BaseException as exc:  # a fault (ours, or Ctrl-C): the rows measured so far are kept first
+        partial = {"baseline": getattr(exc, "rows_so_far", [])}
+        store.rescue_partial(partial, run_id=run_id, experiment="bench", params=params)
+        raise
+    rows = [{**row, **workload.request_facts(row["request_index"])} for r in level_results for row in r.rows]
+    frame = bench_frame(rows, target=target, workload=workload, params=params, run_id=run_id)
+    shown = redact_text(target.base_url)
+    summary = {"target": shown, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
     summary |= {"requests_per_trial": count, "trials": trials}
     per_level = [{**summarise(r.rows, gen_tokens=gen_tokens), "unsent": r.unsent} for r in level_results]
     if len(per_level) == 1:
@@ -207,6 +224,36 @@ def run_endpoint_bench(
     summary["levels"] = per_level
     summary["unsent"] = sum(r.unsent for r in level_results)
     return frame, summary
+
+
+def bench_frame(rows: list[dict], *, target: Target, workload, params: dict, run_id: str | None) -> pl.DataFrame:
+    """The rows of a `bench --target` run in the shared schema (the served model is its `model_id`)."""
+    identity = {
+        "run_id": run_id or store.new_run_id("bench"),
+        "experiment": "bench",
+        "variant": "baseline",
+        "params_json": params,
+        "family": "baseline",
+        "changes_json": "{}",
+        "model_id": target.model,
+        "workload": workload.name,
+        "workload_hash": workload.hash,
+        "target": redact_text(target.base_url),
+    }
+    return store.to_frame(rows, **identity)
+
+
+def model_context(spec: str | None) -> int | None:
+    """`max_position_embeddings` of a model spec that resolves to a local directory; None otherwise."""
+    import json
+
+    try:
+        path, _ = loader.resolve(spec, build_missing=False) if spec else (None, None)
+    except ModelError:
+        return None
+    if path is None or isinstance(path, str) or not (path / "config.json").is_file():
+        return None
+    return json.loads((path / "config.json").read_text()).get("max_position_embeddings")
 
 
 LEVEL_COLUMNS = ("ttft_s", "ttft_s_p90", "tpot_s", "itl_s_p50", "e2e_s", "throughput_tps", "throughput_rps")
@@ -262,14 +309,18 @@ def main(args) -> int:
         "trials": args.trials,
         "warmup": args.warmup,
         "workload_options": workload_options,
+        "access": {"api_key_env": args.api_key_env, "follow_redirects": args.follow_redirects},
     }
     frame, summary = run_endpoint_bench(args.target, args.model, **options)
     if summary["prompts"] == "words":
         print("note: no local tokenizer: prompts are common words and EOS is not suppressed", file=sys.stderr)
-    for level in summary["levels"]:
-        warning = short_output_warning(level, args.gen_tokens)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+    warnings = [short_output_warning(level, args.gen_tokens) for level in summary["levels"]] + [lag_warning(summary)]
+    for warning in filter(None, warnings):
+        print(f"warning: {warning}", file=sys.stderr)
     text = levels_table(summary, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens)
     runs.save_and_print(args, frame, summary, command="bench", load_before=load_before, text=text)
+    failed = all_failed_warning(summary)
+    if failed and not args.allow_errors:
+        print(f"warning: {failed}", file=sys.stderr)
+        return EXIT_ALL_FAILED
     return 0

@@ -181,6 +181,7 @@ def speed_workload(config: ExperimentConfig, loaded: loader.LoadedModel) -> prom
         prompt_tokens=config.prompt_tokens,
         count=config.requests,
         seed=config.seed,
+        context_tokens=loaded.config.get("max_position_embeddings"),
         **prompt_sets.chosen_options(config),
     )
     prompt_sets.check_context(workload, config.gen_tokens, loaded.config.get("max_position_embeddings"))

@@ -38,11 +38,14 @@ from workbench.endpoint import (
     summarise,
 )
 from workbench.endpoint import target_bench as endpoint_bench
-from workbench.endpoint.levels import level_summaries
+from workbench.endpoint.levels import failure_warning, level_summaries  # noqa: F401 (run.py asks for it)
+from workbench.errors import ConfigError
 from workbench.experiments.base import ExperimentConfig, Variant
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.results import store
+from workbench.workloads.sessions import SessionsOptions
+from workbench.workloads.trace import TraceOptions
 
 SUMMARY_COLUMNS = (
     "variant",
@@ -79,6 +82,11 @@ class Config(ExperimentConfig):
     in_process: bool = True
     probe_share: float = Field(0.0, ge=0, le=1, description="fidelity probes per level, as a share of `requests`")
     probe_top_logprobs: int = Field(10, ge=0, le=11, description="served top logprobs per probe token (KL)")
+    trace: TraceOptions | None = None  # replay a timestamped trace instead of the levels (experiments.endpoint_traffic)
+    sessions: SessionsOptions | None = None  # live multi-turn sessions at each concurrency of `levels`
+    follow_redirects: bool = False
+    api_key_env: str | None = Field(None, description="environment variable holding the target's bearer token")
+    access = property(lambda self: {"api_key_env": self.api_key_env, "follow_redirects": self.follow_redirects})
 
     def model_specs(self) -> list[str]:
         served = [self.server_model] if self.server_model else []
@@ -99,11 +107,29 @@ class Config(ExperimentConfig):
         self.require(not levelled or all(v > 0 for v in self.levels), "levels", "must all be > 0")
         concurrent = self.profile == "concurrency" or (self.profile == "saturation" and self.search_over != "rate")
         self.require(not concurrent or all(v == int(v) for v in self.levels), "levels", "concurrencies are integers")
+        self.require(self.trace is None or self.sessions is None, "trace", "and sessions: choose one")
+        if self.sessions is not None:
+            self.require(self.profile == "concurrency", "profile", "sessions run at the concurrencies of levels")
+        self.check_traffic_file()
+
+    def check_traffic_file(self, context_tokens: int | None = None) -> None:
+        """A `trace:` or `sessions:` file reads, every row valid (and within the model's context once it is known)."""
+        from workbench.errors import DataError
+        from workbench.workloads import sessions, trace
+
+        try:
+            if self.trace is not None:
+                trace.read_trace(self.trace, context_tokens=context_tokens)
+            if self.sessions is not None:
+                sessions.read_sessions(self.sessions.path, limit=self.sessions.limit)
+        except DataError as exc:
+            raise ConfigError(f"{self.name}.{'trace' if self.trace else 'sessions'}: {exc}") from None
 
     def check_model(self, model_config: dict) -> None:
         """A `target` must answer and serve the model before anything is written (one line otherwise)."""
+        self.check_traffic_file(model_config.get("max_position_embeddings"))
         if self.target is not None:
-            endpoint_bench.served_model(self.target, self.served_model)
+            endpoint_bench.served_model(self.target, self.served_model, self.access)
 
 
 def levels(config: Config) -> list[Level]:
@@ -123,7 +149,8 @@ def label(level: Level) -> str:
 def endpoint(config: Config, log_path):
     """(URL, served name, server facts): a server started for this run, or the configured target."""
     if config.target is not None:
-        yield config.target, endpoint_bench.served_model(config.target, config.served_model), {"target": config.target}
+        name = endpoint_bench.served_model(config.target, config.served_model, config.access)
+        yield config.target, name, {"target": config.target}
         return
     from workbench.endpoint import server
 
@@ -138,6 +165,10 @@ def run(config: Config) -> pl.DataFrame:
     from workbench.paths import outputs_dir
 
     run_id = store.new_run_id("endpoint")
+    if config.trace is not None or config.sessions is not None:
+        from workbench.experiments.endpoint_traffic import run_traffic
+
+        return run_traffic(config, run_id, endpoint=endpoint, frames=frames)
     loaded = loader.load(config.model, dtype=config.dtype) if config.in_process else None
     tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
     plan = levels(config)
@@ -152,14 +183,28 @@ def run(config: Config) -> pl.DataFrame:
     )
     log_path = outputs_dir() / "servers" / f"{run_id}.log"
     rows: dict[str, list] = {}
+    try:
+        url, facts, startup = measure(config, rows, loaded, tokenizer, (prompts, limits), log_path)
+    except BaseException as exc:  # a fault (ours, or Ctrl-C): the rows measured so far are kept first
+        partial = {**rows, "served (unfinished level)": getattr(exc, "rows_so_far", [])}
+        store.rescue_partial(partial, run_id=run_id, experiment=config.name, params=config.to_dict())
+        raise
+    return frames(config, run_id, rows, startup, loaded, workload, facts, url)
+
+
+def measure(config: Config, rows: dict, loaded, tokenizer, sent: tuple, log_path):
+    """Every arm in interleaved rounds, its rows added to `rows` (variant -> rows) as they are measured.
+    `sent`: (prompts, each one's max_tokens). Returns (URL, server facts, startup rows)."""
+    (prompts, limits), plan = sent, levels(config)
+    slices = config.rounds * len(plan) if config.profile != "saturation" else len(plan)
     with endpoint(config, log_path) as (url, name, facts):
         eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
-        target = Target(url=url, model=name, chat=config.chat == "on", timeout_s=config.timeout_s, eos_token_ids=eos)
+        facts_of = {"chat": config.chat == "on", "timeout_s": config.timeout_s, "eos_token_ids": eos, **config.access}
+        target = Target(url=url, model=name, context_tokens=endpoint_bench.model_context(config.model), **facts_of)
         startup = cold_start(config, target, loaded, prompts, limits, facts, served_name=f"served-{label(plan[0])}")
         probing = probe_plan(config, loaded, facts, slices + 1) if config.probe_share else None
         if config.profile == "saturation":
-            served = saturation_rows(config, target, plan, prompts, limits, probing)
-            rows.update(served)
+            saturation_rows(config, target, plan, prompts, limits, probing, out=rows)
             for round_index in range(config.rounds):
                 if loaded is not None:
                     rows.setdefault("baseline", []).extend(in_process(config, loaded, prompts, limits, 0, round_index))
@@ -176,7 +221,7 @@ def run(config: Config) -> pl.DataFrame:
                         continue
                     served_rows = served_level(config, target, arm, prompts, limits, piece, probing)
                     rows.setdefault(f"served-{label(arm)}", []).extend({**r, "round": round_index} for r in served_rows)
-    return frames(config, run_id, rows, startup, loaded, workload, facts, url)
+    return url, facts, startup
 
 
 def _workload_options(config: Config) -> dict:
@@ -293,9 +338,10 @@ def probe_plan(config: Config, loaded, facts: dict, pieces: int):
     return probes.ProbePlan(model.model, references, per_level, config.probe_top_logprobs)
 
 
-def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, limits, probing=None) -> dict:
-    """The search runs once, levels in increasing order on fresh prompts each, stopping at the first failure."""
-    out = {}
+def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, limits, probing=None, *, out=None):
+    """The search runs once, levels in increasing order on fresh prompts each, stopping at the first failure;
+    each level's rows go into `out` (returned) as it finishes."""
+    out = {} if out is None else out
     for index, level in enumerate(plan):
         piece = index + 1
         level_rows = served_level(config, target, level, prompts, limits, piece, probing)

@@ -67,7 +67,9 @@ def check_prompts(config: ExperimentConfig) -> None:
         return
     if dataset:
         options = prompt_sets.chosen_options(config)
-        prompt_sets.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, seed=config.seed, **options)
+        context = chat.local_context(config.model)
+        sizes = {"vocab_size": 2, "prompt_tokens": 1, "count": 1, "context_tokens": context}
+        prompt_sets.build(tokenizer=tokenizer, seed=config.seed, **sizes, **options)
     if eval_set:
         evaluate.check_renderable(evalsets.read_eval_set(eval_set), config.model, config.chat)
 

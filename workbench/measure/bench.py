@@ -8,6 +8,8 @@ and writes nothing; `main` writes a run folder.
     workbench bench --model default --prompt-tokens 128 --gen-tokens 64 --trials 3 [--json]
     workbench bench --model M --dataset prompts.jsonl --chat auto --dataset-limit 50 --gen-tokens 64
     workbench bench --target http://127.0.0.1:8080 --model M --concurrency 4 --requests 32   (workbench.endpoint)
+    workbench bench --target URL --model M --trace mooncake.jsonl [--trace-speed 2]          (endpoint.replay)
+    workbench bench --target URL --model M --sessions chats.jsonl --concurrency 8 --think-time 1 (endpoint.sessions)
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def run_bench(
         prompt_tokens=prompt_tokens,
         count=requests or batch_size,
         seed=seed,
+        context_tokens=loaded.config.get("max_position_embeddings"),
         **workload_options,
     )
     prompt_sets.check_context(workload, gen_tokens, loaded.config.get("max_position_embeddings"))
@@ -128,6 +131,16 @@ def setup_arg_parser() -> console.Parser:
         help="Poisson arrivals at this many requests/s (open loop); a list (2,4,8) measures each level",
     )
     served.add_argument("--timeout", type=float, default=60.0, help="seconds per request and between chunks")
+    served.add_argument("--trace", help="replay a timestamped trace (Mooncake JSONL, or prompts with a timestamp)")
+    served.add_argument("--trace-speed", type=float, default=1.0, help="replay this many times faster than recorded")
+    served.add_argument("--trace-limit", type=console.int_at_least(1), help="replay only the first N requests")
+    served.add_argument("--trace-window", help="START:END seconds after the trace's first request")
+    served.add_argument("--trace-block-tokens", type=console.int_at_least(1, 65536), default=512, help="per hash id")
+    served.add_argument("--sessions", help="multi-turn sessions (ShareGPT or JSONL of message lists), replayed live")
+    served.add_argument("--think-time", type=float, default=0.0, help="seconds between a reply and the next turn")
+    served.add_argument("--api-key-env", metavar="NAME", help="send a bearer token read from environment variable NAME")
+    served.add_argument("--follow-redirects", action="store_true", help="follow 3xx replies (default: a failure)")
+    served.add_argument("--allow-errors", action="store_true", help="exit 0 even when every request failed")
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
     parser.add_argument("--json", action="store_true")
     return parser
@@ -145,18 +158,24 @@ def check_workload(args) -> dict:
         datasets.read_items(args.dataset, turns=args.dataset_turns)
         tokenizer = chat.local_tokenizer(args.model)
         if tokenizer is not None:
-            workload = prompt_sets.build(tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, **options)
             config = json.loads((loader.resolve(args.model, build_missing=False)[0] / "config.json").read_text())
-            prompt_sets.check_context(workload, args.gen_tokens, config.get("max_position_embeddings"))
+            context = config.get("max_position_embeddings")
+            workload = prompt_sets.build(
+                tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, context_tokens=context, **options
+            )
+            prompt_sets.check_context(workload, args.gen_tokens, context)
     return options
 
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     if args.target:
+        from workbench.endpoint import replay, sessions
         from workbench.endpoint import target_bench as endpoint_bench
 
-        return endpoint_bench.main(args)
+        if args.trace and args.sessions:
+            raise UsageError("--trace and --sessions: choose one")
+        return (replay if args.trace else sessions if args.sessions else endpoint_bench).main(args)
     args.model = args.model or "default"
     workload_options = check_workload(args)
     load_before = runs.prepare_run(args, [args.model])

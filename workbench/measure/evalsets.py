@@ -5,7 +5,8 @@ One JSON object per line (blank lines are skipped):
 - generation: `{"prompt" | "messages", "reference", "max_tokens"?, "stop"?, "metric"?}`, answered
   greedily up to `max_tokens` (default 64), EOS or the first `stop` string (nothing else is cut),
   then scored by its metric: `exact_match` (equal after stripping surrounding whitespace),
-  `token_f1`, `contains` or `regex` (the reference is a pattern `re.search` must find). The metric
+  `token_f1`, `contains` or `regex` (the reference is a pattern `regex.search` must find within 0.5 s,
+  else the item scores 0 and its row says why). The metric
   is the item's own, else the set's (`--metric`, default `exact_match`).
 - multiple choice: `{"prompt" | "messages", "choices", "answer"}`, scored as lm-evaluation-harness
   scores MMLU: the log-likelihood of each choice given the prompt; acc = the most likely choice is
@@ -24,14 +25,14 @@ The built-in facts task ships as `workbench/workloads/data/facts_heldout.jsonl` 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import ConfigError, DataError
 from workbench.measure import quality
-from workbench.workloads import chat, prompt_sets
+from workbench.workloads import chat, datasets, prompt_sets
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "workloads" / "data"
 FACTS_PATH = DATA_DIR / "facts_heldout.jsonl"
@@ -91,32 +92,62 @@ def read_eval_set(path: str | Path, *, metric: str = "exact_match", limit: int |
         raise DataError(f"eval set {path}: no such file")
     if path.is_dir():
         raise DataError(f"eval set {path} is a directory, not a file")
+    items, seen, digest = [], set(), hashlib.sha256()
     try:
-        data = path.read_bytes()
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"eval set {path} is not UTF-8 text (byte {exc.start})") from None
+        with path.open("rb") as handle:
+            for number, line in bounded_lines(handle, path):
+                digest.update(line)
+                if not line.strip() or (limit is not None and len(items) == limit):
+                    continue  # past `limit`, lines are only hashed: the hash is the whole file's
+                where = f"eval set {path}:{number}"
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"eval set {path} is not UTF-8 text (line {number}, byte {exc.start})") from None
+                raw = datasets.loads(text, where, invalid="not valid JSON")
+                item = parse_item(raw, where, default_id=str(number), metric=metric)
+                if item.item_id in seen:
+                    raise DataError(f"{where}: id {item.item_id!r} appears twice")
+                seen.add(item.item_id)
+                items.append(item)
     except OSError as exc:
         raise DataError(f"eval set {path} cannot be read ({exc.strerror})") from None
-    items, seen = [], set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"eval set {path}:{number}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        item = parse_item(raw, where, default_id=str(number), metric=metric)
-        if item.item_id in seen:
-            raise DataError(f"{where}: id {item.item_id!r} appears twice")
-        seen.add(item.item_id)
-        items.append(item)
-        if limit is not None and len(items) == limit:
-            break
     if not items:
         raise DataError(f"eval set {path} has no items")
-    return EvalSet(path.stem, hashlib.sha256(data).hexdigest()[:16], tuple(items))
+    return EvalSet(path.stem, digest.hexdigest()[:16], tuple(items))
+
+
+def bounded_lines(handle, path: Path):
+    """(line number, bytes) of a file read line by line; a line over `datasets.MAX_LINE_BYTES` is a `DataError`
+    before the rest of it is read (no eval item is 16 MiB long)."""
+    for number in itertools.count(1):
+        line = handle.readline(datasets.MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > datasets.MAX_LINE_BYTES and not line.endswith(b"\n"):
+            raise DataError(f"eval set {path}:{number}: a line longer than {datasets.MAX_LINE_BYTES >> 20} MiB")
+        yield number, line
+
+
+def check_fits(eval_set: EvalSet, tokenizer, context_tokens: int | None, chat_mode: str = "auto") -> None:
+    """Before anything runs: every item's prompt plus its `max_tokens` (or longest choice) fits the model's
+    context. Characters alone refuse a prompt that cannot fit (`datasets.check_prompt_size`) before tokenizing;
+    with a local tokenizer and a known context each item is rendered and counted. One line names the item."""
+    for item in eval_set.items:
+        where = f"eval set {eval_set.name}: item {item.item_id!r}"
+        source = {"prompt": item.prompt} if item.prompt is not None else {"messages": list(item.messages)}
+        datasets.check_prompt_size(source, where, context_tokens)
+        if tokenizer is None or not context_tokens:
+            continue
+        prompt, _ = chat.render(tokenizer, **source, chat=chat_mode)
+        if item.is_choice:
+            more, what = max(len(tokenizer.encode(c)) for c in item.choices), "tokens of its longest choice"
+        else:
+            more, what = item.max_tokens, "max_tokens"
+        if len(prompt) + more > context_tokens:
+            raise DataError(
+                f"{where}: {len(prompt)} prompt tokens + {more} {what} exceed the model's context of {context_tokens}"
+            )
 
 
 def parse_item(raw, where: str, *, default_id: str, metric: str) -> EvalItem:
@@ -154,10 +185,12 @@ def parse_item(raw, where: str, *, default_id: str, metric: str) -> EvalItem:
     if item_metric not in METRICS:
         fail(f"unknown metric {item_metric!r}; choose one of {', '.join(METRICS)}")
     if item_metric == "regex":
+        import regex
+
         try:
-            re.compile(reference)
-        except re.error as exc:
-            fail(f"reference {reference!r} is not a valid regular expression ({exc})")
+            regex.compile(reference)
+        except (regex.error, RecursionError, OverflowError) as exc:
+            fail(f"reference {reference[:80]!r} is not a valid regular expression ({exc})")
     max_tokens = raw.get("max_tokens", DEFAULT_MAX_TOKENS)
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
         fail(f"'max_tokens' must be an integer in [1, {MAX_TOKENS_LIMIT}], got {max_tokens!r}")
@@ -205,7 +238,10 @@ def score_items(loaded, eval_set: EvalSet, *, chat_mode: str = "auto", **kv) -> 
             text, count = quality.generate_until(
                 loaded.model, loaded.tokenizer, prompt, item.max_tokens, item.stop, **kv
             )
-            score = quality.GENERATION_METRICS[item.metric](text, item.reference)
+            try:
+                score = quality.GENERATION_METRICS[item.metric](text, item.reference)
+            except quality.ScoreTimeout as exc:  # a catastrophic pattern: this item scores 0, the run goes on
+                score, row["error"] = 0.0, f"scored 0: {exc}"
             row.update(
                 metric=item.metric,
                 score=score,

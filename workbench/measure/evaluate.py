@@ -86,6 +86,7 @@ class EvalSpec(BaseModel):
     chat: str = "auto"
     lm_eval: list[str] | None = None
     lm_eval_include: str | Path | None = None
+    allow_task_code: bool = False  # let an include folder's tasks run their Python (lm_eval_tasks.check_include)
     lm_eval_limit: int | None = None
     baseline: Any = None  # a model spec (str) or a `loader.LoadedModel`, taken as given
     fidelity_count: int = 16
@@ -113,6 +114,7 @@ def run_eval(model: str | loader.LoadedModel, spec: EvalSpec) -> tuple[pl.DataFr
     chat = spec.chat
     lm_eval = spec.lm_eval
     lm_eval_include = spec.lm_eval_include
+    allow_task_code = spec.allow_task_code
     lm_eval_limit = spec.lm_eval_limit
     baseline = spec.baseline
     fidelity_count = spec.fidelity_count
@@ -148,7 +150,12 @@ def run_eval(model: str | loader.LoadedModel, spec: EvalSpec) -> tuple[pl.DataFr
         from workbench.measure import lm_eval_tasks
 
         found, lm_summary = lm_eval_tasks.run_tasks(
-            loaded, list(lm_eval), include=lm_eval_include, limit=lm_eval_limit, chat_mode=chat
+            loaded,
+            list(lm_eval),
+            include=lm_eval_include,
+            limit=lm_eval_limit,
+            chat_mode=chat,
+            allow_code=allow_task_code,
         )
         parts += [Measured("lm_eval", rows, workload, {**p, **params}) for _, rows, workload, p in found]
         summary.update(lm_summary)
@@ -224,11 +231,15 @@ def read_items(task, task_count: int, eval_set, metric: str, eval_limit: int | N
 
 
 def check_renderable(items: evalsets.EvalSet | None, model: str, chat_mode: str) -> None:
-    """Chat items for a local model without a chat template (or with `--chat off`): one line before anything is
-    written (a Hugging Face id's tokenizer is only known once loaded; `chat.render` refuses it then)."""
+    """Chat items for a local model without a chat template (or with `--chat off`), and items too long for the
+    model's context (`evalsets.check_fits`): one line before anything is written (a Hugging Face id's tokenizer is
+    only known once loaded; `chat.render` refuses it then)."""
     from workbench.workloads import chat
 
-    if items is None or not any(i.messages is not None for i in items.items):
+    if items is None:
+        return
+    if not any(i.messages is not None for i in items.items):
+        evalsets.check_fits(items, chat.local_tokenizer(model), chat.local_context(model), chat_mode)
         return
     if chat_mode == "off":
         raise DataError(f"{items.name}: chat messages with --chat off: use --chat auto or on, or give raw prompts")
@@ -237,6 +248,7 @@ def check_renderable(items: evalsets.EvalSet | None, model: str, chat_mode: str)
         raise DataError(
             f"{items.name}: the model's tokenizer has no chat template, so chat messages cannot be rendered"
         )
+    evalsets.check_fits(items, tokenizer, chat.local_context(model), chat_mode)
 
 
 def measure_items(loaded, items: evalsets.EvalSet, params: dict, summary: dict, chat: str, **kv) -> Measured:
@@ -298,7 +310,10 @@ def setup_arg_parser() -> console.Parser:
     parser.add_argument("--eval-limit", type=console.positive_int, help="score only the first N items of --eval-set")
     parser.add_argument("--chat", choices=CHAT_MODES, default="auto", help="auto: template for messages only")
     parser.add_argument("--lm-eval", help="comma-separated lm-evaluation-harness tasks (optional extra lm-eval)")
-    parser.add_argument("--lm-eval-include", help="folder of local lm-eval task YAML files")
+    parser.add_argument("--lm-eval-include", help="folder of local lm-eval task YAML files (data only by default)")
+    parser.add_argument(
+        "--allow-task-code", action="store_true", help="let --lm-eval-include tasks run their Python (!function)"
+    )
     parser.add_argument("--lm-eval-limit", type=console.positive_int, help="documents per lm-eval task")
     parser.add_argument("--baseline", help="model to measure fidelity against (must share the tokenizer)")
     parser.add_argument("--dtype", choices=loader.DTYPES, default="auto", help="auto: float32 on CPU, else checkpoint")
@@ -307,6 +322,26 @@ def setup_arg_parser() -> console.Parser:
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser
+
+
+FROM_FLAGS = (
+    "text",
+    "sequence_length",
+    "max_chunks",
+    "task",
+    "task_count",
+    "eval_set",
+    "metric",
+    "eval_limit",
+    "chat",
+    "lm_eval_include",
+    "allow_task_code",
+    "lm_eval_limit",
+    "baseline",
+    "dtype",
+    "kv_bits",
+    "kv_group_size",
+)  # EvalSpec fields set by flags of the same name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,46 +358,17 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--lm-eval runs on the plain KV cache: leave out --kv-bits")
         from workbench.measure import lm_eval_tasks
 
-        lm_eval_tasks.find_tasks(lm_tasks or [], args.lm_eval_include)
+        lm_eval_tasks.find_tasks(lm_tasks or [], args.lm_eval_include, allow_code=args.allow_task_code)
     load_before = runs.prepare_run(args, [args.model, args.baseline])
     frame, summary = run_eval(
         args.model,
-        EvalSpec(
-            text=args.text,
-            sequence_length=args.sequence_length,
-            max_chunks=args.max_chunks,
-            task=args.task,
-            task_count=args.task_count,
-            eval_set=args.eval_set,
-            metric=args.metric,
-            eval_limit=args.eval_limit,
-            chat=args.chat,
-            lm_eval=lm_tasks,
-            lm_eval_include=args.lm_eval_include,
-            lm_eval_limit=args.lm_eval_limit,
-            baseline=args.baseline,
-            dtype=args.dtype,
-            kv_bits=args.kv_bits,
-            kv_group_size=args.kv_group_size,
-        ),
+        EvalSpec(lm_eval=lm_tasks, **{name: getattr(args, name) for name in FROM_FLAGS}),
     )
-    text = eval_table(display(summary), title=f"eval: {summary.get('model_id', args.model)}")
-    runs.save_and_print(args, frame, summary, command="eval", load_before=load_before, text=text)
-    return 0
-
-
-def eval_table(shown: dict, *, title: str) -> str:
-    """The figures as a two-column table (percentages and fidelity in their units), no wider than 100 columns."""
     from workbench import terminal
 
-    def cell(key, value):
-        if isinstance(value, float) and key in terminal.UNITS:
-            unit = terminal.UNITS[key][1]
-            return f"{terminal.value(key, value)} {unit}".strip()
-        return terminal.number(value) if isinstance(value, float) else str(value)
-
-    rows = [[key, cell(key, value)] for key, value in shown.items()]
-    return terminal.render(["measure", "value"], rows, title=title)
+    text = terminal.key_values(display(summary), title=f"eval: {summary.get('model_id', args.model)}")
+    runs.save_and_print(args, frame, summary, command="eval", load_before=load_before, text=text)
+    return 0
 
 
 def display(summary: dict) -> dict:

@@ -12,6 +12,11 @@ lm-eval is an optional extra (it pulls torch and datasets): `pip install
 `--lm-eval-include DIR` adds local YAML tasks, which may read local data files and then
 run offline (HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1).
 
+A task folder can run code: a YAML value tagged `!function utils.process_docs` imports and runs the Python
+file next to it. So a folder holding any `.py` file, a `!function` tag, or an `include:` of a YAML file
+outside the folder is refused (one line naming the file) unless `--allow-task-code` is given
+(`check_include`), before lm-eval is imported.
+
     workbench eval --model default --lm-eval arc_easy,hellaswag --lm-eval-limit 200
     workbench eval --model nano --lm-eval my_task --lm-eval-include tasks/ --json
 """
@@ -20,12 +25,51 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+import re
 from pathlib import Path
 
 from workbench.errors import DataError, UsageError
 from workbench.workloads import chat, prompt_sets
 
 INSTALL_HINT = "pip install 'chimera-workbench[lm-eval]'"
+MAX_TASK_FILE_BYTES = 1 << 20
+FUNCTION_TAG = re.compile(rb"!function\b")
+INCLUDE_KEY = re.compile(rb"^\s*include\s*:\s*['\"]?([^'\"#\s]+)", re.MULTILINE)
+CODE_HINT = "a task folder with code runs it; pass --allow-task-code if you trust it"
+
+
+def check_include(folder: Path, *, allow_code: bool = False) -> None:
+    """Refuse a task folder that would run code (a `.py` file, a `!function` tag, an `include:` outside the
+    folder), unless `allow_code`; symlinks are not followed. One line names the file."""
+    if allow_code:
+        return
+    root = folder.resolve()
+    for directory, _, files in os.walk(folder, followlinks=False):
+        for name in sorted(files):
+            path = Path(directory) / name
+            if name.endswith((".py", ".pyc", ".so")):
+                raise DataError(f"lm-eval include folder {folder}: {path} is code; {CODE_HINT}")
+            if not name.endswith((".yaml", ".yml")):
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise DataError(f"lm-eval include folder {folder}: {path} links outside the folder; {CODE_HINT}")
+            try:
+                with path.open("rb") as handle:
+                    text = handle.read(MAX_TASK_FILE_BYTES + 1)
+            except OSError as exc:
+                raise DataError(f"lm-eval task {path} cannot be read ({exc.strerror})") from None
+            if len(text) > MAX_TASK_FILE_BYTES:
+                raise DataError(f"lm-eval task {path} is over {MAX_TASK_FILE_BYTES >> 20} MiB")
+            found = FUNCTION_TAG.search(text)
+            if found:
+                line = text[: found.start()].count(b"\n") + 1
+                raise DataError(f"lm-eval task {path}:{line} names code with !function; {CODE_HINT}")
+            for match in INCLUDE_KEY.finditer(text):
+                target = (path.parent / match.group(1).decode(errors="replace")).resolve()
+                if not target.is_relative_to(root):
+                    line = text[: match.start(1)].count(b"\n") + 1
+                    raise DataError(f"lm-eval task {path}:{line} includes a file outside the folder; {CODE_HINT}")
 
 
 def available() -> bool:
@@ -44,16 +88,19 @@ def task_manager(include: str | None, defaults: bool):
     return TaskManager(include_path=include, include_defaults=defaults)
 
 
-def find_tasks(names: list[str], include: str | Path | None = None):
+def find_tasks(names: list[str], include: str | Path | None = None, *, allow_code: bool = False):
     """A task manager that knows every name; local tasks are looked up first (indexing lm-eval's own ~15,000
-    tasks takes seconds). An unknown name or a missing include folder is one line."""
+    tasks takes seconds). An unknown name, a missing include folder or one with code (`check_include`, unless
+    `allow_code`) is one line."""
+    if include is not None:
+        if not Path(include).is_dir():
+            raise DataError(f"lm-eval include folder {include}: no such folder")
+        check_include(Path(include), allow_code=allow_code)
     check_installed()
     if not names:
         raise UsageError("--lm-eval needs at least one task name")
     if include is not None:
         include = Path(include)
-        if not include.is_dir():
-            raise DataError(f"lm-eval include folder {include}: no such folder")
         local = task_manager(str(include), False)
         if all(name in local.all_tasks for name in names):
             return local
@@ -84,13 +131,21 @@ def make_lm(loaded, *, chat_mode: str = "auto", batch_size: int = 8):
     return WorkbenchLM()
 
 
-def run_tasks(loaded, names: list[str], *, include=None, limit: int | None = None, chat_mode: str = "auto"):
+def run_tasks(
+    loaded,
+    names: list[str],
+    *,
+    include=None,
+    limit: int | None = None,
+    chat_mode: str = "auto",
+    allow_code: bool = False,
+):
     """Evaluate lm-eval tasks: a list of (task, rows, workload, params), one per (sub)task, and the summary."""
     from importlib.metadata import version
 
     import lm_eval
 
-    manager = find_tasks(names, include)
+    manager = find_tasks(names, include, allow_code=allow_code)
     lm = make_lm(loaded, chat_mode=chat_mode)
     output = lm_eval.simple_evaluate(
         model=lm,

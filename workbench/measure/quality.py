@@ -23,7 +23,6 @@ to quantised keys and values; generation passes `kv_bits` to `stream_generate`.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 
 import numpy as np
@@ -258,9 +257,22 @@ def score_contains(prediction: str, reference: str) -> float:
     return float(reference.strip() in prediction)
 
 
-def score_regex(prediction: str, pattern: str) -> float:
-    """The reference is a regular expression that `re.search` finds in the prediction (anchor it for a full match)."""
-    return float(re.search(pattern, prediction) is not None)
+REGEX_TIMEOUT_S = 0.5  # per item; a sane pattern takes microseconds on a reply, a catastrophic one forever
+
+
+class ScoreTimeout(Exception):
+    """A metric ran past its time limit on one item (a catastrophic user regex); the item scores 0."""
+
+
+def score_regex(prediction: str, pattern: str, *, timeout_s: float = REGEX_TIMEOUT_S) -> float:
+    """The reference is a regular expression that `regex.search` (the `regex` package, `re`'s syntax) finds in the
+    prediction (anchor it for a full match), within `timeout_s`; past it, `ScoreTimeout`."""
+    import regex
+
+    try:
+        return float(regex.search(pattern, prediction, timeout=timeout_s) is not None)
+    except TimeoutError:
+        raise ScoreTimeout(f"regex timed out after {timeout_s:g} s") from None
 
 
 GENERATION_METRICS = {

@@ -254,6 +254,28 @@ def throughput_vs_latency(levels: pl.DataFrame) -> alt.Chart:
     return (line + front).properties(title=title_text, width=460, height=300)
 
 
+def ttft_over_time(replay: pl.DataFrame) -> alt.Chart:
+    """A replayed trace: each request's TTFT against when it was sent, one colour per server configuration and
+    round (failed requests have no TTFT and are left out). `replay`: `endpoint_section.replay_table`."""
+    data = replay.with_columns(
+        (pl.col("ttft_s") * 1000).round_sig_figs(4).alias("ttft_ms"),
+        pl.col("sent_s").round(3),
+        (pl.col("configuration").fill_null("served") + pl.lit(" · round ") + pl.col("round").cast(pl.String)).alias(
+            "series"
+        ),
+    )
+    base = alt.Chart(data).encode(
+        x=alt.X("sent_s:Q", title="sent at (s after the replay started)"),
+        color=alt.Color("series:N", title="configuration · round", legend=alt.Legend(orient="bottom", columns=1)),
+    )
+    good = (
+        base.transform_filter("datum.ok")
+        .mark_circle(size=30)
+        .encode(y=alt.Y("ttft_ms:Q", title="TTFT (ms)"), tooltip=["series", "sent_s", "ttft_ms"])
+    )
+    return good.properties(title="Trace replay: TTFT of each request over the replay", width=460, height=260)
+
+
 def goodput_vs_load(levels: pl.DataFrame) -> alt.Chart:
     """Goodput (requests/s meeting every SLO, solid) and completed requests/s (dashed) against the load level,
     one panel per load profile; each level's verdict (meets SLOs, misses them, over-saturated) is its shape."""

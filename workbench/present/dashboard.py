@@ -16,7 +16,7 @@ import polars as pl
 
 from workbench import slo as slo_module
 from workbench.analysis import decisions, gates, per_variant
-from workbench.present import charts, tables
+from workbench.present import charts, endpoint_tables, tables
 from workbench.results.store import list_sweeps, load_sweep_results
 
 QUALITIES = ("task_accuracy", "perplexity", "kl_mean")
@@ -126,7 +126,9 @@ class Dashboard:
             (pl.col("ttft_s_p90") <= self.slo_ttft.value) & (pl.col("throughput_tps") >= self.slo_throughput.value)
         )
         shown = dataclasses.replace(section, levels=levels)
-        self.table.value = tables.html(tables.endpoint_levels(shown)) if levels.height else "<p><i>none</i></p>"
+        self.table.value = (
+            tables.html(endpoint_tables.endpoint_levels(shown)) if levels.height else "<p><i>none</i></p>"
+        )
         self.regressions.value = ""
 
     def refresh(self) -> None:

@@ -8,6 +8,9 @@
   server's lowest load level, with Welch t intervals over trials and the run's A/A floor (`significance`).
 - **Cold start**: launch-to-ready and the first request's TTFT before any warm-up, next to the warm median,
   for the server and in process: what pre-loading and warming up buy, measured.
+- **Send lag**: each level's p99 (in `levels`), and whether the load generator fell behind (`slo.send_lag`).
+- **Trace replay**: each replayed request's TTFT against when it was sent (`replay`), for the TTFT-over-time chart.
+- **Sessions**: TTFT, TPOT and the server's cached prompt tokens per turn index (`turns`, `endpoint.sessions`).
 
 Pure: rows in, frames out; `tables`/`charts` present them; `report.build` loads the sweep.
 `workbench report SWEEP --endpoint ENDPOINT_SWEEP`.
@@ -16,7 +19,7 @@ Pure: rows in, frames out; `tables`/`charts` present them; `report.build` loads 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -31,10 +34,13 @@ class EndpointSection:
     saturation: pl.DataFrame
     gap: pl.DataFrame
     cold: pl.DataFrame
+    replay: pl.DataFrame = field(default_factory=pl.DataFrame)
+    turns: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def to_json(self) -> dict:
         return {
             "sweep": self.sweep,
+            "turns": stats.json_safe(self.turns.to_dicts()),
             "levels": stats.json_safe(self.levels.to_dicts()),
             "saturation": stats.json_safe(self.saturation.to_dicts()),
             "served_vs_in_process": stats.json_safe(self.gap.to_dicts()),
@@ -184,6 +190,32 @@ def in_process_once(table: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([once, table.filter(pl.col("side") != "in process")], how="vertical_relaxed")
 
 
+def replay_table(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per replayed request (profile `trace`): configuration, round, send time, TTFT, ok."""
+    replayed = rows.filter((pl.col("kind") == "speed") & (pl.col("profile") == "trace"))
+    if replayed.is_empty():
+        return pl.DataFrame()
+    return (
+        replayed.join(run_configurations(rows), on="run_id", how="left")
+        .select("configuration", "variant", "round", "sent_s", "arrival_s", "ttft_s", "ok")
+        .sort("configuration", "round", "sent_s")
+    )
+
+
+def turn_table(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per configuration, sessions variant and turn index: TTFT p50/p90, TPOT p50, prompt and cached tokens."""
+    from workbench.endpoint.sessions import per_turn
+
+    played = rows.filter((pl.col("kind") == "speed") & (pl.col("profile") == "sessions"))
+    if played.is_empty():
+        return pl.DataFrame()
+    played = played.join(run_configurations(rows), on="run_id", how="left")
+    out = []
+    for (label, variant), part in played.group_by("configuration", "variant", maintain_order=True):
+        out += [{"configuration": label, "variant": variant, **turn} for turn in per_turn(part.to_dicts())]
+    return pl.DataFrame(out, strict=False).sort("configuration", "variant", "turn")
+
+
 def from_rows(rows: pl.DataFrame, name: str = "runs") -> EndpointSection:
     """The section from endpoint rows: a sweep's verified points (`report.build` loads them), or one or more
     runs' (each run then counts as a point). Rows of other experiments are left out; none left is a DataError."""
@@ -195,7 +227,9 @@ def from_rows(rows: pl.DataFrame, name: str = "runs") -> EndpointSection:
     if "point_id" not in rows.columns:
         rows = rows.with_columns(pl.col("run_id").alias("point_id"))
     levels = level_table(rows)
-    return EndpointSection(name, levels, saturation_table(levels), gap_table(rows), cold_table(rows))
+    section = EndpointSection(name, levels, saturation_table(levels), gap_table(rows), cold_table(rows))
+    section.replay, section.turns = replay_table(rows), turn_table(rows)
+    return section
 
 
 def figures(section: EndpointSection | None) -> dict:
@@ -203,7 +237,10 @@ def figures(section: EndpointSection | None) -> dict:
 
     if section is None or section.levels.is_empty():
         return {}
-    return {
+    out = {
         "endpoint_throughput_vs_ttft": charts.throughput_vs_latency(section.levels),
         "endpoint_goodput": charts.goodput_vs_load(section.levels),
     }
+    if not section.replay.is_empty():
+        out["endpoint_replay_ttft"] = charts.ttft_over_time(section.replay)
+    return out

@@ -175,3 +175,16 @@ def endpoint_slo(rows: pl.DataFrame) -> str | None:
         if slo:
             found.add(", ".join(f"{k} {v:g}" for k, v in sorted(slo.items()) if isinstance(v, (int, float))))
     return "; ".join(sorted(found)) or None
+
+
+def report_extras(rows, slo: dict, slo_file: str | None, endpoint_rows, match) -> dict:
+    """The `Report` fields this module fills: rows (for the header), SLO sources, the endpoint sweep's SLO, and
+    the `--baseline` configurations left out (`analysis.like_for_like`)."""
+    from workbench.analysis.gates import DEFAULT_SLO
+
+    return {
+        "rows": rows,
+        "slo_sources": slo_sources(slo, slo_file, DEFAULT_SLO),
+        "endpoint_slo": endpoint_slo(endpoint_rows) if endpoint_rows is not None else None,
+        "baseline_left_out": match.left_out if match is not None else [],
+    }

@@ -91,6 +91,19 @@ def endpoint_headline(section) -> str:
     )
 
 
+def summary_extras(report) -> dict:
+    """What `summary.json` (and `report --json`) adds for a reader: the headline lines, the header, and the
+    `--baseline` configurations left out."""
+    from workbench.present.header import header_lines
+
+    return {
+        "headline": headline(report.analysis),
+        "endpoint_headline": endpoint_headline(report.endpoint) if report.endpoint is not None else None,
+        "header": dict(header_lines(report.rows, report.env)) if report.rows is not None else None,
+        "baseline_left_out": report.baseline_left_out,
+    }
+
+
 def sweep_headline(sweep: str) -> str | None:
     """The headline of a sweep folder's verified points; None when it has none or is not one experiment's."""
     from workbench.analysis import decisions, gates

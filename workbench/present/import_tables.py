@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from workbench.present.tables import _ms, fmt_value, table
+from workbench.present.tables import fmt_ms, fmt_value, table
 
 NO_IMPORTS = "No imported results (`workbench import FILE --tool T`; then `workbench report --compare-import NAME`)."
 
@@ -19,10 +19,10 @@ def import_levels(section):
                 "Source": r["source"],
                 "Load": f"{r['profile']} {r['level']:g}",
                 "Requests (errors)": f"{r['requests']} ({100 * r['error_rate']:.0f}%)",
-                "TTFT p50 / p90": f"{_ms(r['ttft_s'])} / {_ms(r['ttft_s_p90'])}",
-                "TPOT p50": _ms(r["tpot_s"]),
-                "ITL p50": _ms(r["itl_s_p50"]) if r["itl_s_p50"] == r["itl_s_p50"] else "not in file",
-                "E2E p50": _ms(r["e2e_s"]),
+                "TTFT p50 / p90": f"{fmt_ms(r['ttft_s'])} / {fmt_ms(r['ttft_s_p90'])}",
+                "TPOT p50": fmt_ms(r["tpot_s"]),
+                "ITL p50": fmt_ms(r["itl_s_p50"]) if r["itl_s_p50"] == r["itl_s_p50"] else "not in file",
+                "E2E p50": fmt_ms(r["e2e_s"]),
                 "Throughput": fmt_value("throughput_tps", r["throughput_tps"]),
                 "Goodput": f"{r['goodput_rps']:.3g} req/s" if r["goodput_rps"] is not None else "n/a",
             }

@@ -31,7 +31,7 @@ import polars as pl
 
 from workbench import console, stats
 from workbench.analysis import decisions, gates, significance
-from workbench.errors import DataError, UsageError
+from workbench.errors import DataError, OutputsError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
 from workbench.results import integrity
 
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:  # nothing comparable: one line; configurations left out: named on stderr
         from workbench.analysis.like_for_like import check
 
-        stale = args.include_stale
-        check(load(args.sweep, include_stale=stale)[0], load(args.baseline, include_stale=stale)[0], args.baseline)
+        check(*(load(name, include_stale=args.include_stale)[0] for name in (args.sweep, args.baseline)), args.baseline)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
     options = {"baseline_sweep": args.baseline, "slo_file": args.slo, "endpoint_sweep": args.endpoint}
     if args.compare_import:
@@ -102,17 +101,32 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[INCLUDE_STALE] = "1" if args.include_stale else ""  # read by `build` in the notebook's kernel
     try:
         path = render(args.sweep, output, **options)
+    except Exception as exc:
+        if (problem := write_problem(exc)) is None:
+            raise
+        raise OutputsError(f"the report {output} cannot be written ({problem})") from None
     finally:
         os.environ.pop(INCLUDE_STALE, None)
-    paths_to = sys.stderr if args.json else sys.stdout  # with --json, stdout is exactly one JSON document
-    print(f"report:    {path}", file=paths_to)
-    print(f"artefacts: {artefacts_dir(path)}", file=paths_to)
+    out = sys.stderr if args.json else sys.stdout  # with --json, stdout is exactly one JSON document
+    print(f"report:    {path}\nartefacts: {artefacts_dir(path)}", file=out)
     summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
-    if args.json:
-        console.print_json({"report": str(path), **summary})
-    elif summary.get("headline"):
-        print(f"headline: {summary['headline']}")
+    console.print_json({"report": str(path), **summary}) if args.json else print(f"headline: {summary['headline']}")
     return 0
+
+
+def write_problem(exc: Exception) -> str | None:
+    """Why writing failed, when `exc` is the disk's doing (a full disk, no permission, read-only), raised here or
+    in the report notebook's kernel; None for anything else (a bug keeps its traceback)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.strerror or errno.errorcode.get(exc.errno, "OSError")
+    if type(exc).__name__ == "PapermillExecutionError" and getattr(exc, "ename", "") in ("OSError", "PermissionError"):
+        value = str(getattr(exc, "evalue", ""))
+        for code in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT):
+            if os.strerror(code) in value:
+                return os.strerror(code)
+    return None
 
 
 def scan(name: str, *, include_stale: bool = False) -> integrity.SweepScan:
@@ -207,18 +221,14 @@ class Report:
     baseline_left_out: list = field(default_factory=list)  # `--baseline` configurations not comparable, and why
 
     def summary(self) -> dict:
-        from workbench.present.header import header_lines
-        from workbench.present.headline import endpoint_headline, headline
+        from workbench.present.headline import summary_extras
 
         extra = {
             "sweep": self.sweep,
-            "headline": headline(self.analysis),
-            "endpoint_headline": endpoint_headline(self.endpoint) if self.endpoint is not None else None,
-            "header": dict(header_lines(self.rows, self.env)) if self.rows is not None else None,
+            **summary_extras(self),
             "points": self.points,
             "failed": self.failed,
             "baseline_sweep": self.baseline_sweep,
-            "baseline_left_out": self.baseline_left_out,
             "endpoint": self.endpoint.to_json() if self.endpoint is not None else None,
             "imports": self.imports.to_json() if self.imports is not None else None,
         }
@@ -259,23 +269,20 @@ def build(
     )
     risks = gates.risks(result.configs, failures=failed, points=points, memory_total_bytes=env.get("memory_bytes"))
     slo_rows = gates.slo_rows(result.configs, result.recommended, result.slo)
-    from workbench.present.header import endpoint_slo, slo_sources
-
-    section, served_slo = None, None
+    section, endpoint_rows = None, None
     if endpoint_sweep:
         from workbench.present import endpoint_section
 
         endpoint_rows = load(endpoint_sweep, include_stale=include_stale)[0]
         section = endpoint_section.from_rows(endpoint_rows, endpoint_sweep)
-        served_slo = endpoint_slo(endpoint_rows)
     imported = None
     if compare_imports:
         from workbench.present import import_section
 
         imported = import_section.from_rows(endpoint_rows if endpoint_sweep else rows, list(compare_imports))
-    sources = slo_sources(result.slo, slo_file, gates.DEFAULT_SLO)
-    extras = {"rows": rows, "slo_sources": sources, "endpoint_slo": served_slo}
-    extras["baseline_left_out"] = match.left_out if match is not None else []
+    from workbench.present.header import report_extras
+
+    extras = report_extras(rows, result.slo, slo_file, endpoint_rows, match)
     return Report(
         sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, imported, **extras
     )

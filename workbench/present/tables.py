@@ -44,6 +44,11 @@ def fmt_value(metric: str, value) -> str:
     return f"{text} {unit}".strip()
 
 
+def fmt_ms(seconds) -> str:
+    """A time stored in seconds, shown in milliseconds as every latency is."""
+    return fmt_value("ttft_s", seconds)
+
+
 def fmt_changes(changes_json) -> str:
     """The knobs a variant changed, 'bits=4, group_size=64'; 'not declared' for older sweeps."""
     if changes_json is None:
@@ -236,120 +241,3 @@ def regressions_section(report):
     for line in getattr(report, "baseline_left_out", None) or []:
         shown = shown.tab_source_note(f"Left out, not comparable: {line}.")
     return shown.tab_header(title=heading)
-
-
-NO_ENDPOINT = "No endpoint sweep in this report (`workbench report SWEEP --endpoint ENDPOINT_SWEEP`)."
-
-
-def _ms(value) -> str:
-    return fmt_value("ttft_s", value)
-
-
-def endpoint_levels(section, *, slo_source: str | None = None):
-    """GuideLLM's console summary as a table, from `endpoint_section.EndpointSection.levels`: one row per
-    configuration and load level, request rate and latencies (median / p90) first, then throughput, goodput,
-    errors and whether the level met the endpoint sweep's own SLO."""
-    rows = []
-    for r in [] if section is None else section.levels.iter_rows(named=True):
-        verdict = "over-saturated" if r["saturated"] else ("meets SLOs" if r["slo_pass"] else "misses SLOs")
-        load = r["profile"] if r["profile"] in ("synchronous", "throughput") else f"{r['profile']} {r['level']:g}"
-        rows.append(
-            {
-                "Configuration": r["configuration"],
-                "id": str(r.get("point_id") or "")[:8],
-                "Load": load,
-                "Requests/s": f"{r['throughput_rps']:.3g}" if r.get("throughput_rps") is not None else "n/a",
-                "TTFT p50 / p90": f"{_ms(r['ttft_s'])} / {_ms(r['ttft_s_p90'])}",
-                "ITL p50": _ms(r.get("itl_s_p50")) if "itl_s_p50" in r else "n/a",
-                "TPOT p50": _ms(r["tpot_s"]),
-                "E2E p50": _ms(r.get("e2e_s")) if "e2e_s" in r else "n/a",
-                "Output tok/s": fmt_value("throughput_tps", r["throughput_tps"]).removesuffix(" generated tok/s"),
-                "Goodput": f"{r['goodput_rps']:.3g} req/s" if r["goodput_rps"] is not None else "n/a",
-                "Errors": f"{100 * r['error_rate']:.1f}%" + (f" ({r['top_error']})" if r["top_error"] else ""),
-                "SLOs": verdict,
-            }
-        )
-    note = "Goodput: requests per second that succeeded and met every per-request SLO, over the level's window."
-    if slo_source:
-        note += f" SLO: the endpoint sweep's own ({slo_source}), not the report's default."
-    return table(pl.DataFrame(rows), heading="Load levels", empty=NO_ENDPOINT, note=note)
-
-
-def endpoint_saturation(section):
-    rows = [
-        {
-            "Configuration": r["configuration"],
-            "Load profile": r["profile"],
-            "Highest level meeting the SLOs": "none" if r["best_level"] is None else f"{r['best_level']:g}",
-            "First level missing them": "none measured"
-            if r["first_failing_level"] is None
-            else f"{r['first_failing_level']:g}",
-            "Best goodput": f"{r['best_goodput_rps']:.3g} req/s",
-            "Over-saturated": "yes" if r["over_saturated"] else "no",
-        }
-        for r in ([] if section is None else section.saturation.iter_rows(named=True))
-    ]
-    return table(pl.DataFrame(rows), empty=NO_ENDPOINT)
-
-
-def endpoint_gap(section):
-    rows = [
-        {
-            "Configuration": r["configuration"],
-            "id": r.get("id") or "",
-            "Served at": r["variant"],
-            "Metric": title(r["metric"]),
-            "In process": fmt_value(r["metric"], r["baseline_mean"]),
-            "Served": fmt_value(r["metric"], r["mean"]),
-            "Change": fmt_change(r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]),
-            "Verdict": r["verdict"],
-        }
-        for r in ([] if section is None else section.gap.iter_rows(named=True))
-    ]
-    note = "The same model and prompts, one request at a time in process against the server's lowest load level."
-    return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)
-
-
-def endpoint_cold(section):
-    rows = [
-        {
-            "Configuration": r["configuration"],
-            "id": r.get("id") or "",
-            "Where": r["side"],
-            "Launch to ready": f"{r['startup_s']:.2f} s" if r["startup_s"] is not None else "n/a",
-            "First request TTFT (cold)": _ms(r["cold_ttft_s"]),
-            "TTFT p50 warm": _ms(r["warm_ttft_s"]),
-            "Cold / warm": f"{r['cold_over_warm']:.1f}×" if r["cold_over_warm"] is not None else "n/a",
-        }
-        for r in ([] if section is None else section.cold.iter_rows(named=True))
-    ]
-    note = "Cold: the first request after the model loaded, before any warm-up request."
-    return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)
-
-
-def endpoint_fidelity(section):
-    """Fidelity probes per configuration and level (`endpoint.probes`): served greedy tokens against in process."""
-    rows = []
-    levels = section.levels if section is not None else pl.DataFrame()
-    for r in levels.iter_rows(named=True) if "identical_share" in levels.columns else []:
-        if r.get("probes") is None:
-            continue
-        first = r["first_divergence_p50"]
-        rows.append(
-            {
-                "Configuration": r["configuration"],
-                "Load": f"{r['profile']} {r['level']:g}",
-                "Probes (ok)": f"{r['probes']} ({r['probes_ok']})",
-                "Identical to in process": "n/a" if r["identical_share"] is None else f"{r['identical_share']:.0%}",
-                "First divergence p50": "none diverged" if first is None else f"token {first:g}",
-                "KL top-k (lower bound)": "n/a" if r["probe_kl_mean"] is None else f"{r['probe_kl_mean']:.2e}",
-                "Measured requests overlapped": f"{r['probe_overlap_mean']:.1f}",
-            }
-        )
-    note = (
-        "Probes: greedy fixed-length requests sent among the measured ones (never in their latency figures), "
-        "against their in-process continuation by the same weights in the same dtype. First divergence: median "
-        "position over the probes that diverged. KL: in process ‖ served over the served top-k tokens plus the "
-        "rest, a lower bound of the full KL."
-    )
-    return table(pl.DataFrame(rows), empty="No fidelity probes (`probe_share` in the endpoint params).", note=note)

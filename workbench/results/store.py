@@ -24,7 +24,10 @@ import polars as pl
 
 from workbench.errors import DataError
 from workbench.paths import OutputsError, atomic_write_bytes, atomic_write_text, outputs_dir
+from workbench.redact import redact, redact_text
 from workbench.results import integrity
+
+REDACTED = ("target", "params_json", "model_id", "error", "note", "final_url")  # text a server or a user's URL fills
 
 IDENTITY = {
     "run_id": pl.String,
@@ -91,11 +94,15 @@ MEASURES = {
     "sent_s": pl.Float64,
     "chunks": pl.Int32,
     "cached_tokens": pl.Int32,
+    "session_id": pl.String,
+    "turn": pl.Int32,
     "item_id": pl.String,
     "metric": pl.String,
     "score": pl.Float64,
     "acc_norm": pl.Float64,
     "choice_logprobs": pl.List(pl.Float64),
+    "note": pl.String,
+    "final_url": pl.String,
     "identical": pl.Boolean,
     "overlap_requests": pl.Int32,
 }
@@ -142,6 +149,9 @@ def to_frame(rows: list[dict], **identity) -> pl.DataFrame:
         for key, value in record.items():
             if isinstance(value, float) and math.isnan(value):
                 record[key] = None
+        for key in REDACTED:
+            if isinstance(record.get(key), str):
+                record[key] = redact_text(record[key])
         records.append(record)
     frame = pl.DataFrame(records, schema=SCHEMA) if records else pl.DataFrame(schema=SCHEMA)
     return frame
@@ -165,6 +175,7 @@ def write_run(frame: pl.DataFrame, *, params: dict, env: dict, run_dir: Path | N
     under the system temp directory and the `OutputsError` names the file."""
     import yaml
 
+    params, env = redact(params), redact(env)  # no password of a URL is ever written
     run_id = frame["run_id"][0] if frame.height else new_run_id()
     run_dir = Path(run_dir) if run_dir else outputs_dir() / "runs" / run_id
     try:
@@ -187,10 +198,32 @@ def rescue_rows(frame: pl.DataFrame, *, params: dict, env: dict, run_id: str) ->
     """Keep rows that could not be written where they belong: `<tmp>/workbench-rescued/<run_id>/results.parquet`."""
     directory = Path(tempfile.gettempdir()) / "workbench-rescued" / run_id
     directory.mkdir(parents=True, exist_ok=True)
+    params, env = redact(params), redact(env)
     (directory / "params.yaml").write_text(json.dumps(params, indent=1, default=str))
     (directory / "env.json").write_text(json.dumps(env, indent=1, default=str))
     frame.write_parquet(directory / "results.parquet")
     return directory / "results.parquet"
+
+
+def rescue_partial(rows_by_variant: dict, *, run_id: str, experiment: str, params: dict) -> Path | None:
+    """When a run stops on a fault: keep the rows measured so far (schema keys only) with `rescue_rows`, and say
+    where on stderr. Returns the parquet's path (None when nothing had been measured or even this failed)."""
+    frames = []
+    for variant, rows in rows_by_variant.items():
+        kept = [{k: v for k, v in row.items() if k in MEASURES or k == "kind"} for row in rows]
+        kept = [{**row, "kind": row.get("kind") if row.get("kind") in KINDS else "speed"} for row in kept]
+        if kept:
+            frames.append(to_frame(kept, run_id=run_id, experiment=experiment, variant=variant))
+    if not frames:
+        return None
+    try:
+        frame = pl.concat(frames, how="vertical")
+        path = rescue_rows(frame, params=params, env={}, run_id=run_id)
+    except Exception as exc:  # the fault that stopped the run surfaces, not this one
+        print(f"workbench: the rows measured so far could not be kept ({type(exc).__name__})", file=sys.stderr)
+        return None
+    print(f"workbench: the run stopped on an error; its {frame.height} rows so far are in {path}", file=sys.stderr)
+    return path
 
 
 def load(*runs, root: Path | None = None) -> pl.LazyFrame:

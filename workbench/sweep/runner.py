@@ -20,6 +20,7 @@ allowed, recorded in every point's `point.yaml`, and flagged in the report.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -147,14 +148,21 @@ def execute_point(
     return {"point_id": point.point_id, "status": "failed", "error": error, "executed_notebook": str(executed)}
 
 
-def clean_unfinished(sweep: Sweep) -> None:
-    """Remove what a killed run left in unfinished point folders (never a finished point's files)."""
+def clean_unfinished(sweep: Sweep) -> list[Path]:
+    """Remove what a killed run left in unfinished point folders (never a finished point's files). A point folder
+    that is a symlink (or not a folder) is never followed or removed: it is skipped, said on stderr, and returned."""
+    skipped = []
     for point in sweep.points:
         directory = point_dir(sweep, point)
-        if directory.exists() and not is_finished(directory):
-            for entry in directory.iterdir():  # results set aside by `--rerun` stay
+        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+            kind = f"a symlink to {os.readlink(directory)}" if directory.is_symlink() else "not a folder"
+            print(f"warning: skipped point folder {directory}: {kind}; not removed or followed", file=sys.stderr)
+            skipped.append(directory)
+        elif directory.exists() and not is_finished(directory):
+            for entry in directory.iterdir():  # results set aside by `--rerun` stay; links are removed, not followed
                 if entry.name != REPLACED:
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    return skipped
 
 
 def run_sweep(
@@ -178,10 +186,17 @@ def run_sweep(
     if bad:
         named = "; ".join(f"{pid} ({why})" for pid, why in bad.items())
         print(f"re-running {len(bad)} points that fail verification: {named}", file=sys.stderr)
-    clean_unfinished(sweep)
+    links = set(clean_unfinished(sweep))
     rerun = rerun or set()
-    todo = [p for p in sweep.points if p.point_id in rerun or not is_finished(point_dir(sweep, p))]
+    todo = [
+        p
+        for p in sweep.points
+        if (p.point_id in rerun or not is_finished(point_dir(sweep, p))) and point_dir(sweep, p) not in links
+    ]
     outcomes = [{"point_id": p.point_id, "status": "skipped"} for p in sweep.points if p not in todo]
+    for outcome in outcomes:
+        if point_dir(sweep, next(p for p in sweep.points if p.point_id == outcome["point_id"])) in links:
+            outcome.update(status="failed", error="its point folder is a symlink: not followed")
     bar = tqdm(
         total=len(sweep.points), initial=len(outcomes), desc=f"sweep {sweep.name}", disable=not progress, unit="point"
     )

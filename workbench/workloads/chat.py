@@ -61,3 +61,22 @@ def local_tokenizer(spec: str):
     if not isinstance(target, Path) or not (target / "config.json").is_file():
         return None
     return load_tokenizer(target)
+
+
+def local_context(spec: str) -> int | None:
+    """The context (`max_position_embeddings`) of a preset or a local model directory; None when not known here."""
+    import json
+    from pathlib import Path
+
+    from workbench.models import loader
+
+    target, _ = loader.resolve(spec, build_missing=False)
+    config = target / "config.json" if isinstance(target, Path) else None
+    if config is None or not config.is_file():
+        return None
+    try:
+        values = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    context = values.get("max_position_embeddings") or (values.get("text_config") or {}).get("max_position_embeddings")
+    return context if isinstance(context, int) and context > 0 else None

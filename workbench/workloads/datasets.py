@@ -20,6 +20,12 @@ turns), for multi-turn replay, each tagged with `conversation` and `turn` indice
 
     from workbench.workloads import datasets
     items, sha256 = datasets.read_items("prompts.jsonl")
+
+Bounds, so a hostile or broken file is one line, not a crash: a `.jsonl` file is read line by line and a line
+over `MAX_LINE_BYTES` (16 MiB) is refused without reading the rest of it; whole-file formats are refused over
+`MAX_FILE_BYTES` (256 MiB; convert to JSONL); JSON nested deeper than `MAX_JSON_DEPTH` (64) is refused; a
+prompt of more than 20 characters per token of the model's context (`check_prompt_size`) is refused before it is
+tokenized.
 """
 
 from __future__ import annotations
@@ -28,12 +34,19 @@ import copy
 import csv
 import hashlib
 import io
+import itertools
 import json
 from pathlib import Path
 
 from workbench.errors import DataError
 
 EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
+MAX_LINE_BYTES = 16 << 20
+MAX_JSONL_BYTES = 1 << 30
+MAX_FILE_BYTES = 256 << 20
+MAX_JSON_DEPTH = 64
+CHARS_PER_TOKEN_MAX = 20  # no tokenizer packs more characters into one token: beyond this a prompt cannot fit
+FALLBACK_CONTEXT_TOKENS = 1 << 17  # when the model's context is not known here
 TURNS = ("first", "all")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 SHAREGPT_ROLES |= {"chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant"}
@@ -49,20 +62,95 @@ def check_path(path: str | Path) -> Path:
     return path
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The file's bytes; a missing file or an unknown extension is a `DataError`."""
+def read_bytes(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes; a missing file, an unknown extension or a file over `max_bytes` is a `DataError`."""
     path = check_path(path)
     try:
-        return path.read_bytes()
+        size = path.stat().st_size
+        if size > max_bytes:
+            limit = f"the {max_bytes >> 20} MiB limit for a {path.suffix} file"
+            raise DataError(f"{path}: {size >> 20} MiB is over {limit} (convert it to JSONL)")
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > max_bytes:
+        raise DataError(f"{path}: over the {max_bytes >> 20} MiB limit for a {path.suffix} file")
+    return data
 
 
-def decode_text(path: Path, data: bytes) -> str:
+def jsonl_rows(path: Path) -> tuple[list[tuple[str, dict]], str]:
+    """(where, row) pairs of a JSONL file read line by line, and the SHA-256 of its bytes; a line longer than
+    `MAX_LINE_BYTES` is a `DataError` before the rest of it is read."""
+    digest, rows, total = hashlib.sha256(), [], 0
     try:
-        return data.decode("utf-8-sig")
+        with path.open("rb") as handle:
+            for number in itertools.count(1):
+                line = handle.readline(MAX_LINE_BYTES + 1)
+                if not line:
+                    break
+                total += len(line)
+                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                    raise DataError(f"{path}:{number}: a line longer than {MAX_LINE_BYTES >> 20} MiB (no prompt is)")
+                if total > MAX_JSONL_BYTES:
+                    raise DataError(f"{path}: over the {MAX_JSONL_BYTES >> 20} MiB limit for a .jsonl file")
+                digest.update(line)
+                text = decode_text(path, line, first_line=number)
+                if text.strip():
+                    rows.append((f"{path}:{number}", loads(text, f"{path}:{number}")))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    return rows, digest.hexdigest()
+
+
+def loads(text: str, where: str, *, invalid: str = "invalid JSON"):
+    """`json.loads` with nesting capped at `MAX_JSON_DEPTH`; an invalid or too deep document is a `DataError`."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except json.JSONDecodeError as exc:
+        line = f" line {exc.lineno}" if exc.lineno > 1 else ""
+        raise DataError(f"{where}: {invalid}{line} ({exc.msg})") from None
+    if too_deep(value, MAX_JSON_DEPTH):
+        raise DataError(f"{where}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
+def too_deep(value, limit: int) -> bool:
+    """The value nests lists or objects more than `limit` levels (walked without recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def prompt_chars(item: dict) -> int:
+    if "prompt" in item:
+        return len(item["prompt"])
+    return sum(len(m.get("content") or "") for m in item.get("messages") or [])
+
+
+def check_prompt_size(item: dict, where: str, context_tokens: int | None) -> None:
+    """Refuse, before tokenizing, a prompt that cannot fit: more than 20 characters per token of the context."""
+    context = context_tokens or FALLBACK_CONTEXT_TOKENS
+    chars = prompt_chars(item)
+    if chars > CHARS_PER_TOKEN_MAX * context:
+        known = f"the model's context of {context}" if context_tokens else f"a {context}-token context"
+        raise DataError(f"{where}: a prompt of {chars} characters is certainly longer than {known} tokens")
+
+
+def decode_text(path: Path, data: bytes, *, first_line: int = 1) -> str:
+    try:
+        return data.decode("utf-8-sig" if first_line == 1 else "utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + first_line
         raise DataError(f"{path}:{line}: not UTF-8 (byte {exc.start})") from None
 
 
@@ -76,21 +164,14 @@ def parse_rows(path: str | Path, data: bytes) -> list[tuple[str, dict]]:
     if suffix == ".csv":
         return csv_rows(path, text)
     if suffix == ".json":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+        value = loads(text, str(path))
         if not isinstance(value, list):
             raise DataError(f"{path}: a .json file must hold one array of objects (use .jsonl for one per line)")
         return [(f"{path}: item {i}", row) for i, row in enumerate(value, 1)]
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((f"{path}:{number}", json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if line.strip():
+            rows.append((f"{path}:{number}", loads(line, f"{path}:{number}")))
     return rows
 
 
@@ -106,10 +187,7 @@ def csv_rows(path: Path, text: str) -> list[tuple[str, dict]]:
             raise DataError(f"{where}: more cells than the header has columns")
         row = {key: value for key, value in record.items() if value not in ("", None)}
         if "messages" in row:
-            try:
-                row["messages"] = json.loads(row["messages"])
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: messages is not a JSON list ({exc.msg})") from None
+            row["messages"] = loads(row["messages"], where, invalid="messages is not a JSON list")
         if "max_tokens" in row:
             text_value = row["max_tokens"].strip()
             row["max_tokens"] = int(text_value) if text_value.lstrip("-").isdigit() else text_value
@@ -210,18 +288,31 @@ _PARSED: dict = {}  # (path, SHA-256, turns) -> items, for the last few files re
 def read_items(path: str | Path, *, turns: str = "first") -> tuple[list[dict], str]:
     """Every item of a prompt file (validated) and the SHA-256 of the file's bytes.
 
-    Parsed items are kept by (path, SHA-256, turns), so validating a config and then running it parses once."""
-    data = read_bytes(path)
-    sha256 = hashlib.sha256(data).hexdigest()
+    Parsed items are kept by (path, SHA-256, turns), so validating a config and then running it validates once."""
+    rows, sha256 = read_rows(path, allow_empty=True)
     key = (str(path), sha256, turns)
     if key not in _PARSED:
-        items = rows_to_items(parse_rows(path, data), turns=turns)
+        items = rows_to_items(rows, turns=turns)
         if not items:
             raise DataError(f"{path}: no prompts in the file")
         while len(_PARSED) >= 4:
             _PARSED.pop(next(iter(_PARSED)))
         _PARSED[key] = tuple(items)
     return copy.deepcopy(list(_PARSED[key])), sha256
+
+
+def read_rows(path: str | Path, *, allow_empty: bool = False) -> tuple[list[tuple[str, dict]], str]:
+    """Raw rows of a JSONL/JSON/CSV/parquet file as (where, row) pairs, and the SHA-256 of its bytes; for readers
+    that want their own keys (eval sets) and validate the prompt part with `check_item(row, where)`."""
+    path = check_path(path)
+    if path.suffix.lower() == ".jsonl":
+        rows, sha256 = jsonl_rows(path)
+    else:
+        data = read_bytes(path)
+        rows, sha256 = parse_rows(path, data), hashlib.sha256(data).hexdigest()
+    if not rows and not allow_empty:
+        raise DataError(f"{path}: the file has no rows")
+    return rows, sha256
 
 
 def type_name(value) -> str:

@@ -185,10 +185,12 @@ def dataset(
     min_prompt_tokens: int | None = None,
     max_prompt_tokens: int | None = None,
     seed: int = 0,
+    context_tokens: int | None = None,
 ) -> Workload:
     """The prompts of a user's file rendered for `tokenizer` (`chat.render`: auto/on/off), in file order or shuffled
     with `seed` (`order="shuffle"`), kept when the rendered length is within [min, max]_prompt_tokens, at most
-    `limit` of them. A file problem, or nothing left after the filters, is a `DataError` (one line)."""
+    `limit` of them. A file problem, or nothing left after the filters, is a `DataError` (one line); so is a prompt
+    too long for `context_tokens` by its characters alone, before it is tokenized (`datasets.check_prompt_size`)."""
     from workbench.workloads import chat as chat_module
     from workbench.workloads import datasets
 
@@ -199,7 +201,8 @@ def dataset(
     if order == "shuffle":
         random.Random(f"dataset-{seed}").shuffle(items)
     kept, prompts, applied = [], [], []
-    for item in items:
+    for index, item in enumerate(items):
+        datasets.check_prompt_size(item, f"{path}: item {index + 1}", context_tokens)
         try:
             ids, templated = chat_module.render(
                 tokenizer, prompt=item.get("prompt"), messages=item.get("messages"), chat=chat
@@ -295,7 +298,9 @@ def longest_synthetic(prompt_tokens: int, gen_tokens: int, options: dict) -> int
 
 def build(*, tokenizer, vocab_size: int, prompt_tokens: int, count: int, seed: int = 0, **options) -> Workload:
     """The workload that `workbench bench` and experiments' speed phase time: a user's file (`dataset`) or
-    synthetic prompts (`count` of `prompt_tokens`, or `prompt_dist`; `gen_dist`; shared prefixes)."""
+    synthetic prompts (`count` of `prompt_tokens`, or `prompt_dist`; `gen_dist`; shared prefixes). `context_tokens`
+    (the model's context, when known) bounds a dataset's prompts before they are tokenized."""
+    context_tokens = options.pop("context_tokens", None)
     options = {**OPTIONS, **options}
     if options["dataset"]:
         return dataset(
@@ -308,6 +313,7 @@ def build(*, tokenizer, vocab_size: int, prompt_tokens: int, count: int, seed: i
             min_prompt_tokens=options["min_prompt_tokens"],
             max_prompt_tokens=options["max_prompt_tokens"],
             seed=seed,
+            context_tokens=context_tokens,
         )
     return synthetic(
         prompt_tokens=options["prompt_dist"] or prompt_tokens,
