@@ -52,7 +52,8 @@ def test_notebooks_use_nbdime_drivers_and_nbstripout_by_absolute_path():
 LAYERS = (
     (
         "base",
-        ("errors", "paths", "yamlfile", "runtime", "stats", "metrics", "slo", "console", "jupyter_kernel", "redact"),
+        ("errors", "paths", "yamlfile", "runtime", "stats", "metrics", "slo", "names", "terminal", "console")
+        + ("jupyter_kernel", "redact"),
     ),
     ("results", ("results",)),
     ("inputs", ("models", "training", "workloads")),

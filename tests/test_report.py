@@ -68,6 +68,14 @@ ENDPOINT_SWEEP = {
 }
 
 
+OTHER_MODEL_SWEEP = {  # the smoke sweep's experiment on another model, for `--baseline` like-for-like
+    "name": "other-model",
+    "experiment": "quantise",
+    "fixed": {**yaml.safe_load((REPO_ROOT / "params" / "smoke.yaml").read_text())["fixed"], "model": "default"},
+    "points": [{"variants": [{"bits": 8}]}],
+}
+
+
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory, nano_path, kernel):
     """This module's outputs folder: the smoke sweep, and the A/A sweep `rounds` (tradeoff on nano: two
@@ -80,10 +88,12 @@ def outputs(tmp_path_factory, nano_path, kernel):
     sweep_file.write_text(yaml.safe_dump(AA_SWEEP))
     served_file = root / "served.yaml"
     served_file.write_text(yaml.safe_dump(ENDPOINT_SWEEP))
+    other_file = root / "other-model.yaml"
+    other_file.write_text(yaml.safe_dump(OTHER_MODEL_SWEEP))
     saved = os.environ.get("WORKBENCH_OUTPUTS")
     os.environ["WORKBENCH_OUTPUTS"] = str(root)
     try:
-        for path in (REPO_ROOT / "params" / "smoke.yaml", sweep_file, served_file):
+        for path in (REPO_ROOT / "params" / "smoke.yaml", sweep_file, served_file, other_file):
             outcomes = runner.run_sweep(runner.load_sweep(path), progress=False)
             assert all(o["status"] == "done" for o in outcomes), outcomes
     finally:
@@ -217,7 +227,8 @@ def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outp
         env={**os.environ, "WORKBENCH_OUTPUTS": str(sweep_outputs)},
     )
     assert proc.returncode == 0, proc.stderr
-    verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+    verdict = json.loads(proc.stdout)  # with --json, stdout is exactly one JSON document; the paths go to stderr
+    assert f"report:    {out}" in proc.stderr
     assert verdict["noise_floor"]["known"] and verdict["noise_floor"]["metrics"]["throughput_tps"]["runs"] == 3
     batch = [r for r in verdict["recommendations"] if r["variant"] == "fp-b4"]
     assert batch and batch[0]["verdict"] == "better" and batch[0]["change_pct"] > 0, verdict  # 4 requests at once
@@ -230,6 +241,14 @@ def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outp
     assert {c["verdict"] for c in entries} <= {"better", "worse", "equivalent", "inconclusive"}
     page = out.read_text()
     assert "vegaEmbed" in page and 'src="http' not in page and "Recommendations" in page
+    assert "workbench/nano" in page and "M parameters" in page  # the header: the model,
+    assert "16 prompt + 16 output tokens" in page and "interleaved rounds" in page  # the workload and timing
+    assert not re.search(r"@ [0-9a-f]{12}", page), "configuration names carry no '@ <point id>'"
+    assert "baseline (A/A copy)" in page, "the A/A copies by name"
+    assert "batch 4" in page, "fp-b4 by what it changes"
+    assert re.search(r"SLO: the endpoint sweep.{1,6}s own \(", page), "the endpoint SLO's source"
+    assert verdict["headline"] and "@" not in verdict["headline"]
+    assert "workbench/nano" in verdict["header"]["Model"]
     assert "shape: (" not in page and "A/A check" in page and "All configurations" in page
     assert "no significant difference" not in page
     served = verdict["endpoint"]
@@ -296,6 +315,10 @@ def test_report_escapes_names_from_the_rows(sweep_outputs, tmp_path):
     rows = rows.with_columns(
         variant=pl.when(pl.col("variant") == "baseline").then(pl.col("variant")).otherwise(pl.lit(HOSTILE)),
         model_id=pl.lit(HOSTILE),
+        # names are built from what a variant declares it changes: a hostile declaration reaches the page too
+        changes_json=pl.when(pl.col("variant") == "baseline")
+        .then(pl.col("changes_json"))
+        .otherwise(pl.lit(json.dumps({"bits": 8, "recipe": HOSTILE}))),
     )
     rows.write_parquet(target / "results.parquet")
     integrity.write_manifest(target, rows.height, (target / "results.parquet").read_bytes())
@@ -355,3 +378,24 @@ def test_report_places_imported_tool_results_next_to_the_endpoint_sweep(sweep_ou
         capture_output=True, text=True, timeout=120, env={**os.environ, "WORKBENCH_OUTPUTS": str(sweep_outputs)},
     )  # fmt: skip
     assert missing.returncode == 2 and "import 'nosuch'" in missing.stderr and not (tmp_path / "x.html").exists()
+
+
+def test_baseline_of_another_model_is_refused_and_unlike_configurations_left_out(sweep_outputs, tmp_path, capsys):
+    assert console.entry(report.main, ["smoke", "--baseline", "other-model", "-o", str(tmp_path / "o.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing in it is comparable with this sweep" in err[0] and "model differs" in err[0]
+    assert "workbench/nano" in err[0] and "workbench/default" in err[0]
+
+    from workbench.analysis.like_for_like import match_baseline
+
+    smoke = report.load("smoke")[0]
+    other = report.load("other-model")[0]
+    first, second = sorted(smoke["point_id"].unique())[:2]
+    # an earlier sweep whose point `second` measured the other model (its real rows under that point id)
+    mixed = pl.concat(
+        [smoke.filter(pl.col("point_id") != second), other.with_columns(point_id=pl.lit(second))], how="diagonal"
+    )
+    found = match_baseline(smoke, mixed)
+    assert found.comparable and found.keys == ("point_id", "variant")
+    assert set(found.previous["point_id"]) == set(smoke["point_id"]) - {second}
+    assert found.left_out and all(f"(point {second[:8]}): model differs" in line for line in found.left_out)

@@ -9,6 +9,7 @@ and `main(argv) -> int`, as mlx-lm's tools do; `workbench.cli` only dispatches. 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -18,7 +19,31 @@ from workbench.errors import UsageError, WorkbenchError
 EXIT_USAGE = 2
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows every option's default, also for options without a help text; not None or False."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not _shows_default(action) or "%(default)" in text or "default:" in text or "default " in text:
+            return text
+        return super()._get_help_string(action)
+
+    def _format_action(self, action):
+        if not action.help and action.option_strings and _shows_default(action):
+            action = copy.copy(action)
+            action.help = "default: %(default)s"  # argparse prints nothing, not even the default, without a help
+        return super()._format_action(action)
+
+
+def _shows_default(action) -> bool:
+    return not (action.default is None or action.default is False or action.default is argparse.SUPPRESS)
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, not argparse's usage block
         raise UsageError(f"{self.prog}: {message}")
 
@@ -43,6 +68,28 @@ def int_at_least(minimum: int, maximum: int | None = None):
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+
+
+def list_of(item, words: str):
+    """An argparse type: one value or a comma-separated list of them ('1,2,4'), each parsed by `item`."""
+
+    def parse(text: str) -> list:
+        parts = [part.strip() for part in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"expected {words}, one or comma-separated, got {text!r}")
+        return [item(part) for part in parts]
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def parser(command: str, description: str) -> Parser:

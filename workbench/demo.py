@@ -134,4 +134,23 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = run_demo(model=args.model, trials=args.trials)
     print(f"executed notebook: {out_dir / 'executed.ipynb'}")
     print(f"results:           {out_dir / 'results.parquet'}")
+    print(f"headline: {quickstart_headline(out_dir / 'results.parquet')}")
     return 0
+
+
+def quickstart_headline(results) -> str:
+    """The quickstart's figures in one line: model, TTFT, decode speed, perplexity and exact match."""
+    import polars as pl
+
+    from workbench import terminal
+    from workbench.results import store
+
+    frame = pl.read_parquet(results)
+    row = store.summarise_variants(frame).row(0, named=True)
+    model, backend = frame["model_id"][0], frame["backend"][0]
+    return (
+        f"{model} on {backend}: TTFT p50 {terminal.value('ttft_s', row.get('ttft_s'))} ms, "
+        f"decode {terminal.value('decode_tps', row.get('decode_tps'))} tok/s, "
+        f"perplexity {terminal.value('perplexity', row.get('perplexity'))}, "
+        f"exact match {terminal.value('task_accuracy', row.get('task_accuracy'))}%"
+    )

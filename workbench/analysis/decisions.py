@@ -208,6 +208,13 @@ class Analysis:
         )
 
 
+def _display(row: dict) -> str:
+    """A chart label: the configuration's human name and the start of its point id (names may repeat)."""
+    from workbench.analysis.gates import config_name
+
+    return config_name(row)
+
+
 def analyse(
     rows: pl.DataFrame | pl.LazyFrame,
     *,
@@ -238,7 +245,11 @@ def analyse(
     groups = pl.concat(
         [
             pl.DataFrame({"run_id": [None], "variant": [BASELINE], "label": ["baseline (all runs)"]}),
-            shown.select("run_id", "variant", label=pl.format("{} @ {}", "variant", "point_id")),
+            shown.select(
+                "run_id",
+                "variant",
+                label=pl.Series([_display(r) for r in shown.iter_rows(named=True)], dtype=pl.String),
+            ),
         ],
         how="vertical_relaxed",
     )

@@ -85,6 +85,19 @@ def load_quality_margins(path=None) -> QualityMargins:
     return margins_from(read_yaml_mapping(path, ConfigError).get("quality_margins"), f"{path}:quality_margins")
 
 
+def config_name(config: dict) -> str:
+    """'8-bit weights, batch 8 (59a23151)': the configuration's human name and the start of its point id."""
+    from workbench.names import configuration_name
+
+    name = configuration_name(
+        config.get("changes"),
+        family=config.get("family"),
+        variant=config.get("variant"),
+        label=config.get("point_label"),
+    )
+    return f"{name} ({str(config.get('point_id') or '')[:8]})" if config.get("point_id") else name
+
+
 def slo_rows(configs: pl.DataFrame, recommended: pl.DataFrame, slo: dict) -> list[dict]:
     """SLO checks of the baseline (median over its runs, once) and of each recommended configuration."""
     base = baseline_summary(configs)
@@ -92,7 +105,7 @@ def slo_rows(configs: pl.DataFrame, recommended: pl.DataFrame, slo: dict) -> lis
     keys = recommended.select("run_id", "variant") if recommended.height else None
     if keys is not None:
         for config in configs.join(keys, on=["run_id", "variant"], how="semi").iter_rows(named=True):
-            subjects.append((f"{config['variant']} @ {config['point_id']}", config))
+            subjects.append((config_name(config), config))
     return [{"configuration": label, **check} for label, config in subjects for check in checks(config, slo)]
 
 
@@ -165,7 +178,7 @@ def risks(
     no_interval = "" if quality_intervals else " (a point estimate: no paired interval measured)"
     base = configs.filter("is_reference").select("run_id", _ppl="perplexity", _acc="task_accuracy")
     for c in configs.filter(~pl.col("is_reference")).join(base, on="run_id", how="left").iter_rows(named=True):
-        name = f"{c['variant']} @ {c['point_id']}"
+        name = config_name(c)
         if quality_intervals:
             pass
         elif c.get("perplexity") and c.get("_ppl") and c["perplexity"] / c["_ppl"] - 1 > 0.02:

@@ -32,6 +32,7 @@ IDENTITY = {
     "dtype": pl.String,
     "round": pl.Int32,
     "params_json": pl.String,
+    "point_label": pl.String,  # the sweep point's `label:` (a name, not a parameter)
 }
 
 

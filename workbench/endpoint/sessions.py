@@ -170,7 +170,8 @@ def main(args) -> int:
     tokenizer = target_bench.load_tokenizer(args.tokenizer or args.model or name)
     eos = sorted(tokenizer.eos_token_ids or []) if tokenizer is not None else []
     target = Target(url=args.target, model=name, chat=True, timeout_s=args.timeout, eos_token_ids=eos, **access)
-    options = {"concurrency": args.concurrency, "think_time_s": args.think_time, "gen_tokens": args.gen_tokens}
+    concurrency = args.concurrency[0] if isinstance(args.concurrency, list) else args.concurrency  # one level
+    options = {"concurrency": concurrency, "think_time_s": args.think_time, "gen_tokens": args.gen_tokens}
     workload = session_files.sessions_workload(args.sessions, sessions, sha256, **options)
     result = run_sessions(target, sessions, trials=args.trials, warmup=args.warmup, **options)
     params = {"sessions": args.sessions, **options, "trials": args.trials, "warmup": args.warmup}

@@ -153,14 +153,23 @@ def all_failed_warning(summary: dict) -> str | None:
     )
 
 
+def bench_levels(concurrency: int | list[int] = 1, rate: float | list[float] | None = None) -> list[Level]:
+    """The load levels of one bench: each rate (Poisson, open loop), else each concurrency (1 is synchronous)."""
+    rates = [rate] if isinstance(rate, (int, float)) else list(rate or [])
+    if rates:
+        return [Level("rate", float(r)) for r in rates]
+    values = [concurrency] if isinstance(concurrency, int) else list(concurrency)
+    return [Level("synchronous" if c == 1 else "concurrency", c) for c in values]
+
+
 def run_endpoint_bench(
     url: str,
     model: str | None = None,
     *,
     prompt_tokens: int = 128,
     gen_tokens: int = 64,
-    concurrency: int = 1,
-    rate: float | None = None,
+    concurrency: int | list[int] = 1,
+    rate: float | list[float] | None = None,
     requests: int | None = None,
     chat: bool = False,
     timeout_s: float = 60.0,
@@ -172,7 +181,9 @@ def run_endpoint_bench(
     workload_options: dict | None = None,
     access: dict | None = None,
 ) -> tuple:
-    """Measure the endpoint; (rows in the shared schema, summary). Checks the target first (one-line errors).
+    """Measure the endpoint at each level of `concurrency` (or `rate`); (rows in the shared schema, summary).
+    `requests` prompts are sent per trial at every level. The summary's figures are the one level's, or, for
+    several levels, per level under `levels`. Checks the target first (one-line errors).
     `access`: `api_key_env` and `follow_redirects` (`Target.access`)."""
     from workbench.endpoint.slo import summarise
 
@@ -181,7 +192,8 @@ def run_endpoint_bench(
     tok = load_tokenizer(tokenizer or model or name)
     if tokenizer and tok is None:
         raise ModelError(f"tokenizer {tokenizer!r} is not a preset or a local model directory")
-    count = requests or max(8, 2 * concurrency)
+    levels = bench_levels(concurrency, rate)
+    count = requests or max(8, 2 * max(int(level.value) for level in levels))
     texts, limits, workload, source = endpoint_workload(
         tok, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, count=count, seed=seed, options=workload_options
     )
@@ -189,14 +201,13 @@ def run_endpoint_bench(
     context = model_context(tokenizer or model or name)
     target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos, **access)
     target.context_tokens = context
-    level = Level("rate", rate) if rate else Level("synchronous" if concurrency == 1 else "concurrency", concurrency)
     warm = warmup_texts(tok, prompt_tokens=prompt_tokens, count=warmup, measured=count, seed=seed)
     params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
     params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}
     run_id = run_id or store.new_run_id("bench")
     try:
         level_results = run_levels(
-            target, texts, [level], max_tokens=limits, trials=trials, warmup=warmup, warmup_prompts=warm, seed=seed
+            target, texts, levels, max_tokens=limits, trials=trials, warmup=warmup, warmup_prompts=warm, seed=seed
         )
     except BaseException as exc:  # a fault (ours, or Ctrl-C): the rows measured so far are kept first
         partial = {"baseline": getattr(exc, "rows_so_far", [])}
@@ -206,7 +217,11 @@ def run_endpoint_bench(
     frame = bench_frame(rows, target=target, workload=workload, params=params, run_id=run_id)
     shown = redact_text(target.base_url)
     summary = {"target": shown, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
-    summary |= summarise(rows, gen_tokens=gen_tokens)
+    summary |= {"requests_per_trial": count, "trials": trials}
+    per_level = [{**summarise(r.rows, gen_tokens=gen_tokens), "unsent": r.unsent} for r in level_results]
+    if len(per_level) == 1:
+        summary |= summarise(rows, gen_tokens=gen_tokens)
+    summary["levels"] = per_level
     summary["unsent"] = sum(r.unsent for r in level_results)
     return frame, summary
 
@@ -241,10 +256,36 @@ def model_context(spec: str | None) -> int | None:
     return json.loads((path / "config.json").read_text()).get("max_position_embeddings")
 
 
+LEVEL_COLUMNS = ("ttft_s", "ttft_s_p90", "tpot_s", "itl_s_p50", "e2e_s", "throughput_tps", "throughput_rps")
+
+
+def levels_table(summary: dict, *, prompt_tokens: int, gen_tokens: int) -> str:
+    """One line per load level, as GuideLLM's console summary: latencies in ms, throughput, errors."""
+    from workbench import terminal
+
+    rows = []
+    for level in summary["levels"]:
+        load = level["profile"] if level["profile"] == "synchronous" else f"{level['profile']} {level['level']:g}"
+        errors = terminal.value("error_rate", level["error_rate"])
+        if level.get("top_error"):
+            errors += f" ({level['top_error']})"
+        rows.append([load, *[terminal.value(c, level.get(c)) for c in LEVEL_COLUMNS], errors])
+    headers = ["load", *[terminal.header("itl_s" if c == "itl_s_p50" else c) for c in LEVEL_COLUMNS], "errors\n%"]
+    trials = summary["trials"]
+    title = (
+        f"{summary['model_id']} at {summary['target']}: {prompt_tokens} prompt + {gen_tokens} output tokens, "
+        f"{summary['requests_per_trial']} requests × {trials} trial{'s' if trials != 1 else ''} per level"
+    )
+    note = {"tokenizer": "prompts fitted to the model's tokenizer", "words": "prompts of common words (no tokenizer)"}
+    caption = note.get(summary["prompts"], f"prompts from the {summary['prompts']}")
+    caption += "; EOS suppressed" if summary["eos_suppressed"] else "; EOS not suppressed"
+    return terminal.render(headers, rows, title=title, caption=caption)
+
+
 def main(args) -> int:
     """The `--target` branch of `workbench bench` (`args` parsed by `workbench.measure.bench.setup_arg_parser`)."""
-    if args.rate is not None and not args.rate > 0:
-        raise UsageError(f"workbench bench: --rate must be > 0, got {args.rate}")
+    if args.rate and args.concurrency != [1]:
+        raise UsageError("workbench bench: give --concurrency or --rate levels, not both")
     if not args.timeout > 0:
         raise UsageError(f"workbench bench: --timeout must be > 0, got {args.timeout}")
     workload_options = prompt_sets.chosen_options(args)
@@ -259,8 +300,8 @@ def main(args) -> int:
     options = {
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
-        "concurrency": args.concurrency,
-        "rate": args.rate,
+        "concurrency": args.concurrency[0] if len(args.concurrency) == 1 else args.concurrency,
+        "rate": (args.rate[0] if len(args.rate) == 1 else args.rate) if args.rate else None,
         "requests": args.requests,
         "chat": args.chat == "on",
         "timeout_s": args.timeout,
@@ -273,10 +314,11 @@ def main(args) -> int:
     frame, summary = run_endpoint_bench(args.target, args.model, **options)
     if summary["prompts"] == "words":
         print("note: no local tokenizer: prompts are common words and EOS is not suppressed", file=sys.stderr)
-    for warning in (short_output_warning(summary, args.gen_tokens), lag_warning(summary)):
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
-    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    warnings = [short_output_warning(level, args.gen_tokens) for level in summary["levels"]] + [lag_warning(summary)]
+    for warning in filter(None, warnings):
+        print(f"warning: {warning}", file=sys.stderr)
+    text = levels_table(summary, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before, text=text)
     failed = all_failed_warning(summary)
     if failed and not args.allow_errors:
         print(f"warning: {failed}", file=sys.stderr)

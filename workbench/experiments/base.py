@@ -20,6 +20,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from workbench import names, terminal
 from workbench.errors import ConfigError, short
 from workbench.measure import timed
 from workbench.models import loader
@@ -338,7 +339,10 @@ def measure_arms(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> p
     baseline: fidelity is measured against it)."""
     frames = [measure_speed(arms, config, run_id=run_id)]
     baseline = arms[0].loaded
-    for arm in arms:
+    for index, arm in enumerate(arms, 1):
+        if arm.variant.quality:
+            name = names.configuration_name(arm.variant.changes, family=arm.variant.family, variant=arm.variant.name)
+            terminal.step(f"{config.name}: quality of {name} ({index}/{len(arms)})")
         frame = measure_quality(
             arm.loaded,
             arm.variant,

@@ -19,6 +19,7 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from workbench import names, terminal
 from workbench.experiments.base import QUALITY_METRICS, Arm, ExperimentConfig, Variant, baseline_variant, measure_arms
 from workbench.models import loader
 from workbench.optimise import quantise
@@ -91,8 +92,10 @@ def run(config: Config) -> pl.DataFrame:
     run_id = store.new_run_id("quantise")
     baseline = loader.load(config.model, dtype=config.dtype)
     arms = [Arm(baseline_variant(), baseline, params=facts(baseline))]
-    for spec in config.variants:
+    for index, spec in enumerate(config.variants, 1):
         variant = weight_variant(spec, config.group_size)
+        name = names.configuration_name(variant.changes)
+        terminal.step(f"quantise: {name}: quantising ({index}/{len(config.variants)})")
         path = quantise.quantised(
             config.model,
             bits=spec.bits,

@@ -119,8 +119,17 @@ def setup_arg_parser() -> console.Parser:
     served = parser.add_argument_group("served endpoint (workbench.endpoint)")
     served.add_argument("--target", help="URL of an OpenAI-compatible server to measure instead")
     served.add_argument("--tokenizer", help="model spec whose tokenizer builds the prompts (default: --model)")
-    served.add_argument("--concurrency", type=console.int_at_least(1, 4096), default=1, help="requests in flight")
-    served.add_argument("--rate", type=float, help="Poisson arrivals at this many requests/s (open loop)")
+    served.add_argument(
+        "--concurrency",
+        type=console.list_of(console.int_at_least(1, 4096), "integers in [1, 4096]"),
+        default=[1],
+        help="requests in flight; a list (1,2,4) measures each level into one table",
+    )
+    served.add_argument(
+        "--rate",
+        type=console.list_of(console.positive_float, "positive numbers"),
+        help="Poisson arrivals at this many requests/s (open loop); a list (2,4,8) measures each level",
+    )
     served.add_argument("--timeout", type=float, default=60.0, help="seconds per request and between chunks")
     served.add_argument("--trace", help="replay a timestamped trace (Mooncake JSONL, or prompts with a timestamp)")
     served.add_argument("--trace-speed", type=float, default=1.0, help="replay this many times faster than recorded")
@@ -174,8 +183,26 @@ def main(argv: list[str] | None = None) -> int:
     frame, summary = run_bench(
         args.model, **{key: getattr(args, key) for key in options}, workload_options=workload_options
     )
-    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before)
+    text = bench_table(summary, args)
+    runs.save_and_print(args, frame, summary, command="bench", load_before=load_before, text=text)
     return 0
+
+
+BENCH_COLUMNS = ("ttft_s", "ttft_s_p90", "tpot_s", "prefill_tps", "decode_tps", "throughput_tps", "peak_mem_bytes")
+
+
+def bench_table(summary: dict, args) -> str:
+    """The run as one table line in ms, tok/s and MiB, titled with what was timed."""
+    from workbench import terminal
+
+    requests, trials = summary.get("requests", 0) // max(summary.get("trials", 1), 1), summary.get("trials", 0)
+    shape = f"dataset {args.dataset}" if args.dataset else f"{args.prompt_tokens} prompt + {args.gen_tokens} output"
+    title = (
+        f"bench: {summary['model_id']} ({summary.get('dtype')} on {summary.get('backend')}) · {shape} tokens · "
+        f"{requests} requests × {trials} trials, batch {args.batch_size}"
+    )
+    row = [f"{summary['model_id']}", *[terminal.value(c, summary.get(c)) for c in BENCH_COLUMNS]]
+    return terminal.render(["model", *map(terminal.header, BENCH_COLUMNS)], [row], title=title)
 
 
 if __name__ == "__main__":

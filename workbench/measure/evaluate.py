@@ -364,7 +364,10 @@ def main(argv: list[str] | None = None) -> int:
         args.model,
         EvalSpec(lm_eval=lm_tasks, **{name: getattr(args, name) for name in FROM_FLAGS}),
     )
-    runs.save_and_print(args, frame, summary, command="eval", load_before=load_before, table=display(summary))
+    from workbench import terminal
+
+    text = terminal.key_values(display(summary), title=f"eval: {summary.get('model_id', args.model)}")
+    runs.save_and_print(args, frame, summary, command="eval", load_before=load_before, text=text)
     return 0
 
 

@@ -19,9 +19,11 @@ def prepare_run(args, model_specs) -> list[float] | None:
     return runtime.load_average()
 
 
-def save_and_print(args, frame, summary: dict, *, command: str, table: dict | None = None, load_before=None) -> None:
+def save_and_print(
+    args, frame, summary: dict, *, command: str, table: dict | None = None, load_before=None, text: str | None = None
+) -> None:
     """Write the run folder (unless `--no-save`) with the machine's 1-minute load before and after the run, then
-    print the summary as JSON or as a table."""
+    print the summary as JSON, or `text` (a rendered table) and the run folder, or the summary as a table."""
     from workbench import runtime
     from workbench.results import store
 
@@ -32,6 +34,10 @@ def save_and_print(args, frame, summary: dict, *, command: str, table: dict | No
         summary["run_dir"] = str(store.write_run(frame, params=params, env=env))
     if args.json:
         console.print_json(summary)
+    elif text is not None:
+        print(text)
+        if summary.get("run_dir"):
+            print(f"results: {summary['run_dir']}")
     else:
         console.print_table(
             table if table is not None else {k: v for k, v in summary.items() if not isinstance(v, list)}

@@ -228,6 +228,18 @@ def model_path(preset: str) -> Path:
     return cache_dir() / "models" / f"{preset}-{recipe.hash()}"
 
 
+def preset_dir(preset: str) -> Path:
+    """Where `build_model(preset)` finds a preset without building it: the cache entry when built, else the committed
+    weights of the same recipe, else the cache entry a build would write (then missing). Serving, benchmarking a
+    served model and loading all name a preset by this one directory."""
+    target = model_path(preset)
+    if (target / "build.json").exists():
+        return target
+    from workbench.models.assets import find_committed
+
+    return find_committed(get_recipe(preset)) or target
+
+
 def build_model(preset: str, *, progress: bool = True, force: bool = False) -> Path:
     """Build (or reuse from the cache) a preset; returns its mlx-lm directory."""
     recipe = get_recipe(preset)

@@ -65,7 +65,7 @@ def resolve(spec: str, *, build_missing: bool = True) -> tuple[Path | str, str]:
     """(path or repo id, model id) for a spec; presets are built when missing."""
     spec = str(spec)
     if spec in build.PRESETS:
-        path = build.build_model(spec) if build_missing else build.model_path(spec)
+        path = build.build_model(spec) if build_missing else build.preset_dir(spec)
         return path, f"workbench/{spec}"
     path = Path(spec).expanduser()
     if path.exists():
@@ -232,3 +232,40 @@ def weights_bytes(model) -> int:
 
 def size_on_disk(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
+
+
+def describe(spec: str) -> dict:
+    """What a report's header says about a model, without loading it: the spec resolved as everywhere else
+    (`resolve`, presets not built), its parameter count and storage dtype from the safetensors headers, size on
+    disk, and the quantisation its config declares. A repo id or a missing directory gives the name alone."""
+    facts = {"spec": str(spec), "name": str(spec), "path": None, "parameters": None, "dtype": None}
+    facts |= {"size_bytes": None, "quantisation": None}
+    try:
+        target, model_id = resolve(spec, build_missing=False)
+    except ModelError:
+        return facts
+    facts["name"] = model_id
+    if not isinstance(target, Path) or not (target / "config.json").is_file():
+        return facts
+    counts: dict[str, int] = {}
+    for file in sorted(target.glob("*.safetensors")):
+        try:
+            with file.open("rb") as fh:
+                header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        except (OSError, ValueError):
+            return facts
+        for key, tensor in header.items():
+            if key != "__metadata__":
+                size = 1
+                for dim in tensor.get("shape", []):
+                    size *= dim
+                counts[tensor.get("dtype", "?")] = counts.get(tensor.get("dtype", "?"), 0) + size
+    names = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "U32": "uint32"}
+    config = json.loads((target / "config.json").read_text())
+    floating = {k: v for k, v in counts.items() if k in ("F32", "BF16", "F16")}
+    facts |= {"path": str(target), "parameters": sum(counts.values()) or None, "size_bytes": size_on_disk(target)}
+    facts["dtype"] = names.get(max(floating, key=floating.get)) if floating else None
+    quant = config.get("quantization") or config.get("quantization_config")
+    if isinstance(quant, dict) and quant.get("bits"):
+        facts["quantisation"] = f"{quant['bits']}-bit, group {quant.get('group_size')}"
+    return facts

@@ -92,17 +92,21 @@ def quantised(
     with atomic_dir(target) as tmp:
         out = tmp / "model"
         if method == "affine":
+            import contextlib
+            import sys
+
             from mlx_lm import convert
 
-            convert(
-                str(source),
-                str(out),
-                quantize=True,
-                q_bits=bits,
-                q_group_size=group_size,
-                quant_predicate=recipe,
-                dtype=None if cast == "checkpoint" else cast,
-            )
+            with contextlib.redirect_stdout(sys.stderr):  # mlx_lm's "[INFO] Quantizing" lines: progress, not output
+                convert(
+                    str(source),
+                    str(out),
+                    quantize=True,
+                    q_bits=bits,
+                    q_group_size=group_size,
+                    quant_predicate=recipe,
+                    dtype=None if cast == "checkpoint" else cast,
+                )
         else:
             _calibrated_quantise(source, out, method=method, bits=bits, group_size=group_size, dtype=cast)
         for item in out.iterdir():

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from workbench import stats
+from workbench import names, stats
 from workbench.analysis import verdicts
 
 
@@ -48,23 +48,30 @@ class EndpointSection:
         }
 
 
-def configuration(changes_json: str | None) -> str:
-    """A server configuration in words: its flags and served model, or 'mlx_lm.server defaults'."""
+def configuration(changes_json: str | None, label: str | None = None) -> str:
+    """A server configuration in words (`names`): its point's `label:`, else its flags and served model, or
+    'mlx_lm.server defaults'; a remote target by its URL."""
+    if label:
+        return label
     changes = json.loads(changes_json or "{}")
-    parts = [f"{k}={v}" for k, v in sorted((changes.get("server") or {}).items())]
-    if changes.get("server_model"):
-        parts.append(f"model={changes['server_model']}")
     if changes.get("target"):
-        parts.append(f"target={changes['target']}")
-    return ", ".join(parts) or "mlx_lm.server defaults"
+        return f"target {changes['target']}"
+    words = names.configuration_name({**changes, "target": None}).removeprefix("served").removeprefix(", ")
+    return words or "mlx_lm.server defaults"
+
+
+def _label_of(part: pl.DataFrame) -> str | None:
+    return part["point_label"].drop_nulls().first() if "point_label" in part.columns else None
 
 
 def run_configurations(rows: pl.DataFrame) -> pl.DataFrame:
-    """run_id -> the run's server configuration in words (its in-process baseline shares it)."""
-    served = rows.filter(pl.col("target").is_not_null()).group_by("run_id").agg(pl.col("changes_json").first())
-    return served.select(
-        "run_id", pl.col("changes_json").map_elements(configuration, return_dtype=pl.String).alias("configuration")
-    )
+    """run_id -> the run's server configuration in words, and its point id (its in-process baseline shares it)."""
+    served = rows.filter(pl.col("target").is_not_null())
+    out = [
+        {"run_id": run, "configuration": configuration(part["changes_json"][0], _label_of(part)), "id": point[:8]}
+        for (run, point), part in served.group_by("run_id", "point_id", maintain_order=True)
+    ]
+    return pl.DataFrame(out, schema={"run_id": pl.String, "configuration": pl.String, "id": pl.String})
 
 
 def level_table(rows: pl.DataFrame) -> pl.DataFrame:
@@ -73,7 +80,7 @@ def level_table(rows: pl.DataFrame) -> pl.DataFrame:
 
     out = []
     for (point,), part in rows.filter(pl.col("target").is_not_null()).group_by("point_id", maintain_order=True):
-        label = configuration(part["changes_json"][0])
+        label = configuration(part["changes_json"][0], _label_of(part))
         summary = level_summaries(part).with_columns(
             pl.lit(point).alias("point_id"), pl.lit(label).alias("configuration")
         )
@@ -122,6 +129,7 @@ def gap_table(rows: pl.DataFrame) -> pl.DataFrame:
         .join(run_configurations(rows), on="run_id", how="left")
         .select(
             "configuration",
+            "id",
             "variant",
             "metric",
             "baseline_mean",
@@ -147,7 +155,7 @@ def cold_table(rows: pl.DataFrame) -> pl.DataFrame:
         .group_by("run_id", "variant")
         .agg(stats.quantile_expr("ttft_s", 0.5).alias("warm_ttft_s"))
     )
-    return (
+    table = (
         startup.join(warm, on=["run_id", "variant"], how="left")
         .join(run_configurations(rows), on="run_id", how="left")
         .with_columns(
@@ -155,6 +163,7 @@ def cold_table(rows: pl.DataFrame) -> pl.DataFrame:
         )
         .select(
             "configuration",
+            "id",
             "side",
             pl.col("load_s").alias("startup_s"),
             pl.col("ttft_s").alias("cold_ttft_s"),
@@ -163,6 +172,23 @@ def cold_table(rows: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("side", "configuration")
     )
+    return in_process_once(table)
+
+
+def in_process_once(table: pl.DataFrame) -> pl.DataFrame:
+    """The in-process baseline is one configuration however many points measured it: one row, the medians over
+    its runs, named so; each served configuration keeps its own row (with its point id)."""
+    inside = table.filter(pl.col("side") == "in process")
+    if inside.height <= 1:
+        return table
+    numbers = ("startup_s", "cold_ttft_s", "warm_ttft_s", "cold_over_warm")
+    once = inside.select(
+        pl.lit(f"the model in process (median of {inside.height} runs)").alias("configuration"),
+        pl.lit("").alias("id"),
+        pl.lit("in process").alias("side"),
+        *[pl.col(c).median() for c in numbers],
+    )
+    return pl.concat([once, table.filter(pl.col("side") != "in process")], how="vertical_relaxed")
 
 
 def replay_table(rows: pl.DataFrame) -> pl.DataFrame:

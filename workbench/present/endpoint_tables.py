@@ -12,30 +12,40 @@ from workbench.present.tables import fmt_change, fmt_ms, fmt_value, table
 NO_ENDPOINT = "No endpoint sweep in this report (`workbench report SWEEP --endpoint ENDPOINT_SWEEP`)."
 
 
-def endpoint_levels(section):
-    """From `endpoint_report.EndpointSection.levels`: one row per configuration and load level."""
+def endpoint_levels(section, *, slo_source: str | None = None):
+    """GuideLLM's console summary as a table, from `endpoint_section.EndpointSection.levels`: one row per
+    configuration and load level, request rate and latencies first, then throughput, goodput, errors, send lag
+    and whether the level met the endpoint sweep's own SLO."""
     rows = []
-    for r in [] if section is None else section.levels.iter_rows(named=True):
+    levels = [] if section is None else list(section.levels.iter_rows(named=True))
+    for r in levels:
         verdict = "over-saturated" if r["saturated"] else ("meets SLOs" if r["slo_pass"] else "misses SLOs")
+        load = r["profile"] if r["profile"] in ("synchronous", "throughput") else f"{r['profile']} {r['level']:g}"
         rows.append(
             {
                 "Configuration": r["configuration"],
-                "Load": f"{r['profile']} {r['level']:g}",
+                "id": str(r.get("point_id") or "")[:8],
+                "Load": load,
+                "Requests/s": f"{r['throughput_rps']:.3g}" if r.get("throughput_rps") is not None else "n/a",
                 "TTFT p50 / p90": f"{fmt_ms(r['ttft_s'])} / {fmt_ms(r['ttft_s_p90'])}",
+                "ITL p50": fmt_ms(r.get("itl_s_p50")),
                 "TPOT p50": fmt_ms(r["tpot_s"]),
-                "Throughput": fmt_value("throughput_tps", r["throughput_tps"]),
+                "E2E p50": fmt_ms(r.get("e2e_s")),
+                "Output tok/s": fmt_value("throughput_tps", r["throughput_tps"]).removesuffix(" generated tok/s"),
                 "Goodput": f"{r['goodput_rps']:.3g} req/s" if r["goodput_rps"] is not None else "n/a",
                 "Errors": f"{100 * r['error_rate']:.1f}%" + (f" ({r['top_error']})" if r["top_error"] else ""),
                 "Send lag p50 / p99": f"{fmt_ms(r.get('send_lag_s_p50'))} / {fmt_ms(r.get('send_lag_s_p99'))}",
-                "Verdict": verdict + ("; load generator fell behind" if r.get("fell_behind") else ""),
+                "SLOs": verdict + ("; load generator fell behind" if r.get("fell_behind") else ""),
             }
         )
     note = "Goodput: requests per second that succeeded and met every per-request SLO, over the level's window."
-    if any(r.get("fell_behind") for r in ([] if section is None else section.levels.iter_rows(named=True))):
+    if slo_source:
+        note += f" SLO: the endpoint sweep's own ({slo_source}), not the report's default."
+    if any(r.get("fell_behind") for r in levels):
         from workbench.endpoint.slo import FELL_BEHIND
 
         note += f" A level marked as fell behind: {FELL_BEHIND} (p99 send lag above 10 ms or 10% of the mean gap)."
-    return table(pl.DataFrame(rows), empty=NO_ENDPOINT, note=note)
+    return table(pl.DataFrame(rows), heading="Load levels", empty=NO_ENDPOINT, note=note)
 
 
 def endpoint_turns(section):
@@ -80,6 +90,7 @@ def endpoint_gap(section):
     rows = [
         {
             "Configuration": r["configuration"],
+            "id": r.get("id") or "",
             "Served at": r["variant"],
             "Metric": title(r["metric"]),
             "In process": fmt_value(r["metric"], r["baseline_mean"]),
@@ -98,6 +109,7 @@ def endpoint_cold(section):
     rows = [
         {
             "Configuration": r["configuration"],
+            "id": r.get("id") or "",
             "Where": r["side"],
             "Launch to ready": f"{r['startup_s']:.2f} s" if r["startup_s"] is not None else "n/a",
             "First request TTFT (cold)": fmt_ms(r["cold_ttft_s"]),

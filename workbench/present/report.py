@@ -11,7 +11,8 @@ Everything else the report makes goes into a folder of its own beside the HTML, 
 notebook, the charts as PNGs for slides and `summary.json` (what `--json` prints). Both are written
 atomically. `-o` over a file that is not an earlier report, over a folder `X_files/` that is not an earlier
 report's, or inside `notebooks/` is refused. `--json` prints one JSON object as its last line
-(recommendations, noise floor, SLO checks, regressions) for CI jobs to gate on.
+(recommendations, noise floor, SLO checks, regressions) for CI jobs to gate on; the report's paths then go to
+stderr, so stdout is exactly that one JSON document.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {line}", file=sys.stderr)
     if args.slo:
         gates.load_slo(args.slo)
+    if args.baseline:  # nothing comparable: one line; configurations left out: named on stderr
+        from workbench.analysis.like_for_like import check
+
+        check(*(load(name, include_stale=args.include_stale)[0] for name in (args.sweep, args.baseline)), args.baseline)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
     options = {"baseline_sweep": args.baseline, "slo_file": args.slo, "endpoint_sweep": args.endpoint}
     if args.compare_import:
@@ -101,11 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         raise OutputsError(f"the report {output} cannot be written ({problem})") from None
     finally:
         os.environ.pop(INCLUDE_STALE, None)
-    print(f"report:    {path}")
-    print(f"artefacts: {artefacts_dir(path)}")
-    if args.json:
-        summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
-        console.print_json({"report": str(path), **summary})
+    out = sys.stderr if args.json else sys.stdout  # with --json, stdout is exactly one JSON document
+    print(f"report:    {path}\nartefacts: {artefacts_dir(path)}", file=out)
+    summary = json.loads((artefacts_dir(path) / "summary.json").read_text())
+    console.print_json({"report": str(path), **summary}) if args.json else print(f"headline: {summary['headline']}")
     return 0
 
 
@@ -211,10 +215,17 @@ class Report:
     endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
     imports: object = None  # import_section.ImportSection, with `--compare-import`
     machines: object = None  # machines.Machines: which machines measured the points
+    rows: pl.DataFrame | None = None  # the sweep's verified rows (the header reads model and workload off them)
+    slo_sources: dict | None = None  # target -> "report default" or "--slo FILE"
+    endpoint_slo: str | None = None  # the endpoint sweep's own SLO, in words (its points' params)
+    baseline_left_out: list = field(default_factory=list)  # `--baseline` configurations not comparable, and why
 
     def summary(self) -> dict:
+        from workbench.present.headline import summary_extras
+
         extra = {
             "sweep": self.sweep,
+            **summary_extras(self),
             "points": self.points,
             "failed": self.failed,
             "baseline_sweep": self.baseline_sweep,
@@ -241,7 +252,12 @@ def build(
     `workbench report --include-stale`) stale points are left out with a warning."""
     include_stale = _include_stale(include_stale)
     rows, env = load(sweep, include_stale=include_stale)
-    previous = load(baseline_sweep, include_stale=include_stale)[0] if baseline_sweep else None
+    match = None
+    if baseline_sweep:
+        from workbench.analysis.like_for_like import match_baseline
+
+        match = match_baseline(rows, load(baseline_sweep, include_stale=include_stale)[0])
+    previous = match.previous if match is not None else None
     failed, points = failures(sweep, include_stale=include_stale)
     result = decisions.analyse(
         rows,
@@ -267,7 +283,7 @@ def build(
     found = verdict_risks.speed_risks(result.compared) + verdict_risks.quality_risks(result.quality_compared)
     risks = pl.concat([verdict_risks.risk_frame(found), measured])
     slo_rows = gates.slo_rows(result.configs, result.recommended, result.slo)
-    section = None
+    section, endpoint_rows = None, None
     if endpoint_sweep:
         from workbench.present import endpoint_section
 
@@ -280,8 +296,11 @@ def build(
         imported = import_section.from_rows(endpoint_rows if endpoint_sweep else rows, list(compare_imports))
     found = machines.describe(sweep, include_stale=include_stale)
     result.warnings.extend(found.warnings())
+    from workbench.present.header import report_extras
+
+    extras = report_extras(rows, result.slo, slo_file, endpoint_rows, match)
     report_args = (sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, imported)
-    return Report(*report_args, found)
+    return Report(*report_args, found, **extras)
 
 
 def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:

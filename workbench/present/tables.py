@@ -5,12 +5,12 @@ HTML shows as text, never as a live tag. Presentation only: the numbers come fro
 
 from __future__ import annotations
 
-import html as _html
 import json
 import math
 
 import polars as pl
 
+from workbench.present import header
 from workbench.present.charts import METRICS, title
 
 MAX_ROWS = 20
@@ -83,11 +83,16 @@ def html(gt) -> str:
 
 
 def _label(row) -> str:
-    return f"{row['variant']} @ {row['point_id']}"
+    """A configuration's human name (`names`), its point id in an "id" column of its own (`_id`)."""
+    return header.display_name(row)
 
 
-def slo(rows: list[dict]):
-    """From `gates.slo_rows`."""
+def _id(row) -> str:
+    return str(row.get("point_id") or "")[:8]
+
+
+def slo(rows: list[dict], sources: dict | None = None):
+    """From `gates.slo_rows`; `sources` names where each target came from (the report's default or `--slo`)."""
     out = []
     for r in rows:
         bound = "≤" if r["bound"] == "max" else "≥"
@@ -95,6 +100,7 @@ def slo(rows: list[dict]):
             {
                 "Configuration": r["configuration"],
                 "Target": f"{METRICS[r['metric']][0]} {bound} {fmt_value(r['metric'], r['threshold'])}",
+                "Source": (sources or {}).get(r["target"], "report default"),
                 "Measured": fmt_value(r["metric"], r["value"]),
                 "Meets it": "yes" if r["pass"] else "NO",
             }
@@ -102,10 +108,16 @@ def slo(rows: list[dict]):
     return table(pl.DataFrame(out))
 
 
-def regressions(frame: pl.DataFrame, *, tolerance: float):
+def regressions(frame: pl.DataFrame, *, tolerance: float, configs: pl.DataFrame | None = None):
+    """Regressions against an earlier sweep; `configs` (this sweep's) names each configuration."""
+    known = {}
+    for c in [] if configs is None else configs.iter_rows(named=True):
+        known.setdefault((c["point_id"], c["variant"]), _label(c))
+        known.setdefault((None, c["variant"]), _label(c))
     rows = [
         {
-            "Configuration": f"{r['variant']} @ {r['point_id']}" if r["point_id"] else r["variant"],
+            "Configuration": known.get((r.get("point_id"), r["variant"]), r["variant"]),
+            "id": _id(r),
             "Metric": title(r["metric"]),
             "Previous": fmt_value(r["metric"], r["previous"]),
             "Now": fmt_value(r["metric"], r["current"]),
@@ -133,6 +145,7 @@ def configurations(frame: pl.DataFrame, *, quality: str, columns=("ttft_s_p90", 
     rows = [
         {
             "Configuration": _label(r),
+            "id": _id(r),
             "Optimisation": r["family"],
             **{METRICS[m][0]: fmt_value(m, r.get(m)) for m in metrics},
             "Pareto-optimal": "yes" if r.get("pareto") else "",
@@ -142,75 +155,14 @@ def configurations(frame: pl.DataFrame, *, quality: str, columns=("ttft_s_p90", 
     return table(pl.DataFrame(rows))
 
 
-def overview(report):
-    """The top of the report: what was measured, the verdicts, the recommendations and the warnings (escaped HTML)."""
-    from IPython.display import HTML
-
-    a, esc = report.analysis, _html.escape
-    runs = a.configs["run_id"].n_unique() if a.configs.height else 0
-    objective = METRICS[a.objective][0].lower()
-    from workbench.analysis.verdicts import summary_line
-
-    verdicts = [
-        f"<li><b>{esc(r['variant'])} @ {esc(r['point_id'])}</b> ({esc(r['family'])}): {objective} "
-        f"{esc(fmt_change(r['change_pct'], r['ci_low_pct'], r['ci_high_pct']))}, {esc(r['label'])}</li>"
-        for r in a.recommended.iter_rows(named=True)
-    ]
-    verdict = (
-        f"<p>Recommended:</p><ul>{''.join(verdicts)}</ul>"
-        if verdicts
-        else "<p><b>No configuration is recommended</b>: none is <i>better</i> on the objective and meets the SLOs.</p>"
-    )
-    warnings = "".join(f"<li>{esc(w)}</li>" for w in a.warnings)
-    return HTML(
-        f"<p>Sweep <b>{esc(report.sweep)}</b>: {report.points} points ({report.failed} failed), "
-        f"{a.configs.height} configurations in {runs} runs.</p>"
-        f"<p>Verdicts: {esc(summary_line(a.compared))}.</p>{verdict}"
-        + (
-            f'<div style="background:#fff4ce;padding:4px 12px"><b>Read with care</b><ul>{warnings}</ul></div>'
-            if warnings
-            else ""
-        )
-    )
-
-
-def baseline_overview(report):
-    """The baseline's measured figures (median over its runs), hardware and versions."""
-    from IPython.display import HTML
-
-    from workbench.analysis import per_variant
-
-    base, env, esc = per_variant.baseline_summary(report.analysis.configs), report.env, _html.escape
-    if not base["runs"]:
-        return HTML("<p>No baseline rows in this sweep.</p>")
-
-    def v(metric):
-        return esc(fmt_value(metric, base.get(metric)))
-
-    memory = (env.get("memory_bytes") or 0) / 2**30
-    items = [
-        f"<b>throughput</b> {v('throughput_tps')}, {v('throughput_rps')}",
-        f"<b>TTFT</b> p50 {v('ttft_s')}, p90 {v('ttft_s_p90')}; <b>end-to-end</b> p50 {v('e2e_s')}; "
-        f"<b>decode</b> {v('decode_tps')}",
-        f"<b>quality</b>: perplexity {v('perplexity')}, task exact match {v('task_accuracy')}",
-        f"<b>memory</b>: peak {v('peak_mem_bytes')}",
-        f"<b>hardware</b>: {esc(str(env.get('cpu', '?')))}, {esc(str(env.get('cores', '?')))} cores, {memory:.0f} GiB, "
-        f"backend <b>{esc(str(env.get('backend', '?')))}</b>, BLAS {esc(str(env.get('blas', '?')))}",
-        f"<b>versions</b>: mlx {esc(str(env.get('mlx', '?')))}, mlx-lm {esc(str(env.get('mlx_lm', '?')))}, "
-        f"Python {esc(str(env.get('python', '?')))}, git {esc(str(env.get('git_sha') or '?')[:10])}",
-        f"medians over the baseline's {base['runs']} runs",
-    ]
-    return HTML("<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>")
-
-
 def regressions_section(report):
     from IPython.display import HTML
 
     if report.analysis.regressions is None:
         return HTML("<p>No earlier sweep given (<code>--baseline SWEEP</code>).</p>")
     heading = f"Against sweep {report.baseline_sweep}"
-    return regressions(report.analysis.regressions, tolerance=report.tolerance).tab_header(title=heading)
-
-
-def _ms(value) -> str:
-    return fmt_value("ttft_s", value)
+    analysis = report.analysis
+    shown = regressions(analysis.regressions, tolerance=report.tolerance, configs=analysis.configs)
+    for line in getattr(report, "baseline_left_out", None) or []:
+        shown = shown.tab_source_note(f"Left out, not comparable: {line}.")
+    return shown.tab_header(title=heading)

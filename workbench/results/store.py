@@ -283,6 +283,7 @@ def load_sweep_results(name: str, *, include_stale: bool = False, warn: bool = T
                 pl.lit(name).alias("sweep"),
                 pl.lit(meta.get("workers", 1)).alias("workers"),
                 pl.lit((meta.get("worker") or {}).get("name")).cast(pl.String).alias("worker"),
+                pl.lit(meta.get("label"), dtype=pl.String).alias("point_label"),  # the sweep file's `label:`
                 *[pl.lit(v).alias(k) for k, v in columns.items()],
             )
         )
@@ -292,11 +293,18 @@ def load_sweep_results(name: str, *, include_stale: bool = False, warn: bool = T
 
 
 def list_sweeps() -> list[dict]:
-    """Per sweep folder: verified (`done`), `failed`, `unfinished`, `bad` (fail verification, by id) and `stale`."""
+    """Per sweep folder: its experiment and sweep file, when the file was last recorded (`recorded_at`) and the
+    last point finished (`last_run`, UTC), verified (`done`), `failed`, `unfinished`, `bad` (fail verification,
+    by id) and `stale` counts."""
     root = outputs_dir() / "sweeps"
     out = []
     for directory in sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")):
         scan = integrity.scan_sweep(directory)
         counts = {key: len(getattr(scan, key)) for key in ("finished", "failed", "unfinished", "stale")}
-        out.append({"sweep": directory.name, "done": counts.pop("finished"), **counts, "bad": scan.bad})
+        record = integrity.read_sweep_record(directory)
+        stamps = [p.stat().st_mtime for p in directory.glob("*/manifest.json")]
+        last = dt.datetime.fromtimestamp(max(stamps), dt.timezone.utc).isoformat(timespec="seconds") if stamps else None
+        row = {"sweep": directory.name, "experiment": record.get("experiment"), "file": record.get("file")}
+        row |= {"recorded_at": record.get("recorded_at"), "last_run": last}
+        out.append({**row, "done": counts.pop("finished"), **counts, "bad": scan.bad})
     return out

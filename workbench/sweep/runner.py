@@ -29,10 +29,11 @@ from workbench import console
 from workbench.paths import atomic_write_text, check_writable
 from workbench.results import integrity
 from workbench.results.integrity import point_problem
-from workbench.results.store import is_finished, list_sweeps
+from workbench.results.store import is_finished
 from workbench.sweep import dask_executor
 from workbench.sweep.execute import NOTEBOOK, NotebookPolicy, run_notebook
 from workbench.sweep.guard import Interrupts, hold
+from workbench.sweep.rerun import REPLACED, rerun_ids, set_aside
 from workbench.sweep.spec import MAX_POINTS, Point, Sweep, expand, load_sweep, point_id  # noqa: F401 (the API)
 
 POINT_BYTES = 4 << 20  # rough disk use of one point: executed notebook, rows, metadata
@@ -61,6 +62,8 @@ def write_point_meta(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
     directory = point_dir(sweep, point)
     directory.mkdir(parents=True, exist_ok=True)
     meta = {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment}
+    if point.label:
+        meta["label"] = point.label
     atomic_write_text(directory / "point.yaml", yaml.safe_dump({**meta, "params": point.params, "workers": workers}))
     return directory
 
@@ -89,12 +92,15 @@ def execute_point(
     retries: int | None = None,
     parallel: int = 1,
     interrupts: Interrupts | None = None,
+    rerun: bool = False,
 ) -> dict:
     """Run one point with papermill (`run_notebook`). A point stopped by Ctrl-C (`interrupts`) is `interrupted`, not
     failed, and not retried: a resume runs it again."""
     directory = point_dir(sweep, point)
-    if is_finished(directory):
+    if is_finished(directory) and not rerun:
         return {"point_id": point.point_id, "status": "skipped"}
+    if rerun and is_finished(directory):
+        set_aside(directory)
     for stale in ("results.parquet", "error.json"):
         (directory / stale).unlink(missing_ok=True)
     write_point_meta(sweep, point, workers=parallel)
@@ -127,7 +133,9 @@ def clean_unfinished(sweep: Sweep) -> list[Path]:
             print(f"warning: skipped point folder {directory}: {kind}; not removed or followed", file=sys.stderr)
             skipped.append(directory)
         elif directory.exists() and not is_finished(directory):
-            shutil.rmtree(directory)  # rmtree removes links inside the folder, never what they point to
+            for entry in directory.iterdir():  # results set aside by `--rerun` stay; links are removed, not followed
+                if entry.name != REPLACED:
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     return skipped
 
 
@@ -140,10 +148,13 @@ def run_sweep(
     timeout_s: int | None = None,
     retries: int | None = None,
     progress: bool = True,
+    rerun: set[str] | None = None,
 ) -> list[dict]:
     """Execute every unfinished point, `workers` at a time (1: timed points never overlap), or on the Dask cluster
-    of `session` (`executor="dask"` without one: a `LocalCluster` of `workers`). Points whose results fail
-    verification run again, named on stderr. Ctrl-C: see `sweep_guard`; points not started are `remaining`."""
+    of `session` (`executor="dask"` without one: a `LocalCluster` of `workers`), and the finished ones named in
+    `rerun` (their earlier results set aside, `set_aside`). Points whose results fail verification run again, named
+    on stderr. Ctrl-C: see `sweep_guard`; points not started are `remaining`, as are those not started once the
+    sweep's `time_budget_s` has passed (`budget` set on them)."""
     from tqdm import tqdm
 
     bad = bad_points(sweep)
@@ -151,7 +162,12 @@ def run_sweep(
         named = "; ".join(f"{pid} ({why})" for pid, why in bad.items())
         print(f"re-running {len(bad)} points that fail verification: {named}", file=sys.stderr)
     links = set(clean_unfinished(sweep))
-    todo = [p for p in sweep.points if not is_finished(point_dir(sweep, p)) and point_dir(sweep, p) not in links]
+    rerun = rerun or set()
+    todo = [
+        p
+        for p in sweep.points
+        if (p.point_id in rerun or not is_finished(point_dir(sweep, p))) and point_dir(sweep, p) not in links
+    ]
     outcomes = [{"point_id": p.point_id, "status": "skipped"} for p in sweep.points if p not in todo]
     for outcome in outcomes:
         if point_dir(sweep, next(p for p in sweep.points if p.point_id == outcome["point_id"])) in links:
@@ -159,7 +175,7 @@ def run_sweep(
     bar = tqdm(
         total=len(sweep.points), initial=len(outcomes), desc=f"sweep {sweep.name}", disable=not progress, unit="point"
     )
-    kwargs = {"timeout_s": timeout_s, "retries": retries, "parallel": workers}
+    kwargs = {"timeout_s": timeout_s, "retries": retries, "parallel": workers, "rerun_ids": rerun}
     with Interrupts() as interrupts:
         if executor == "dask":
             _run_on_cluster(sweep, todo, outcomes, bar, interrupts, session, kwargs)
@@ -206,10 +222,17 @@ def _run_on_cluster(sweep, todo, outcomes, bar, interrupts, session, kwargs) -> 
 
 
 def _run_points(sweep, todo, outcomes, bar, interrupts, workers, kwargs) -> None:
+    import time
+
+    rerun_ids = kwargs.pop("rerun_ids", set())
+    deadline = time.monotonic() + sweep.time_budget_s if sweep.time_budget_s else None
+
     def run_one(point):
         if interrupts.stopping:
             return {"point_id": point.point_id, "status": "remaining"}
-        return execute_point(sweep, point, interrupts=interrupts, **kwargs)
+        if deadline is not None and time.monotonic() > deadline:
+            return {"point_id": point.point_id, "status": "remaining", "budget": True}
+        return execute_point(sweep, point, interrupts=interrupts, rerun=point.point_id in rerun_ids, **kwargs)
 
     record = _recorder(sweep, outcomes, bar)
     if workers == 1:
@@ -249,6 +272,14 @@ def setup_arg_parser() -> console.Parser:
         "--plan", action="store_true", help="print the rounds and minutes each point's precision will take, run nothing"
     )
     parser.add_argument("--pilot-rounds", type=console.int_at_least(3, 100), default=6, help="A/A rounds of a pilot")
+    parser.add_argument(
+        "--rerun",
+        nargs="?",
+        const="all",
+        metavar="IDS",
+        help="measure finished points again (all, or comma-separated point ids); earlier results are kept "
+        "under <point>/.replaced/",
+    )
     parser.add_argument("--json", action="store_true")
     return parser
 
@@ -321,11 +352,14 @@ def _main(plan: Sweep, args, session: dask_executor.Session | None = None) -> in
         session=session,
         timeout_s=args.timeout,
         retries=args.retries,
+        rerun=rerun_ids(plan, args.rerun),
     )
     failed = [o for o in outcomes if o["status"] == "failed"]
     counts = {key: sum(o["status"] == status for o in outcomes) for key, status in STATUSES.items()}
     summary.update(counts, failed=len(failed), rerun=len([o for o in outcomes if "rerun" in o]))
     cluster = dask_executor.worker_summary(outcomes, session) if session is not None else {}
+    if args.rerun:
+        summary["remeasured"] = sum(o["status"] == "done" for o in outcomes)
     if args.json:
         rerun = {o["point_id"]: o["rerun"] for o in outcomes if "rerun" in o}
         console.print_json({**summary, **cluster, "failures": failed, "rerun_points": rerun})
@@ -339,21 +373,19 @@ def _main(plan: Sweep, args, session: dask_executor.Session | None = None) -> in
             where = f" on worker {o['worker']}" if o.get("worker") else ""
             see = f" (see {o['executed_notebook']})" if o.get("executed_notebook") else ""
             print(f"failed {o['point_id']}{where}: {o['error']}{see}")
+    over_budget = sum(bool(o.get("budget")) for o in outcomes)
+    if over_budget and not counts["interrupted"] and over_budget == counts["remaining"]:
+        print(
+            f"note: the sweep's time_budget_s ({plan.time_budget_s} s) was spent: {over_budget} points not started; "
+            "run the same command to continue",
+            file=sys.stderr,
+        )
+        return 1 if failed else 0
     if counts["interrupted"] or counts["remaining"]:
         left = counts["interrupted"] + counts["remaining"]
         print(f"workbench: interrupted: {left} points not finished; run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 1 if failed else 0
-
-
-def list_main(argv: list[str] | None = None) -> int:
-    console.parser("sweeps", "list sweeps with their done/failed point counts").parse_args(argv)
-    for row in list_sweeps():
-        counts = "  ".join(f"{key} {row[key]:>4}" for key in ("done", "failed", "unfinished", "stale"))
-        print(f"{row['sweep']:<30} {counts}  bad {len(row['bad']):>4}")
-        for point, why in row["bad"].items():
-            print(f"  bad point {point}: {why} (left out; `workbench sweep` runs it again)")
-    return 0
 
 
 if __name__ == "__main__":

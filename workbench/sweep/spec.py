@@ -1,7 +1,8 @@
 """The sweep file: its keys, its points, and validating all of them before anything runs.
 
 A sweep file names an experiment, `fixed` parameters, and either a `grid` (cartesian product of
-lists) or explicit `points`. Each point's config is the experiment's defaults < `fixed` < the point,
+lists) or explicit `points` (each may carry a `label:`, its name in tables and reports; not part of its
+id). Each point's config is the experiment's defaults < `fixed` < the point,
 built by `experiments.build_config`, the same function the notebook calls, so what is validated is
 exactly what runs. A point's id is a stable hash of its parameters. Inputs are bounded: the YAML
 (`yamlfile.read_yaml_mapping`), the number of points (`MAX_POINTS` unless `--max-points`), the name (a
@@ -40,12 +41,14 @@ class SweepFile(BaseModel):
     points: list[dict] | None = Field(None, min_length=1)
     timeout_s: int = Field(1800, ge=1, le=7 * 86400)
     retries: int = Field(2, ge=0, le=10)
+    time_budget_s: int | None = Field(None, ge=1, le=30 * 86400)  # no new point starts once this much has passed
 
 
 @dataclass(frozen=True)
 class Point:
     point_id: str
     params: dict
+    label: str | None = None  # a point's `label:`, its name in tables and reports; not a parameter, not in its id
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Sweep:
     timeout_s: int = 1800
     retries: int = 2
     fixed: dict = field(default_factory=dict)
+    time_budget_s: int | None = None
 
     @property
     def root(self) -> Path:
@@ -65,6 +69,15 @@ class Sweep:
 
 def point_id(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def split_label(params: dict) -> tuple[dict, str | None]:
+    """(the point's parameters, its `label:`); a label must be a short non-empty string."""
+    params = dict(params)
+    label = params.pop("label", None)
+    if label is not None and (not isinstance(label, str) or not label.strip() or len(label) > 80):
+        raise SweepError(f"label: expected a non-empty string of at most 80 characters, got {short(repr(label))}")
+    return params, label.strip() if label else None
 
 
 def expand(fixed: dict, grid: dict | None, points: list | None) -> list[dict]:
@@ -105,6 +118,12 @@ def _parse(path: Path, max_points: int = MAX_POINTS) -> SweepFile:
     return spec
 
 
+def sweep_name(path: str | Path) -> str:
+    """The name of a sweep file's folder under outputs/sweeps (its keys checked, its points not)."""
+    path = Path(path)
+    return _parse(path).name or path.stem
+
+
 def load_sweep(path: str | Path, *, max_points: int = MAX_POINTS, progress: bool = False) -> Sweep:
     """Read and validate a sweep file completely: every point's config and models; raises SweepError `file:key`.
     At most `max_points` points; checking them is linear, with a progress bar on stderr when `progress`."""
@@ -118,13 +137,17 @@ def load_sweep(path: str | Path, *, max_points: int = MAX_POINTS, progress: bool
     expanded = expand(spec.fixed, spec.grid, spec.points)
     for params in tqdm(expanded, desc="checking points", unit="point", disable=not progress or len(expanded) < 100):
         try:
+            params, label = split_label(params)
+        except SweepError as exc:
+            raise SweepError(f"{path}:points.{exc}") from None
+        try:
             config = experiments.build_config(spec.experiment, None, params)
             experiments.check_models(config)
         except WorkbenchError as exc:
             key, _, problem = str(exc).partition(": ")
             key = key.split(".", 1)[1] if key.startswith(f"{spec.experiment}.") else "model"
             raise SweepError(f"{path}:{key}: {short(problem or exc, 200)}") from None
-        points.append(Point(point_id(params), params))
+        points.append(Point(point_id(params), params, label))
     return Sweep(
         name=spec.name or path.stem,
         path=path,
@@ -133,4 +156,5 @@ def load_sweep(path: str | Path, *, max_points: int = MAX_POINTS, progress: bool
         timeout_s=spec.timeout_s,
         retries=spec.retries,
         fixed=spec.fixed,
+        time_budget_s=spec.time_budget_s,
     )

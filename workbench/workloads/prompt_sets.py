@@ -343,6 +343,11 @@ def add_arguments(parser) -> None:
     from workbench import console
 
     add = parser.add_argument
-    add("--requests", type=console.int_at_least(1, 100_000), help="synthetic prompts per trial (default: one batch)")
+    add(
+        "--requests",
+        type=console.int_at_least(1, 100_000),
+        help="synthetic prompts per trial: a run sends requests × trials (default: one batch; "
+        "with --target max(8, 2 × concurrency))",
+    )
     add("--seed", type=console.int_at_least(0), default=0, help="seeds synthetic prompts and --dataset-order shuffle")
     add_option_arguments(parser)
