@@ -143,10 +143,10 @@ def quickstart_headline(results) -> str:
     import polars as pl
 
     from workbench import terminal
-    from workbench.results import store
+    from workbench.analysis import per_variant
 
     frame = pl.read_parquet(results)
-    row = store.summarise_variants(frame).row(0, named=True)
+    row = per_variant.summarise_variants(frame).row(0, named=True)
     model, backend = frame["model_id"][0], frame["backend"][0]
     return (
         f"{model} on {backend}: TTFT p50 {terminal.value('ttft_s', row.get('ttft_s'))} ms, "

@@ -12,9 +12,8 @@ rotates), each round on fresh prompts so the server's prompt cache never replays
 too: `startup` rows hold the launch-to-ready time (`load_s`) and the first request's TTFT before any warm-up,
 for the server and in process, so "pre-load and warm up" is a measured recommendation.
 
-With `probe_share`, a share of each level's requests are fidelity probes (`endpoint.probes`): greedy requests
-whose in-process continuation (same weights, same dtype as the server) was computed beforehand; the level's
-summary gets `identical_share`, `first_divergence_p50` and `probe_kl_mean`, its latency figures never see them.
+With `probe_share`, a share of each level's requests are fidelity probes (`endpoint.probes`: greedy, against the
+in-process continuation of the same weights and dtype), summarised apart from the latency figures.
 
     workbench run endpoint --params params/endpoint.yaml [--model M] [--json]
 """
@@ -87,7 +86,10 @@ class Config(ExperimentConfig):
     sessions: SessionsOptions | None = None  # live multi-turn sessions at each concurrency of `levels`
     follow_redirects: bool = False
     api_key_env: str | None = Field(None, description="environment variable holding the target's bearer token")
-    access = property(lambda self: {"api_key_env": self.api_key_env, "follow_redirects": self.follow_redirects})
+
+    @property
+    def access(self) -> dict:
+        return {"api_key_env": self.api_key_env, "follow_redirects": self.follow_redirects}
 
     def model_specs(self) -> list[str]:
         served = [self.server_model] if self.server_model else []

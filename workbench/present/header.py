@@ -161,7 +161,7 @@ def slo_sources(slo: dict, slo_file: str | None, defaults: dict) -> dict[str, st
     """Each SLO target's source: the `--slo` file, or the report's default."""
     from_file = set()
     if slo_file:
-        from workbench.paths import read_yaml_mapping
+        from workbench.yamlfile import read_yaml_mapping
 
         from_file = set(read_yaml_mapping(slo_file, ValueError))
     return {k: (f"--slo {slo_file}" if k in from_file else "report default") for k in slo}
