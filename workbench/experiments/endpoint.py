@@ -6,11 +6,9 @@ search for the highest rate or concurrency whose goodput meets the SLOs. With no
 starts `mlx_lm.server` for this run (so caches start cold; a sweep point restarts it with its own `server`
 flags: decode/prompt concurrency, prompt-cache size, KV bits, a draft model) and stops it after.
 
-The baseline is the same model in process (synchronous, same prompts), so the served-versus-in-process gap is
-a measured difference with an interval. The load levels and the baseline run in interleaved rounds (the order
-rotates), each round on fresh prompts so the server's prompt cache never replays one. Cold start is measured
-too: `startup` rows hold the launch-to-ready time (`load_s`) and the first request's TTFT before any warm-up,
-for the server and in process, so "pre-load and warm up" is a measured recommendation.
+The baseline is the same model in process (synchronous, same prompts): the served-versus-in-process gap has an
+interval. Levels and baseline run in interleaved rounds on fresh prompts (the server's cache never replays one).
+Cold start: `startup` rows hold launch-to-ready (`load_s`) and the first request's TTFT, server and in process.
 
 With `probe_share`, a share of each level's requests are fidelity probes (`endpoint.probes`: greedy, against the
 in-process continuation of the same weights and dtype), summarised apart from the latency figures.
