@@ -64,6 +64,7 @@ lab: setup
 lint: setup
 	$(BIN)/ruff check workbench tests benchmarks
 	$(BIN)/ruff format --check workbench tests benchmarks
+	$(BIN)/mypy workbench
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/demo
