@@ -86,8 +86,9 @@ def paired(samples: pl.DataFrame, metric: str) -> dict[tuple, stats.PairedChange
     )
     joined = samples.filter(pl.col("variant") != BASELINE).join(base, on=[*ids, "round"], how="inner")
     same = pl.col("workload_hash").eq_missing(pl.col("_bw")).all()  # another workload: no like-for-like change
-    ratio = (pl.col(metric) / pl.col("_b")).log()
-    valid = (pl.col(metric) > 0) & (pl.col("_b") > 0)
+    value, base_value = pl.col(metric).cast(pl.Float64), pl.col("_b").cast(pl.Float64)  # all-null when all failed
+    ratio = (value / base_value).log()
+    valid = (value > 0) & (base_value > 0)
     moments = joined.group_by(*ids, "variant").agg(
         same.alias("_same"),
         ratio.filter(valid).mean().alias("_mean"),

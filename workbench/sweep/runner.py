@@ -136,6 +136,8 @@ def clean_unfinished(sweep: Sweep) -> list[Path]:
             for entry in directory.iterdir():  # results set aside by `--rerun` stay; links are removed, not followed
                 if entry.name != REPLACED:
                     shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+            if not any(directory.iterdir()):
+                directory.rmdir()
     return skipped
 
 
