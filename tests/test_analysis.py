@@ -174,7 +174,7 @@ def test_verdicts_are_paired_by_round_and_an_aa_copy_is_a_check_never_a_recommen
     assert statuses["tiny"] == "equivalent (within ±5%)" and "aa_fast" not in statuses
     checks = result.aa_checks.filter(metric="throughput_tps")
     assert dict(checks.select("variant", "flagged").iter_rows()) == {"aa": False, "aa_fast": True}
-    assert any(w.startswith("A/A check failed: aa_fast @ r1") for w in result.warnings)
+    assert any(w.startswith("A/A check failed: aa_fast [r1]") for w in result.warnings)
     verdict = result.to_json()
     json.dumps(verdict, allow_nan=False)
     (rec,) = verdict["recommendations"]

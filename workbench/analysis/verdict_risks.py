@@ -11,7 +11,7 @@ import math
 
 import polars as pl
 
-from workbench import metrics
+from workbench import metrics, names
 
 MITIGATION = {
     "throughput_tps": "check the batch size and the load it was measured under; measure longer (`precision`)",
@@ -63,7 +63,7 @@ def speed_risks(compared: pl.DataFrame, headline=("throughput_tps", "ttft_s")) -
         known = metrics.get(r["metric"])
         label = known.label if known else r["metric"]
         up = known.higher_is_better if known else True
-        name = f"{r['variant']} @ {r['point_id']}"
+        name = _name(r)
         interval = f"{r['change_pct']:+.1f}% (95% CI {r['ci_low_pct']:+.1f}…{r['ci_high_pct']:+.1f}%)"
         evidence = f"{interval} over {r['rounds']} paired rounds"
         mitigation = MITIGATION.get(r["metric"], "measure longer")
@@ -79,6 +79,15 @@ def speed_risks(compared: pl.DataFrame, headline=("throughput_tps", "ttft_s")) -
     return out
 
 
+def _name(row: dict) -> str:
+    """The configuration's human name with its point's short id, as the report's tables write it."""
+    changes = row.get("changes", row.get("changes_json"))
+    name = names.configuration_name(
+        changes, family=row.get("family"), variant=row.get("variant"), label=row.get("point_label")
+    )
+    return f"{name} [{str(row.get('point_id') or '')[:8]}]"
+
+
 def quality_risks(quality: pl.DataFrame | None) -> list[tuple[str, str, str]]:
     """The same for the paired quality comparisons of `analysis.quality_compare` (None: nothing to add)."""
     if quality is None or quality.is_empty():
@@ -89,7 +98,7 @@ def quality_risks(quality: pl.DataFrame | None) -> list[tuple[str, str, str]]:
         label = known.label if known else r["metric"]
         up = known.higher_is_better if known else True
         unit = "points" if r.get("unit") == "points" else "%"
-        name = f"{r['variant']} @ {r.get('point_id')}"
+        name = _name(r)
         evidence = f"{r['change']:+.1f} {unit} (95% CI {r['ci_low']:+.1f}…{r['ci_high']:+.1f}) on {r.get('n')} paired"
         evidence += " items" if r.get("unit") == "points" else " units"
         if r["verdict"] == "worse":

@@ -223,7 +223,7 @@ def method_warnings(compared: pl.DataFrame, aa: pl.DataFrame) -> list[str]:
     out = []
     for r in aa.filter("flagged").iter_rows(named=True):
         out.append(
-            f"A/A check failed: {r['variant']} @ {r['point_id']} (the baseline's settings) came out {r['verdict']} on "
+            f"A/A check failed: {r['variant']} [{str(r['point_id'])[:8]}] came out {r['verdict']} on "
             f"{r['metric']} ({r['change_pct']:+.1f}%): the noise model is wrong, so read every verdict with care."
         )
     if compared.is_empty():

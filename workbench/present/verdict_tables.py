@@ -15,13 +15,19 @@ import polars as pl
 from workbench import metrics
 from workbench.analysis import verdict_risks
 from workbench.analysis.verdicts import SPEED_METRICS
+from workbench.present import tables
 from workbench.present.tables import fmt_change, fmt_changes, fmt_value, table
 
 QUALITY_LABEL = {"measured": "measured (no paired interval in this tree)"}
 
 
 def _label(row) -> str:
-    return f"{row['variant']} @ {row['point_id']}"
+    """The configuration's human name (what it changes, or its sweep `label:`), as every report table names it."""
+    return tables._label(row)
+
+
+def _id(row) -> str:
+    return tables._id(row)
 
 
 def _cell(row: dict | None) -> str:
@@ -45,6 +51,7 @@ def all_configurations(analysis):
         rows.append(
             {
                 "Configuration": _label(c) + (" (A/A check)" if c["family"] == "baseline" else ""),
+                "id": _id(c),
                 "Changed": fmt_changes(c["changes"]),
                 **{metrics.BY_NAME[m].label: _cell(cells.get((*key, m))) for m in SPEED_METRICS},
                 "Rounds": "—" if width.get("rounds") is None else f"{width['rounds']}" + (f" ({stop})" if stop else ""),
@@ -72,6 +79,7 @@ def recommendations(analysis):
     rows = [
         {
             "Configuration": _label(r),
+            "id": _id(r),
             "Optimisation": r["family"],
             "Changed": fmt_changes(r["changes"]),
             f"{metrics.BY_NAME[analysis.objective].label} vs baseline": fmt_change(
@@ -96,6 +104,7 @@ def not_recommended(analysis):
     rows = [
         {
             "Configuration": _label(r),
+            "id": _id(r),
             "Optimisation": r["family"],
             f"{metrics.BY_NAME[analysis.objective].label} vs baseline": fmt_change(
                 r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]
@@ -112,6 +121,7 @@ def aa_checks(analysis):
     rows = [
         {
             "A/A copy of the baseline": _label(r),
+            "id": _id(r),
             "Metric": metrics.title(r["metric"]),
             "Change vs baseline": fmt_change(r["change_pct"], r["ci_low_pct"], r["ci_high_pct"]),
             "Verdict": r["label"],
