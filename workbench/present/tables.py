@@ -88,7 +88,9 @@ def _label(row) -> str:
 
 
 def _id(row) -> str:
-    return str(row.get("point_id") or "")[:8]
+    """The point id, shortened to 8 characters when it is one (a pooled row's "median of N runs" stays whole)."""
+    text = str(row.get("point_id") or "")
+    return text[:8] if len(text) == 12 and all(c in "0123456789abcdef" for c in text) else text
 
 
 def slo(rows: list[dict], sources: dict | None = None):
