@@ -33,7 +33,6 @@ REPORT = (
     "import sys; from workbench import console; from workbench.present import report; "
     "sys.exit(console.entry(report.main, sys.argv[1:]))"
 )
-REPORT_CLI = REPORT
 HOSTILE = '<img src=x onerror="alert(1)">'
 
 
@@ -359,7 +358,7 @@ def test_report_places_imported_tool_results_next_to_the_endpoint_sweep(sweep_ou
     out = tmp_path / "report.html"
     args = ["rounds", "--endpoint", "served", "--compare-import", "gl-c2", "--compare-import", "ai-c2"]
     proc = subprocess.run(
-        [sys.executable, "-c", REPORT_CLI, *args, "-o", str(out), "--json"],
+        [sys.executable, "-c", REPORT, *args, "-o", str(out), "--json"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -374,7 +373,7 @@ def test_report_places_imported_tool_results_next_to_the_endpoint_sweep(sweep_ou
     assert "GuideLLM 0.8.1 (gl-c2)" in page and "time_per_output_token_ms.median" in page
     assert (report.artefacts_dir(out) / "charts" / "imports_throughput_vs_ttft.png").is_file()
     missing = subprocess.run(
-        [sys.executable, "-c", REPORT_CLI, "rounds", "--compare-import", "nosuch", "-o", str(tmp_path / "x.html")],
+        [sys.executable, "-c", REPORT, "rounds", "--compare-import", "nosuch", "-o", str(tmp_path / "x.html")],
         capture_output=True, text=True, timeout=120, env={**os.environ, "WORKBENCH_OUTPUTS": str(sweep_outputs)},
     )  # fmt: skip
     assert missing.returncode == 2 and "import 'nosuch'" in missing.stderr and not (tmp_path / "x.html").exists()
