@@ -73,7 +73,12 @@ def workload_line(config) -> str:
     """'nano · 128 prompt + 32 output tokens · 4 requests × 2 trials × 2 rounds': what each variant was timed on."""
     prompt = getattr(config, "dataset", None) or getattr(config, "prompt_dist", None) or config.prompt_tokens
     output = getattr(config, "gen_dist", None) or config.gen_tokens
-    rounds = f" × {config.rounds} rounds" if getattr(config, "rounds", None) else ""
+    if getattr(config, "precision", None) is not None:
+        rounds = f" × up to {config.max_rounds} rounds (±{config.precision:.0%})"
+    elif getattr(config, "round_limit", None):
+        rounds = f" × {config.round_limit} rounds"
+    else:
+        rounds = ""
     shape = f"{prompt} prompt + {output} output tokens" if not getattr(config, "dataset", None) else f"dataset {prompt}"
     trials = f"{config.trials} trial{'s' if config.trials != 1 else ''}"
     return f"{config.model} · {shape} · {config.requests} requests × {trials}{rounds}"
