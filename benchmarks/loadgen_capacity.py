@@ -28,7 +28,7 @@ import subprocess
 import sys
 
 from workbench import runtime, stats
-from workbench.endpoint import Level, Target, run_levels
+from workbench.endpoint import Level, LoadOptions, Target, run_levels
 
 
 def start_stub() -> tuple[subprocess.Popen, str]:
@@ -57,7 +57,7 @@ def main() -> int:
         target = Target(url=url, model="stub", timeout_s=30)
         prompts = ["the quick brown fox"] * args.requests
         levels = [Level("rate", args.rate), Level("concurrency", args.concurrency)]
-        rate_level, closed_level = run_levels(target, prompts, levels, max_tokens=args.tokens, warmup=50)
+        rate_level, closed_level = run_levels(target, prompts, levels, LoadOptions(max_tokens=args.tokens, warmup=50))
     finally:
         process.terminate()
         process.wait(10)

@@ -14,6 +14,7 @@ from workbench import cli
 from workbench.endpoint import (
     SLO,
     Level,
+    LoadOptions,
     OverSaturation,
     Target,
     check_target,
@@ -83,7 +84,7 @@ def test_connection_refused_is_an_outcome():
 def test_failed_requests_count_in_error_rate_and_goodput():
     with StubThread(mode="http500") as stub:
         target = Target(url=stub.url, model="stub")
-        rows = run_levels(target, ["x"] * 4, [Level("concurrency", 2)], max_tokens=2)[0].rows
+        rows = run_levels(target, ["x"] * 4, [Level("concurrency", 2)], LoadOptions(max_tokens=2))[0].rows
     frame = store.to_frame(rows, run_id="r", experiment="bench", target=stub.url)
     assert frame.height == 4 and frame["error"].str.starts_with("http 500").all()
     summary = summarise(rows)
@@ -127,19 +128,25 @@ def test_bench_target_json_and_rows(capsys, _outputs):
 def test_warm_up_requests_go_first_on_their_own_prompts():
     with StubThread() as stub:
         target = Target(url=stub.url, model="stub")
-        run_levels(target, ["a", "b"], [Level("synchronous")], max_tokens=[2, 3], warmup=3, warmup_prompts=["w"])
+        run_levels(
+            target, ["a", "b"], [Level("synchronous")], LoadOptions(max_tokens=[2, 3], warmup=3, warmup_prompts=["w"])
+        )
         assert stub.server.stub.prompts == ["w", "w", "w", "a", "b"]
         stub.server.stub.prompts.clear()
-        run_levels(target, ["a", "b"], [Level("synchronous")], max_tokens=2, warmup=1)
+        run_levels(target, ["a", "b"], [Level("synchronous")], LoadOptions(max_tokens=2, warmup=1))
         assert stub.server.stub.prompts == ["a", "a", "b"]  # without prompts of its own the warm-up reuses the first
 
 
 def test_eos_suppression_keeps_the_asked_length_and_short_outputs_warn():
     with StubThread(eos_after=3) as stub:
         target = Target(url=stub.url, model="stub")
-        short = run_levels(target, ["x"] * 3, [Level("synchronous")], max_tokens=6)[0].summary(gen_tokens=6)
+        short = run_levels(target, ["x"] * 3, [Level("synchronous")], LoadOptions(max_tokens=6))[0].summary(
+            gen_tokens=6
+        )
         full_target = target.model_copy(update={"eos_token_ids": [0]})
-        full = run_levels(full_target, ["x"] * 3, [Level("synchronous")], max_tokens=6)[0].summary(gen_tokens=6)
+        full = run_levels(full_target, ["x"] * 3, [Level("synchronous")], LoadOptions(max_tokens=6))[0].summary(
+            gen_tokens=6
+        )
     assert (short["short_outputs"], short["generated_tokens_min"]) == (3, 3)
     assert "3 of 3 requests generated fewer than 6 tokens" in short_output_warning(short, 6)
     assert (full["short_outputs"], full["generated_tokens_mean"]) == (0, 6)
@@ -152,7 +159,7 @@ def test_profiles_control_how_many_requests_are_in_flight():
     peaks = {}
     for level in (Level("synchronous"), Level("concurrency", 3), Level("throughput")):
         with StubThread(**target_fields) as stub:
-            result = run_levels(Target(url=stub.url, model="stub"), prompts, [level], max_tokens=3)[0]
+            result = run_levels(Target(url=stub.url, model="stub"), prompts, [level], LoadOptions(max_tokens=3))[0]
             peaks[level.profile] = stub.server.stub.peak_in_flight
         assert len(result.rows) == 8 and all(r["ok"] and r["profile"] == level.profile for r in result.rows)
     assert peaks == {"synchronous": 1, "concurrency": 3, "throughput": 8}
@@ -161,7 +168,7 @@ def test_profiles_control_how_many_requests_are_in_flight():
 def test_rate_profile_sends_on_its_seeded_poisson_schedule():
     with StubThread() as stub:
         target = Target(url=stub.url, model="stub")
-        result = run_levels(target, ["x"] * 10, [Level("rate", 40)], max_tokens=2, seed=3)[0]
+        result = run_levels(target, ["x"] * 10, [Level("rate", 40)], LoadOptions(max_tokens=2, seed=3))[0]
     due = poisson_arrivals(10, 40, seed=3)
     assert due == poisson_arrivals(10, 40, seed=3) != poisson_arrivals(10, 40, seed=4)
     rows = sorted(result.rows, key=lambda r: r["request_index"])
@@ -171,7 +178,7 @@ def test_rate_profile_sends_on_its_seeded_poisson_schedule():
 
 def test_a_fault_in_the_load_loop_is_raised_not_lost():
     with StubThread() as stub, pytest.raises(TypeError, match="not JSON serializable"):
-        run_levels(Target(url=stub.url, model="stub"), [object()], [Level("synchronous")], max_tokens=2)
+        run_levels(Target(url=stub.url, model="stub"), [object()], [Level("synchronous")], LoadOptions(max_tokens=2))
 
 
 def test_saturation_search_stops_at_the_first_level_over_capacity():
@@ -180,10 +187,10 @@ def test_saturation_search_stops_at_the_first_level_over_capacity():
         search = search_saturation(
             Target(url=stub.url, model="stub"),
             ["x"] * 8,
+            LoadOptions(max_tokens=2),
             profile="concurrency",
             values=[4, 1, 2, 8],
             slo=SLO(ttft_s_max=0.08),
-            max_tokens=2,
         )
     assert [s["level"] for s in search.summaries] == [1, 2, 4]  # 8 never ran
     assert (search.best, search.failed_at) == (2, 4)
@@ -195,7 +202,10 @@ def test_over_saturation_stops_a_level_and_keeps_its_requests_as_rows():
     with StubThread(capacity=2, prefill_s=0.05) as stub:
         oversat = OverSaturation(min_seconds=0.4, min_requests=5, min_ttft_s=0.0, correlation_s=0.01)
         result = run_levels(
-            Target(url=stub.url, model="stub"), ["x"] * 400, [Level("rate", 200)], max_tokens=2, oversat=oversat
+            Target(url=stub.url, model="stub"),
+            ["x"] * 400,
+            [Level("rate", 200)],
+            LoadOptions(max_tokens=2, oversat=oversat),
         )[0]
     summary = result.summary()
     assert result.saturated and summary["saturated"] and not summary["slo_pass"]
@@ -208,7 +218,10 @@ def test_a_level_within_capacity_is_not_over_saturated():
         # one sample per 0.1 s: a busy machine's jitter must not read as a trend (it did at 0.01 s, under load)
         oversat = OverSaturation(min_seconds=0.3, min_requests=5, min_ttft_s=0.0, correlation_s=0.1)
         result = run_levels(
-            Target(url=stub.url, model="stub"), ["x"] * 30, [Level("rate", 50)], max_tokens=2, oversat=oversat
+            Target(url=stub.url, model="stub"),
+            ["x"] * 30,
+            [Level("rate", 50)],
+            LoadOptions(max_tokens=2, oversat=oversat),
         )[0]
     assert not result.saturated and result.unsent == 0 and all(r["ok"] for r in result.rows)
 

@@ -25,7 +25,7 @@ from hostile_server import (
     usage_reply,
 )
 
-from workbench.endpoint import Level, Target, run_levels, summarise
+from workbench.endpoint import Level, LoadOptions, Target, run_levels, summarise
 from workbench.endpoint.client import EndpointClient
 from workbench.results import store
 
@@ -105,7 +105,7 @@ HOSTILE_USAGE = {
 def test_implausible_usage_is_ignored_with_a_note_and_rates_stay_honest(name):
     with HostileServer({COMPLETIONS: usage_reply(HOSTILE_USAGE[name])}) as server:
         target = Target(url=server.url, model=MODEL)
-        result = run_levels(target, ["a b c"] * 3, [Level("concurrency", 2)], max_tokens=4)[0]
+        result = run_levels(target, ["a b c"] * 3, [Level("concurrency", 2)], LoadOptions(max_tokens=4))[0]
     rows = result.rows
     assert all(r["ok"] for r in rows), [r["error"] for r in rows]
     assert all("ignored" in r["note"] for r in rows), rows[0]["note"]

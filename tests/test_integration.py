@@ -12,7 +12,7 @@ from workbench.workloads import prompt_sets
 
 
 def test_bench_rows_follow_the_schema(nano):
-    frame, summary = bench.run_bench(nano, prompt_tokens=16, gen_tokens=8, trials=2, batch_size=1)
+    frame, summary = bench.run_bench(nano, bench.BenchSpec(prompt_tokens=16, gen_tokens=8, trials=2, batch_size=1))
     assert frame.schema == store.to_frame([]).schema
     assert frame.height == 2
     assert set(frame["kind"]) == {"speed"}
@@ -24,7 +24,7 @@ def test_bench_rows_follow_the_schema(nano):
 
 
 def test_batched_bench_gives_one_row_per_request(nano):
-    frame, summary = bench.run_bench(nano, prompt_tokens=16, gen_tokens=6, trials=1, batch_size=4)
+    frame, summary = bench.run_bench(nano, bench.BenchSpec(prompt_tokens=16, gen_tokens=6, trials=1, batch_size=4))
     assert frame.height == 4
     assert set(frame["batch_size"]) == {4}
     assert frame["generated_tokens"].to_list() == [6] * 4

@@ -48,7 +48,9 @@ def quickstart(
 
     load_before = runtime.load_average()
     loaded = loader.load(model)
-    speed, speed_summary = bench.run_bench(loaded, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, trials=trials)
+    speed, speed_summary = bench.run_bench(
+        loaded, bench.BenchSpec(prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, trials=trials)
+    )
     quality, quality_summary = evaluate.run_eval(
         loaded, evaluate.EvalSpec(text="stdlib", task="facts", task_count=task_count, run_id=speed["run_id"][0])
     )

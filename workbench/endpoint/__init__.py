@@ -12,7 +12,7 @@ Metric definitions: docs/metrics.md, "Endpoints".
 """
 
 from workbench.endpoint.client import EndpointClient, RequestOutcome, Target, check_target
-from workbench.endpoint.load import Level, LevelResult, SaturationSearch, run_levels, search_saturation
+from workbench.endpoint.load import Level, LevelResult, LoadOptions, SaturationSearch, run_levels, search_saturation
 from workbench.endpoint.slo import SLO, OverSaturation, summarise
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "EndpointClient",
     "Level",
     "LevelResult",
+    "LoadOptions",
     "OverSaturation",
     "RequestOutcome",
     "SaturationSearch",

@@ -17,7 +17,7 @@ Send lag: every row has the offset it was due at (`arrival_s`: its scheduled arr
 loop the moment its slot freed, i.e. the previous reply on that slot ended) and the offset it was sent at (`sent_s`).
 
     levels = [Level("concurrency", c) for c in (1, 2, 4)]
-    results = run_levels(Target(url=url, model=name), prompts, levels, max_tokens=64)
+    results = run_levels(Target(url=url, model=name), prompts, levels, LoadOptions(max_tokens=64))
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from workbench.endpoint.client import EndpointClient, RequestOutcome, Target, run_async
 from workbench.endpoint.slo import SLO, OverSaturation, SaturationTracker, summarise
@@ -66,19 +66,28 @@ class LevelResult:
         return {**summarise(self.rows, slo, gen_tokens=gen_tokens), "unsent": self.unsent}
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """How the levels of one run are sent: each request's output limit (`max_tokens`, one for all or one per
+    prompt), `trials` per level, `warmup` unrecorded requests first on `warmup_prompts` (default: the measured
+    prompts), the Poisson seed, the over-saturation stop of rate levels, and the send offsets of a `trace` level."""
+
+    max_tokens: int | list[int]
+    trials: int = 1
+    warmup: int = 0
+    warmup_prompts: list | None = None
+    seed: int = 0
+    oversat: OverSaturation | None = None
+    arrivals: list[float] | None = None
+
+
 async def run_level_async(
-    client: EndpointClient,
-    prompts: list,
-    level: Level,
-    *,
-    max_tokens: int | list[int],
-    trial: int = 0,
-    seed: int = 0,
-    oversat: OverSaturation | None = None,
-    arrivals: list[float] | None = None,
+    client: EndpointClient, prompts: list, level: Level, options: LoadOptions, *, trial: int = 0
 ) -> LevelResult:
-    """Send every prompt once under `level` (a `trace` level at the offsets `arrivals`); one row per request sent."""
-    tracker = SaturationTracker(oversat if level.profile == "rate" else None)
+    """Send every prompt once under `level` (a `trace` level at `options.arrivals`); one row per request sent.
+    Trial `t` draws its Poisson arrivals with seed `options.seed + t`."""
+    max_tokens, arrivals = options.max_tokens, options.arrivals
+    tracker = SaturationTracker(options.oversat if level.profile == "rate" else None)
     outcomes = [RequestOutcome(index=i) for i in range(len(prompts))]
     stop = asyncio.Event()
     tasks: list[asyncio.Future] = []  # workers or requests; cancelled one by one when the level is stopped
@@ -136,7 +145,7 @@ async def run_level_async(
     if level.profile == "trace":
         body = open_loop(list(arrivals or []))
     elif level.profile == "rate":
-        body = open_loop(poisson_arrivals(len(prompts), level.value, seed))
+        body = open_loop(poisson_arrivals(len(prompts), level.value, options.seed + trial))
     else:
         body = closed_loop(max(1, int(level.effective(len(prompts)))))
     runner = asyncio.ensure_future(body)
@@ -154,7 +163,7 @@ async def run_level_async(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         fault = runner.exception()
-        finished = [o for o in outcomes if o.sent_s is not None and o.end == o.end]
+        finished = [o for o in outcomes if o.sent_s is not None and not math.isnan(o.end)]
         keep_rows(fault, [{**o.to_row(), "kind": "speed", "profile": level.profile, "trial": trial} for o in finished])
         raise fault
     sent = [o for o in outcomes if o.sent_s is not None]
@@ -176,42 +185,22 @@ async def warm_up(client: EndpointClient, prompts: list, *, max_tokens: int | li
 
 
 def run_levels(
-    target: Target,
-    prompts: list,
-    levels: list[Level],
-    *,
-    max_tokens: int | list[int],
-    trials: int = 1,
-    warmup: int = 0,
-    warmup_prompts: list | None = None,
-    seed: int = 0,
-    oversat: OverSaturation | None = None,
-    keep_going=None,
-    arrivals: list[float] | None = None,
+    target: Target, prompts: list, levels: list[Level], options: LoadOptions, *, keep_going=None
 ) -> list[LevelResult]:
-    """Run `levels` in order, `trials` times each, on one connection pool; `warmup` unrecorded requests first,
-    on `warmup_prompts` (default: the measured prompts; then a server with a prompt cache, as mlx_lm.server,
-    serves the first measured request's prompt from the cache the warm-up left: give prompts of their own).
-    `keep_going(result) -> bool`, when given, is asked after each level whether to run the next; `arrivals` are
-    the send offsets of a `trace` level."""
+    """Run `levels` in order, `options.trials` times each, on one connection pool; `options.warmup` unrecorded
+    requests first, on `options.warmup_prompts` (default: the measured prompts; then a server with a prompt cache,
+    as mlx_lm.server, serves the first measured request's prompt from the cache the warm-up left: give prompts of
+    their own). `keep_going(result) -> bool`, when given, is asked after each level whether to run the next."""
 
     out: list[LevelResult] = []
 
     async def run() -> list[LevelResult]:
         async with EndpointClient(target) as client:
-            await warm_up(client, warmup_prompts or prompts, max_tokens=max_tokens, count=warmup)
+            warm = options.warmup_prompts or prompts
+            await warm_up(client, warm, max_tokens=options.max_tokens, count=options.warmup)
             for level in levels:
-                for trial in range(trials):
-                    result = await run_level_async(
-                        client,
-                        prompts,
-                        level,
-                        max_tokens=max_tokens,
-                        trial=trial,
-                        seed=seed + trial,
-                        oversat=oversat,
-                        arrivals=arrivals,
-                    )
+                for trial in range(options.trials):
+                    result = await run_level_async(client, prompts, level, options, trial=trial)
                     if trial and out and out[-1].level == level:
                         out[-1].rows += result.rows
                         out[-1].outcomes += result.outcomes
@@ -247,33 +236,17 @@ class SaturationSearch:
 
 
 def search_saturation(
-    target: Target,
-    prompts: list,
-    *,
-    profile: str,
-    values: list[float],
-    slo: SLO,
-    max_tokens: int | list[int],
-    warmup: int = 0,
-    seed: int = 0,
-    oversat: OverSaturation | None = None,
+    target: Target, prompts: list, options: LoadOptions, *, profile: str, values: list[float], slo: SLO
 ) -> SaturationSearch:
     """The highest rate or concurrency in `values` whose goodput meets `slo`: levels run in increasing order and
-    the search stops at the first that fails (over-saturated levels fail)."""
+    the search stops at the first that fails (over-saturated levels fail; without `options.oversat`, the default
+    `OverSaturation` stops them)."""
     if profile not in ("rate", "concurrency"):
         raise ValueError(f"a saturation search runs over 'rate' or 'concurrency', not {profile!r}")
     levels = [Level(profile, v) for v in sorted(values)]
-    results = run_levels(
-        target,
-        prompts,
-        levels,
-        max_tokens=max_tokens,
-        warmup=warmup,
-        seed=seed,
-        oversat=oversat or OverSaturation(),
-        keep_going=lambda result: result.summary(slo)["slo_pass"],
-    )
-    fixed = max_tokens if isinstance(max_tokens, int) else None
+    options = replace(options, oversat=options.oversat or OverSaturation())
+    results = run_levels(target, prompts, levels, options, keep_going=lambda result: result.summary(slo)["slo_pass"])
+    fixed = options.max_tokens if isinstance(options.max_tokens, int) else None
     summaries = [r.summary(slo, gen_tokens=fixed) for r in results]
     passed = [s["level"] for s in summaries if s["slo_pass"]]
     failed = [s["level"] for s in summaries if not s["slo_pass"]]

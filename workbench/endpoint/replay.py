@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from workbench import paths, runtime
 from workbench.endpoint import target_bench
 from workbench.endpoint.client import Target
-from workbench.endpoint.load import Level, LevelResult, run_levels
+from workbench.endpoint.load import Level, LevelResult, LoadOptions, run_levels
 from workbench.endpoint.slo import lag_warning, summarise
 from workbench.errors import ModelError, UsageError
 from workbench.measure import runs
@@ -52,11 +52,13 @@ def replay(target: Target, plan: ReplayPlan, *, trials: int = 1, warmup: int = 0
         target,
         plan.prompts,
         [Level("trace", plan.speed)],
-        max_tokens=plan.limits,
-        trials=trials,
-        warmup=warmup,
-        warmup_prompts=warmup_prompts,
-        arrivals=plan.arrivals_s,
+        LoadOptions(
+            max_tokens=plan.limits,
+            trials=trials,
+            warmup=warmup,
+            warmup_prompts=warmup_prompts,
+            arrivals=plan.arrivals_s,
+        ),
     )
     return results[0]
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import random
 import sys
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from workbench import paths, runtime
 from workbench.endpoint.client import Target, check_target
-from workbench.endpoint.load import Level, run_levels
+from workbench.endpoint.load import Level, LoadOptions, run_levels
 from workbench.endpoint.slo import lag_warning, short_output_warning
 from workbench.errors import ModelError, UsageError
 from workbench.measure import runs
@@ -162,52 +163,67 @@ def bench_levels(concurrency: int | list[int] = 1, rate: float | list[float] | N
     return [Level("synchronous" if c == 1 else "concurrency", c) for c in values]
 
 
+@dataclass(frozen=True)
+class BenchOptions:
+    """What one `bench --target` run sends: the workload, the load levels and how to reach the server."""
+
+    prompt_tokens: int = 128
+    gen_tokens: int = 64
+    concurrency: int | list[int] = 1
+    rate: float | list[float] | None = None
+    requests: int | None = None
+    chat: bool = False
+    timeout_s: float = 60.0
+    tokenizer: str | None = None
+    trials: int = 1
+    warmup: int = 1
+    seed: int = 0
+    workload_options: dict | None = None
+    access: dict = field(default_factory=dict)  # `api_key_env` and `follow_redirects` (`Target.access`)
+
+
 def run_endpoint_bench(
-    url: str,
-    model: str | None = None,
-    *,
-    prompt_tokens: int = 128,
-    gen_tokens: int = 64,
-    concurrency: int | list[int] = 1,
-    rate: float | list[float] | None = None,
-    requests: int | None = None,
-    chat: bool = False,
-    timeout_s: float = 60.0,
-    tokenizer: str | None = None,
-    trials: int = 1,
-    warmup: int = 1,
-    seed: int = 0,
-    run_id: str | None = None,
-    workload_options: dict | None = None,
-    access: dict | None = None,
+    url: str, model: str | None = None, options: BenchOptions | None = None, *, run_id: str | None = None
 ) -> tuple:
     """Measure the endpoint at each level of `concurrency` (or `rate`); (rows in the shared schema, summary).
     `requests` prompts are sent per trial at every level. The summary's figures are the one level's, or, for
-    several levels, per level under `levels`. Checks the target first (one-line errors).
-    `access`: `api_key_env` and `follow_redirects` (`Target.access`)."""
+    several levels, per level under `levels`. Checks the target first (one-line errors)."""
     from workbench.endpoint.slo import summarise
 
-    access = access or {}
-    name = served_model(url, model, access)
-    tok = load_tokenizer(tokenizer or model or name)
-    if tokenizer and tok is None:
-        raise ModelError(f"tokenizer {tokenizer!r} is not a preset or a local model directory")
-    levels = bench_levels(concurrency, rate)
-    count = requests or max(8, 2 * max(int(level.value) for level in levels))
+    o = options or BenchOptions()
+    name = served_model(url, model, o.access)
+    tok = load_tokenizer(o.tokenizer or model or name)
+    if o.tokenizer and tok is None:
+        raise ModelError(f"tokenizer {o.tokenizer!r} is not a preset or a local model directory")
+    levels = bench_levels(o.concurrency, o.rate)
+    count = o.requests or max(8, 2 * max(int(level.value) for level in levels))
     texts, limits, workload, source = endpoint_workload(
-        tok, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, count=count, seed=seed, options=workload_options
+        tok,
+        prompt_tokens=o.prompt_tokens,
+        gen_tokens=o.gen_tokens,
+        count=count,
+        seed=o.seed,
+        options=o.workload_options,
     )
     eos = sorted(tok.eos_token_ids or []) if tok is not None else []
-    context = model_context(tokenizer or model or name)
-    target = Target(url=url, model=name, chat=chat, timeout_s=timeout_s, eos_token_ids=eos, **access)
+    context = model_context(o.tokenizer or model or name)
+    target = Target(url=url, model=name, chat=o.chat, timeout_s=o.timeout_s, eos_token_ids=eos, **o.access)
     target.context_tokens = context
-    warm = warmup_texts(tok, prompt_tokens=prompt_tokens, count=warmup, measured=count, seed=seed)
-    params = {"prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "concurrency": concurrency, "rate": rate}
-    params |= {"requests": count, "chat": chat, "timeout_s": timeout_s, "trials": trials, "warmup": warmup}
+    warm = warmup_texts(tok, prompt_tokens=o.prompt_tokens, count=o.warmup, measured=count, seed=o.seed)
+    params = {
+        "prompt_tokens": o.prompt_tokens,
+        "gen_tokens": o.gen_tokens,
+        "concurrency": o.concurrency,
+        "rate": o.rate,
+    }
+    params |= {"requests": count, "chat": o.chat, "timeout_s": o.timeout_s, "trials": o.trials, "warmup": o.warmup}
     run_id = run_id or store.new_run_id("bench")
     try:
         level_results = run_levels(
-            target, texts, levels, max_tokens=limits, trials=trials, warmup=warmup, warmup_prompts=warm, seed=seed
+            target,
+            texts,
+            levels,
+            LoadOptions(max_tokens=limits, trials=o.trials, warmup=o.warmup, warmup_prompts=warm, seed=o.seed),
         )
     except BaseException as exc:  # a fault (ours, or Ctrl-C): the rows measured so far are kept first
         partial = {"baseline": getattr(exc, "rows_so_far", [])}
@@ -217,10 +233,10 @@ def run_endpoint_bench(
     frame = bench_frame(rows, target=target, workload=workload, params=params, run_id=run_id)
     shown = redact_text(target.base_url)
     summary = {"target": shown, "model_id": name, "prompts": source, "eos_suppressed": bool(eos)}
-    summary |= {"requests_per_trial": count, "trials": trials}
-    per_level = [{**summarise(r.rows, gen_tokens=gen_tokens), "unsent": r.unsent} for r in level_results]
+    summary |= {"requests_per_trial": count, "trials": o.trials}
+    per_level = [{**summarise(r.rows, gen_tokens=o.gen_tokens), "unsent": r.unsent} for r in level_results]
     if len(per_level) == 1:
-        summary |= summarise(rows, gen_tokens=gen_tokens)
+        summary |= summarise(rows, gen_tokens=o.gen_tokens)
     summary["levels"] = per_level
     summary["unsent"] = sum(r.unsent for r in level_results)
     return frame, summary
@@ -297,21 +313,21 @@ def main(args) -> int:
     if not args.no_save:
         paths.check_writable(paths.outputs_dir() / "runs")
     load_before = runtime.load_average()
-    options = {
-        "prompt_tokens": args.prompt_tokens,
-        "gen_tokens": args.gen_tokens,
-        "concurrency": args.concurrency[0] if len(args.concurrency) == 1 else args.concurrency,
-        "rate": (args.rate[0] if len(args.rate) == 1 else args.rate) if args.rate else None,
-        "requests": args.requests,
-        "chat": args.chat == "on",
-        "timeout_s": args.timeout,
-        "tokenizer": args.tokenizer,
-        "trials": args.trials,
-        "warmup": args.warmup,
-        "workload_options": workload_options,
-        "access": {"api_key_env": args.api_key_env, "follow_redirects": args.follow_redirects},
-    }
-    frame, summary = run_endpoint_bench(args.target, args.model, **options)
+    options = BenchOptions(
+        prompt_tokens=args.prompt_tokens,
+        gen_tokens=args.gen_tokens,
+        concurrency=args.concurrency[0] if len(args.concurrency) == 1 else args.concurrency,
+        rate=(args.rate[0] if len(args.rate) == 1 else args.rate) if args.rate else None,
+        requests=args.requests,
+        chat=args.chat == "on",
+        timeout_s=args.timeout,
+        tokenizer=args.tokenizer,
+        trials=args.trials,
+        warmup=args.warmup,
+        workload_options=workload_options,
+        access={"api_key_env": args.api_key_env, "follow_redirects": args.follow_redirects},
+    )
+    frame, summary = run_endpoint_bench(args.target, args.model, options)
     if summary["prompts"] == "words":
         print("note: no local tokenizer: prompts are common words and EOS is not suppressed", file=sys.stderr)
     warnings = [short_output_warning(level, args.gen_tokens) for level in summary["levels"]] + [lag_warning(summary)]

@@ -28,6 +28,7 @@ from workbench import runtime
 from workbench.endpoint import (
     SLO,
     Level,
+    LoadOptions,
     OverSaturation,
     Target,
     check_target,
@@ -252,7 +253,7 @@ def cold_start(config: Config, target: Target, loaded, prompts, limits, facts: d
     """The first request to the just-started server and, in process, the first after loading: before any warm-up.
     The served one is filed under the first served level's variant (the same server)."""
     out = []
-    first = run_levels(target, prompts[-1:], [Level("synchronous")], max_tokens=limits[-1:])[0].rows[0]
+    first = run_levels(target, prompts[-1:], [Level("synchronous")], LoadOptions(max_tokens=limits[-1:]))[0].rows[0]
     out.append({**first, "variant": served_name, "load_s": facts.get("startup_s")})
     if loaded is not None:
         token_prompt = loaded.tokenizer.encode(_text(prompts[-2]))
@@ -299,12 +300,14 @@ def served_level(config: Config, target: Target, level: Level, prompts, limits, 
         target,
         sent,
         [level],
-        max_tokens=[measured_limits[i] if i >= 0 else 1 for i in where],
-        trials=config.trials,
-        warmup=config.warmup,
-        warmup_prompts=measured,
-        seed=config.seed + piece,
-        oversat=config.over_saturation if level.profile == "rate" else None,
+        LoadOptions(
+            max_tokens=[measured_limits[i] if i >= 0 else 1 for i in where],
+            trials=config.trials,
+            warmup=config.warmup,
+            warmup_prompts=measured,
+            seed=config.seed + piece,
+            oversat=config.over_saturation if level.profile == "rate" else None,
+        ),
     )
     rows = [{**row, "request_index": where[row["request_index"]]} for r in result for row in r.rows]
     out = with_items(rows, config, piece, len(prompts))

@@ -18,6 +18,7 @@ import json
 import sys
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict
 
 from workbench import console, runtime
 from workbench.errors import UsageError
@@ -27,66 +28,71 @@ from workbench.results import store
 from workbench.workloads import chat, datasets, prompt_sets
 
 
-def run_bench(
-    model: str | loader.LoadedModel,
-    *,
-    prompt_tokens: int = 128,
-    gen_tokens: int = 64,
-    batch_size: int = 1,
-    trials: int = 3,
-    warmup: int = 1,
-    requests: int | None = None,
-    seed: int = 0,
-    run_id: str | None = None,
-    variant: str = "baseline",
-    dtype: str = "auto",
-    workload_options: dict | None = None,
-) -> tuple[pl.DataFrame, dict]:
-    """`requests` synthetic prompts (default: one batch) per trial, sent `batch_size` at a time; or the prompts of
-    `workload_options["dataset"]`. `workload_options` are `workloads.options.OPTIONS`. A request generates its
-    `max_tokens`
-    (a dataset row's, or drawn from `gen_dist`) or `gen_tokens`, with EOS suppressed as in `mlx_lm.benchmark`."""
-    loaded = model if isinstance(model, loader.LoadedModel) else loader.load(model, dtype=dtype)
-    workload_options = workload_options or {}
+class BenchSpec(BaseModel):
+    """What `run_bench` times: `requests` synthetic prompts (default: one batch) of `prompt_tokens` per trial, sent
+    `batch_size` at a time, or the prompts of `workload_options["dataset"]` (`workloads.options.OPTIONS`); and the
+    identity its rows carry (`run_id`, `variant`). `dtype` applies to a model given as a spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_tokens: int = 128
+    gen_tokens: int = 64
+    batch_size: int = 1
+    trials: int = 3
+    warmup: int = 1
+    requests: int | None = None
+    seed: int = 0
+    run_id: str | None = None
+    variant: str = "baseline"
+    dtype: str = "auto"
+    workload_options: dict | None = None
+
+
+def run_bench(model: str | loader.LoadedModel, spec: BenchSpec | None = None) -> tuple[pl.DataFrame, dict]:
+    """Speed rows of `spec` (`BenchSpec`) and their summary. A request generates its `max_tokens` (a dataset row's,
+    or drawn from `gen_dist`) or `gen_tokens`, with EOS suppressed as in `mlx_lm.benchmark`."""
+    spec = spec or BenchSpec()
+    loaded = model if isinstance(model, loader.LoadedModel) else loader.load(model, dtype=spec.dtype)
+    workload_options = spec.workload_options or {}
     workload = prompt_sets.build(
         tokenizer=loaded.tokenizer,
         vocab_size=loader.vocab_size(loaded),
-        prompt_tokens=prompt_tokens,
-        count=requests or batch_size,
-        seed=seed,
+        prompt_tokens=spec.prompt_tokens,
+        count=spec.requests or spec.batch_size,
+        seed=spec.seed,
         context_tokens=loaded.config.get("max_position_embeddings"),
         **workload_options,
     )
-    prompt_sets.check_context(workload, gen_tokens, loaded.config.get("max_position_embeddings"))
+    prompt_sets.check_context(workload, spec.gen_tokens, loaded.config.get("max_position_embeddings"))
     records = timed.measure_generation(
         loaded.model,
         loaded.tokenizer,
         workload.token_prompts(loaded.tokenizer),
-        gen_tokens=workload.generation_limits(gen_tokens),
-        trials=trials,
-        warmup=warmup,
-        batch_size=batch_size,
+        gen_tokens=workload.generation_limits(spec.gen_tokens),
+        trials=spec.trials,
+        warmup=spec.warmup,
+        batch_size=spec.batch_size,
     )
     rows = [
         {**r.to_row(), "kind": "speed", "load_s": loaded.load_s, **workload.request_facts(r.request_index)}
         for r in records
     ]
     params = {
-        "prompt_tokens": prompt_tokens,
-        "gen_tokens": gen_tokens,
-        "batch_size": batch_size,
-        "trials": trials,
-        "warmup": warmup,
-        "seed": seed,
+        "prompt_tokens": spec.prompt_tokens,
+        "gen_tokens": spec.gen_tokens,
+        "batch_size": spec.batch_size,
+        "trials": spec.trials,
+        "warmup": spec.warmup,
+        "seed": spec.seed,
         **workload_options,
     }
     replaced = {"dataset": "prompt_tokens", "prompt_dist": "prompt_tokens", "gen_dist": "gen_tokens"}
     for option in set(replaced) & set(workload_options):
         params.pop(replaced[option], None)  # the option, not this length, says what ran
     identity = {
-        "run_id": run_id or store.new_run_id("bench"),
+        "run_id": spec.run_id or store.new_run_id("bench"),
         "experiment": "bench",
-        "variant": variant,
+        "variant": spec.variant,
         "params_json": params,
         "family": "baseline",
         "changes_json": "{}",
@@ -180,9 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     workload_options = check_workload(args)
     load_before = runs.prepare_run(args, [args.model])
     options = ("prompt_tokens", "gen_tokens", "batch_size", "trials", "warmup", "dtype", "requests", "seed")
-    frame, summary = run_bench(
-        args.model, **{key: getattr(args, key) for key in options}, workload_options=workload_options
-    )
+    spec = BenchSpec(**{key: getattr(args, key) for key in options}, workload_options=workload_options)
+    frame, summary = run_bench(args.model, spec)
     text = bench_table(summary, args)
     runs.save_and_print(args, frame, summary, command="bench", load_before=load_before, text=text)
     return 0
