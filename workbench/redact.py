@@ -12,12 +12,13 @@ Redis (docs/endpoints.md, "Credentials").
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # scheme://userinfo@ : userinfo is everything up to the last '@' before the host (no '/', '?', '#' or space)
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s@'\"]*)@")
 
 
-def _mask(match: re.Match) -> str:
+def _mask(match: re.Match[str]) -> str:
     user, colon, _ = match["userinfo"].partition(":")
     if not colon:  # `token@host`: the whole userinfo may be the secret
         return f"{match['scheme']}***@"
@@ -31,7 +32,7 @@ def redact_text(text: str) -> str:
     return _CREDENTIALS.sub(_mask, text)
 
 
-def redact(value):
+def redact(value: Any) -> Any:
     """`value` with `redact_text` applied to every string in it (dicts, lists and tuples walked; keys too)."""
     if isinstance(value, str):
         return redact_text(value)

@@ -16,28 +16,37 @@ See docs/metrics.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import polars as pl
+
+Values = Iterable[float | None]  # a list, a numpy array or a polars Series of numbers; None and NaN are missing
 
 PERCENTILES = (50, 90, 99)
 LEVEL = 0.95
 
 
-def finite(values) -> np.ndarray:
+def finite(values: Values) -> npt.NDArray[np.float64]:
     """The finite values of an iterable as a float array (None and NaN dropped)."""
-    arr = np.asarray([v for v in values if v is not None], dtype=float)
-    return arr[np.isfinite(arr)]
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    kept: npt.NDArray[np.float64] = arr[np.isfinite(arr)]
+    return kept
 
 
-def percentile(values, q: float) -> float:
+def percentile(values: Values, q: float) -> float:
     """The q-th percentile (0-100) with linear interpolation; NaN for no finite values."""
     arr = finite(values)
     return float(np.percentile(arr, q)) if arr.size else math.nan
 
 
-def quantile_expr(column: str, q: float, *, pooled: bool = False):
+def quantile_expr(column: str, q: float, *, pooled: bool = False) -> pl.Expr:
     """The polars expression for the same percentile (q in 0..1); `pooled` pools a list column (ITL gaps)."""
     import polars as pl
 
@@ -45,7 +54,7 @@ def quantile_expr(column: str, q: float, *, pooled: bool = False):
     return expr.quantile(q, interpolation="linear")
 
 
-def describe(values) -> dict:
+def describe(values: Values) -> dict[str, float]:
     """mean, p50, p90, p99 of the finite values (NaN when there are none)."""
     arr = finite(values)
     if arr.size == 0:
@@ -53,7 +62,7 @@ def describe(values) -> dict:
     return {"mean": float(arr.mean()), **{f"p{p}": float(np.percentile(arr, p)) for p in PERCENTILES}}
 
 
-def mean_interval(values, level: float = LEVEL) -> tuple[float, float]:
+def mean_interval(values: Values, level: float = LEVEL) -> tuple[float, float]:
     """Student t interval for the mean; (NaN, NaN) below two values."""
     from scipy import stats
 
@@ -66,22 +75,24 @@ def mean_interval(values, level: float = LEVEL) -> tuple[float, float]:
     return (float(low), float(high))
 
 
-def slope_interval(x, y, level: float = LEVEL, *, effective_n: float | None = None) -> tuple[float, float]:
+def slope_interval(
+    x: ArrayLike, y: ArrayLike, level: float = LEVEL, *, effective_n: float | None = None
+) -> tuple[float, float]:
     """Least-squares slope of y on x and the half-width of its Student t interval; (NaN, NaN) below three points.
     `effective_n` (< the number of points) widens the interval for correlated points: the standard error and the
     t degrees of freedom are those of `effective_n` independent points with the same residual spread."""
     from scipy import stats
 
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.size < 3 or np.ptp(x) == 0:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xs.size < 3 or np.ptp(xs) == 0:
         return (math.nan, math.nan)
-    dx = x - x.mean()
+    dx = xs - xs.mean()
     sxx = float(dx @ dx)
-    slope = float(dx @ (y - y.mean())) / sxx
-    residuals = y - y.mean() - slope * dx
-    stderr = math.sqrt(float(residuals @ residuals) / (x.size - 2) / sxx)
-    n = x.size if effective_n is None else max(3.0, min(float(effective_n), x.size))
-    stderr *= math.sqrt(x.size / n)
+    slope = float(dx @ (ys - ys.mean())) / sxx
+    residuals = ys - ys.mean() - slope * dx
+    stderr = math.sqrt(float(residuals @ residuals) / (xs.size - 2) / sxx)
+    n = xs.size if effective_n is None else max(3.0, min(float(effective_n), xs.size))
+    stderr *= math.sqrt(xs.size / n)
     return (slope, float(stats.t.ppf(0.5 + level / 2, n - 2)) * stderr)
 
 
@@ -113,29 +124,31 @@ class Difference:
             math.isfinite(self.ci_low) and math.isfinite(self.ci_high) and (self.ci_low > 0 or self.ci_high < 0)
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "change_pct": self.change_pct, "ci_pct": list(self.ci_pct)}
 
 
-def difference(a, b, level: float = LEVEL) -> Difference:
+def difference(a: Values, b: Values, level: float = LEVEL) -> Difference:
     """Welch's t interval for mean(b) - mean(a) (scipy's `ttest_ind(equal_var=False)`); NaN below two samples."""
     from scipy import stats
 
-    a, b = finite(a), finite(b)
+    xa, xb = finite(a), finite(b)
     nan = math.nan
-    if a.size < 2 or b.size < 2:
-        mean_a = float(a.mean()) if a.size else nan
-        mean_b = float(b.mean()) if b.size else nan
-        ratio = mean_b / mean_a if a.size and b.size and mean_a else nan
-        return Difference(mean_b - mean_a, nan, nan, ratio, int(a.size), int(b.size), mean_a, mean_b)
-    diff = float(b.mean() - a.mean())
-    if np.all(a == a[0]) and np.all(b == b[0]):  # no spread at all: the interval is the point
+    if xa.size < 2 or xb.size < 2:
+        mean_a = float(xa.mean()) if xa.size else nan
+        mean_b = float(xb.mean()) if xb.size else nan
+        ratio = mean_b / mean_a if xa.size and xb.size and mean_a else nan
+        return Difference(mean_b - mean_a, nan, nan, ratio, int(xa.size), int(xb.size), mean_a, mean_b)
+    diff = float(xb.mean() - xa.mean())
+    if np.all(xa == xa[0]) and np.all(xb == xb[0]):  # no spread at all: the interval is the point
         low = high = diff
     else:
-        result = stats.ttest_ind(b, a, equal_var=False)
+        result = stats.ttest_ind(xb, xa, equal_var=False)
         low, high = result.confidence_interval(level)
-    ratio = float(b.mean() / a.mean()) if a.mean() else nan
-    return Difference(diff, float(low), float(high), ratio, int(a.size), int(b.size), float(a.mean()), float(b.mean()))
+    ratio = float(xb.mean() / xa.mean()) if xa.mean() else nan
+    return Difference(
+        diff, float(low), float(high), ratio, int(xa.size), int(xb.size), float(xa.mean()), float(xb.mean())
+    )
 
 
 def is_significant(change: Difference, noise_floor_pct: float | None = None) -> bool:
@@ -179,7 +192,7 @@ class PairedChange:
     p_value: float
     sd_log: float
 
-    def to_pct(self) -> dict:
+    def to_pct(self) -> dict[str, float]:
         return {
             "change_pct": self.change * 100,
             "ci_low_pct": self.ci_low * 100,
@@ -188,7 +201,7 @@ class PairedChange:
         }
 
 
-def paired_change(baseline, variant, level: float = LEVEL) -> PairedChange:
+def paired_change(baseline: ArrayLike, variant: ArrayLike, level: float = LEVEL) -> PairedChange:
     """t interval over rounds of log(variant_r / baseline_r); the two arrays are aligned by round (a round with
     a missing or non-positive value on either side is dropped). NaN interval below two rounds."""
     b, v = np.asarray(baseline, dtype=float), np.asarray(variant, dtype=float)
@@ -234,7 +247,7 @@ def rounds_for(sd_log: float, precision: float, level: float = LEVEL) -> int:
     return n
 
 
-def holm(p_values) -> list[float]:
+def holm(p_values: Values) -> list[float]:
     """Holm-adjusted p-values (step-down, family-wise error control), in the input's order; NaN stays NaN."""
     p = np.asarray([math.nan if v is None else v for v in p_values], dtype=float)
     idx = [i for i in np.argsort(p) if math.isfinite(p[i])]
@@ -245,7 +258,7 @@ def holm(p_values) -> list[float]:
     return out.tolist()
 
 
-def mad_outliers(values, threshold: float = 5.0) -> list[bool]:
+def mad_outliers(values: Values, threshold: float = 5.0) -> list[bool]:
     """True for a value beyond `threshold` scaled MADs (1.4826 x MAD, the SD of a normal) of the median;
     all False when fewer than 4 values or no spread."""
     arr = np.asarray([math.nan if v is None else v for v in values], dtype=float)
@@ -259,7 +272,7 @@ def mad_outliers(values, threshold: float = 5.0) -> list[bool]:
     return [bool(o and abs(x - median) > threshold * mad) for x, o in zip(arr, ok)]
 
 
-def json_safe(value):
+def json_safe(value: Any) -> Any:
     """NaN and infinities become None, recursively, so `json.dumps` writes valid JSON."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -272,7 +285,7 @@ def json_safe(value):
     return value
 
 
-def pareto_mask(df, objectives: dict[str, bool]) -> list[bool]:
+def pareto_mask(df: pl.DataFrame, objectives: dict[str, bool]) -> list[bool]:
     """True where no other row is at least as good on every objective and better on one (rows with a
     missing objective are never on the front)."""
     if df.is_empty():

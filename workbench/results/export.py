@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -32,7 +33,7 @@ def flatten(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _json(value) -> str:
+def _json(value: Any) -> str:
     import json
 
     if isinstance(value, pl.Series):

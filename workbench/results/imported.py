@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -25,7 +26,7 @@ def imports_dir() -> Path:
     return outputs_dir() / "imports"
 
 
-def write_import(name: str, data: bytes, rows: int, provenance: dict) -> Path:
+def write_import(name: str, data: bytes, rows: int, provenance: dict[str, Any]) -> Path:
     """The import's folder, written whole or not at all (`data`: the rows as parquet bytes)."""
     target = imports_dir() / name
     with atomic_dir(target) as tmp:
@@ -35,7 +36,7 @@ def write_import(name: str, data: bytes, rows: int, provenance: dict) -> Path:
     return target
 
 
-def load_import(name: str) -> tuple[pl.DataFrame, dict]:
+def load_import(name: str) -> tuple[pl.DataFrame, dict[str, Any]]:
     """An import's rows and provenance; a missing or unfinished import is a one-line `DataError`."""
     directory = imports_dir() / name
     problem = integrity.point_problem(directory) if directory.is_dir() else "no such import"

@@ -18,6 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from workbench.paths import atomic_write_text
 
@@ -26,7 +27,7 @@ RESULTS = "results.parquet"
 SWEEP_RECORD = "sweep.json"
 
 
-def manifest(rows: int, data: bytes) -> dict:
+def manifest(rows: int, data: bytes) -> dict[str, Any]:
     return {"rows": rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
@@ -48,7 +49,7 @@ def point_problem(directory: Path) -> str | None:
 
 
 @functools.lru_cache(maxsize=65536)
-def _check(directory: str, stamps: tuple) -> str | None:
+def _check(directory: str, stamps: tuple[tuple[int, int, int], ...]) -> str | None:
     import polars as pl
 
     parquet = Path(directory) / RESULTS
@@ -66,7 +67,7 @@ def _check(directory: str, stamps: tuple) -> str | None:
     return None if rows == recorded["rows"] else f"{rows} rows, the manifest says {recorded['rows']}"
 
 
-def read_point_meta(directory: Path) -> dict | None:
+def read_point_meta(directory: Path) -> dict[str, Any] | None:
     import yaml
 
     try:
@@ -76,7 +77,7 @@ def read_point_meta(directory: Path) -> dict | None:
     return meta if isinstance(meta, dict) and isinstance(meta.get("params"), dict) else None
 
 
-def read_sweep_record(root: Path) -> dict:
+def read_sweep_record(root: Path) -> dict[str, Any]:
     try:
         record = json.loads((Path(root) / SWEEP_RECORD).read_text())
     except (OSError, ValueError):
@@ -84,7 +85,9 @@ def read_sweep_record(root: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def write_sweep_record(root: Path, *, sweep_file: Path, experiment: str, point_ids: list[str]) -> tuple[dict, dict]:
+def write_sweep_record(
+    root: Path, *, sweep_file: Path, experiment: str, point_ids: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Record the sweep file (path, SHA-256) and its point ids in `sweep.json`; returns (previous, new) records."""
     previous = read_sweep_record(root)
     record = {

@@ -19,6 +19,7 @@ Used by the stop rule of `experiments/rounds.py` (while a run measures) and by `
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import polars as pl
 
@@ -75,7 +76,7 @@ def round_samples(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     )
 
 
-def paired(samples: pl.DataFrame, metric: str) -> dict[tuple, stats.PairedChange]:
+def paired(samples: pl.DataFrame, metric: str) -> dict[tuple[str, str, str], stats.PairedChange]:
     """(run_id, point_id, variant) -> the paired change of `metric` against the same run's baseline, round by
     round; variants measured on other prompts than their baseline (another workload) are left out."""
     if samples.is_empty():
@@ -102,7 +103,7 @@ def paired(samples: pl.DataFrame, metric: str) -> dict[tuple, stats.PairedChange
     return out
 
 
-def half_widths(samples: pl.DataFrame, metrics=HEADLINE) -> dict[str, float]:
+def half_widths(samples: pl.DataFrame, metrics: Iterable[str] = HEADLINE) -> dict[str, float]:
     """variant -> the largest half-width (fraction) over `metrics` of its paired change; NaN while unknown."""
     out: dict[str, float] = {}
     for metric in metrics:
@@ -111,7 +112,7 @@ def half_widths(samples: pl.DataFrame, metrics=HEADLINE) -> dict[str, float]:
     return out
 
 
-def outlier_rounds(samples: pl.DataFrame, metric: str = "throughput_tps") -> set[tuple]:
+def outlier_rounds(samples: pl.DataFrame, metric: str = "throughput_tps") -> set[tuple[str, int]]:
     """(run_id, round) of each baseline round beyond `OUTLIER_MADS` scaled MADs of its run's rounds."""
     if samples.is_empty():
         return set()

@@ -19,6 +19,7 @@ import secrets
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -29,7 +30,7 @@ from workbench.results import integrity
 
 REDACTED = ("target", "params_json", "model_id", "error", "note", "final_url")  # text a server or a user's URL fills
 
-IDENTITY = {
+IDENTITY: dict[str, pl.DataType | type[pl.DataType]] = {
     "run_id": pl.String,
     "created_at": pl.String,
     "experiment": pl.String,
@@ -51,7 +52,7 @@ IDENTITY = {
     "machine_id": pl.String,
     "machine": pl.String,
 }
-MEASURES = {
+MEASURES: dict[str, pl.DataType | type[pl.DataType]] = {
     "round": pl.Int32,
     "round_load": pl.Float64,
     "round_wall_s": pl.Float64,
@@ -122,7 +123,21 @@ def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
-def model_identity(loaded, workload) -> dict:
+class _Identified(Protocol):  # a `models.loader.LoadedModel` (results sit below models: no import)
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def model_hash(self) -> str: ...
+
+
+class _Named(Protocol):  # a `workloads.Workload`
+    @property
+    def name(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+
+
+def model_identity(loaded: _Identified, workload: _Named) -> dict[str, Any]:
     """The identity columns every row of a loaded model on a workload carries."""
     from workbench import runtime
 
@@ -137,7 +152,7 @@ def model_identity(loaded, workload) -> dict:
     }
 
 
-def to_frame(rows: list[dict], **identity) -> pl.DataFrame:
+def to_frame(rows: list[dict[str, Any]], **identity: Any) -> pl.DataFrame:
     """Rows (dicts of measures) plus shared identity columns -> a frame in SCHEMA order and types."""
     unknown = set(identity) - set(IDENTITY)
     if unknown:
@@ -176,7 +191,9 @@ def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
     return Path(path)
 
 
-def write_run(frame: pl.DataFrame, *, params: dict, env: dict, run_dir: Path | None = None) -> Path:
+def write_run(
+    frame: pl.DataFrame, *, params: dict[str, Any], env: dict[str, Any], run_dir: Path | str | None = None
+) -> Path:
     """Write params.yaml, env.json, results.parquet, then manifest.json last (its row count and checksum): a run is
     finished when its parquet matches the manifest. If a write fails, the measured rows are not lost: they are kept
     under the system temp directory and the `OutputsError` names the file."""
@@ -201,7 +218,7 @@ def write_run(frame: pl.DataFrame, *, params: dict, env: dict, run_dir: Path | N
     return run_dir
 
 
-def rescue_rows(frame: pl.DataFrame, *, params: dict, env: dict, run_id: str) -> Path:
+def rescue_rows(frame: pl.DataFrame, *, params: dict[str, Any], env: dict[str, Any], run_id: str) -> Path:
     """Keep rows that could not be written where they belong: `<tmp>/workbench-rescued/<run_id>/results.parquet`."""
     directory = Path(tempfile.gettempdir()) / "workbench-rescued" / run_id
     directory.mkdir(parents=True, exist_ok=True)
@@ -212,7 +229,9 @@ def rescue_rows(frame: pl.DataFrame, *, params: dict, env: dict, run_id: str) ->
     return directory / "results.parquet"
 
 
-def rescue_partial(rows_by_variant: dict, *, run_id: str, experiment: str, params: dict) -> Path | None:
+def rescue_partial(
+    rows_by_variant: dict[str, list[dict[str, Any]]], *, run_id: str, experiment: str, params: dict[str, Any]
+) -> Path | None:
     """When a run stops on a fault: keep the rows measured so far (schema keys only) with `rescue_rows`, and say
     where on stderr. Returns the parquet's path (None when nothing had been measured or even this failed)."""
     frames = []
@@ -233,11 +252,11 @@ def rescue_partial(rows_by_variant: dict, *, run_id: str, experiment: str, param
     return path
 
 
-def load(*runs, root: Path | None = None) -> pl.LazyFrame:
+def load(*runs: str | Path, root: Path | None = None) -> pl.LazyFrame:
     """A LazyFrame across finished runs: run ids, run folders or parquet files (default: all runs)."""
     root = Path(root) if root else outputs_dir() / "runs"
     paths = []
-    for run in runs or [None]:
+    for run in runs or (None,):
         if run is None:
             paths.extend(sorted(root.glob("*/results.parquet")))
             continue
@@ -259,7 +278,7 @@ def is_finished(directory: Path) -> bool:
     return integrity.point_problem(directory) is None
 
 
-def load_sweep_results(name: str, *, include_stale: bool = False, warn: bool = True):
+def load_sweep_results(name: str, *, include_stale: bool = False, warn: bool = True) -> pl.LazyFrame:
     """One LazyFrame across a sweep's verified points, with the point parameters as `param_*` columns. Points that
     fail verification, stale points (not in the current sweep file; unless `include_stale`) and stray entries are
     left out, each with a warning on stderr when `warn`."""
@@ -273,6 +292,8 @@ def load_sweep_results(name: str, *, include_stale: bool = False, warn: bool = T
     frames = []
     for directory in scan.finished:
         meta = integrity.read_point_meta(directory)
+        if meta is None:  # point.yaml went away since the scan (which keeps only points that have one)
+            continue
         columns = {
             f"param_{k}": (v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v))
             for k, v in meta["params"].items()
@@ -292,7 +313,7 @@ def load_sweep_results(name: str, *, include_stale: bool = False, warn: bool = T
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def list_sweeps() -> list[dict]:
+def list_sweeps() -> list[dict[str, Any]]:
     """Per sweep folder: its experiment and sweep file, when the file was last recorded (`recorded_at`) and the
     last point finished (`last_run`, UTC), verified (`done`), `failed`, `unfinished`, `bad` (fail verification,
     by id) and `stale` counts."""
