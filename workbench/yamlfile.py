@@ -49,7 +49,7 @@ def _check_yaml_shape(text: str) -> str | None:
     return None
 
 
-def read_yaml_mapping(path: Path, error: Callable[[str], Exception] = ValueError) -> dict[str, Any]:
+def read_yaml_mapping(path: Path | str, error: Callable[[str], Exception] = ValueError) -> dict[str, Any]:
     """A YAML file that must hold a mapping; problems raise `error` with one line `path: problem`.
 
     Inputs are bounded before they are expanded: the file's size, its nesting depth and what its

@@ -17,6 +17,8 @@ quality verdicts (`analysis.quality_compare.QualityMargins`, read by `load_quali
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any, cast
 
 import polars as pl
 from pydantic import ConfigDict, Field, ValidationError, create_model
@@ -27,25 +29,24 @@ from workbench.analysis.quality_compare import QualityMargins, margins_from
 from workbench.analysis.significance import HIGHER_IS_BETTER, SAMPLE_METRICS, trial_samples
 from workbench.errors import ConfigError
 from workbench.slo import checks
+from workbench.stats import Difference
 
 DEFAULT_SLO = {"ttft_s_p90_max": 1.0}
 CONFIG_METRICS = ("perplexity", "task_accuracy", "kl_mean", "peak_mem_bytes")
 
 
-SLO_FILE = create_model(
-    "SLOFile",
-    __config__=ConfigDict(extra="forbid", strict=True),
-    **{
-        f"{metric}_{bound}": (float | None, Field(None, allow_inf_nan=False))
-        for metric in HIGHER_IS_BETTER
-        for bound in ("min", "max")
-    },
-    min_effect=(float | None, Field(None, gt=0, lt=1)),
-    quality_margins=(QualityMargins | None, None),  # not a target: the margins of the quality verdicts
-)
+_SLO_FIELDS: dict[str, Any] = {
+    f"{metric}_{bound}": (float | None, Field(None, allow_inf_nan=False))
+    for metric in HIGHER_IS_BETTER
+    for bound in ("min", "max")
+}
+_SLO_FIELDS["min_effect"] = (float | None, Field(None, gt=0, lt=1))
+_SLO_FIELDS["quality_margins"] = (QualityMargins | None, None)  # not a target: the margins of the quality verdicts
+SLO_FILE = create_model("SLOFile", __config__=ConfigDict(extra="forbid", strict=True), **_SLO_FIELDS)
+SLOPath = Path | str | None  # an SLO file, or None for the defaults
 
 
-def load_slo(path=None) -> dict:
+def load_slo(path: SLOPath = None) -> dict[str, float]:
     """SLO targets: the defaults, updated from a YAML file of `<metric>_max` / `<metric>_min` numbers."""
     from workbench.yamlfile import read_yaml_mapping
 
@@ -65,17 +66,18 @@ def load_slo(path=None) -> dict:
     return {**DEFAULT_SLO, **values}
 
 
-def load_min_effect(path=None) -> float | None:
+def load_min_effect(path: SLOPath = None) -> float | None:
     """The SLO file's `min_effect` (a fraction), or None: then each run's own (`min_effect` in its params)."""
     if path is None:
         return None
     from workbench.yamlfile import read_yaml_mapping
 
     load_slo(path)  # the same checks, one line on a bad file
-    return read_yaml_mapping(path, ConfigError).get("min_effect")
+    min_effect: float | None = read_yaml_mapping(path, ConfigError).get("min_effect")
+    return min_effect
 
 
-def load_quality_margins(path=None) -> QualityMargins:
+def load_quality_margins(path: SLOPath = None) -> QualityMargins:
     """The SLO file's `quality_margins:` (docs/quality.md), else the defaults; checked as `load_slo` checks."""
     if path is None:
         return QualityMargins()
@@ -85,7 +87,7 @@ def load_quality_margins(path=None) -> QualityMargins:
     return margins_from(read_yaml_mapping(path, ConfigError).get("quality_margins"), f"{path}:quality_margins")
 
 
-def config_name(config: dict) -> str:
+def config_name(config: dict[str, Any]) -> str:
     """'8-bit weights, batch 8 (59a23151)': the configuration's human name and the start of its point id."""
     from workbench.names import configuration_name
 
@@ -98,7 +100,7 @@ def config_name(config: dict) -> str:
     return f"{name} ({str(config.get('point_id') or '')[:8]})" if config.get("point_id") else name
 
 
-def slo_rows(configs: pl.DataFrame, recommended: pl.DataFrame, slo: dict) -> list[dict]:
+def slo_rows(configs: pl.DataFrame, recommended: pl.DataFrame, slo: dict[str, float]) -> list[dict[str, Any]]:
     """SLO checks of the baseline (median over its runs, once) and of each recommended configuration."""
     base = baseline_summary(configs)
     subjects = [(f"baseline (median of {base['runs']} runs)", base)] if base["runs"] else []
@@ -109,7 +111,9 @@ def slo_rows(configs: pl.DataFrame, recommended: pl.DataFrame, slo: dict) -> lis
     return [{"configuration": label, **check} for label, config in subjects for check in checks(config, slo)]
 
 
-def regressions(current, previous, *, tolerance: float = 0.10) -> pl.DataFrame:
+def regressions(
+    current: pl.DataFrame | pl.LazyFrame, previous: pl.DataFrame | pl.LazyFrame, *, tolerance: float = 0.10
+) -> pl.DataFrame:
     """Each configuration's metrics against the same configuration in an earlier sweep (same point id and
     variant; by variant name alone when no point id matches). A speed metric regresses when it is worse by
     more than `tolerance` and, where both sweeps have two or more trials, its 95% interval excludes zero;
@@ -144,11 +148,13 @@ def regressions(current, previous, *, tolerance: float = 0.10) -> pl.DataFrame:
     )
 
 
-def _regression(key: dict, metric: str, old: float, new: float, d, tolerance: float) -> dict:
+def _regression(
+    key: dict[str, Any], metric: str, old: float, new: float, d: Difference | None, tolerance: float
+) -> dict[str, Any]:
     change_pct = (new / old - 1) * 100 if old else math.nan
     worse_pct = -change_pct if HIGHER_IS_BETTER[metric] else change_pct
-    interval = d is not None and math.isfinite(d.ci_low)
-    beyond_noise = d.excludes_zero() if interval else True
+    ci_pct = d.ci_pct if d is not None and math.isfinite(d.ci_low) else None
+    beyond_noise = d.excludes_zero() if d is not None and ci_pct is not None else True
     return {
         "variant": key["variant"],
         "point_id": key.get("point_id"),
@@ -156,9 +162,9 @@ def _regression(key: dict, metric: str, old: float, new: float, d, tolerance: fl
         "previous": old,
         "current": new,
         "change_pct": change_pct,
-        "ci_low_pct": d.ci_pct[0] if interval else None,
-        "ci_high_pct": d.ci_pct[1] if interval else None,
-        "interval": interval,
+        "ci_low_pct": ci_pct[0] if ci_pct else None,
+        "ci_high_pct": ci_pct[1] if ci_pct else None,
+        "interval": ci_pct is not None,
         "regression": bool(worse_pct > tolerance * 100 and beyond_noise),
     }
 
@@ -170,7 +176,7 @@ def risks(
     points: int = 0,
     memory_total_bytes: int | None = None,
     quality_intervals: bool = False,
-):
+) -> pl.DataFrame:
     """Risk / evidence / mitigation rows read off the measurements, each configuration against its own run's
     baseline. With `quality_intervals` (paired quality verdicts exist: `verdict_risks.quality_risks`) the
     point-estimate quality rows are left out; without, they say that they have no interval."""
@@ -227,7 +233,9 @@ def risks(
     return pl.DataFrame(out, schema=["risk", "evidence", "mitigation"], orient="row")
 
 
-def measurement_warnings(configs: pl.DataFrame, floor: dict, objective: str, conditions=None) -> list[str]:
+def measurement_warnings(
+    configs: pl.DataFrame, floor: dict[str, dict[str, Any]], objective: str, conditions: pl.DataFrame | None = None
+) -> list[str]:
     """What a reader must know about how the numbers were taken (noise floor, overlap, load, dtypes)."""
     out = []
     if floor.get(objective, {}).get("median_pct") is None:
@@ -244,10 +252,11 @@ def measurement_warnings(configs: pl.DataFrame, floor: dict, objective: str, con
             f"{undeclared} configurations do not declare their family or losslessness (older sweep): they are "
             "shown with the quality they measured and nothing else."
         )
-    base = configs.filter("is_reference")[objective].drop_nulls() if objective in configs.columns else []
-    if len(base) >= 3 and base.mean():
+    base = configs.filter("is_reference")[objective].drop_nulls() if objective in configs.columns else pl.Series()
+    mean = cast(float | None, base.mean())  # a numeric column's mean (polars types it as any Python literal)
+    if len(base) >= 3 and mean:
         out.append(
-            f"The baseline's {metrics.BY_NAME[objective].label.lower()} varies {base.std() / base.mean():.0%} "
+            f"The baseline's {metrics.BY_NAME[objective].label.lower()} varies {cast(float, base.std()) / mean:.0%} "
             "(coefficient "
             f"of variation) across its {len(base)} runs."
         )
@@ -265,6 +274,6 @@ def measurement_warnings(configs: pl.DataFrame, floor: dict, objective: str, con
         if len(busy):
             out.append(
                 f"{len(busy)} of {conditions.height} points started on a busy machine "
-                f"(load up to {busy.max():.2f} per core before the point ran)."
+                f"(load up to {cast(float, busy.max()):.2f} per core before the point ran)."
             )
     return out

@@ -11,6 +11,7 @@ sweeps (a +14% perplexity that was another model on another text).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
@@ -53,7 +54,7 @@ def identities(rows: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
     )
 
 
-def _difference(kind: str, now: dict, then: dict) -> str | None:
+def _difference(kind: str, now: dict[str, Any], then: dict[str, Any]) -> str | None:
     if now["model"] != then["model"]:
         return (
             f"model differs ({now['model_id']} {str(now['model'])[:8]} vs {then['model_id']} {str(then['model'])[:8]})"

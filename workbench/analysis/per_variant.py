@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from workbench import stats
@@ -108,7 +110,7 @@ def _apply_quality_rules(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(*final, basis.alias("quality_basis")).drop([f"_b_{c}" for c in QUALITY_COLUMNS])
 
 
-def baseline_summary(configs: pl.DataFrame) -> dict:
+def baseline_summary(configs: pl.DataFrame) -> dict[str, Any]:
     """The runs' baselines in one row: the median over runs of each numeric metric, and how many runs."""
     base = configs.filter("is_reference")
     numeric = [c for c, t in base.schema.items() if t.is_numeric() and c not in ("requests", "generated_tokens")]

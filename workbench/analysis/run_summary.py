@@ -8,13 +8,15 @@ extras, and each variant's throughput change with its interval and verdict.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from workbench import experiments
 from workbench.analysis import per_variant
 
 
-def variant_summaries(name: str, frame: pl.DataFrame) -> list[dict]:
+def variant_summaries(name: str, frame: pl.DataFrame) -> list[dict[str, Any]]:
     """One dict per variant: speed, quality, declared identity, ratios to the baseline, and the experiment's extras."""
     import json
 
@@ -28,7 +30,7 @@ def variant_summaries(name: str, frame: pl.DataFrame) -> list[dict]:
     )
     declared = {r["variant"]: r for r in identity.to_dicts()}
     base = next(iter(summary.filter(variant="baseline").to_dicts()), {})
-    extras = getattr(experiments.get(name), "summary_extras", lambda f: {})(frame)
+    extras: dict[str, dict[str, Any]] = getattr(experiments.get(name), "summary_extras", lambda f: {})(frame)
     rows = []
     for row in summary.to_dicts():
         info = declared.get(row["variant"], {})

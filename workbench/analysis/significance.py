@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
@@ -48,13 +50,13 @@ def trial_samples(rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     )
 
 
-def noise_floors(samples: pl.DataFrame, metrics=SAMPLE_METRICS) -> pl.DataFrame:
+def noise_floors(samples: pl.DataFrame, metrics: Sequence[str] = SAMPLE_METRICS) -> pl.DataFrame:
     """Per run and metric: the A/A change of the baseline, even rounds against odd ones (runs with >= 2
     rounds only, `source` "rounds"), and of every A/A copy of the baseline against it (`source` "aa-copy");
     `floor_pct` = |change_pct|."""
-    out = []
+    out: list[dict[str, Any]] = []
 
-    def add(run_id, source, a, b):
+    def add(run_id: str, source: str, a: pl.DataFrame, b: pl.DataFrame) -> None:
         for metric in metrics:
             d = stats.difference(a[metric], b[metric])
             floor = abs(d.change_pct) if math.isfinite(d.change_pct) else None
@@ -83,10 +85,10 @@ def noise_floors(samples: pl.DataFrame, metrics=SAMPLE_METRICS) -> pl.DataFrame:
     return pl.DataFrame(out, schema=schema).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
-def sweep_noise_floor(floors: pl.DataFrame, metrics=SAMPLE_METRICS) -> dict:
+def sweep_noise_floor(floors: pl.DataFrame, metrics: Sequence[str] = SAMPLE_METRICS) -> dict[str, dict[str, Any]]:
     """Per metric: the median of the runs' floors (the sweep's floor), their max and how many runs had one;
     `median_pct` is None when no run had two rounds."""
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for metric in metrics:
         rows = floors.filter(pl.col("metric") == metric)
         values = rows.filter(pl.col("source") == "rounds")["floor_pct"].drop_nulls().to_list()

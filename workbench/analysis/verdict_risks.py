@@ -8,6 +8,8 @@ A risk never rests on a bare point estimate: it names its verdict and its interv
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
@@ -32,7 +34,7 @@ def fmt_value(metric: str, value: float | None) -> str:
     return f"{text} {known.unit if known else ''}".strip()
 
 
-def fmt_cost(cost: dict) -> str:
+def fmt_cost(cost: dict[str, Any]) -> str:
     """'TTFT p50 35 → 244 ms (×7.0)': a metric a configuration is worse on, from `decisions.costs_of`."""
     known = metrics.get(cost["metric"])
     label = known.label if known else cost["metric"]
@@ -46,15 +48,18 @@ def fmt_cost(cost: dict) -> str:
     return f"{label} {cost.get('change_pct', math.nan):+.1f} (paired quality verdict: worse)"
 
 
-def _bad_bound(row: dict, higher_is_better: bool) -> float | None:
+def _bad_bound(row: dict[str, Any], higher_is_better: bool) -> float | None:
     """How bad the interval allows the change to be, in the metric's bad direction (percent, positive = bad)."""
-    low, high = row.get("ci_low_pct"), row.get("ci_high_pct")
+    low: float | None = row.get("ci_low_pct")
+    high: float | None = row.get("ci_high_pct")
     if low is None or high is None:
         return None
     return -low if higher_is_better else high
 
 
-def speed_risks(compared: pl.DataFrame, headline=("throughput_tps", "ttft_s")) -> list[tuple[str, str, str]]:
+def speed_risks(
+    compared: pl.DataFrame, headline: Sequence[str] = ("throughput_tps", "ttft_s")
+) -> list[tuple[str, str, str]]:
     """(risk, evidence, mitigation) per speed comparison that is `worse`, or `inconclusive` on a headline metric
     with an interval reaching past `min_effect` on the bad side. A/A copies are checks, not configurations."""
     out = []
@@ -79,7 +84,7 @@ def speed_risks(compared: pl.DataFrame, headline=("throughput_tps", "ttft_s")) -
     return out
 
 
-def _name(row: dict) -> str:
+def _name(row: dict[str, Any]) -> str:
     """The configuration's human name with its point's short id, as the report's tables write it."""
     changes = row.get("changes", row.get("changes_json"))
     name = names.configuration_name(

@@ -18,15 +18,25 @@ Quality comparisons (paired on items) come from `analysis.quality_compare` when 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from workbench import stats
 from workbench.results import rounds as round_stats
 
+if TYPE_CHECKING:
+    from workbench.analysis.quality_compare import QualityMargins
+
 SPEED_METRICS = ("throughput_tps", "ttft_s", "e2e_s", "decode_tps")
 ALPHA = 0.05
-SCHEMA = {"run_id": pl.String, "point_id": pl.String, "variant": pl.String, "family": pl.String}
+SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "run_id": pl.String,
+    "point_id": pl.String,
+    "variant": pl.String,
+    "family": pl.String,
+}
 SCHEMA |= {"metric": pl.String, "unit": pl.String}
 SCHEMA |= dict.fromkeys(
     ["baseline_mean", "mean", "change", "ci_low", "ci_high", "change_pct", "ci_low_pct", "ci_high_pct"], pl.Float64
@@ -52,7 +62,7 @@ def _run_facts(rows: pl.DataFrame) -> dict[str, str]:
 
 
 def speed_comparisons(
-    rows: pl.DataFrame, *, min_effect: float | None = None, metrics=SPEED_METRICS, alpha: float = ALPHA
+    rows: pl.DataFrame, *, min_effect: float | None = None, metrics: Sequence[str] = SPEED_METRICS, alpha: float = ALPHA
 ) -> pl.DataFrame:
     """One row per (run, point, variant, metric): the paired change against the run's baseline, its interval
     and half-width (percent), rounds, Holm-corrected `significant` and the `verdict` (with its `label`, e.g.
@@ -95,7 +105,7 @@ def speed_comparisons(
     return with_verdicts(frame.with_columns(pl.col(pl.Float64).fill_nan(None)), alpha=alpha)
 
 
-def _absolute(change: stats.PairedChange, base: float | None) -> dict:
+def _absolute(change: stats.PairedChange, base: float | None) -> dict[str, float]:
     scale = base if base is not None and math.isfinite(base) else math.nan
     return {"change": change.change * scale, "ci_low": change.ci_low * scale, "ci_high": change.ci_high * scale}
 
@@ -143,7 +153,7 @@ def aa_checks(compared: pl.DataFrame, configs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def quality_comparisons(rows: pl.DataFrame, margins=None) -> pl.DataFrame | None:
+def quality_comparisons(rows: pl.DataFrame, margins: QualityMargins | None = None) -> pl.DataFrame | None:
     """The paired quality comparisons of `analysis.quality_compare` (issue 16, quality side), or None while that
     module is not in this tree: quality then shows its point values and no interval is claimed."""
     try:
@@ -153,7 +163,7 @@ def quality_comparisons(rows: pl.DataFrame, margins=None) -> pl.DataFrame | None
     return quality_compare.quality_comparisons(rows, margins=margins)
 
 
-def precision_by_variant(compared: pl.DataFrame, metrics=round_stats.HEADLINE) -> pl.DataFrame:
+def precision_by_variant(compared: pl.DataFrame, metrics: Sequence[str] = round_stats.HEADLINE) -> pl.DataFrame:
     """Per (point, variant): the widest half-width over the headline metrics, the rounds it took and why the run
     stopped (what the summary and the report say about resolution)."""
     if compared.is_empty():
@@ -170,11 +180,21 @@ def precision_by_variant(compared: pl.DataFrame, metrics=round_stats.HEADLINE) -
     )
 
 
-COMPARISON_FIELDS = ("point_id", "variant", "params", "metric", "change_pct", "ci_low_pct", "ci_high_pct")
+COMPARISON_FIELDS: tuple[str, ...] = (
+    "point_id",
+    "variant",
+    "params",
+    "metric",
+    "change_pct",
+    "ci_low_pct",
+    "ci_high_pct",
+)
 COMPARISON_FIELDS += ("half_width_pct", "rounds", "verdict", "significant", "min_effect_pct")
 
 
-def comparisons_json(compared: pl.DataFrame, configs: pl.DataFrame, quality: pl.DataFrame | None) -> list[dict]:
+def comparisons_json(
+    compared: pl.DataFrame, configs: pl.DataFrame, quality: pl.DataFrame | None
+) -> list[dict[str, Any]]:
     """`report --json`'s `comparisons`: one entry per (point, variant, metric), speed and quality alike, with
     `COMPARISON_FIELDS` (+ `kind` and `unit`: a quality change in "points" is percentage points, not percent)."""
     import json
