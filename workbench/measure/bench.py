@@ -14,8 +14,9 @@ and writes nothing; `main` writes a run folder.
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
+from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict
@@ -45,10 +46,10 @@ class BenchSpec(BaseModel):
     run_id: str | None = None
     variant: str = "baseline"
     dtype: str = "auto"
-    workload_options: dict | None = None
+    workload_options: dict[str, Any] | None = None
 
 
-def run_bench(model: str | loader.LoadedModel, spec: BenchSpec | None = None) -> tuple[pl.DataFrame, dict]:
+def run_bench(model: str | loader.LoadedModel, spec: BenchSpec | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Speed rows of `spec` (`BenchSpec`) and their summary. A request generates its `max_tokens` (a dataset row's,
     or drawn from `gen_dist`) or `gen_tokens`, with EOS suppressed as in `mlx_lm.benchmark`."""
     spec = spec or BenchSpec()
@@ -152,7 +153,7 @@ def setup_arg_parser() -> console.Parser:
     return parser
 
 
-def check_workload(args) -> dict:
+def check_workload(args: argparse.Namespace) -> dict[str, Any]:
     """Before anything is written: the workload flags fit together, and a `--dataset` file reads, renders with the
     model's tokenizer (a local model's, loaded without weights) and fits its context. Returns the chosen options."""
     options = prompt_sets.chosen_options(args)
@@ -164,8 +165,7 @@ def check_workload(args) -> dict:
         datasets.read_items(args.dataset, turns=args.dataset_turns)
         tokenizer = chat.local_tokenizer(args.model)
         if tokenizer is not None:
-            config = json.loads((loader.resolve(args.model, build_missing=False)[0] / "config.json").read_text())
-            context = config.get("max_position_embeddings")
+            context = chat.local_context(args.model)  # the tokenizer loaded: a local model with a config.json
             workload = prompt_sets.build(
                 tokenizer=tokenizer, vocab_size=2, prompt_tokens=1, count=1, context_tokens=context, **options
             )
@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.trace and args.sessions:
             raise UsageError("--trace and --sessions: choose one")
-        return (replay if args.trace else sessions if args.sessions else endpoint_bench).main(args)
+        code: int = (replay if args.trace else sessions if args.sessions else endpoint_bench).main(args)
+        return code
     args.model = args.model or "default"
     workload_options = check_workload(args)
     load_before = runs.prepare_run(args, [args.model])
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 BENCH_COLUMNS = ("ttft_s", "ttft_s_p90", "tpot_s", "prefill_tps", "decode_tps", "throughput_tps", "peak_mem_bytes")
 
 
-def bench_table(summary: dict, args) -> str:
+def bench_table(summary: dict[str, Any], args: argparse.Namespace) -> str:
     """The run as one table line in ms, tok/s and MiB, titled with what was timed."""
     from workbench import terminal
 

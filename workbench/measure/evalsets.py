@@ -27,12 +27,19 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from workbench.errors import ConfigError, DataError
 from workbench.measure import quality
 from workbench.workloads import chat, datasets, prompt_sets
+
+if TYPE_CHECKING:
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+    from workbench.models.loader import LoadedModel
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "workloads" / "data"
 FACTS_PATH = DATA_DIR / "facts_heldout.jsonl"
@@ -49,31 +56,35 @@ METRICS = tuple(quality.GENERATION_METRICS)
 class EvalItem:
     item_id: str
     prompt: str | None
-    messages: tuple | None
+    messages: tuple[dict[str, str], ...] | None
     reference: str | None = None
-    choices: tuple | None = None
+    choices: tuple[str, ...] | None = None
     answer: int | None = None
     max_tokens: int = DEFAULT_MAX_TOKENS
-    stop: tuple = ()
+    stop: tuple[str, ...] = ()
     metric: str = "exact_match"
 
     @property
     def is_choice(self) -> bool:
         return self.choices is not None
 
+    def source(self) -> dict[str, Any]:
+        """What `chat.render` takes: the prompt, or the messages."""
+        return {"prompt": self.prompt} if self.prompt is not None else {"messages": list(self.messages or ())}
+
 
 @dataclass(frozen=True)
 class EvalSet:
     name: str
     sha256: str
-    items: tuple
+    items: tuple[EvalItem, ...]
 
     def workload(self) -> prompt_sets.Workload:
         """The items as a hashed workload: the hash covers the file's content and the items taken."""
         return prompt_sets.Workload(
             f"eval_set:{self.name}",
             tuple(i.prompt if i.prompt is not None else json.dumps(i.messages) for i in self.items),
-            tuple(i.reference if not i.is_choice else i.choices[i.answer] for i in self.items),
+            tuple(i.choices[i.answer] if i.choices and i.answer is not None else i.reference for i in self.items),
             params={"eval_set": self.name, "sha256": self.sha256, "items": len(self.items)},
         )
 
@@ -92,7 +103,9 @@ def read_eval_set(path: str | Path, *, metric: str = "exact_match", limit: int |
         raise DataError(f"eval set {path}: no such file")
     if path.is_dir():
         raise DataError(f"eval set {path} is a directory, not a file")
-    items, seen, digest = [], set(), hashlib.sha256()
+    items: list[EvalItem] = []
+    seen: set[str] = set()
+    digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
             for number, line in bounded_lines(handle, path):
@@ -117,7 +130,7 @@ def read_eval_set(path: str | Path, *, metric: str = "exact_match", limit: int |
     return EvalSet(path.stem, digest.hexdigest()[:16], tuple(items))
 
 
-def bounded_lines(handle, path: Path):
+def bounded_lines(handle: BinaryIO, path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) of a file read line by line; a line over `datasets.MAX_LINE_BYTES` is a `DataError`
     before the rest of it is read (no eval item is 16 MiB long)."""
     for number in itertools.count(1):
@@ -129,18 +142,20 @@ def bounded_lines(handle, path: Path):
         yield number, line
 
 
-def check_fits(eval_set: EvalSet, tokenizer, context_tokens: int | None, chat_mode: str = "auto") -> None:
+def check_fits(
+    eval_set: EvalSet, tokenizer: TokenizerWrapper | None, context_tokens: int | None, chat_mode: str = "auto"
+) -> None:
     """Before anything runs: every item's prompt plus its `max_tokens` (or longest choice) fits the model's
     context. Characters alone refuse a prompt that cannot fit (`datasets.check_prompt_size`) before tokenizing;
     with a local tokenizer and a known context each item is rendered and counted. One line names the item."""
     for item in eval_set.items:
         where = f"eval set {eval_set.name}: item {item.item_id!r}"
-        source = {"prompt": item.prompt} if item.prompt is not None else {"messages": list(item.messages)}
+        source = item.source()
         datasets.check_prompt_size(source, where, context_tokens)
         if tokenizer is None or not context_tokens:
             continue
         prompt, _ = chat.render(tokenizer, **source, chat=chat_mode)
-        if item.is_choice:
+        if item.choices is not None:
             more, what = max(len(tokenizer.encode(c)) for c in item.choices), "tokens of its longest choice"
         else:
             more, what = item.max_tokens, "max_tokens"
@@ -150,10 +165,10 @@ def check_fits(eval_set: EvalSet, tokenizer, context_tokens: int | None, chat_mo
             )
 
 
-def parse_item(raw, where: str, *, default_id: str, metric: str) -> EvalItem:
+def parse_item(raw: Any, where: str, *, default_id: str, metric: str) -> EvalItem:
     """One checked item; `where` (file:line) starts every error."""
 
-    def fail(problem: str):
+    def fail(problem: str) -> NoReturn:
         raise DataError(f"{where}: {problem}")
 
     if not isinstance(raw, dict):
@@ -171,7 +186,7 @@ def parse_item(raw, where: str, *, default_id: str, metric: str) -> EvalItem:
     item_id = raw.get("id", default_id)
     if not isinstance(item_id, (str, int)) or isinstance(item_id, bool):
         fail("'id' must be a string or an integer")
-    common = {"item_id": str(item_id), "prompt": prompt, "messages": messages}
+    common: dict[str, Any] = {"item_id": str(item_id), "prompt": prompt, "messages": messages}
     if "choices" in raw:
         return parse_choice(raw, common, fail)
     if "reference" not in raw:
@@ -201,15 +216,15 @@ def parse_item(raw, where: str, *, default_id: str, metric: str) -> EvalItem:
     return EvalItem(**common, reference=reference, max_tokens=max_tokens, stop=tuple(stop), metric=item_metric)
 
 
-def check_messages(messages, fail) -> tuple:
-    ok = isinstance(messages, list) and messages
+def check_messages(messages: Any, fail: Callable[[str], NoReturn]) -> tuple[dict[str, str], ...]:
+    ok = isinstance(messages, list) and bool(messages)
     ok = ok and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)
     if not ok or not all(isinstance(m.get("content"), str) for m in messages):
         fail('\'messages\' must be a non-empty list of {"role": ..., "content": ...} objects with string values')
     return tuple({"role": m["role"], "content": m["content"]} for m in messages)
 
 
-def parse_choice(raw: dict, common: dict, fail) -> EvalItem:
+def parse_choice(raw: dict[str, Any], common: dict[str, Any], fail: Callable[[str], NoReturn]) -> EvalItem:
     for key in ("reference", "metric", "max_tokens", "stop"):
         if key in raw:
             fail(f"'{key}' belongs to a generation item; a multiple-choice item is scored by acc and acc_norm")
@@ -224,17 +239,23 @@ def parse_choice(raw: dict, common: dict, fail) -> EvalItem:
     return EvalItem(**common, choices=tuple(choices), answer=answer)
 
 
-def score_items(loaded, eval_set: EvalSet, *, chat_mode: str = "auto", **kv) -> list[dict]:
+def score_items(loaded: LoadedModel, eval_set: EvalSet, *, chat_mode: str = "auto", **kv: Any) -> list[dict[str, Any]]:
     """One row per item (kind "task"): its metric and score, the prediction against the reference; generation
     items also carry exact_match and token_f1, multiple-choice items choice_logprobs and acc_norm."""
     rows = []
     for index, item in enumerate(eval_set.items):
-        source = {"prompt": item.prompt} if item.prompt is not None else {"messages": list(item.messages)}
-        prompt, _ = chat.render(loaded.tokenizer, **source, chat=chat_mode)
-        row = {"kind": "task", "request_index": index, "item_id": item.item_id, "prompt_tokens": len(prompt)}
+        prompt, _ = chat.render(loaded.tokenizer, **item.source(), chat=chat_mode)
+        row: dict[str, Any] = {
+            "kind": "task",
+            "request_index": index,
+            "item_id": item.item_id,
+            "prompt_tokens": len(prompt),
+        }
         if item.is_choice:
             row.update(score_choice(loaded, item, prompt, chat_mode, **kv))
         else:
+            if item.reference is None:  # parse_item gives every generation item one
+                raise ValueError(f"item {item.item_id!r} has neither choices nor a reference")
             text, count = quality.generate_until(
                 loaded.model, loaded.tokenizer, prompt, item.max_tokens, item.stop, **kv
             )
@@ -255,8 +276,10 @@ def score_items(loaded, eval_set: EvalSet, *, chat_mode: str = "auto", **kv) -> 
     return rows
 
 
-def score_choice(loaded, item: EvalItem, prompt: list[int], chat_mode: str, **kv) -> dict:
+def score_choice(loaded: LoadedModel, item: EvalItem, prompt: list[int], chat_mode: str, **kv: Any) -> dict[str, Any]:
     """acc and acc_norm of one multiple-choice item from the log-likelihood of each choice."""
+    if item.choices is None or item.answer is None:
+        raise ValueError(f"item {item.item_id!r} is not a multiple-choice item")
     tokenizer = loaded.tokenizer
     if item.prompt is not None and chat_mode != "on":
         pairs = [encode_pair(tokenizer, item.prompt, choice) for choice in item.choices]
@@ -281,7 +304,7 @@ def score_choice(loaded, item: EvalItem, prompt: list[int], chat_mode: str, **kv
     }
 
 
-def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+def encode_pair(tokenizer: TokenizerWrapper, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Context and continuation tokens as lm-evaluation-harness splits them: trailing spaces of the context move to
     the continuation, the pair is encoded whole and the continuation is what follows the context's tokens."""
     spaces = len(context) - len(context.rstrip())
@@ -292,9 +315,9 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return head, whole[len(head) :]
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Per-metric means (`eval_<metric>`), acc_norm for multiple choice, and the item count."""
-    out = {"eval_items": len(rows)}
+    out: dict[str, float] = {"eval_items": len(rows)}
     for metric in dict.fromkeys(r["metric"] for r in rows):
         scores = [r["score"] for r in rows if r["metric"] == metric]
         out[f"eval_{metric}"] = sum(scores) / len(scores)

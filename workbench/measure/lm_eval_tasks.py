@@ -28,9 +28,18 @@ import importlib.util
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import DataError, UsageError
 from workbench.workloads import chat, prompt_sets
+
+if TYPE_CHECKING:
+    from lm_eval.tasks import TaskManager  # the optional extra: Any where it is not installed
+    from mlx_lm.evaluate import MLXLM
+
+    from workbench.models.loader import LoadedModel
+
+TaskPart = tuple[str, list[dict[str, Any]], prompt_sets.Workload, dict[str, Any]]  # (task, rows, workload, params)
 
 INSTALL_HINT = "pip install 'chimera-workbench[lm-eval]'"
 MAX_TASK_FILE_BYTES = 1 << 20
@@ -82,13 +91,13 @@ def check_installed() -> None:
 
 
 @functools.cache
-def task_manager(include: str | None, defaults: bool):
+def task_manager(include: str | None, defaults: bool) -> TaskManager:
     from lm_eval.tasks import TaskManager
 
     return TaskManager(include_path=include, include_defaults=defaults)
 
 
-def find_tasks(names: list[str], include: str | Path | None = None, *, allow_code: bool = False):
+def find_tasks(names: list[str], include: str | Path | None = None, *, allow_code: bool = False) -> TaskManager:
     """A task manager that knows every name; local tasks are looked up first (indexing lm-eval's own ~15,000
     tasks takes seconds). An unknown name, a missing include folder or one with code (`check_include`, unless
     `allow_code`) is one line."""
@@ -111,7 +120,7 @@ def find_tasks(names: list[str], include: str | Path | None = None, *, allow_cod
     return manager
 
 
-def make_lm(loaded, *, chat_mode: str = "auto", batch_size: int = 8):
+def make_lm(loaded: LoadedModel, *, chat_mode: str = "auto", batch_size: int = 8) -> MLXLM:
     """mlx-lm's lm-eval model class on an already loaded model (not a path it would load again)."""
     from lm_eval.api.model import LM
     from mlx_lm.evaluate import MLXLM
@@ -122,7 +131,7 @@ def make_lm(loaded, *, chat_mode: str = "auto", batch_size: int = 8):
         raise DataError("chat 'on' needs a chat template, and the model's tokenizer has none")
 
     class WorkbenchLM(MLXLM):
-        def __init__(self):
+        def __init__(self) -> None:
             LM.__init__(self)
             self._model, self.tokenizer = loaded.model, loaded.tokenizer
             self._max_tokens, self._batch_size, self._sampler = None, batch_size, None
@@ -132,14 +141,14 @@ def make_lm(loaded, *, chat_mode: str = "auto", batch_size: int = 8):
 
 
 def run_tasks(
-    loaded,
+    loaded: LoadedModel,
     names: list[str],
     *,
-    include=None,
+    include: str | Path | None = None,
     limit: int | None = None,
     chat_mode: str = "auto",
     allow_code: bool = False,
-):
+) -> tuple[list[TaskPart], dict[str, float]]:
     """Evaluate lm-eval tasks: a list of (task, rows, workload, params), one per (sub)task, and the summary."""
     from importlib.metadata import version
 
@@ -156,7 +165,8 @@ def run_tasks(
         apply_chat_template=lm.use_chat_template,
         verbosity="ERROR",
     )
-    parts, summary = [], {}
+    parts: list[TaskPart] = []
+    summary: dict[str, float] = {}
     for task, samples in output["samples"].items():
         rows = [sample_row(task, i, sample) for i, sample in enumerate(samples)]
         workload = prompt_sets.Workload(
@@ -174,11 +184,11 @@ def run_tasks(
     return parts, summary
 
 
-def sample_row(task: str, index: int, sample: dict) -> dict:
+def sample_row(task: str, index: int, sample: dict[str, Any]) -> dict[str, Any]:
     """One lm-eval document as a `task` row: its first metric and score, what the model chose or wrote."""
     metric = sample["metrics"][0]
     value = sample.get(metric)
-    row = {
+    row: dict[str, Any] = {
         "kind": "task",
         "request_index": index,
         "item_id": f"{task}/{sample['doc_id']}",

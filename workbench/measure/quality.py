@@ -24,16 +24,24 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from workbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 KV_BITS = (2, 3, 4, 5, 6, 8)
 KV_GROUP_SIZES = (32, 64, 128)
 
 
-def chunk_tokens(tokens: list[int], sequence_length: int, max_chunks: int | None = None) -> np.ndarray:
+def chunk_tokens(tokens: list[int], sequence_length: int, max_chunks: int | None = None) -> npt.NDArray[np.int32]:
     """Non-overlapping chunks of `sequence_length` tokens; the remainder is dropped."""
     if sequence_length < 2:
         raise ValueError(f"sequence_length must be >= 2, got {sequence_length}")
@@ -59,7 +67,7 @@ def check_kv_quantisation(kv_bits: int | None, kv_group_size: int, head_dims: se
             raise ConfigError(f"kv_group_size={kv_group_size} does not divide the model's head dimension {dim}")
 
 
-def quantise_cache(cache: list, *, bits: int, group_size: int) -> None:
+def quantise_cache(cache: list[Any], *, bits: int, group_size: int) -> None:
     """Convert, in place, every layer cache that supports it to a quantised one (as mlx-lm's generation)."""
     check_kv_quantisation(bits, group_size, _cache_dims(cache))
     for i, layer in enumerate(cache):
@@ -67,16 +75,17 @@ def quantise_cache(cache: list, *, bits: int, group_size: int) -> None:
             cache[i] = layer.to_quantized(group_size=group_size, bits=bits)
 
 
-def forward(model, inputs, *, kv_bits: int | None = None, kv_group_size: int = 64):
+def forward(model: nn.Module, inputs: mx.array, *, kv_bits: int | None = None, kv_group_size: int = 64) -> mx.array:
     """Logits for a (batch, length) token array; with `kv_bits`, attention reads a quantised KV cache
     from the second position on (the first token is fed alone, then the cache is converted)."""
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
 
     if kv_bits is None:
-        return model(inputs)
+        logits: mx.array = model(inputs)
+        return logits
     cache = make_prompt_cache(model)
-    first = model(inputs[:, :1], cache=cache)
+    first: mx.array = model(inputs[:, :1], cache=cache)
     quantise_cache(cache, bits=kv_bits, group_size=kv_group_size)
     if inputs.shape[1] == 1:
         return first
@@ -84,8 +93,13 @@ def forward(model, inputs, *, kv_bits: int | None = None, kv_group_size: int = 6
 
 
 def token_losses(
-    model, chunks: np.ndarray, batch_size: int = 8, *, kv_bits: int | None = None, kv_group_size: int = 64
-) -> np.ndarray:
+    model: nn.Module,
+    chunks: npt.NDArray[np.int32],
+    batch_size: int = 8,
+    *,
+    kv_bits: int | None = None,
+    kv_group_size: int = 64,
+) -> npt.NDArray[np.float32]:
     """Cross-entropy of every position 1..L-1 of every chunk, flattened."""
     import mlx.core as mx
     import mlx.nn as nn
@@ -101,14 +115,19 @@ def token_losses(
 
 
 def perplexity(
-    model, chunks: np.ndarray, batch_size: int = 8, *, kv_bits: int | None = None, kv_group_size: int = 64
-) -> dict:
+    model: nn.Module,
+    chunks: npt.NDArray[np.int32],
+    batch_size: int = 8,
+    *,
+    kv_bits: int | None = None,
+    kv_group_size: int = 64,
+) -> dict[str, float]:
     """Perplexity, its standard error (delta method, as mlx-lm) and the token count."""
     losses = token_losses(model, chunks, batch_size, kv_bits=kv_bits, kv_group_size=kv_group_size)
     return {**summarise_losses(losses), "eval_tokens": int(losses.size)}
 
 
-def summarise_losses(losses: np.ndarray) -> dict:
+def summarise_losses(losses: npt.NDArray[np.floating[Any]]) -> dict[str, float]:
     """exp of the mean token loss, its standard error by the delta method (as mlx-lm), the mean loss."""
     mean = float(losses.mean())
     ppl = math.exp(mean)
@@ -116,7 +135,7 @@ def summarise_losses(losses: np.ndarray) -> dict:
     return {"perplexity": ppl, "perplexity_se": se, "nll_mean": mean}
 
 
-def _log_probs(model, tokens: list[int], **kv):
+def _log_probs(model: nn.Module, tokens: list[int], **kv: Any) -> mx.array:
     import mlx.core as mx
 
     logits = forward(model, mx.array(tokens)[None], **kv)[0].astype(mx.float32)
@@ -124,8 +143,13 @@ def _log_probs(model, tokens: list[int], **kv):
 
 
 def fidelity(
-    baseline, variant, sequences: list[list[int]], *, kv_bits: int | None = None, kv_group_size: int = 64
-) -> list[dict]:
+    baseline: nn.Module,
+    variant: nn.Module,
+    sequences: list[list[int]],
+    *,
+    kv_bits: int | None = None,
+    kv_group_size: int = 64,
+) -> list[dict[str, Any]]:
     """Per sequence: mean KL(baseline || variant), greedy agreement, first divergence position.
     `kv_bits` applies to the variant only: the baseline is the reference."""
     import mlx.core as mx
@@ -137,22 +161,22 @@ def fidelity(
         kl = (mx.exp(p) * (p - q)).sum(axis=-1)
         same = mx.argmax(p, axis=-1) == mx.argmax(q, axis=-1)
         mx.eval(kl, same)
-        same = np.array(same)
-        diverged = np.flatnonzero(~same)
+        agreed = np.array(same)
+        diverged = np.flatnonzero(~agreed)
         rows.append(
             {
                 "kl_mean": float(np.array(kl).mean()),
-                "greedy_agreement": float(same.mean()),
+                "greedy_agreement": float(agreed.mean()),
                 "first_divergence": int(diverged[0]) if diverged.size else -1,
-                "positions": int(same.size),
+                "positions": int(agreed.size),
             }
         )
     return rows
 
 
 def greedy_continuations(
-    model,
-    tokenizer,
+    model: nn.Module,
+    tokenizer: TokenizerWrapper,
     prompts: list[list[int]],
     max_tokens: int,
     *,
@@ -163,7 +187,7 @@ def greedy_continuations(
     import mlx.core as mx
     from mlx_lm import stream_generate
 
-    kv = {}
+    kv: dict[str, Any] = {}
     if kv_bits is not None:
         check_kv_quantisation(kv_bits, kv_group_size, head_dims(model))
         kv = {"kv_bits": kv_bits, "kv_group_size": kv_group_size, "quantized_kv_start": 0}
@@ -174,7 +198,7 @@ def greedy_continuations(
     return outputs
 
 
-def head_dims(model) -> set[int]:
+def head_dims(model: nn.Module) -> set[int]:
     """The last dimension of every layer's cached keys and values, found by a one-token forward pass."""
     import mlx.core as mx
     from mlx_lm.models.cache import make_prompt_cache
@@ -184,7 +208,7 @@ def head_dims(model) -> set[int]:
     return _cache_dims(cache)
 
 
-def _cache_dims(cache: list) -> set[int]:
+def _cache_dims(cache: list[Any]) -> set[int]:
     return {a.shape[-1] for c in cache if hasattr(c, "to_quantized") for a in (c.keys, c.values) if a is not None}
 
 
@@ -208,15 +232,15 @@ def token_f1(prediction: str, reference: str) -> float:
 
 
 def task_rows(
-    model,
-    tokenizer,
+    model: nn.Module,
+    tokenizer: TokenizerWrapper,
     prompts: list[str],
     references: list[str],
     *,
     max_tokens: int = 6,
     kv_bits: int | None = None,
     kv_group_size: int = 64,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Greedy answer per prompt, scored against its reference."""
     from workbench.workloads.tasks import extract_answer
 
@@ -236,7 +260,7 @@ def task_rows(
     return rows
 
 
-def diversity(texts: list[str]) -> dict:
+def diversity(texts: list[str]) -> dict[str, float]:
     """distinct-2 (unique bigrams / bigrams) and the share of texts whose first word repeats another's."""
     bigrams = [tuple(w[i : i + 2]) for w in map(normalise, texts) for i in range(len(w) - 1)]
     firsts = [w[0] for w in map(normalise, texts) if w]
@@ -275,7 +299,7 @@ def score_regex(prediction: str, pattern: str, *, timeout_s: float = REGEX_TIMEO
         raise ScoreTimeout(f"regex timed out after {timeout_s:g} s") from None
 
 
-GENERATION_METRICS = {
+GENERATION_METRICS: dict[str, Callable[[str, str], float]] = {
     "exact_match": score_exact,
     "token_f1": token_f1,
     "contains": score_contains,
@@ -284,8 +308,8 @@ GENERATION_METRICS = {
 
 
 def generate_until(
-    model,
-    tokenizer,
+    model: nn.Module,
+    tokenizer: TokenizerWrapper,
     prompt: list[int],
     max_tokens: int,
     stop: tuple[str, ...] = (),
@@ -298,7 +322,7 @@ def generate_until(
     import mlx.core as mx
     from mlx_lm import stream_generate
 
-    kv = {}
+    kv: dict[str, Any] = {}
     if kv_bits is not None:
         check_kv_quantisation(kv_bits, kv_group_size, head_dims(model))
         kv = {"kv_bits": kv_bits, "kv_group_size": kv_group_size, "quantized_kv_start": 0}
@@ -313,7 +337,12 @@ def generate_until(
 
 
 def choice_logprobs(
-    model, prompt: list[int], continuations: list[list[int]], *, kv_bits: int | None = None, kv_group_size: int = 64
+    model: nn.Module,
+    prompt: list[int],
+    continuations: list[list[int]],
+    *,
+    kv_bits: int | None = None,
+    kv_group_size: int = 64,
 ) -> list[float]:
     """Log-probability of each continuation's tokens following `prompt` (summed over its tokens)."""
     import mlx.core as mx
@@ -324,5 +353,5 @@ def choice_logprobs(
         log_probs = _log_probs(model, tokens[:-1], kv_bits=kv_bits, kv_group_size=kv_group_size)
         positions = mx.arange(len(prompt) - 1, len(tokens) - 1)
         picked = log_probs[positions, mx.array(continuation)]
-        scores.append(float(picked.sum().item()))
+        scores.append(cast(float, picked.sum().item()))  # real: mlx types item() as int | float | complex
     return scores

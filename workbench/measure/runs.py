@@ -3,10 +3,17 @@ its models resolve and the outputs folder takes a file, then write the run folde
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 from workbench import console
 
+if TYPE_CHECKING:
+    import polars as pl
 
-def prepare_run(args, model_specs) -> list[float] | None:
+
+def prepare_run(args: argparse.Namespace, model_specs: Iterable[str | None]) -> list[float] | None:
     """Before any work: every named model resolves, and (unless `--no-save`) the outputs folder takes a file.
     Returns the machine's load averages, to record as `load_before`."""
     from workbench import paths, runtime
@@ -20,7 +27,14 @@ def prepare_run(args, model_specs) -> list[float] | None:
 
 
 def save_and_print(
-    args, frame, summary: dict, *, command: str, table: dict | None = None, load_before=None, text: str | None = None
+    args: argparse.Namespace,
+    frame: pl.DataFrame,
+    summary: dict[str, Any],
+    *,
+    command: str,
+    table: dict[str, Any] | None = None,
+    load_before: list[float] | None = None,
+    text: str | None = None,
 ) -> None:
     """Write the run folder (unless `--no-save`) with the machine's 1-minute load before and after the run, then
     print the summary as JSON, or `text` (a rendered table) and the run folder, or the summary as a table."""
