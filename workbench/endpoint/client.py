@@ -28,7 +28,10 @@ import errno
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,9 +41,13 @@ from workbench.endpoint.replies import MalformedReply, SSELines
 from workbench.measure.timed import request_metrics
 from workbench.redact import redact_text
 
+if TYPE_CHECKING:
+    import aiohttp
+
 __all__ = ["EndpointClient", "RequestOutcome", "Target", "base_url", "check_target", "get_json", "probe_model"]
 __all__ += ["run_async"]
 
+Prompt = str | Sequence[int] | Sequence[dict[str, Any]]  # text, token ids or chat messages
 EOS_BIAS = -100.0  # the most negative bias OpenAI-style servers accept; exp(-100) never wins a sample
 
 
@@ -57,13 +64,13 @@ class Target(BaseModel):
     eos_token_ids: list[int] = Field(default_factory=list)
     ignore_eos: bool = True
     temperature: float | None = Field(0.0, ge=0)
-    extra_body: dict = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
     follow_redirects: bool = False
     api_key_env: str | None = Field(None, description="environment variable holding a bearer token")
     context_tokens: int | None = Field(None, gt=0, description="bound on a plausible usage.prompt_tokens")
 
     @property
-    def access(self) -> dict:
+    def access(self) -> dict[str, Any]:
         """How requests reach the target, as `check_target` takes it."""
         return {"api_key_env": self.api_key_env, "follow_redirects": self.follow_redirects}
 
@@ -75,12 +82,12 @@ class Target(BaseModel):
     def path(self) -> str:
         return "/v1/chat/completions" if self.chat else "/v1/completions"
 
-    def uses_chat(self, prompt) -> bool:
+    def uses_chat(self, prompt: Prompt) -> bool:
         """Chat messages always go to /v1/chat/completions; text and token ids only when `chat` is set."""
         return self.chat or is_messages(prompt)
 
 
-def is_messages(prompt) -> bool:
+def is_messages(prompt: object) -> bool:
     return isinstance(prompt, (list, tuple)) and bool(prompt) and isinstance(prompt[0], dict)
 
 
@@ -90,15 +97,15 @@ class RequestOutcome:
 
     index: int
     t0: float = math.nan
-    chunk_times: list = field(default_factory=list)
+    chunk_times: list[float] = field(default_factory=list)
     prompt_tokens: int | None = None
     generated_tokens: int | None = None
     cached_tokens: int | None = None
     usage: bool = False  # the server reported completion_tokens
-    usage_raw: dict = field(default_factory=dict)
+    usage_raw: dict[str, Any] = field(default_factory=dict)
     ok: bool = False
     error: str | None = None
-    notes: list = field(default_factory=list)  # what was ignored in the reply (implausible usage counts)
+    notes: list[str] = field(default_factory=list)  # what was ignored in the reply (implausible usage counts)
     final_url: str | None = None  # where a followed redirect ended
     text: str = ""
     finish_reason: str | None = None
@@ -106,7 +113,7 @@ class RequestOutcome:
     sent_s: float | None = None  # offset from the level's start at which it was sent
     end: float = math.nan  # clock when the request finished or failed
 
-    def metrics(self) -> dict:
+    def metrics(self) -> dict[str, Any]:
         """`request_metrics` over the content chunks, with the server's token counts; {} for a failed request."""
         if not self.ok:
             return {}
@@ -116,9 +123,9 @@ class RequestOutcome:
             metrics.update(prompt_tokens=None, prefill_tps=math.nan)
         return metrics
 
-    def to_row(self) -> dict:
+    def to_row(self) -> dict[str, Any]:
         """Measures in the shared schema (`results.SCHEMA`); failed requests keep their reason and timing offsets."""
-        row = {
+        row: dict[str, Any] = {
             "request_index": self.index,
             "ok": self.ok,
             "error": self.error,
@@ -132,9 +139,9 @@ class RequestOutcome:
         return {**row, **self.metrics()}
 
 
-def build_body(target: Target, prompt, max_tokens: int) -> dict:
+def build_body(target: Target, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
     """The JSON body: a string or token ids go to /v1/completions as `prompt`, messages to chat as `messages`."""
-    body = {
+    body: dict[str, Any] = {
         "model": target.model,
         "max_tokens": max_tokens,
         "stream": True,
@@ -153,7 +160,7 @@ def build_body(target: Target, prompt, max_tokens: int) -> dict:
     return {**body, **target.extra_body}
 
 
-def chunk_content(payload: dict, chat: bool) -> str | None:
+def chunk_content(payload: dict[str, Any], chat: bool) -> str | None:
     """The generated text of one chunk ('' for a content chunk of tool calls only); None when it carries none.
     A field of the wrong type is a `replies.MalformedReply`."""
     return replies.parse_chunk(payload, chat).text
@@ -169,10 +176,10 @@ class RequestDeadline(Exception):
 class EndpointClient:
     """An aiohttp session to one target; `send` streams one request and returns its `RequestOutcome`."""
 
-    def __init__(self, target: Target, *, connections: int = 0):
+    def __init__(self, target: Target, *, connections: int = 0) -> None:
         self.target = target
         self.connections = connections
-        self.session = None
+        self._session: aiohttp.ClientSession | None = None
         self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
     async def __aenter__(self) -> EndpointClient:
@@ -182,13 +189,24 @@ class EndpointClient:
         stall = self.target.stall_s or self.target.timeout_s
         timeout = aiohttp.ClientTimeout(total=None, sock_read=stall, sock_connect=stall)  # the total: `send`
         connector = aiohttp.TCPConnector(limit=self.connections, force_close=False)
-        self.session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.session.close()
 
-    async def send(self, prompt, max_tokens: int, *, index: int = 0, outcome: RequestOutcome | None = None):
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The open aiohttp session (inside `async with` only)."""
+        if self._session is None:
+            raise RuntimeError("EndpointClient is used outside `async with`")
+        return self._session
+
+    async def send(
+        self, prompt: Prompt, max_tokens: int, *, index: int = 0, outcome: RequestOutcome | None = None
+    ) -> RequestOutcome:
         """Stream one request. Whatever the server does becomes `outcome.error` (never an exception); the clock is
         never left open. A fault raised in this package's own code (not in the transport) still propagates."""
         import aiohttp
@@ -231,7 +249,9 @@ class EndpointClient:
             outcome.error = redact_text(outcome.error)
         return outcome
 
-    async def _read(self, response, outcome: RequestOutcome, chat: bool, max_tokens: int, url: str) -> None:
+    async def _read(
+        self, response: aiohttp.ClientResponse, outcome: RequestOutcome, chat: bool, max_tokens: int, url: str
+    ) -> None:
         if 300 <= response.status < 400:
             location = response.headers.get("Location", "(no Location)")
             outcome.error = f"redirected: http {response.status} to {' '.join(location.split())[:100]}"
@@ -254,7 +274,9 @@ class EndpointClient:
         finally:
             outcome.text = "".join(parts)
 
-    async def _read_stream(self, response, outcome: RequestOutcome, chat: bool, max_tokens: int, parts: list):
+    async def _read_stream(
+        self, response: aiohttp.ClientResponse, outcome: RequestOutcome, chat: bool, max_tokens: int, parts: list[str]
+    ) -> None:
         deadline = outcome.t0 + self.target.timeout_s
         most_chunks = replies.max_content_chunks(max_tokens)
         done = False
@@ -300,7 +322,7 @@ class EndpointClient:
             outcome.error = "empty: the stream carried no generated text"
 
 
-def read_usage(usage, outcome: RequestOutcome, *, max_tokens: int, context_tokens: int | None = None) -> None:
+def read_usage(usage: Any, outcome: RequestOutcome, *, max_tokens: int, context_tokens: int | None = None) -> None:
     """The server's counts, where plausible (`replies.check_usage`); the rest are ignored with a note."""
     checked = replies.check_usage(usage, max_tokens=max_tokens, context_tokens=context_tokens)
     outcome.usage_raw = usage if isinstance(usage, dict) else {}
@@ -311,7 +333,7 @@ def read_usage(usage, outcome: RequestOutcome, *, max_tokens: int, context_token
     outcome.notes = [n for n in outcome.notes if n not in checked.notes] + checked.notes
 
 
-def short_text(value, limit: int = 100) -> str:
+def short_text(value: object, limit: int = 100) -> str:
     try:
         return " ".join(str(value).split())[:limit]
     except (RecursionError, ValueError):

@@ -14,10 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from workbench.endpoint.replies import MAX_DOCUMENT_BYTES, mib
 from workbench.errors import ConfigError, ModelError
 from workbench.redact import has_credentials, redact_text
+
+T = TypeVar("T")
 
 
 def base_url(url: str) -> str:
@@ -28,7 +32,7 @@ def base_url(url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
-def auth_headers(api_key_env: str | None) -> dict:
+def auth_headers(api_key_env: str | None) -> dict[str, str]:
     """`Authorization: Bearer <token>` from the environment variable `api_key_env`; a variable that is not set
     is a one-line `ConfigError` naming it (never its value)."""
     if not api_key_env:
@@ -39,7 +43,7 @@ def auth_headers(api_key_env: str | None) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def run_async(coroutine):
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run`, also from inside a running event loop (a Jupyter kernel has one): then on a thread of its own,
     which the caller waits for, so nothing else runs while a level is timed."""
     try:
@@ -55,19 +59,16 @@ def run_async(coroutine):
 class Reply:
     """A bounded reply: status, the document (None when not JSON), and where a redirect pointed."""
 
-    def __init__(self, status: int, document=None, location: str | None = None):
+    def __init__(self, status: int, document: Any = None, location: str | None = None) -> None:
         self.status, self.document, self.location = status, document, location
 
 
-async def _fetch(method: str, url: str, *, timeout_s: float, body: dict | None, headers: dict, follow: bool) -> Reply:
+async def _fetch(method: str, url: str, *, timeout_s: float, body: Any, headers: dict[str, str], follow: bool) -> Reply:
     import aiohttp
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout_s)) as session:
         async with asyncio.timeout(timeout_s):
-            kwargs = {"headers": headers, "allow_redirects": follow}
-            if body is not None:
-                kwargs["json"] = body
-            async with session.request(method, url, **kwargs) as response:
+            async with session.request(method, url, headers=headers, allow_redirects=follow, json=body) as response:
                 if 300 <= response.status < 400:
                     return Reply(response.status, location=response.headers.get("Location", "(no Location)"))
                 declared = response.content_length
@@ -88,7 +89,9 @@ class DocumentTooLarge(Exception):
     pass
 
 
-def request_json(method: str, url: str, *, timeout_s: float, access: dict | None = None, body=None) -> Reply:
+def request_json(
+    method: str, url: str, *, timeout_s: float, access: dict[str, Any] | None = None, body: Any = None
+) -> Reply:
     """One bounded request: the whole of it within `timeout_s`, at most 1 MiB read. Connection problems, the
     deadline and an oversized reply are one-line `ConfigError`s naming the target (its password redacted)."""
     import aiohttp
@@ -123,13 +126,15 @@ def request_json(method: str, url: str, *, timeout_s: float, access: dict | None
     return reply
 
 
-def get_json(url: str, timeout_s: float, access: dict | None = None):
+def get_json(url: str, timeout_s: float, access: dict[str, Any] | None = None) -> tuple[int, Any]:
     """GET a JSON document; (status, document or None). Bounded as `request_json`."""
     reply = request_json("GET", url, timeout_s=timeout_s, access=access)
     return reply.status, reply.document
 
 
-def check_target(url: str, model: str | None = None, *, timeout_s: float = 5.0, access: dict | None = None) -> str:
+def check_target(
+    url: str, model: str | None = None, *, timeout_s: float = 5.0, access: dict[str, Any] | None = None
+) -> str:
     """Before a run: the target answers (`/health` where it has one) and serves `model`. Returns the model name
     to send: `model`, or the only model the server lists when `model` is None. One-line errors otherwise.
     `access`: `api_key_env` and `follow_redirects`, as the `Target` has them."""
@@ -145,8 +150,8 @@ def check_target(url: str, model: str | None = None, *, timeout_s: float = 5.0, 
         return probe_model(root, model, timeout_s, access)  # mlx_lm.server's listing breaks without a HF cache
     if status >= 400 or not isinstance(listing, dict) or not isinstance(listing.get("data"), list):
         raise ConfigError(f"target {shown} is not an OpenAI-compatible server: GET /v1/models answered {status}")
-    served = [entry.get("id") for entry in listing["data"] if isinstance(entry, dict)]
-    served = [name if isinstance(name, str) else repr(name) for name in served][:1000]
+    ids = [entry.get("id") for entry in listing["data"] if isinstance(entry, dict)]
+    served = [name if isinstance(name, str) else repr(name) for name in ids][:1000]
     listed = ", ".join(name[:80] for name in served[:20]) or "none"
     if model is None:
         if len(served) != 1:
@@ -157,7 +162,7 @@ def check_target(url: str, model: str | None = None, *, timeout_s: float = 5.0, 
     return model
 
 
-def probe_model(root: str, model: str, timeout_s: float, access: dict | None = None) -> str:
+def probe_model(root: str, model: str, timeout_s: float, access: dict[str, Any] | None = None) -> str:
     """When the server lists no models: one 1-token completion naming `model`; a 4xx reply is a `ModelError`."""
     body = {"model": model, "prompt": "hi", "max_tokens": 1}
     reply = request_json("POST", f"{root}/v1/completions", timeout_s=max(timeout_s, 30.0), access=access, body=body)

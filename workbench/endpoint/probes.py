@@ -29,6 +29,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -36,6 +37,14 @@ from workbench import stats
 from workbench.endpoint.client import EOS_BIAS, RequestOutcome, Target
 from workbench.endpoint.replies import MalformedReply, read_capped, reply_cap_bytes
 from workbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    import mlx.nn as nn
+    import numpy as np
+    import numpy.typing as npt
+
+    from workbench.endpoint.client import EndpointClient
+    from workbench.models.loader import LoadedModel
 
 TOP_LOGPROBS = 10  # mlx_lm.server accepts top_logprobs up to 11
 
@@ -53,14 +62,14 @@ class ProbeReference(BaseModel):
     eos_token_ids: list[int]
 
 
-def eos_processors(eos_token_ids: list[int]) -> list:
+def eos_processors(eos_token_ids: list[int]) -> list[Any]:
     """The logit bias the served requests carry, as mlx-lm's own logits processor (the server builds the same)."""
     from mlx_lm.sample_utils import make_logits_processors
 
     return make_logits_processors(logit_bias={int(t): EOS_BIAS for t in eos_token_ids})
 
 
-def build_references(loaded, prompts: list[str], *, max_tokens: int) -> list[ProbeReference]:
+def build_references(loaded: LoadedModel, prompts: list[str], *, max_tokens: int) -> list[ProbeReference]:
     """Greedy continuations of `max_tokens` tokens in process (`stream_generate`, argmax sampling, the EOS bias),
     each prompt encoded as the server encodes a completions prompt (`tokenizer.encode`)."""
     import mlx.core as mx
@@ -102,8 +111,8 @@ class ProbeReply:
     ok: bool = False
     error: str | None = None
     text: str = ""
-    tokens: list = field(default_factory=list)
-    top: list | None = None
+    tokens: list[Any] = field(default_factory=list)
+    top: list[Any] | None = None
 
 
 class Probe:
@@ -118,7 +127,7 @@ class Probe:
         self.top_logprobs = top_logprobs
         self.replies: list[ProbeReply] = []
 
-    def body(self, target: Target) -> dict:
+    def body(self, target: Target) -> dict[str, Any]:
         body = {
             "model": target.model,
             "prompt": self.reference.prompt,
@@ -130,7 +139,7 @@ class Probe:
         }
         return body | ({"top_logprobs": self.top_logprobs} if self.top_logprobs else {})
 
-    async def send_with(self, client, outcome: RequestOutcome) -> None:
+    async def send_with(self, client: EndpointClient, outcome: RequestOutcome) -> None:
         """POST the probe on the load's connection pool; every failure becomes the reply's (and outcome's) error."""
         import aiohttp
 
@@ -139,8 +148,8 @@ class Probe:
         self.replies.append(reply)
         url = client.target.base_url + "/v1/completions"
         try:
-            post = {"headers": client.headers, "allow_redirects": client.target.follow_redirects}
-            async with client.session.post(url, json=self.body(client.target), **post) as response:
+            body, follow = self.body(client.target), client.target.follow_redirects
+            async with client.session.post(url, json=body, headers=client.headers, allow_redirects=follow) as response:
                 raw = await read_capped(response.content, reply_cap_bytes(len(self.reference.tokens)))
                 if 300 <= response.status < 400:
                     reply.error = f"redirected: http {response.status} to {response.headers.get('Location', '')[:100]}"
@@ -177,7 +186,7 @@ def read_reply(raw: bytes, reply: ProbeReply, top_logprobs: int) -> None:
         reply.error = f"malformed: probe reply ({exc.__class__.__name__}: {str(exc)[:60]})"
 
 
-def coarse_kl(log_p, top: dict) -> float:
+def coarse_kl(log_p: npt.NDArray[np.floating[Any]], top: dict[int, float]) -> float:
     """KL(p || q) over k + 1 outcomes: the served top-k ids of `top` and the rest; `log_p` a full-vocabulary
     log-distribution (numpy). A lower bound of the full KL; exact when the rest has no mass on either side."""
     import numpy as np
@@ -190,7 +199,7 @@ def coarse_kl(log_p, top: dict) -> float:
     return kl + (p_rest * math.log(p_rest / q_rest) if p_rest > 1e-12 else 0.0)
 
 
-def served_log_probs(model, reference: ProbeReference, served: list[int]):
+def served_log_probs(model: nn.Module, reference: ProbeReference, served: list[int]) -> npt.NDArray[np.float32]:
     """In-process next-token log-distributions (numpy, one per served position) with the EOS bias applied, from
     one forward pass over the prompt and the served tokens."""
     import mlx.core as mx
@@ -207,10 +216,10 @@ def served_log_probs(model, reference: ProbeReference, served: list[int]):
     return np.array(log_p)
 
 
-def score(reply: ProbeReply, reference: ProbeReference, model=None) -> dict:
+def score(reply: ProbeReply, reference: ProbeReference, model: nn.Module | None = None) -> dict[str, Any]:
     """One reply against its reference: identical, first divergence, positions and (with `model` and logprobs)
     the mean coarsened KL; a failed reply keeps its error."""
-    row = {"ok": reply.ok, "error": reply.error, "e2e_s": reply.end - reply.t0 if reply.ok else None}
+    row: dict[str, Any] = {"ok": reply.ok, "error": reply.error, "e2e_s": reply.end - reply.t0 if reply.ok else None}
     if not reply.ok:
         return row
     served, expected = reply.tokens, reference.tokens
@@ -224,7 +233,7 @@ def score(reply: ProbeReply, reference: ProbeReference, model=None) -> dict:
     return row
 
 
-def mix(prompts: list, probes: list[Probe]) -> tuple[list, list[int]]:
+def mix(prompts: list[Any], probes: list[Probe]) -> tuple[list[Any], list[int]]:
     """`prompts` with the probes spread evenly among them (a probe never first, so it meets the load), and for
     each position the index of its measured prompt (-1 for a probe)."""
     total = len(prompts) + len(probes)
@@ -241,12 +250,12 @@ def mix(prompts: list, probes: list[Probe]) -> tuple[list, list[int]]:
     return out, where
 
 
-def overlap(reply: ProbeReply, outcomes: list) -> int:
+def overlap(reply: ProbeReply, outcomes: list[RequestOutcome]) -> int:
     """How many measured requests were in flight at some point while the probe was."""
     return sum(1 for o in outcomes if o.t0 < reply.end and o.end > reply.t0)
 
 
-def summarise_probes(rows: list[dict]) -> dict:
+def summarise_probes(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A level's probes: how many, the share identical to in process, the median first divergence over the probes
     that diverged (None when none did), the mean coarsened KL and the measured requests each overlapped."""
     good = [r for r in rows if r.get("ok")]
@@ -262,7 +271,9 @@ def summarise_probes(rows: list[dict]) -> dict:
     }
 
 
-def probe_rows(probes: list[Probe], outcomes: list, where: list[int], model=None) -> list[dict]:
+def probe_rows(
+    probes: list[Probe], outcomes: list[RequestOutcome], where: list[int], model: nn.Module | None = None
+) -> list[dict[str, Any]]:
     """One `kind="probe"` row per reply (a level run for several trials sends each probe once a trial), scored,
     with the measured requests it overlapped (`outcomes` of the level; `where[i] < 0` marks probe positions)."""
     measured = [o for o in outcomes if where[o.index] >= 0]
@@ -281,7 +292,7 @@ class ProbePlan:
     beforehand, and the in-process model (same fingerprint and dtype) that scores the KL."""
 
     model: object
-    references: list
+    references: list[Any]
     per_level: int
     top_logprobs: int = TOP_LOGPROBS
 

@@ -13,8 +13,10 @@ sent or written.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from workbench import paths, runtime
 from workbench.endpoint import target_bench
@@ -25,12 +27,15 @@ from workbench.errors import ModelError, UsageError
 from workbench.measure import runs
 from workbench.workloads import prompt_sets, trace
 
+if TYPE_CHECKING:
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+
 
 @dataclass(frozen=True)
 class ReplayPlan:
     """What a replay sends: prompts, their max_tokens and send offsets (s), and the workload for the rows."""
 
-    prompts: list
+    prompts: list[Any]
     limits: list[int]
     arrivals_s: list[float]
     workload: prompt_sets.Workload
@@ -38,7 +43,12 @@ class ReplayPlan:
 
 
 def plan_replay(
-    options: trace.TraceOptions, tokenizer, *, gen_tokens: int, seed: int = 0, context_tokens: int | None = None
+    options: trace.TraceOptions,
+    tokenizer: TokenizerWrapper | None,
+    *,
+    gen_tokens: int,
+    seed: int = 0,
+    context_tokens: int | None = None,
 ) -> ReplayPlan:
     """Read the trace (one-line `DataError` for a bad one) and build its prompts with `tokenizer`."""
     read = trace.read_trace(options, context_tokens=context_tokens)
@@ -46,7 +56,9 @@ def plan_replay(
     return ReplayPlan(prompts, limits, read.arrivals_s(), workload, options.speed)
 
 
-def replay(target: Target, plan: ReplayPlan, *, trials: int = 1, warmup: int = 0, warmup_prompts=None) -> LevelResult:
+def replay(
+    target: Target, plan: ReplayPlan, *, trials: int = 1, warmup: int = 0, warmup_prompts: list[str] | None = None
+) -> LevelResult:
     """Send the plan's requests at their offsets, `trials` times; `warmup` unrecorded requests first."""
     results = run_levels(
         target,
@@ -63,7 +75,7 @@ def replay(target: Target, plan: ReplayPlan, *, trials: int = 1, warmup: int = 0
     return results[0]
 
 
-def options_from_args(args) -> trace.TraceOptions:
+def options_from_args(args: argparse.Namespace) -> trace.TraceOptions:
     try:
         window = trace.parse_window(args.trace_window) if args.trace_window else None
     except ValueError as exc:
@@ -79,7 +91,7 @@ def options_from_args(args) -> trace.TraceOptions:
     )
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     """`workbench bench --target URL --trace FILE`: validate the trace, replay it, save the rows, print the summary."""
     options = options_from_args(args)
     spec = args.tokenizer or args.model

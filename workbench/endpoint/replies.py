@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 MAX_LINE_BYTES = 1 << 20
 MAX_DOCUMENT_BYTES = 1 << 20  # a /health or /v1/models reply
@@ -40,15 +41,24 @@ def max_content_chunks(max_tokens: int) -> int:
     return COMPLETION_FACTOR * max(1, int(max_tokens)) + 64
 
 
+class ByteStream(Protocol):
+    """What a reply body is read from: an aiohttp `StreamReader` (b'' at the end)."""
+
+    async def readany(self) -> bytes: ...
+
+
 class SSELines:
     """Lines of a streamed body, each at most `max_line_bytes` long, the whole at most `max_total_bytes`.
 
     `stream` is an aiohttp `StreamReader` (anything with `async readany() -> bytes`, b'' at the end)."""
 
-    def __init__(self, stream, *, max_line_bytes: int = MAX_LINE_BYTES, max_total_bytes: int | None = None):
+    def __init__(
+        self, stream: ByteStream, *, max_line_bytes: int = MAX_LINE_BYTES, max_total_bytes: int | None = None
+    ) -> None:
         self.stream, self.max_line, self.max_total = stream, max_line_bytes, max_total_bytes
         self.pieces: list[bytes] = []  # the unfinished line, in pieces (no copying while it grows)
-        self.pending, self.total, self.lines = 0, 0, deque()
+        self.pending, self.total = 0, 0
+        self.lines: deque[bytes] = deque()
 
     def __aiter__(self) -> SSELines:
         return self
@@ -76,9 +86,10 @@ class SSELines:
         return self.lines.popleft()
 
 
-async def read_capped(stream, max_bytes: int) -> bytes:
+async def read_capped(stream: ByteStream, max_bytes: int) -> bytes:
     """A whole non-streamed body, at most `max_bytes` (else `MalformedReply`); `stream` as for `SSELines`."""
-    pieces, total = [], 0
+    pieces: list[bytes] = []
+    total = 0
     while data := await stream.readany():
         total += len(data)
         if total > max_bytes:
@@ -100,7 +111,7 @@ class Chunk:
     usage: object = None
 
 
-def parse_chunk(payload: dict, chat: bool) -> Chunk:
+def parse_chunk(payload: dict[str, Any], chat: bool) -> Chunk:
     """The checked parts of one chunk; a field of the wrong type is a `MalformedReply` naming it."""
     choices = payload.get("choices")
     usage = payload.get("usage")
@@ -117,7 +128,7 @@ def parse_chunk(payload: dict, chat: bool) -> Chunk:
     return Chunk(choice_text(choice, chat), finish, usage)
 
 
-def choice_text(choice: dict, chat: bool) -> str | None:
+def choice_text(choice: dict[str, Any], chat: bool) -> str | None:
     """The generated text of one choice ('' for a content chunk of tool calls only); None when it carries none."""
     if not chat and "text" in choice:
         return _string(choice["text"], "choices[0].text") or None
@@ -131,7 +142,7 @@ def choice_text(choice: dict, chat: bool) -> str | None:
     return "" if delta.get("tool_calls") else None
 
 
-def _string(value, name: str) -> str:
+def _string(value: Any, name: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -146,10 +157,10 @@ class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None
-    notes: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def check_usage(usage, *, max_tokens: int, context_tokens: int | None = None) -> Usage:
+def check_usage(usage: Any, *, max_tokens: int, context_tokens: int | None = None) -> Usage:
     """`usage` with every count checked: an integer in [0, bound], else None and a note."""
     out = Usage()
     if not isinstance(usage, dict):
@@ -166,7 +177,7 @@ def check_usage(usage, *, max_tokens: int, context_tokens: int | None = None) ->
     return out
 
 
-def _count(usage: dict, key: str, bound: int, notes: list, *, prefix: str = "") -> int | None:
+def _count(usage: dict[str, Any], key: str, bound: int, notes: list[str], *, prefix: str = "") -> int | None:
     if key not in usage or usage[key] is None:
         return None
     value = usage[key]
@@ -177,5 +188,5 @@ def _count(usage: dict, key: str, bound: int, notes: list, *, prefix: str = "") 
     return None
 
 
-def type_name(value) -> str:
+def type_name(value: Any) -> str:
     return "null" if value is None else f"a {type(value).__name__}"

@@ -33,6 +33,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn, TextIO
 
 from workbench.endpoint.server_log import READY_MARKER, log_tail, open_log, read_log
 from workbench.errors import ConfigError, ModelError
@@ -76,7 +77,7 @@ class Server:
     model_spec: str = ""
     warnings: list[str] = field(default_factory=list)
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         """Facts for a run's env.json: where, what, how it was started and how long the cold start took."""
         from importlib.metadata import version
 
@@ -88,7 +89,7 @@ class Server:
         return process is None or process.poll() is None
 
 
-def server_args(**flags) -> list[str]:
+def server_args(**flags: Any) -> list[str]:
     """`mlx_lm.server` flags from named options: `decode_concurrency=8` -> `--decode-concurrency 8`;
     None is left out, True is a bare flag, an unknown name is a ConfigError."""
     out: list[str] = []
@@ -141,7 +142,7 @@ def checkpoint_dtype(model_dir: str | Path) -> str | None:
                 for dim in tensor.get("shape", []):
                     size *= dim
                 counts[names[tensor["dtype"]]] = counts.get(names[tensor["dtype"]], 0) + size
-    return max(counts, key=counts.get) if counts else None
+    return max(counts, key=counts.__getitem__) if counts else None
 
 
 def free_port(port: int = 0) -> int:
@@ -151,7 +152,8 @@ def free_port(port: int = 0) -> int:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:
             raise ConfigError(f"port {port} on 127.0.0.1 is not free ({exc.strerror or exc})") from None
-        return sock.getsockname()[1]
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def resolve_args(args: Sequence[str], base: str) -> list[str]:
@@ -219,7 +221,7 @@ def serve(
             model_spec=str(model),
         )
         server.warnings = dtype_warnings(server.dtype)
-        server._process = proc
+        server._process = proc  # type: ignore[attr-defined]  # not a field: info()'s asdict never copies it
         yield server
     finally:
         stop(proc)
@@ -233,7 +235,7 @@ def dtype_warnings(dtype: str | None) -> list[str]:
     return []
 
 
-def _child_env(model_dir: str) -> dict:
+def _child_env(model_dir: str) -> dict[str, str]:
     from workbench import paths, runtime
 
     env = runtime.blas_env()
@@ -252,7 +254,7 @@ def _child_env(model_dir: str) -> dict:
     return env
 
 
-def _launch(model_dir: str, port: int, args: list[str], log_path: Path) -> tuple[subprocess.Popen, float, int]:
+def _launch(model_dir: str, port: int, args: list[str], log_path: Path) -> tuple[subprocess.Popen[bytes], float, int]:
     log, start = open_log(log_path)
     command = [sys.executable, "-m", "workbench.endpoint.server", "--model", model_dir]
     command += ["--host", "127.0.0.1", "--port", str(port), *args]
@@ -272,14 +274,17 @@ def _launch(model_dir: str, port: int, args: list[str], log_path: Path) -> tuple
 def _health(port: int) -> int | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
-            return reply.status
+            status: int = reply.status
+            return status
     except urllib.error.HTTPError as exc:
         return exc.code
     except (OSError, ValueError):
         return None
 
 
-def _wait_ready(proc, port: int, log: tuple[Path, int], started: float, timeout_s: float) -> float:
+def _wait_ready(
+    proc: subprocess.Popen[bytes], port: int, log: tuple[Path, int], started: float, timeout_s: float
+) -> float:
     """Seconds from launch to the first healthy /health; returns once the model is loaded too. `log`: the log's
     path and where this launch's part of it starts."""
     log_path, log_start = log
@@ -299,13 +304,13 @@ def _wait_ready(proc, port: int, log: tuple[Path, int], started: float, timeout_
         time.sleep(0.05)
 
 
-def _fail(problem: str, log_path: Path, start: int = 0):
+def _fail(problem: str, log_path: Path, start: int = 0) -> NoReturn:
     tail = log_tail(log_path, start=start)
     error = ConfigError if any(hint in tail for hint in _CONFIG_HINTS) else ModelError
     raise error(f"{problem}; log {log_path}: {tail}")
 
 
-def stop(proc: subprocess.Popen, *, grace_s: float = 5.0) -> None:
+def stop(proc: subprocess.Popen[bytes], *, grace_s: float = 5.0) -> None:
     """SIGTERM the server's process group, then SIGKILL what is left after `grace_s`."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -324,7 +329,7 @@ def stop(proc: subprocess.Popen, *, grace_s: float = 5.0) -> None:
 # ------------------------------------------------------------ the launcher, run inside the server process
 
 
-def watch_parent(parent_pid: int, stream=None) -> None:
+def watch_parent(parent_pid: int, stream: TextIO | None = None) -> None:
     """Exit this process when its parent is gone: the stdin pipe reaches end-of-file, or it is re-parented."""
     stream = stream if stream is not None else sys.stdin
     while True:
@@ -341,11 +346,11 @@ def main(argv: list[str]) -> None:
 
     provider = getattr(mlx_server, "ModelProvider", None)
     original = getattr(provider, "load_default", None)
-    if original is None:  # another mlx-lm: healthy is as ready as we can tell
+    if provider is None or original is None:  # another mlx-lm: healthy is as ready as we can tell
         print(READY_MARKER, file=sys.stderr, flush=True)
     else:
 
-        def load_default(self):
+        def load_default(self: Any) -> None:
             try:
                 original(self)
             except BaseException:
@@ -359,7 +364,7 @@ def main(argv: list[str]) -> None:
         provider.load_default = load_default
     sys.argv = ["mlx_lm.server", *argv]
     try:
-        mlx_server.main()
+        mlx_server.main()  # type: ignore[no-untyped-call]  # mlx-lm's main is unannotated
     except BaseException as exc:  # e.g. the port is taken: mlx-lm's generation thread would keep the process alive
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             os._exit(0)

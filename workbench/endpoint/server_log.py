@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from workbench.errors import OutputsError
 
@@ -26,7 +27,7 @@ def is_own_log(path: Path) -> bool:
         return False
 
 
-def open_log(log_path: Path):
+def open_log(log_path: Path) -> tuple[BinaryIO, int]:
     """The server log opened for appending, and where this run's part starts. An existing file that is not one of
     these logs (`LOG_HEADER` first) is refused: `--log README.md` never destroys or pollutes a file."""
     try:

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,7 +36,7 @@ OPEN_LOOP = ("rate", "trace")
 FELL_BEHIND = "the load generator fell behind; the offered rate was not what was asked"
 
 
-def send_lag(rows: list[dict]) -> dict:
+def send_lag(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """p50/p99 send lag (s) of the rows, the mean gap between arrivals (s), and whether the generator fell behind."""
     timed = [r for r in rows if r.get("sent_s") is not None and r.get("arrival_s") is not None]
     lags = [r["sent_s"] - r["arrival_s"] for r in timed]
@@ -55,7 +56,7 @@ def send_lag(rows: list[dict]) -> dict:
     return {"send_lag_s_p50": lag["p50"], "send_lag_s_p99": p99, "mean_gap_s": gap, "fell_behind": behind}
 
 
-def lag_warning(summary: dict) -> str | None:
+def lag_warning(summary: dict[str, Any]) -> str | None:
     """The one-line warning for a level whose generator fell behind (`send_lag`), else None."""
     if not summary.get("fell_behind"):
         return None
@@ -120,11 +121,16 @@ SPEED_KEYS = (
     *("ttft_s", "ttft_s_p90", "ttft_s_p99", "tpot_s", "tpot_s_p90", "tpot_s_p99", "e2e_s", "e2e_s_p90", "e2e_s_p99"),
     *("itl_s_p50", "itl_s_p90", "throughput_tps", "throughput_rps"),
 )
-SPEED_COLUMNS = {"ttft_s": pl.Float64, "tpot_s": pl.Float64, "e2e_s": pl.Float64, "itl_s": pl.List(pl.Float64)}
+SPEED_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
+    "ttft_s": pl.Float64,
+    "tpot_s": pl.Float64,
+    "e2e_s": pl.Float64,
+    "itl_s": pl.List(pl.Float64),
+}
 SPEED_COLUMNS |= {"generated_tokens": pl.Int64, "ok": pl.Boolean, "trial": pl.Int64, "window_s": pl.Float64}
 
 
-def _speed(rows: list[dict]) -> dict:
+def _speed(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The one speed summary (`measure.summary.speed_summary`) of a level's rows, over its trial windows."""
     if not rows:
         return {}
@@ -136,7 +142,7 @@ def _speed(rows: list[dict]) -> dict:
     return {k: (float("nan") if v is None and k != "window_total_s" else v) for k, v in out.items()}
 
 
-def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict:
+def summarise(rows: list[dict[str, Any]], slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict[str, Any]:
     """One level (or run) from its rows: medians and tails, throughput and goodput over the trial windows,
     error rate and the commonest error, output lengths against `gen_tokens`, and the SLO verdict."""
     slo = slo or SLO()
@@ -168,7 +174,7 @@ def summarise(rows: list[dict], slo: SLO | None = None, *, gen_tokens: int | Non
     return summary
 
 
-def short_output_warning(summary: dict, gen_tokens: int) -> str | None:
+def short_output_warning(summary: dict[str, Any], gen_tokens: int) -> str | None:
     """A one-line warning when some requests generated fewer tokens than asked (the server stopped early)."""
     short = summary.get("short_outputs") or 0
     if not short:

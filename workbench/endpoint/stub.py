@@ -20,6 +20,8 @@ import asyncio
 import json
 import threading
 import time
+from types import TracebackType
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,7 +47,7 @@ def _response(status: int, body: bytes, content_type: str = "application/json") 
     return head.encode() + body
 
 
-def _chunk_event(payload: dict) -> bytes:
+def _chunk_event(payload: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\r\n\r\n"
 
 
@@ -54,13 +56,14 @@ def _http_chunk(data: bytes) -> bytes:
 
 
 class StubProtocol(asyncio.Protocol):
-    def __init__(self, server: StubServer):
-        self.server, self.buffer, self.transport = server, b"", None
+    def __init__(self, server: StubServer) -> None:
+        self.server, self.buffer = server, b""
+        self.transport: asyncio.Transport  # set by connection_made, before any data arrives
 
-    def connection_made(self, transport):
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a TCP server's connections are stream transports
 
-    def data_received(self, data: bytes):
+    def data_received(self, data: bytes) -> None:
         self.buffer += data
         while True:
             head_end = self.buffer.find(b"\r\n\r\n")
@@ -83,14 +86,14 @@ class StubProtocol(asyncio.Protocol):
 class StubServer:
     """The stub's state: its config and the requests it has handled."""
 
-    def __init__(self, config: StubConfig):
+    def __init__(self, config: StubConfig) -> None:
         self.config = config
         self.handled = 0
-        self.prompts: list = []  # the prompt (or messages) of every completion request, in arrival order
+        self.prompts: list[Any] = []  # the prompt (or messages) of every completion request, in arrival order
         self.in_flight = self.peak_in_flight = 0
         self.slots = asyncio.Semaphore(config.capacity) if config.capacity else None
 
-    def handle(self, transport, method: str, path: str, body: bytes) -> None:
+    def handle(self, transport: asyncio.Transport, method: str, path: str, body: bytes) -> None:
         start = time.perf_counter()
         if method == "GET" and path == "/health":
             transport.write(_response(200, b'{"status": "ok"}'))
@@ -115,21 +118,21 @@ class StubServer:
             transport.write(_response(404, b"Not Found", "text/plain"))
         self.handled += 1
 
-    def reply_tokens(self, request: dict) -> int:
+    def reply_tokens(self, request: dict[str, Any]) -> int:
         tokens = int(request.get("max_tokens") or 16)
         suppressed = str(EOS_ID) in (request.get("logit_bias") or {})
         if self.config.eos_after and not suppressed:
             tokens = min(tokens, self.config.eos_after)
         return tokens
 
-    def events(self, request: dict, path: str, tokens: int) -> list[dict]:
+    def events(self, request: dict[str, Any], path: str, tokens: int) -> list[dict[str, Any]]:
         chat = path.endswith("chat/completions")
         per = self.config.tokens_per_chunk
         text = "tok " * per
         choice = {"index": 0, "delta": {"content": text}} if chat else {"index": 0, "text": text}
         return [{"choices": [choice]} for _ in range(-(-tokens // per))]
 
-    def tail(self, request: dict, path: str, tokens: int, start: float) -> bytes:
+    def tail(self, request: dict[str, Any], path: str, tokens: int, start: float) -> bytes:
         prompt = request.get("prompt") or request.get("messages") or ""
         usage = {
             "prompt_tokens": len(str(prompt).split()),
@@ -139,13 +142,13 @@ class StubServer:
         finish = {"choices": [{"index": 0, "text": "", "finish_reason": "length"}]}
         return _chunk_event(finish) + _chunk_event({"choices": [], "usage": usage}) + b"data: [DONE]\r\n\r\n"
 
-    def stream_at_once(self, request: dict, path: str, start: float) -> bytes:
+    def stream_at_once(self, request: dict[str, Any], path: str, start: float) -> bytes:
         tokens = self.reply_tokens(request)
         body = b"".join(_chunk_event(e) for e in self.events(request, path, tokens))
         body += self.tail(request, path, tokens, start)
         return _response(200, body, "text/event-stream")
 
-    async def stream_paced(self, transport, request: dict, path: str) -> None:
+    async def stream_paced(self, transport: asyncio.Transport, request: dict[str, Any], path: str) -> None:
         start = time.perf_counter()
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -176,23 +179,23 @@ class StubServer:
                 self.slots.release()
 
 
-async def serve(config: StubConfig, port: int = 0):
+async def serve(config: StubConfig, port: int = 0) -> asyncio.Server:
     """Start the stub on 127.0.0.1 in the running loop; returns the asyncio server."""
     stub = StubServer(config)
     server = await asyncio.get_running_loop().create_server(lambda: StubProtocol(stub), "127.0.0.1", port)
-    server.stub = stub
+    server.stub = stub  # type: ignore[attr-defined]  # tests read the requests it saw off the server
     return server
 
 
 class StubThread:
     """The stub in a daemon thread with its own event loop (tests): `url`, `stop()`, a context manager."""
 
-    def __init__(self, config: StubConfig | None = None, **fields):
+    def __init__(self, config: StubConfig | None = None, **fields: Any) -> None:
         self.config = config or StubConfig(**fields)
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
-        def run():
+        def run() -> None:
             asyncio.set_event_loop(self.loop)
             self.server = self.loop.run_until_complete(serve(self.config))
             ready.set()
@@ -204,7 +207,7 @@ class StubThread:
         self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
     def stop(self) -> None:
-        async def close():
+        async def close() -> None:
             self.server.close()
             for task in asyncio.all_tasks():
                 if task is not asyncio.current_task():
@@ -217,7 +220,7 @@ class StubThread:
     def __enter__(self) -> StubThread:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
 
@@ -230,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     fields = {k: v for k, v in vars(args).items() if k != "port" and v is not None}
     config = StubConfig(**fields)
 
-    async def run():
+    async def run() -> None:
         server = await serve(config, args.port)
         print(f"listening http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
         await server.serve_forever()

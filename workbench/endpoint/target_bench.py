@@ -11,9 +11,11 @@ count per row), `--gen-tokens` tokens each with the end-of-sequence token suppre
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -28,10 +30,13 @@ from workbench.redact import redact_text
 from workbench.results import store
 from workbench.workloads import datasets, prompt_sets
 
+if TYPE_CHECKING:
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+
 WORDS = "time people year way day thing man world life hand part child eye woman place work week case point".split()
 
 
-def load_tokenizer(spec: str | None):
+def load_tokenizer(spec: str | None) -> TokenizerWrapper | None:
     """The tokenizer of a model spec that resolves to a local directory (presets included); None otherwise.
     Nothing is downloaded: a Hugging Face id that is not a local directory gives None."""
     if not spec:
@@ -47,7 +52,9 @@ def load_tokenizer(spec: str | None):
     return load(path)
 
 
-def synthetic_texts(tokenizer, *, prompt_tokens: int, count: int, seed: int = 0, start: int = 0) -> list[str]:
+def synthetic_texts(
+    tokenizer: TokenizerWrapper, *, prompt_tokens: int, count: int, seed: int = 0, start: int = 0
+) -> list[str]:
     """`count` texts that `tokenizer.encode` (what mlx_lm.server applies to a completions prompt) turns into
     `prompt_tokens` tokens: random non-special ids, decoded, then trimmed or extended a few times to fit.
     Text `index` depends only on `seed` and `index` (`start` .. `start + count - 1`)."""
@@ -77,7 +84,9 @@ def word_texts(*, prompt_tokens: int, count: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(prompt_tokens)) for _ in range(count)]
 
 
-def warmup_texts(tokenizer, *, prompt_tokens: int, count: int, measured: int, seed: int = 0) -> list[str]:
+def warmup_texts(
+    tokenizer: TokenizerWrapper | None, *, prompt_tokens: int, count: int, measured: int, seed: int = 0
+) -> list[str]:
     """Prompts for the unrecorded warm-up requests, none of them a measured one: mlx_lm.server keeps a warm-up's
     KV in its prompt cache, and a measured request on the same prompt would then prefill 1 token, not 128."""
     if tokenizer is not None:
@@ -86,8 +95,14 @@ def warmup_texts(tokenizer, *, prompt_tokens: int, count: int, measured: int, se
 
 
 def endpoint_workload(
-    tokenizer, *, prompt_tokens: int, gen_tokens: int, count: int, seed: int = 0, options: dict | None = None
-) -> tuple[list, list[int], prompt_sets.Workload, str]:
+    tokenizer: TokenizerWrapper | None,
+    *,
+    prompt_tokens: int,
+    gen_tokens: int,
+    count: int,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> tuple[list[Any], list[int], prompt_sets.Workload, str]:
     """(prompts to send, each request's max_tokens, the workload for the rows, where the prompts came from).
 
     A `dataset` sends its rows as read: chat messages go to /v1/chat/completions (the server applies the
@@ -125,7 +140,7 @@ def endpoint_workload(
     return texts, [gen_tokens] * len(texts), workload, source
 
 
-def served_model(url: str, spec: str | None, access: dict | None = None) -> str:
+def served_model(url: str, spec: str | None, access: dict[str, Any] | None = None) -> str:
     """The name to send: `spec` as served, or the served directory `spec` resolves to here (a preset such as
     `nano`, served by mlx_lm.server under its absolute path), or the only served model when `spec` is None.
     `access`: `api_key_env` and `follow_redirects` (`Target.access`)."""
@@ -144,7 +159,7 @@ def served_model(url: str, spec: str | None, access: dict | None = None) -> str:
 EXIT_ALL_FAILED = 3
 
 
-def all_failed_warning(summary: dict) -> str | None:
+def all_failed_warning(summary: dict[str, Any]) -> str | None:
     """A one-line warning when every request failed (error rate 1.0): the figures describe no reply at all."""
     if not summary.get("requests") or summary.get("error_rate") != 1.0:
         return None
@@ -178,13 +193,13 @@ class BenchOptions:
     trials: int = 1
     warmup: int = 1
     seed: int = 0
-    workload_options: dict | None = None
-    access: dict = field(default_factory=dict)  # `api_key_env` and `follow_redirects` (`Target.access`)
+    workload_options: dict[str, Any] | None = None
+    access: dict[str, Any] = field(default_factory=dict)  # `api_key_env` and `follow_redirects` (`Target.access`)
 
 
 def run_endpoint_bench(
     url: str, model: str | None = None, options: BenchOptions | None = None, *, run_id: str | None = None
-) -> tuple:
+) -> tuple[Any, ...]:
     """Measure the endpoint at each level of `concurrency` (or `rate`); (rows in the shared schema, summary).
     `requests` prompts are sent per trial at every level. The summary's figures are the one level's, or, for
     several levels, per level under `levels`. Checks the target first (one-line errors)."""
@@ -242,7 +257,14 @@ def run_endpoint_bench(
     return frame, summary
 
 
-def bench_frame(rows: list[dict], *, target: Target, workload, params: dict, run_id: str | None) -> pl.DataFrame:
+def bench_frame(
+    rows: list[dict[str, Any]],
+    *,
+    target: Target,
+    workload: prompt_sets.Workload,
+    params: dict[str, Any],
+    run_id: str | None,
+) -> pl.DataFrame:
     """The rows of a `bench --target` run in the shared schema (the served model is its `model_id`)."""
     identity = {
         "run_id": run_id or store.new_run_id("bench"),
@@ -269,13 +291,14 @@ def model_context(spec: str | None) -> int | None:
         return None
     if path is None or isinstance(path, str) or not (path / "config.json").is_file():
         return None
-    return json.loads((path / "config.json").read_text()).get("max_position_embeddings")
+    context: int | None = json.loads((path / "config.json").read_text()).get("max_position_embeddings")
+    return context
 
 
 LEVEL_COLUMNS = ("ttft_s", "ttft_s_p90", "tpot_s", "itl_s_p50", "e2e_s", "throughput_tps", "throughput_rps")
 
 
-def levels_table(summary: dict, *, prompt_tokens: int, gen_tokens: int) -> str:
+def levels_table(summary: dict[str, Any], *, prompt_tokens: int, gen_tokens: int) -> str:
     """One line per load level, as GuideLLM's console summary: latencies in ms, throughput, errors."""
     from workbench import terminal
 
@@ -298,7 +321,7 @@ def levels_table(summary: dict, *, prompt_tokens: int, gen_tokens: int) -> str:
     return terminal.render(headers, rows, title=title, caption=caption)
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     """The `--target` branch of `workbench bench` (`args` parsed by `workbench.measure.bench.setup_arg_parser`)."""
     if args.rate and args.concurrency != [1]:
         raise UsageError("workbench bench: give --concurrency or --rate levels, not both")
