@@ -95,13 +95,12 @@ def configuration_name(
     nothing was declared (older rows). A point's `label` never renames the run's baseline."""
     if label and variant != BASELINE:  # a point's label names what the point measures, not its baseline
         return str(label)
-    if isinstance(changes, str):
-        changes = json.loads(changes or "{}")
-    if changes is None:  # not declared (older rows, or a frame without the column): the declared family helps
+    declared: dict | None = json.loads(changes or "{}") if isinstance(changes, str) else changes
+    if declared is None:  # not declared (older rows, or a frame without the column): the declared family helps
         if family == BASELINE and variant not in (None, BASELINE):
             return "baseline (A/A copy)"
         return variant or "unknown"
-    parts = describe(changes)
+    parts = describe(declared)
     if parts:
         return ", ".join(parts)
     if family == BASELINE or variant == BASELINE:

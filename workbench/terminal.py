@@ -104,9 +104,9 @@ def pct(raw, digits: int | None = None) -> str:
 def change(row: dict) -> str:
     """'+31% (+13…+50%)' from a comparison row; the bare change when there is no interval."""
     point, low, high = row.get("change_pct"), row.get("ci_low_pct"), row.get("ci_high_pct")
-    if missing(point):
+    if point is None or missing(point):
         return "–"
-    if missing(low) or missing(high):
+    if low is None or high is None or missing(low) or missing(high):
         return f"{pct(point)} (no CI)"
     digits = 1 if max(abs(point), abs(low), abs(high)) < 10 else 0
     return f"{pct(point, digits)} ({pct(low, digits)}…{pct(high, digits)})"
@@ -123,7 +123,7 @@ def verdict(row: dict) -> str:
         half = row.get("half_width_pct")
         if missing(half) and not (missing(row.get("ci_low_pct")) or missing(row.get("ci_high_pct"))):
             half = (row["ci_high_pct"] - row["ci_low_pct"]) / 2
-        if not missing(half):
+        if half is not None and not missing(half):
             text = f"inconclusive ±{abs(half):.0f}%"
     return text
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import polars as pl
 from pydantic import Field
@@ -84,12 +84,12 @@ def run(config: Config) -> pl.DataFrame:
         return timeline
 
     def measure_round(round_index: int) -> dict[str, list[dict]]:
-        out = {UNCACHED.name: [], CACHED.name: []}
+        out: dict[str, list[dict[str, Any]]] = {UNCACHED.name: [], CACHED.name: []}
         for _ in range(config.warmup):  # each round warms both paths up again
             for variant in (UNCACHED, CACHED):
                 request(variant, suffixes[0])
         for trial in range(config.trials):
-            trial_rows = {UNCACHED.name: [], CACHED.name: []}
+            trial_rows: dict[str, list[dict[str, Any]]] = {UNCACHED.name: [], CACHED.name: []}
             for i, suffix in enumerate(suffixes):
                 for variant in (UNCACHED, CACHED):  # alternating request by request
                     mx.reset_peak_memory()

@@ -17,7 +17,7 @@ import random
 import sys
 import time
 from collections import OrderedDict
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import polars as pl
 from pydantic import Field
@@ -58,8 +58,8 @@ class Config(ExperimentConfig):
 
     def check_model(self, model_config: dict) -> None:
         """Before anything is measured: the Redis at `redis_url`, if given, answers."""
-        if self.redis():
-            connect_redis(self.redis())
+        if url := self.redis():
+            connect_redis(url)
 
 
 NO_CACHE = Variant("baseline", quality=("task",))
@@ -76,7 +76,8 @@ class LRUCache:
     """In-process exact-match response cache with a bound on entries."""
 
     def __init__(self, max_entries: int):
-        self.max_entries, self.data = max_entries, OrderedDict()
+        self.max_entries = max_entries
+        self.data: OrderedDict[str, Any] = OrderedDict()
 
     def get(self, key: str):
         if key in self.data:
@@ -107,7 +108,8 @@ class RedisCache:
     MAX_FAILURES = 3
 
     def __init__(self, url: str, namespace: str):
-        self.namespace, self.failures, self.errors, self.last_error = namespace, 0, 0, None
+        self.namespace, self.failures, self.errors = namespace, 0, 0
+        self.last_error: str | None = None
         try:
             self.client = connect_redis(url)
         except ConfigError:  # gone since the run began: this round's lookups are misses that say so
@@ -193,10 +195,10 @@ def _answer(loaded, prompt: str, gen_tokens: int) -> dict:
 
 def run(config: Config) -> pl.DataFrame:
     run_id = store.new_run_id("response_cache")
-    if config.redis():
-        connect_redis(config.redis())
+    if url := config.redis():
+        connect_redis(url)
     loaded = loader.load(config.model, dtype=config.dtype)
-    rows = {NO_CACHE.name: [], RESPONSE_CACHE.name: []}
+    rows: dict[str, list[dict[str, Any]]] = {NO_CACHE.name: [], RESPONSE_CACHE.name: []}
     try:
         return response_cache_rows(loaded, config, run_id, rows)
     except BaseException:  # a fault (ours, or Ctrl-C): the rows measured so far are kept first
@@ -222,7 +224,7 @@ def response_cache_rows(loaded, config: Config, run_id: str, rows: dict) -> pl.D
         tuple(pool.references[i] for i in order),
         params={"pool": pool.hash, "zipf_s": config.zipf_s, "seed": config.seed},
     )
-    memory = {"cache_bytes": 0, "cache_keys": 0, "redis_used_memory_bytes": None}
+    memory: dict[str, Any] = {"cache_bytes": 0, "cache_keys": 0, "redis_used_memory_bytes": None}
     redis_url = config.redis()
     for _ in range(config.warmup):
         _answer(loaded, workload.prompts[0], config.gen_tokens)
@@ -231,7 +233,7 @@ def response_cache_rows(loaded, config: Config, run_id: str, rows: dict) -> pl.D
         # a fresh cache per round, so each round starts cold; variants alternate within the round
         cache = RedisCache(redis_url, f"{run_id}-{round_index}") if redis_url else LRUCache(config.cache_entries)
         window = {NO_CACHE.name: 0.0, RESPONSE_CACHE.name: 0.0}
-        out = {NO_CACHE.name: [], RESPONSE_CACHE.name: []}
+        out: dict[str, list[dict[str, Any]]] = {NO_CACHE.name: [], RESPONSE_CACHE.name: []}
         for i, (prompt, reference) in enumerate(zip(workload.prompts, workload.references)):
             for variant in (NO_CACHE, RESPONSE_CACHE):
                 key = hashlib.sha256(f"{loaded.model_hash}|{config.gen_tokens}|{prompt}".encode()).hexdigest()
@@ -300,10 +302,10 @@ def summary_extras(frame: pl.DataFrame) -> dict:
     from workbench import stats
 
     speed = frame.filter(kind="speed")
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for (variant,), group in speed.group_by("variant"):
         hits = group.filter(pl.col("cache_hit").fill_null(False))
-        figures = {"hit_rate": group["cache_hit"].drop_nulls().mean(), "cache_hits": hits.height}
+        figures: dict[str, Any] = {"hit_rate": group["cache_hit"].drop_nulls().mean(), "cache_hits": hits.height}
         figures.update({f"e2e_s_p{p}": stats.percentile(group["e2e_s"].to_list(), p) for p in stats.PERCENTILES})
         figures["hit_e2e_s_p50"] = stats.percentile(hits["e2e_s"].to_list(), 50)
         figures["e2e_s_mean"] = stats.describe(group["e2e_s"].to_list())["mean"]

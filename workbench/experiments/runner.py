@@ -7,6 +7,7 @@ frame, run_dir = experiments.run_and_save(config)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -85,7 +86,7 @@ def check_prompts(config: ExperimentConfig) -> None:
     if dataset:
         options = prompt_sets.chosen_options(config)
         context = chat.local_context(config.model)
-        sizes = {"vocab_size": 2, "prompt_tokens": 1, "count": 1, "context_tokens": context}
+        sizes: dict[str, Any] = {"vocab_size": 2, "prompt_tokens": 1, "count": 1, "context_tokens": context}
         prompt_sets.build(tokenizer=tokenizer, seed=config.seed, **sizes, **options)
     if eval_set:
         evaluate.check_renderable(evalsets.read_eval_set(eval_set), config.model, config.chat)

@@ -49,8 +49,8 @@ def check_draft_tokenizer(model: str, draft: str) -> None:
         return
     (target, target_id), (other, other_id) = (loader.resolve(spec, build_missing=False) for spec in (model, draft))
     if isinstance(target, Path) and isinstance(other, Path) and target.is_dir() and other.is_dir():
-        ours = loader.LoadedModel(None, loader.load_tokenizer(target), target, target_id, "", 0.0)
-        theirs = loader.LoadedModel(None, loader.load_tokenizer(other), other, other_id, "", 0.0)
+        ours = loader.TokenizerOnly(loader.load_tokenizer(target), target_id)
+        theirs = loader.TokenizerOnly(loader.load_tokenizer(other), other_id)
         loader.check_same_tokenizer(ours, theirs, role="draft")
 
 

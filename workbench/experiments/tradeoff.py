@@ -13,7 +13,7 @@ baseline's is an A/A check (family `baseline`): it is measured, never recommende
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import polars as pl
 from pydantic import Field
@@ -53,7 +53,8 @@ class Config(ExperimentConfig):
 
 def variant(config: Config) -> Variant:
     """The point's variant: what it changes from the baseline (nothing: an A/A copy of the baseline)."""
-    changes, families = {}, []
+    changes: dict[str, Any] = {}
+    families: list[str] = []
     if config.bits:
         changes.update(bits=config.bits, group_size=config.group_size)
         families.append("quantisation")

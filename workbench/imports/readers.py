@@ -69,7 +69,7 @@ def timing_row(index: int, t0: float, times: list[float], prompt_tokens, tokens,
     return {"request_index": index, "ok": True, "error": None, **metrics}
 
 
-def failed_row(index: int, error: str) -> dict:
+def failed_row(index: int, error: object) -> dict:
     return {"request_index": index, "ok": False, "error": " ".join(str(error or "failed").split())[:200]}
 
 
@@ -102,7 +102,7 @@ def guidellm_level(strategy: dict) -> tuple[str, float]:
     kind = strategy.get("type_")
     if kind in ("constant", "poisson", "async"):
         return "rate", float(strategy.get("rate") or 0.0)
-    profile = GUIDELLM_PROFILES.get(kind, str(kind))
+    profile = GUIDELLM_PROFILES.get(str(kind), str(kind))
     return profile, float(strategy.get("streams") or (1 if profile == "synchronous" else 0))
 
 
@@ -249,8 +249,8 @@ def read_vllm(path: Path) -> Imported:
     if not isinstance(doc, dict) or "completed" not in doc or "duration" not in doc:
         raise bad(path, "is not a `vllm bench serve --save-result` file (no 'completed' and 'duration')")
     rate, concurrency = doc.get("request_rate"), doc.get("max_concurrency")
-    finite_rate = rate not in (None, "inf") and math.isfinite(float(rate))
-    profile, value = ("rate", float(rate)) if finite_rate else ("concurrency", float(concurrency or 0))
+    finite_rate = rate is not None and rate != "inf" and math.isfinite(float(rate))
+    profile, value = ("rate", float(rate or 0)) if finite_rate else ("concurrency", float(concurrency or 0))
     profile = profile if finite_rate or concurrency else "throughput"
     summary = {name: doc.get(name if name in doc else f"{name}:") for name in VLLM_SUMMARY}
     level = ImportedLevel(profile, value, tool_summary=summary, window_s=float(doc["duration"]))

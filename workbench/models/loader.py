@@ -20,7 +20,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 from workbench.errors import ModelError
 from workbench.models import build
@@ -190,7 +190,21 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return f"v{len(vocab)}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
 
 
-def check_same_tokenizer(model: LoadedModel, other: LoadedModel, *, role: str = "baseline") -> None:
+class Tokenized(Protocol):
+    """What `check_same_tokenizer` reads: a `LoadedModel`, or a `TokenizerOnly` before any weights load."""
+
+    @property
+    def tokenizer(self) -> TokenizerWrapper: ...
+    @property
+    def model_id(self) -> str: ...
+
+
+class TokenizerOnly(NamedTuple):
+    tokenizer: TokenizerWrapper
+    model_id: str
+
+
+def check_same_tokenizer(model: Tokenized, other: Tokenized, *, role: str = "baseline") -> None:
     """Refuse to compare or combine two models token by token when their tokenizers differ; `role` names the
     other model's part ("baseline" for fidelity, "draft" for speculative decoding)."""
     ours, theirs = tokenizer_fingerprint(model.tokenizer), tokenizer_fingerprint(other.tokenizer)
@@ -238,7 +252,7 @@ def describe(spec: str) -> dict:
     """What a report's header says about a model, without loading it: the spec resolved as everywhere else
     (`resolve`, presets not built), its parameter count and storage dtype from the safetensors headers, size on
     disk, and the quantisation its config declares. A repo id or a missing directory gives the name alone."""
-    facts = {"spec": str(spec), "name": str(spec), "path": None, "parameters": None, "dtype": None}
+    facts: dict[str, Any] = {"spec": str(spec), "name": str(spec), "path": None, "parameters": None, "dtype": None}
     facts |= {"size_bytes": None, "quantisation": None}
     try:
         target, model_id = resolve(spec, build_missing=False)
@@ -264,7 +278,7 @@ def describe(spec: str) -> dict:
     config = json.loads((target / "config.json").read_text())
     floating = {k: v for k, v in counts.items() if k in ("F32", "BF16", "F16")}
     facts |= {"path": str(target), "parameters": sum(counts.values()) or None, "size_bytes": size_on_disk(target)}
-    facts["dtype"] = names.get(max(floating, key=floating.get)) if floating else None
+    facts["dtype"] = names.get(max(floating, key=floating.__getitem__)) if floating else None
     quant = config.get("quantization") or config.get("quantization_config")
     if isinstance(quant, dict) and quant.get("bits"):
         facts["quantisation"] = f"{quant['bits']}-bit, group {quant.get('group_size')}"

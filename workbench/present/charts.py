@@ -9,6 +9,8 @@ to static HTML.
 
 from __future__ import annotations
 
+from typing import cast
+
 import altair as alt
 import polars as pl
 
@@ -53,7 +55,7 @@ def tradeoff_scatter(
     legend = alt.selection_point(fields=["family"], bind="legend")
     higher_better = quality not in LOWER_IS_BETTER_QUALITY
     values = data[quality].drop_nulls()
-    low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+    low, high = (float(cast(float, values.min())), float(cast(float, values.max()))) if len(values) else (0.0, 1.0)
     floor = alt.param(
         name="quality_floor",
         value=low if higher_better else high,
@@ -84,14 +86,16 @@ def tradeoff_scatter(
     for axis, column, target in (("x", "ttft_s_p90", slo_ttft_s), ("y", "throughput_tps", slo_throughput_tps)):
         if not target or (x, y)[axis == "y"] != column:
             continue
-        shown, top = target * METRICS[column][2], data[column].max()
+        shown, top = target * METRICS[column][2], cast(float | None, data[column].max())
         if top is not None and shown > 2 * top:  # a rule far off the data would squeeze every point into a corner
             notes.append(f"SLO {METRICS[column][0]} {'≤' if axis == 'x' else '≥'} {shown:,.4g} {METRICS[column][1]}")
         else:
             layers.append(rule.encode(**{axis: alt.datum(shown)}))
     heading = "Speed/quality tradeoff, one point per configuration (Pareto front in red)"
     subtitle = f"{'; '.join(notes)}: off the chart" if notes else "grey dashed lines: SLO targets"
-    return alt.layer(*layers).properties(title=alt.Title(heading, subtitle=subtitle), width=520, height=340)
+    chart = alt.layer(*layers)
+    shown_chart = chart.properties(title=alt.Title(heading, subtitle=subtitle), width=520, height=340)
+    return cast(alt.LayerChart, shown_chart)  # a layer's properties() is a layer (altair's stub: or a facet)
 
 
 def overlay(chart: alt.LayerChart, other: pl.DataFrame, *, name: str, x: str, y: str) -> alt.LayerChart:

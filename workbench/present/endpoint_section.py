@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import cast
 
 import polars as pl
 
@@ -61,7 +62,8 @@ def configuration(changes_json: str | None, label: str | None = None) -> str:
 
 
 def _label_of(part: pl.DataFrame) -> str | None:
-    return part["point_label"].drop_nulls().first() if "point_label" in part.columns else None
+    label = part["point_label"].drop_nulls().first() if "point_label" in part.columns else None
+    return cast(str | None, label)  # a String column (polars types first() as any literal)
 
 
 def run_configurations(rows: pl.DataFrame) -> pl.DataFrame:

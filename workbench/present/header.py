@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from typing import cast
 
 import polars as pl
 
@@ -44,7 +45,7 @@ def workload_facts(rows: pl.DataFrame) -> dict:
     speed = rows.filter(pl.col("kind") == "speed") if "kind" in rows.columns else rows
     rounds = None
     if "round" in speed.columns and speed["round"].drop_nulls().len():
-        rounds = int(speed.group_by("run_id").agg(pl.col("round").n_unique())["round"].max())
+        rounds = int(cast(int, speed.group_by("run_id").agg(pl.col("round").n_unique())["round"].max()))
     return {
         "workloads": _distinct(speed, "workload"),
         "hashes": [str(h)[:12] for h in _distinct(speed, "workload_hash")],

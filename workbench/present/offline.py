@@ -37,12 +37,13 @@ def bundle() -> str:
 
     from workbench.paths import atomic_write_text, cache_dir
 
-    path = cache_dir() / "vega" / f"bundle-vlc{vlc.__version__}-{_vl_version()}.js"
+    version = vlc.__version__  # type: ignore[attr-defined]  # vl-convert sets it; its stub leaves it out
+    path = cache_dir() / "vega" / f"bundle-vlc{version}-{_vl_version()}.js"
     try:
         return path.read_text()
     except OSError:
         pass
-    text = vlc.javascript_bundle(vl_version=_vl_version())
+    text = vlc.javascript_bundle(vl_version=_vl_version())  # type: ignore[call-arg]  # snippet is optional (stub says not)
     try:
         atomic_write_text(path, text)
     except OSError:  # a read-only cache only costs the seconds again next time

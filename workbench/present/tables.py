@@ -112,7 +112,7 @@ def slo(rows: list[dict], sources: dict | None = None):
 
 def regressions(frame: pl.DataFrame, *, tolerance: float, configs: pl.DataFrame | None = None):
     """Regressions against an earlier sweep; `configs` (this sweep's) names each configuration."""
-    known = {}
+    known: dict[tuple[str | None, str], str] = {}
     for c in [] if configs is None else configs.iter_rows(named=True):
         known.setdefault((c["point_id"], c["variant"]), _label(c))
         known.setdefault((None, c["variant"]), _label(c))

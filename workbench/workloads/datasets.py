@@ -37,6 +37,7 @@ import io
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import DataError
 
@@ -237,7 +238,7 @@ def check_item(row, where: str) -> dict:
             raise DataError(f"{where}: prompt must be a string, got {type_name(row['prompt'])}")
         if not row["prompt"]:
             raise DataError(f"{where}: prompt is empty")
-        item = {"prompt": row["prompt"]}
+        item: dict[str, Any] = {"prompt": row["prompt"]}
     else:
         item = {"messages": check_messages(row["messages"], where)}
     if "max_tokens" in row:
@@ -260,7 +261,7 @@ def sharegpt_items(row: dict, where: str, conversation: int, turns: str) -> list
         if role is None:
             raise DataError(f"{where}: conversations[{index}] has an unknown speaker {turn['from']!r}")
         messages.append({"role": role, "content": turn["value"]})
-    items = []
+    items: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
         if message["role"] == "user":
             items.append({"messages": messages[: index + 1], "conversation": conversation, "turn": len(items)})
