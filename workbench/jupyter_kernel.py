@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 KERNEL_NAME = "workbench"
 TCP_WARNING = "Kernel is running over TCP without encryption"
@@ -51,7 +52,7 @@ def launch() -> None:
     app.launch_instance()
 
 
-def strip_before_save(model: dict, **_) -> None:
+def strip_before_save(model: dict[str, Any], **_: Any) -> None:
     """JupyterLab's pre-save hook under `make lab`: a notebook is written without outputs, execution counts,
     widget state or `language_info`, exactly as committed, so autosave never dirties `git status` (git's
     nbstripout filter would hide the outputs from commits, but not from `git status`)."""
@@ -67,7 +68,7 @@ def strip_before_save(model: dict, **_) -> None:
             cell["outputs"], cell["execution_count"] = [], None
 
 
-def kernel_env() -> dict:
+def kernel_env() -> dict[str, Any]:
     from workbench.runtime import find_optimised_blas
 
     library = find_optimised_blas()

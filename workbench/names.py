@@ -8,6 +8,7 @@ call `configuration_name`, so a configuration reads the same everywhere; its poi
 from __future__ import annotations
 
 import json
+from typing import Any
 
 BASELINE = "baseline"
 DEFAULT_GROUP_SIZE = 64
@@ -25,7 +26,7 @@ SERVER_WORDS = {
 _QUIET = {"group_size", "method", "recipe", "kv_group_size", "quantized_kv_start", "speculative", "mode", "served"}
 
 
-def _weights(changes: dict) -> str:
+def _weights(changes: dict[str, Any]) -> str:
     words = f"{changes['bits']}-bit weights"
     details = []
     if changes.get("method") not in (None, "affine"):
@@ -37,7 +38,7 @@ def _weights(changes: dict) -> str:
     return f"{words} ({', '.join(details)})" if details else words
 
 
-def _served(changes: dict) -> list[str]:
+def _served(changes: dict[str, Any]) -> list[str]:
     server = changes.get("server") or {}
     parts = ["served"]
     if changes.get("server_model"):
@@ -49,7 +50,7 @@ def _served(changes: dict) -> list[str]:
     return parts
 
 
-def describe(changes: dict) -> list[str]:
+def describe(changes: dict[str, Any]) -> list[str]:
     """The parts of a name, one per declared change, in a fixed order."""
     parts = []
     if changes.get("bits"):
@@ -84,7 +85,7 @@ def describe(changes: dict) -> list[str]:
 
 
 def configuration_name(
-    changes: dict | str | None,
+    changes: dict[str, Any] | str | None,
     *,
     family: str | None = None,
     variant: str | None = None,
@@ -95,7 +96,7 @@ def configuration_name(
     nothing was declared (older rows). A point's `label` never renames the run's baseline."""
     if label and variant != BASELINE:  # a point's label names what the point measures, not its baseline
         return str(label)
-    declared: dict | None = json.loads(changes or "{}") if isinstance(changes, str) else changes
+    declared: dict[str, Any] | None = json.loads(changes or "{}") if isinstance(changes, str) else changes
     if declared is None:  # not declared (older rows, or a frame without the column): the declared family helps
         if family == BASELINE and variant not in (None, BASELINE):
             return "baseline (A/A copy)"

@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from workbench.errors import OutputsError
@@ -59,7 +60,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path):
+def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling directory; rename it to `target` when the block succeeds."""
     target = Path(target)
     try:

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 FIX_COMMAND = "sudo apt-get install -y libopenblas0-pthread"
 NO_REEXEC = "WORKBENCH_NO_BLAS_REEXEC"
@@ -54,7 +55,7 @@ def find_optimised_blas() -> str | None:
     return found if found and Path(found).is_absolute() else None
 
 
-def blas_env(env: dict | None = None) -> dict:
+def blas_env(env: dict[str, Any] | None = None) -> dict[str, Any]:
     """A copy of `env` (default: os.environ) with the optimised BLAS preloaded, if there is one."""
     env = dict(os.environ if env is None else env)
     library = find_optimised_blas()
@@ -159,7 +160,7 @@ def host_hash() -> str:
 HARDWARE = ("chip", "cores", "memory_bytes", "backend")  # what makes two machines' numbers incomparable
 
 
-def machine_fingerprint() -> dict:
+def machine_fingerprint() -> dict[str, Any]:
     """Which machine this process runs on: `env.json["machine"]` and the `machine_id`/`machine` row columns.
     `machine_id` hashes the hostname hash with the hardware; `label` is what a report prints."""
     from importlib.metadata import version
@@ -186,7 +187,7 @@ def machine_fingerprint() -> dict:
     return info
 
 
-def machine_label(machine: dict) -> str:
+def machine_label(machine: dict[str, Any]) -> str:
     """'<chip>, <cores> cores, <GiB> GiB, <backend> (host <hash>)': one machine in a report or a summary."""
     memory_gib = (machine.get("memory_bytes") or 0) / 2**30
     return (
@@ -195,7 +196,7 @@ def machine_label(machine: dict) -> str:
     )
 
 
-def fingerprint() -> dict:
+def fingerprint() -> dict[str, Any]:
     """Hardware and software facts recorded in every run's env.json, with the machine's under `machine`."""
     from importlib.metadata import version
 
@@ -222,7 +223,7 @@ def fingerprint() -> dict:
     return info
 
 
-def doctor() -> tuple[dict, list[str]]:
+def doctor() -> tuple[dict[str, Any], list[str]]:
     """The fingerprint plus the problems that stop this machine from measuring well."""
     info = fingerprint()
     problems = []

@@ -14,6 +14,7 @@ import io
 import math
 import os
 import sys
+from typing import Any
 
 WIDTH = 100
 # Short headers for narrow columns; units and scales come from the one metric table (`workbench.metrics`), and
@@ -71,11 +72,11 @@ def header(metric: str) -> str:
     return "\n".join([*label.split(), *([unit] if unit else [])])
 
 
-def missing(value) -> bool:
+def missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 
-def number(value, digits: int = 3) -> str:
+def number(value: Any, digits: int = 3) -> str:
     """A number with `digits` significant digits, thousands separated, never in scientific notation."""
     if missing(value):
         return "–"
@@ -85,7 +86,7 @@ def number(value, digits: int = 3) -> str:
     return f"{value:.{max(digits - 1 - magnitude, 0)}f}"
 
 
-def value(metric: str, raw) -> str:
+def value(metric: str, raw: Any) -> str:
     """A value in its terminal unit, without the unit (the column header carries it)."""
     if missing(raw):
         return "–"
@@ -94,14 +95,14 @@ def value(metric: str, raw) -> str:
     return number(raw * UNITS.get(metric, (metric, "", 1.0))[2])
 
 
-def pct(raw, digits: int | None = None) -> str:
+def pct(raw: Any, digits: int | None = None) -> str:
     if missing(raw):
         return "–"
     digits = digits if digits is not None else (1 if abs(raw) < 10 else 0)
     return f"{raw:+.{digits}f}%"
 
 
-def change(row: dict) -> str:
+def change(row: dict[str, Any]) -> str:
     """'+31% (+13…+50%)' from a comparison row; the bare change when there is no interval."""
     point, low, high = row.get("change_pct"), row.get("ci_low_pct"), row.get("ci_high_pct")
     if point is None or missing(point):
@@ -112,7 +113,7 @@ def change(row: dict) -> str:
     return f"{pct(point, digits)} ({pct(low, digits)}…{pct(high, digits)})"
 
 
-def verdict(row: dict) -> str:
+def verdict(row: dict[str, Any]) -> str:
     """The comparison's verdict as the analysis names it (shortened where long); an inconclusive one carries
     its half-width, from `half_width_pct` or from the interval."""
     text = row.get("verdict")
@@ -154,10 +155,10 @@ def render(headers: list[str], rows: list[list[str]], *, title: str | None = Non
     return "\n".join(line.rstrip() for line in out.getvalue().splitlines()).strip("\n")
 
 
-def key_values(shown: dict, *, title: str) -> str:
+def key_values(shown: dict[str, Any], *, title: str) -> str:
     """A two-column table of named figures (`eval`): metrics in their units, other values as they are."""
 
-    def cell(key, raw):
+    def cell(key: str, raw: Any) -> str:
         if isinstance(raw, float) and key in UNITS:
             return f"{value(key, raw)} {UNITS[key][1]}".strip()
         return number(raw) if isinstance(raw, float) else str(raw)

@@ -8,6 +8,8 @@ student" as a speculative draft or a serving tier. Both are built once and cache
 
 from __future__ import annotations
 
+from typing import Any
+
 from workbench.errors import ConfigError
 from workbench.models import loader
 from workbench.optimise import quantise
@@ -26,7 +28,7 @@ def check(spec: str) -> None:
             raise ConfigError(f"model spec {spec!r}: expected quantised:BITS with BITS in {quantise.QUANT_BITS}")
 
 
-def load_spec(spec: str, target: loader.LoadedModel, model_spec: str, **load_kwargs) -> loader.LoadedModel:
+def load_spec(spec: str, target: loader.LoadedModel, model_spec: str, **load_kwargs: Any) -> loader.LoadedModel:
     """Load a spec; `quantised:BITS` quantises the model under test, `distilled` trains (or reuses) its student."""
     check(spec)
     if spec.startswith("quantised:"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import typing
-from typing import Literal
+from typing import Any, Literal
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,7 +40,7 @@ class WorkloadOptions(BaseModel):
     chat: Literal["auto", "on", "off"] = Field("auto", description="auto: template for messages; on: also for prompts")
 
 
-OPTIONS: dict = {name: field.default for name, field in WorkloadOptions.model_fields.items()}
+OPTIONS: dict[str, Any] = {name: field.default for name, field in WorkloadOptions.model_fields.items()}
 DATASET_ONLY = ("dataset_limit", "dataset_order", "dataset_turns", "min_prompt_tokens", "max_prompt_tokens", "chat")
 SYNTHETIC_ONLY = ("prompt_dist", "gen_dist", "shared_prefix_tokens", "shared_prefix_groups")
 
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from workbench import console
 
     for name, field in WorkloadOptions.model_fields.items():
-        kwargs: dict = {"default": field.default, "help": field.description}
+        kwargs: dict[str, Any] = {"default": field.default, "help": field.description}
         kinds = [a for a in typing.get_args(field.annotation) if a is not type(None)] or [field.annotation]
         if typing.get_origin(field.annotation) is Literal:
             kwargs["choices"] = typing.get_args(field.annotation)

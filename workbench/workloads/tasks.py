@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 NAMES = (
     "Ana Ben Cara Dan Eva Finn Gia Hugo Ida Jon Kai Lena Milo Nora Omar Pia Quin Rosa Sam "
@@ -112,7 +113,7 @@ def make_training_segments(
     return segments
 
 
-def make_training_text(rng: random.Random, **kwargs) -> str:
+def make_training_text(rng: random.Random, **kwargs: Any) -> str:
     return "".join(text for text, _ in make_training_segments(rng, **kwargs))
 
 
