@@ -22,7 +22,7 @@ import dataclasses
 
 import polars as pl
 
-from workbench.endpoint import Target, replay, sessions
+from workbench.endpoint import LoadOptions, Target, replay, sessions
 from workbench.endpoint import target_bench as endpoint_bench
 from workbench.experiments.base import DEFAULT_ROUNDS
 from workbench.experiments.endpoint_rows import Measured, frames
@@ -167,14 +167,11 @@ def session_rounds(config, target: Target, loaded, rows: dict) -> object:
                     in_process_sessions(config, loaded, tagged_sessions, round_index)
                 )
                 continue
+            load = LoadOptions(
+                max_tokens=config.gen_tokens, trials=config.trials, warmup=config.warmup if round_index == 0 else 0
+            )
             result = sessions.run_sessions(
-                chat_target,
-                tagged_sessions,
-                concurrency=int(level),
-                think_time_s=options.think_time_s,
-                gen_tokens=config.gen_tokens,
-                trials=config.trials,
-                warmup=config.warmup if round_index == 0 else 0,
+                chat_target, tagged_sessions, load, concurrency=int(level), think_time_s=options.think_time_s
             )
             rows.setdefault(f"served-s{int(level)}", []).extend(
                 {**r, "round": round_index, "item": r["request_index"]} for r in result.rows
