@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from workbench.errors import SweepError
 from workbench.results.store import is_finished
 from workbench.sweep import cluster
-from workbench.sweep.execute import NOTEBOOK, ExecutionOptions
+from workbench.sweep.execute import NOTEBOOK, NotebookPolicy
 from workbench.sweep.guard import Interrupts
 from workbench.sweep.outcome import PointOutcome, PointStatus
 from workbench.sweep.rerun import set_aside
@@ -157,13 +157,14 @@ def run_points(
     session: Session,
     *,
     progress: Progress,
-    options: ExecutionOptions,
-    interrupts: Interrupts,
+    policy: NotebookPolicy,
+    rerun: frozenset[str] = frozenset(),
 ) -> None:
-    """Feed `todo` to the cluster, one point per free slot, until done, Ctrl-C (`interrupts`) or abort. A finished
-    point `options.rerun` names has its earlier results set aside (`set_aside`) as it is submitted."""
+    """Feed `todo` to the cluster, one point per free slot, with `policy`'s timeout and retries, until done, Ctrl-C
+    (`policy.interrupts`) or abort. A finished point that `rerun` names has its earlier results set aside
+    (`set_aside`) as it is submitted."""
     notebook = NOTEBOOK.read_text()
-    policy = options.policy(sweep)
+    interrupts = policy.interrupts or Interrupts()
     pending, running = deque(todo), {}
     timings: dict[str, tuple] = {}
     resources = None if session.share_machines else {cluster.TIMED: 1}
@@ -172,7 +173,7 @@ def run_points(
         slots = session.slots()
         while pending and len(running) < max(slots, 1) and not interrupts.stopping:
             point = pending.popleft()
-            if point.point_id in options.rerun and is_finished(sweep.root / point.point_id):
+            if point.point_id in rerun and is_finished(sweep.root / point.point_id):
                 set_aside(sweep.root / point.point_id)
             task = cluster.PointTask(
                 sweep.name, sweep.experiment, point.point_id, point.params, notebook, policy.timeout_s, policy.retries
@@ -241,7 +242,7 @@ def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: di
     overlapped = overlaps(timings, result)
     meta = cluster.point_meta(sweep.name, sweep.experiment, point.params, result, overlapped=overlapped)
     error = result.error or cluster.verify(result)
-    if result.status is PointStatus.DONE and error is None:
+    if result.status == PointStatus.DONE and error is None:
         write_start = time.perf_counter()
         cluster.write_point(directory, result, meta)
         for other in overlapped:
@@ -258,7 +259,7 @@ def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: di
         return PointOutcome(
             point.point_id, PointStatus.DONE, on_cluster=True, worker=worker, seconds=seconds, client_cost=cost
         )
-    if result.status is PointStatus.DONE:
+    if result.status == PointStatus.DONE:
         error = f"the files from worker {worker} fail verification: {error}"
     cluster.write_failure(directory, meta, error, executed=result.files.get("executed.ipynb"))
     progress.say(f"failed {point.point_id} on {worker}: {error}")

@@ -19,7 +19,6 @@ allowed, recorded in every point's `point.yaml`, and flagged in the report.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
@@ -33,8 +32,9 @@ from workbench.results import integrity
 from workbench.results.integrity import point_problem
 from workbench.results.store import is_finished
 from workbench.sweep import dask_executor
-from workbench.sweep.execute import NOTEBOOK, ExecutionOptions, run_notebook
+from workbench.sweep.execute import NOTEBOOK, run_notebook
 from workbench.sweep.guard import Interrupts, hold
+from workbench.sweep.options import ExecutionOptions
 from workbench.sweep.outcome import PointOutcome, PointStatus, count
 from workbench.sweep.rerun import REPLACED, rerun_ids, set_aside
 from workbench.sweep.spec import MAX_POINTS, Point, Sweep, expand, load_sweep, point_id  # noqa: F401 (the API)
@@ -203,12 +203,12 @@ def _recorder(sweep: Sweep, outcomes: list[PointOutcome], bar) -> Callable[[Poin
 def _run_on_cluster(
     sweep: Sweep, todo: list[Point], options: ExecutionOptions, progress: dask_executor.Progress, interrupts: Interrupts
 ) -> None:
-    run = functools.partial(dask_executor.run_points, sweep, todo, progress=progress, options=options)
+    policy, rerun = options.policy(sweep, interrupts=interrupts), options.rerun
     if options.session is not None:
-        run(options.session, interrupts=interrupts)
+        dask_executor.run_points(sweep, todo, options.session, progress=progress, policy=policy, rerun=rerun)
         return
     with dask_executor.open_session(sweep, scheduler=None, workers=options.workers) as local:
-        run(local, interrupts=interrupts)
+        dask_executor.run_points(sweep, todo, local, progress=progress, policy=policy, rerun=rerun)
 
 
 def _run_points(
