@@ -54,7 +54,7 @@ def run_workbench(loaded, p: int, g: int, n: int) -> dict:
     from workbench.models import loader
 
     prompts = [benchmark_prompt(loader.vocab_size(loaded), p)]
-    records = timed.measure_generation(loaded.model, loaded.tokenizer, prompts, gen_tokens=g, trials=n)
+    records = timed.measure_generation(loaded.model, loaded.tokenizer, prompts, timed.Schedule(trials=n), gen_tokens=g)
     return {key: stats.describe(getattr(r, key) for r in records)["mean"] for key in ("prefill_tps", "decode_tps")}
 
 

@@ -160,7 +160,7 @@ def test_verdicts_are_paired_by_round_and_an_aa_copy_is_a_check_never_a_recommen
         # an A/A copy measured 10 % faster in every round: the method calls it better, so the check fails
         aa_fast=(shifted(BASE, 1.1), {**BASELINE_ID, "quality_measured": ""}, {}),
     )
-    result = decisions.analyse(rows, slo={"ttft_s_p90_max": 1.0})
+    result = decisions.analyse(rows, decisions.Criteria(slo={"ttft_s_p90_max": 1.0}))
     compared = result.compared.filter(metric="throughput_tps")
     b4 = compared.filter(variant="b4").row(0, named=True)
     assert b4["significant"] and b4["change_pct"] == pytest.approx(20.0) and b4["verdict"] == "better"
@@ -190,7 +190,7 @@ def test_verdicts_are_paired_by_round_and_an_aa_copy_is_a_check_never_a_recommen
 def test_without_round_data_every_verdict_is_inconclusive():
     batching = {"family": "batching", "lossless": True, "quality_measured": ""}
     rows = run_rows(b4=(shifted(BASE, 1.2), batching, {})).with_columns(pl.lit(None, pl.Int32).alias("round"))
-    result = decisions.analyse(rows, slo={})
+    result = decisions.analyse(rows, decisions.Criteria(slo={}))
     assert result.compared.is_empty() and result.recommended.is_empty()
     assert not result.floor_known and any("no paired interval" in w for w in result.warnings)
     assert result.candidates.row(0, named=True)["status"] == "inconclusive (no interval)"
@@ -200,10 +200,16 @@ def test_min_effect_comes_from_the_rows_or_the_slo_file_and_holm_corrects_the_sw
     batching = {"family": "batching", "lossless": True, "quality_measured": ""}
     eight = {r: [v * 1.08 for v in values] for r, values in BASE.items()}  # +8 % in every round
     rows = run_rows(b=(eight, batching, {}))
-    assert decisions.analyse(rows, slo={}).compared.filter(metric="throughput_tps")["verdict"][0] == "better"
+    assert (
+        decisions.analyse(rows, decisions.Criteria(slo={})).compared.filter(metric="throughput_tps")["verdict"][0]
+        == "better"
+    )
     wide = rows.with_columns(min_effect=pl.lit(0.10))  # the run asked for 10 %: +8 % is equivalent
-    assert decisions.analyse(wide, slo={}).compared.filter(metric="throughput_tps")["verdict"][0] == "equivalent"
-    assert decisions.analyse(wide, slo={}, min_effect=0.05).compared["verdict"][0] == "better"
+    assert (
+        decisions.analyse(wide, decisions.Criteria(slo={})).compared.filter(metric="throughput_tps")["verdict"][0]
+        == "equivalent"
+    )
+    assert decisions.analyse(wide, decisions.Criteria(slo={}, min_effect=0.05)).compared["verdict"][0] == "better"
     frame = pl.DataFrame({"p_value": [0.01, 0.02, 0.04], "ci_low_pct": [6.0] * 3, "ci_high_pct": [20.0] * 3})
     frame = frame.with_columns(metric=pl.lit("throughput_tps"), min_effect_pct=pl.lit(5.0), half_width_pct=pl.lit(7.0))
     for column in set(verdicts.SCHEMA) - set(frame.columns):
@@ -218,7 +224,7 @@ def test_min_effect_comes_from_the_rows_or_the_slo_file_and_holm_corrects_the_sw
 
 def test_paired_quality_verdicts_are_consumed_when_present():
     batching = {"family": "batching", "lossless": True, "quality_measured": "", "changes_json": '{"batch_size": 4}'}
-    result = decisions.analyse(run_rows(b4=(shifted(BASE, 1.2), batching, {})), slo={})
+    result = decisions.analyse(run_rows(b4=(shifted(BASE, 1.2), batching, {})), decisions.Criteria(slo={}))
     quality = pl.DataFrame(
         {"point_id": ["r1", "r1"], "variant": ["b4", "b4"], "metric": ["task_accuracy", "perplexity"]}
     ).with_columns(
@@ -264,7 +270,7 @@ def test_slo_checks_and_rows():
     assert [c["pass"] for c in checks] == [True, False, False]  # at the bound passes; not measured fails
     batching = {"family": "batching", "lossless": True, "quality_measured": ""}
     rows = pl.concat([run_rows("r1", b4=(shifted(BASE, 1.2), batching, {})), run_rows("r2"), run_rows("r3")])
-    result = decisions.analyse(rows, slo={"throughput_tps_min": 110})
+    result = decisions.analyse(rows, decisions.Criteria(slo={"throughput_tps_min": 110}))
     table = gates.slo_rows(result.configs, result.recommended, result.slo)
     assert [r["configuration"] for r in table] == ["baseline (median of 3 runs)", "b4 (r1)"]
     assert [r["pass"] for r in table] == [False, True]
@@ -329,10 +335,10 @@ def test_warnings_flag_overlap_load_dtypes_and_unknown_floor():
             "cores": [2, 2],
         }
     )
-    warnings = decisions.analyse(rows, slo={}, conditions=conditions).warnings
+    warnings = decisions.analyse(rows, decisions.Criteria(slo={}), conditions=conditions).warnings
     assert any("1 of 2 points ran with more than one worker" in w for w in warnings)
     assert any("1 of 2 points started on a busy machine (load up to 1.30 per core" in w for w in warnings)
     assert any("different dtypes (bfloat16, float32)" in w for w in warnings)
     assert not any("Noise floor unknown" in w for w in warnings)
     quiet = pl.DataFrame({"point_id": ["r1"], "workers": [1], "load_before": [0.2], "load_after": [0.3], "cores": [2]})
-    assert decisions.analyse(run_rows(), slo={}, conditions=quiet).warnings == []
+    assert decisions.analyse(run_rows(), decisions.Criteria(slo={}), conditions=quiet).warnings == []

@@ -10,7 +10,8 @@ import pytest
 from conftest import copy_with_chat_template
 
 from workbench import cli
-from workbench.workloads import datasets
+from workbench.workloads import datasets, prompt_sets
+from workbench.workloads.options import WorkloadOptions
 
 TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
@@ -109,16 +110,20 @@ def test_sharegpt_first_turn_and_every_turn(chat_nano, tokenizer, tmp_path, _out
 
 
 def test_limit_order_and_length_filters(chat_nano, tokenizer, tmp_path, _outputs):
-    from workbench.workloads import prompt_sets
 
     prompts = [" ".join(["word"] * n) for n in (2, 20, 5, 40, 8)]
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": p} for p in prompts])
     lengths = [len(tokenizer.encode(p)) for p in prompts]
-    kept = prompt_sets.dataset(path, tokenizer=tokenizer, min_prompt_tokens=min(lengths) + 1, max_prompt_tokens=30)
+    kept = prompt_sets.dataset(
+        path, tokenizer=tokenizer, options=WorkloadOptions(min_prompt_tokens=min(lengths) + 1, max_prompt_tokens=30)
+    )
     assert [len(p) for p in kept.prompts] == [n for n in lengths if min(lengths) < n <= 30]
-    first = prompt_sets.dataset(path, tokenizer=tokenizer, limit=2)
+    first = prompt_sets.dataset(path, tokenizer=tokenizer, options=WorkloadOptions(dataset_limit=2))
     assert [i["prompt"] for i in first.items] == prompts[:2]
-    shuffled = [prompt_sets.dataset(path, tokenizer=tokenizer, order="shuffle", seed=s).items for s in (1, 1, 2)]
+    shuffled = [
+        prompt_sets.dataset(path, tokenizer=tokenizer, options=WorkloadOptions(dataset_order="shuffle"), seed=s).items
+        for s in (1, 1, 2)
+    ]
     assert shuffled[0] == shuffled[1] and sorted(i["prompt"] for i in shuffled[0]) == sorted(prompts)
     assert shuffled[0] != shuffled[2], "another seed, another order"
 

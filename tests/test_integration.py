@@ -33,7 +33,9 @@ def test_batched_bench_gives_one_row_per_request(nano):
 
 def test_decode_speed_agrees_with_mlx_lm_own_figure(nano):
     """Our decode tok/s = (N-1)/(t_N - t_1); mlx-lm's = N/(t_N - t_1) on the same clock readings."""
-    rows = timed.measure_generation(nano.model, nano.tokenizer, [list(range(1, 33))], gen_tokens=32, trials=2)
+    rows = timed.measure_generation(
+        nano.model, nano.tokenizer, [list(range(1, 33))], timed.Schedule(trials=2), gen_tokens=32
+    )
     for row in rows:
         assert row.decode_tps * 32 / 31 == pytest.approx(row.mlx_generation_tps, rel=0.05)
         assert row.prefill_tps == pytest.approx(row.mlx_prompt_tps, rel=0.25)

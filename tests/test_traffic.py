@@ -13,7 +13,7 @@ import threading
 import polars as pl
 import pytest
 
-from workbench.endpoint import replay, server, sessions
+from workbench.endpoint import LoadOptions, replay, server, sessions
 from workbench.endpoint.client import Target
 from workbench.endpoint.slo import summarise
 from workbench.workloads import sessions as session_files
@@ -154,7 +154,7 @@ def test_sessions_carry_the_served_replies_in_their_history(tmp_path, served, to
     proxy = RecordingProxy(served.url)
     try:
         target = Target(url=proxy.url, model=served.model, chat=True, eos_token_ids=sorted(tokenizer.eos_token_ids))
-        result = sessions.run_sessions(target, found, concurrency=8, think_time_s=0.2, gen_tokens=6)
+        result = sessions.run_sessions(target, found, LoadOptions(max_tokens=6), concurrency=8, think_time_s=0.2)
     finally:
         proxy.close()
     assert len(result.rows) == 32 and all(r["ok"] for r in result.rows) and result.unsent == 0

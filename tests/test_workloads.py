@@ -9,6 +9,7 @@ import pytest
 
 from workbench.errors import ConfigError
 from workbench.workloads import prompt_sets
+from workbench.workloads.options import WorkloadOptions
 from workbench.workloads.prompt_sets import Lengths
 
 
@@ -95,7 +96,12 @@ def test_dataset_hash_follows_the_file_bytes(nano, tmp_path):
     moved.mkdir()
     (moved / "p.jsonl").write_bytes(path.read_bytes())
     assert prompt_sets.dataset(moved / "p.jsonl", tokenizer=nano.tokenizer).hash == second.hash, "content, not place"
-    assert prompt_sets.dataset(path, tokenizer=nano.tokenizer, limit=1, min_prompt_tokens=1).hash != second.hash
+    assert (
+        prompt_sets.dataset(
+            path, tokenizer=nano.tokenizer, options=WorkloadOptions(dataset_limit=1, min_prompt_tokens=1)
+        ).hash
+        != second.hash
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,7 +125,11 @@ def test_per_request_generation_limits_in_the_timed_loop(nano):
     prompts = [[1, 2, 3], [4, 5, 6, 7], [8, 9]]
     for batch_size in (1, 3):
         records = timed.measure_generation(
-            nano.model, nano.tokenizer, prompts, gen_tokens=[2, 5, 3], trials=1, warmup=0, batch_size=batch_size
+            nano.model,
+            nano.tokenizer,
+            prompts,
+            timed.Schedule(trials=1, warmup=0, batch_size=batch_size),
+            gen_tokens=[2, 5, 3],
         )
         assert [r.generated_tokens for r in records] == [2, 5, 3]
         assert [r.prompt_tokens for r in records] == [3, 4, 2]

@@ -1,4 +1,5 @@
-"""Where the workbench keeps things, and how it writes them without leaving half a file.
+"""Where the workbench keeps things, how it writes them without leaving half a file, and how it reads a user's
+file without reading more than a limit.
 
 A reader never sees a partial result: files and directories are written under a
 temporary name in the same directory, flushed, then renamed into place.
@@ -12,9 +13,22 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from workbench.errors import OutputsError
+from workbench.errors import DataError, OutputsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_capped(path: Path, max_bytes: int, what: str = "") -> bytes:
+    """At most `max_bytes` of a file in one read (a file that grows after a size check is still bounded); an
+    unreadable file or a larger one is a one-line `DataError` that names it (`what`: e.g. "lm-eval task ")."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise DataError(f"{what}{path}: cannot read ({exc.strerror})") from None
+    if len(data) > max_bytes:
+        raise DataError(f"{what}{path}: over the {max_bytes >> 20} MiB limit")
+    return data
 
 
 def outputs_dir() -> Path:

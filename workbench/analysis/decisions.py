@@ -215,22 +215,35 @@ def _display(row: dict) -> str:
     return config_name(row)
 
 
+@dataclass(frozen=True)
+class Criteria:
+    """What a sweep is judged by: the SLO limits (`<metric>_max` / `_min`), the quality metric of the front, the
+    objective to maximise, the regression `tolerance` against an earlier sweep, `min_effect` (a fraction; the SLO
+    file's, overriding the practical threshold the runs recorded) and the quality margins (`gates.QualityMargins`)."""
+
+    slo: dict = field(default_factory=dict)
+    quality: str = "task_accuracy"
+    objective: str = "throughput_tps"
+    tolerance: float = 0.10
+    min_effect: float | None = None
+    quality_margins: object = None
+
+
 def analyse(
     rows: pl.DataFrame | pl.LazyFrame,
+    criteria: Criteria | None = None,
     *,
-    slo: dict,
-    quality: str = "task_accuracy",
-    objective: str = "throughput_tps",
     conditions: pl.DataFrame | None = None,
     previous: pl.DataFrame | None = None,
-    tolerance: float = 0.10,
-    min_effect: float | None = None,
-    quality_margins=None,
 ) -> Analysis:
-    """All of the above for one sweep. `conditions` (point_id, workers, load_before, load_after, cores) adds
-    warnings about how it was measured; `previous` (rows of an earlier sweep) adds regressions; `min_effect`
-    (a fraction; the SLO file's) overrides the practical threshold the runs recorded."""
+    """All of the above for one sweep, judged by `criteria`. `conditions` (point_id, workers, load_before,
+    load_after, cores) adds warnings about how it was measured; `previous` (rows of an earlier sweep) adds
+    regressions."""
     from workbench.analysis import gates
+
+    c = criteria or Criteria()
+    slo, quality, objective, tolerance = c.slo, c.quality, c.objective, c.tolerance
+    min_effect, quality_margins = c.min_effect, c.quality_margins
 
     rows = with_identity(rows)
     configs = with_pareto(configurations(rows), quality=quality)

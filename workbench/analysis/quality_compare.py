@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
@@ -165,7 +166,7 @@ def item_comparison(group: dict, metric: str, margins: QualityMargins) -> tuple:
         p, test = paired_t_p(d), "paired t p"
     changed = int(np.count_nonzero(d))
     method = f"paired on items, Bonett-Price adjusted Wald interval; {test}; {changed} of {d.size} items changed"
-    return row(group, metric, "points", (change, low, high), len(d), method, p, margins)
+    return row(group, metric, Estimate("points", (change, low, high), len(d), method, p), margins)
 
 
 def paired_t_p(d: np.ndarray) -> float:
@@ -188,7 +189,7 @@ def perplexity_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
         log_ratio, low, high, p = stats.ratio_interval(v[:, 0] - b[:, 0], b[:, 1], margins.level)
         pct = tuple(math.expm1(x) * 100 if math.isfinite(x) else math.nan for x in (log_ratio, low, high))
         method = "Student t over chunks on the log ratio of perplexities (delta method); paired t p"
-        out.append(row(group, "perplexity", "pct", pct, len(v), method, p, margins))
+        out.append(row(group, "perplexity", Estimate("pct", pct, len(v), method, p), margins))
     return out
 
 
@@ -213,17 +214,28 @@ def fidelity_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
         low = max(low, 0.0) if math.isfinite(low) else low  # KL is never negative
         excess = tuple(math.expm1(x) * 100 if math.isfinite(x) else math.nan for x in (estimate, low, high))
         kl_method = f"{method}, KL as 100(exp(KL) - 1)%; t p against no drift"
-        out.append(row(group, "kl_mean", "pct", excess, len(kl), kl_method, p, margins))
+        out.append(row(group, "kl_mean", Estimate("pct", excess, len(kl), kl_method, p), margins))
         # agreement - 1 = sum(agreeing - all positions) / sum(positions): 0 when every argmax is kept
         estimate, low, high, p = stats.ratio_interval(agree - positions, positions, margins.level)
         high = min(high, 0.0) if math.isfinite(high) else high
         points = tuple(x * 100 for x in (estimate, low, high))
         agree_method = f"{method}, positions-weighted; t p against full agreement"
-        out.append(row(group, "greedy_agreement", "points", points, len(kl), agree_method, p, margins))
+        out.append(row(group, "greedy_agreement", Estimate("points", points, len(kl), agree_method, p), margins))
     return out
 
 
-def row(group: dict, metric: str, unit: str, interval: tuple, n: int, method: str, p, margins) -> tuple:
+class Estimate(NamedTuple):
+    """One paired change: (estimate, low, high) in `unit`, over `n` pairs, by `method`, with its p value."""
+
+    unit: str
+    interval: tuple
+    n: int
+    method: str
+    p: float | None
+
+
+def row(group: dict, metric: str, estimate: Estimate, margins) -> tuple:
+    unit, interval, n, method, p = estimate
     change, low, high = (float(x) for x in interval)
     margin = margins.margin(metric)
     higher = HIGHER_IS_BETTER.get(metric, True)

@@ -23,7 +23,7 @@ from collections import defaultdict
 from workbench import console, paths, runtime, stats
 from workbench.endpoint import target_bench
 from workbench.endpoint.client import EndpointClient, RequestOutcome, Target
-from workbench.endpoint.load import Level, LevelResult, run_async, warm_up
+from workbench.endpoint.load import Level, LevelResult, LoadOptions, run_async, warm_up
 from workbench.endpoint.slo import lag_warning, summarise
 from workbench.errors import UsageError
 from workbench.measure import runs
@@ -89,26 +89,21 @@ async def run_sessions_async(
 
 
 def run_sessions(
-    target: Target,
-    sessions: list[Session],
-    *,
-    concurrency: int,
-    think_time_s: float = 0.0,
-    gen_tokens: int,
-    trials: int = 1,
-    warmup: int = 0,
-    warmup_prompts: list | None = None,
+    target: Target, sessions: list[Session], options: LoadOptions, *, concurrency: int, think_time_s: float = 0.0
 ) -> LevelResult:
-    """`run_sessions_async` `trials` times on one connection pool, after `warmup` unrecorded requests."""
+    """`run_sessions_async` `options.trials` times on one connection pool, after `options.warmup` unrecorded
+    requests; every turn generates `options.max_tokens` (one count) tokens."""
+    if not isinstance(options.max_tokens, int):
+        raise ValueError("a sessions run generates one max_tokens for every turn")
+    gen_tokens = options.max_tokens
 
     async def run() -> LevelResult:
         async with EndpointClient(target) as client:
-            if warmup:
-                await warm_up(
-                    client, warmup_prompts or [[{"role": "user", "content": "hi"}]], max_tokens=8, count=warmup
-                )
+            if options.warmup:
+                warm = options.warmup_prompts or [[{"role": "user", "content": "hi"}]]
+                await warm_up(client, warm, max_tokens=8, count=options.warmup)
             merged: LevelResult | None = None
-            for trial in range(trials):
+            for trial in range(options.trials):
                 result = await run_sessions_async(
                     client,
                     sessions,
@@ -173,7 +168,8 @@ def main(args) -> int:
     concurrency = args.concurrency[0] if isinstance(args.concurrency, list) else args.concurrency  # one level
     options = {"concurrency": concurrency, "think_time_s": args.think_time, "gen_tokens": args.gen_tokens}
     workload = session_files.sessions_workload(args.sessions, sessions, sha256, **options)
-    result = run_sessions(target, sessions, trials=args.trials, warmup=args.warmup, **options)
+    load = LoadOptions(max_tokens=args.gen_tokens, trials=args.trials, warmup=args.warmup)
+    result = run_sessions(target, sessions, load, concurrency=concurrency, think_time_s=args.think_time)
     params = {"sessions": args.sessions, **options, "trials": args.trials, "warmup": args.warmup}
     frame = target_bench.bench_frame(result.rows, target=target, workload=workload, params=params, run_id=None)
     summary = {"target": target.base_url, "model_id": name, "sessions": len(sessions), "eos_suppressed": bool(eos)}

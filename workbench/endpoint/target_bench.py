@@ -197,14 +197,8 @@ def run_endpoint_bench(
         raise ModelError(f"tokenizer {o.tokenizer!r} is not a preset or a local model directory")
     levels = bench_levels(o.concurrency, o.rate)
     count = o.requests or max(8, 2 * max(int(level.value) for level in levels))
-    texts, limits, workload, source = endpoint_workload(
-        tok,
-        prompt_tokens=o.prompt_tokens,
-        gen_tokens=o.gen_tokens,
-        count=count,
-        seed=o.seed,
-        options=o.workload_options,
-    )
+    shape = {"prompt_tokens": o.prompt_tokens, "gen_tokens": o.gen_tokens, "seed": o.seed}
+    texts, limits, workload, source = endpoint_workload(tok, count=count, options=o.workload_options, **shape)
     eos = sorted(tok.eos_token_ids or []) if tok is not None else []
     context = model_context(o.tokenizer or model or name)
     target = Target(url=url, model=name, chat=o.chat, timeout_s=o.timeout_s, eos_token_ids=eos, **o.access)

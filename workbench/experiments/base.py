@@ -229,12 +229,14 @@ def measure_speed(arms: list[Arm], config: ExperimentConfig, *, run_id: str) -> 
                 arm.loaded.model,
                 arm.loaded.tokenizer,
                 [prompts[i] for i in chosen],
-                gen_tokens=[limits[i] for i in chosen],
-                trials=config.trials,
-                warmup=config.warmup if round_index == 0 or config.round_requests is None else 0,
-                batch_size=arm.batch_size,
-                round_index=round_index,
+                timed.Schedule(
+                    trials=config.trials,
+                    warmup=config.warmup if round_index == 0 or config.round_requests is None else 0,
+                    batch_size=arm.batch_size,
+                    round_index=round_index,
+                ),
                 **arm.generate_kwargs,
+                gen_tokens=[limits[i] for i in chosen],
             )
             out[arm.variant.name] = [{**r.to_row(), "request_index": chosen[r.request_index]} for r in records]
         return out

@@ -83,12 +83,14 @@ def run_continuous(loaded: loader.LoadedModel, config: Config, run_id: str) -> p
         loaded.model,
         loaded.tokenizer,
         requests,
-        gen_tokens=config.gen_tokens,
-        concurrency=config.concurrency if config.arrival == "concurrency" else None,
-        initial_batch=config.initial_batch,
-        max_batch=config.max_batch,
-        adaptive=config.adaptive,
-        memory_limit_bytes=config.memory_limit_bytes,
+        continuous_batching.Scheduler(
+            gen_tokens=config.gen_tokens,
+            concurrency=config.concurrency if config.arrival == "concurrency" else None,
+            initial_batch=config.initial_batch,
+            max_batch=config.max_batch,
+            adaptive=config.adaptive,
+            memory_limit_bytes=config.memory_limit_bytes,
+        ),
     )
     for row in rows:
         row.update(kind="speed", round=0, trial=0, window_s=facts["wall_s"], batch_size=facts["max_active"])

@@ -24,7 +24,6 @@ from typing import ClassVar, Literal
 import polars as pl
 from pydantic import Field
 
-from workbench import runtime
 from workbench.endpoint import (
     SLO,
     Level,
@@ -39,7 +38,8 @@ from workbench.endpoint import target_bench as endpoint_bench
 from workbench.endpoint.levels import failure_warning, level_summaries  # noqa: F401 (run.py asks for it)
 from workbench.errors import ConfigError
 from workbench.experiments import rounds
-from workbench.experiments.base import DEFAULT_ROUNDS, ExperimentConfig, Variant
+from workbench.experiments.base import DEFAULT_ROUNDS, ExperimentConfig
+from workbench.experiments.endpoint_rows import Measured, frames
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.results import store
@@ -170,7 +170,7 @@ def run(config: Config) -> pl.DataFrame:
     if config.trace is not None or config.sessions is not None:
         from workbench.experiments.endpoint_traffic import run_traffic
 
-        return run_traffic(config, run_id, endpoint=endpoint, frames=frames)
+        return run_traffic(config, run_id, endpoint=endpoint)
     loaded = loader.load(config.model, dtype=config.dtype) if config.in_process else None
     tokenizer = loaded.tokenizer if loaded else endpoint_bench.load_tokenizer(config.model)
     plan = levels(config)
@@ -191,7 +191,7 @@ def run(config: Config) -> pl.DataFrame:
         partial = {**rows, "served (unfinished level)": getattr(exc, "rows_so_far", [])}
         store.rescue_partial(partial, run_id=run_id, experiment=config.name, params=config.to_dict())
         raise
-    return frames(config, run_id, rows, startup, loaded, workload, facts, url)
+    return frames(config, run_id, Measured(rows, startup, facts, url), loaded=loaded, workload=workload)
 
 
 def measure(config: Config, rows: dict, loaded, tokenizer, sent: tuple, log_path):
@@ -280,10 +280,8 @@ def in_process(config: Config, loaded, prompts, limits, piece: int, round_index:
         loaded.model,
         loaded.tokenizer,
         tokens,
+        timed.Schedule(trials=config.trials, warmup=config.warmup, round_index=round_index),
         gen_tokens=piece_of(limits, config, piece),
-        trials=config.trials,
-        warmup=config.warmup,
-        round_index=round_index,
     )
     rows = [{**r.to_row(), "ok": True, "profile": "synchronous", "level": 1.0} for r in records]
     return with_items(rows, config, piece, len(prompts))
@@ -354,43 +352,6 @@ def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, 
         if not summarise([r for r in level_rows if r.get("kind") != "probe"], config.slo)["slo_pass"]:
             break
     return out
-
-
-def frames(config, run_id, rows, startup, loaded, workload, facts, url) -> pl.DataFrame:
-    served_identity = {
-        "model_id": facts.get("model_spec") or config.served_model or config.model,
-        "model_hash": None,
-        "backend": runtime.backend() if config.target is None else "remote",
-        "blas": runtime.active_blas() if config.target is None else None,
-        "dtype": facts.get("dtype"),
-        "workload": workload.name,
-        "workload_hash": workload.hash,
-    }
-    base_identity = store.model_identity(loaded, workload) if loaded is not None else served_identity
-    server = {"server": config.server, "server_model": config.server_model, "target": config.target}
-    out = []
-    for name, variant_rows in rows.items():
-        baseline = name == "baseline"
-        variant = Variant(
-            name,
-            family="baseline" if baseline else "endpoint",
-            changes={} if baseline else {"served": True, **server},
-        )
-        level = variant_rows[0].get("level") if variant_rows else None
-        params = {"profile": variant_rows[0].get("profile") if variant_rows else None, "level": level}
-        params |= {"slo": config.slo.model_dump(), **({} if baseline else {**server, "server_info": facts})}
-        identity = variant.identity(run_id=run_id, experiment=config.name, params_json=params)
-        identity["target"] = None if baseline else url
-        facts_rows = [
-            {**{k: v for k, v in r.items() if k != "item"}, "kind": "speed", **workload.request_facts(r["item"])}
-            if r.get("kind") != "probe"
-            else r
-            for r in variant_rows
-        ]
-        out.append(store.to_frame(facts_rows, **identity, **(base_identity if baseline else served_identity)))
-        mine = [{k: v for k, v in r.items() if k != "variant"} for r in startup if r["variant"] == name]
-        out.append(store.to_frame(mine, **identity, **(base_identity if baseline else served_identity)))
-    return pl.concat(out, how="diagonal_relaxed")
 
 
 def summary_extras(frame: pl.DataFrame) -> dict:

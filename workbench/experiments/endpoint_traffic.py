@@ -22,18 +22,19 @@ import dataclasses
 
 import polars as pl
 
-from workbench.endpoint import Target, replay, sessions
+from workbench.endpoint import LoadOptions, Target, replay, sessions
 from workbench.endpoint import target_bench as endpoint_bench
 from workbench.experiments.base import DEFAULT_ROUNDS
+from workbench.experiments.endpoint_rows import Measured, frames
 from workbench.measure import timed
 from workbench.models import loader
 from workbench.workloads import chat
 from workbench.workloads import sessions as session_files
 
 
-def run_traffic(config, run_id: str, *, endpoint, frames) -> pl.DataFrame:
-    """Rows of a `trace:` or `sessions:` endpoint run (see the module docstring); `endpoint` and `frames` are
-    `experiments.endpoint`'s (the server or target, and the rows into frames)."""
+def run_traffic(config, run_id: str, *, endpoint) -> pl.DataFrame:
+    """Rows of a `trace:` or `sessions:` endpoint run (see the module docstring); `endpoint` is
+    `experiments.endpoint`'s (the server or the target)."""
     from workbench.paths import outputs_dir
 
     loaded = loader.load(config.model, dtype=config.dtype) if config.in_process else None
@@ -55,7 +56,7 @@ def run_traffic(config, run_id: str, *, endpoint, frames) -> pl.DataFrame:
             workload = trace_rounds(config, target, loaded, tokenizer, context, warm, rows)
         else:
             workload = session_rounds(config, target, loaded, rows)
-    return frames(config, run_id, rows, [], loaded, workload, facts, url)
+    return frames(config, run_id, Measured(rows, [], facts, url), loaded=loaded, workload=workload)
 
 
 def trace_rounds(config, target: Target, loaded, tokenizer, context, warm, rows: dict) -> object:
@@ -91,10 +92,8 @@ def in_process(config, loaded, plan: replay.ReplayPlan, round_index: int) -> lis
         loaded.model,
         loaded.tokenizer,
         tokens,
+        timed.Schedule(trials=config.trials, warmup=config.warmup, round_index=round_index),
         gen_tokens=plan.limits,
-        trials=config.trials,
-        warmup=config.warmup,
-        round_index=round_index,
     )
     rows = [{**r.to_row(), "ok": True, "profile": "synchronous", "level": 1.0} for r in records]
     return [{**r, "item": r["request_index"]} for r in rows]
@@ -168,14 +167,11 @@ def session_rounds(config, target: Target, loaded, rows: dict) -> object:
                     in_process_sessions(config, loaded, tagged_sessions, round_index)
                 )
                 continue
+            load = LoadOptions(
+                max_tokens=config.gen_tokens, trials=config.trials, warmup=config.warmup if round_index == 0 else 0
+            )
             result = sessions.run_sessions(
-                chat_target,
-                tagged_sessions,
-                concurrency=int(level),
-                think_time_s=options.think_time_s,
-                gen_tokens=config.gen_tokens,
-                trials=config.trials,
-                warmup=config.warmup if round_index == 0 else 0,
+                chat_target, tagged_sessions, load, concurrency=int(level), think_time_s=options.think_time_s
             )
             rows.setdefault(f"served-s{int(level)}", []).extend(
                 {**r, "round": round_index, "item": r["request_index"]} for r in result.rows

@@ -68,10 +68,8 @@ def run_bench(model: str | loader.LoadedModel, spec: BenchSpec | None = None) ->
         loaded.model,
         loaded.tokenizer,
         workload.token_prompts(loaded.tokenizer),
+        timed.Schedule(trials=spec.trials, warmup=spec.warmup, batch_size=spec.batch_size),
         gen_tokens=workload.generation_limits(spec.gen_tokens),
-        trials=spec.trials,
-        warmup=spec.warmup,
-        batch_size=spec.batch_size,
     )
     rows = [
         {**r.to_row(), "kind": "speed", "load_s": loaded.load_s, **workload.request_facts(r.request_index)}

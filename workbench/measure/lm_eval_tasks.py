@@ -30,6 +30,7 @@ import re
 from pathlib import Path
 
 from workbench.errors import DataError, UsageError
+from workbench.paths import read_capped
 from workbench.workloads import chat, prompt_sets
 
 INSTALL_HINT = "pip install 'chimera-workbench[lm-eval]'"
@@ -54,13 +55,7 @@ def check_include(folder: Path, *, allow_code: bool = False) -> None:
                 continue
             if path.is_symlink() and not path.resolve().is_relative_to(root):
                 raise DataError(f"lm-eval include folder {folder}: {path} links outside the folder; {CODE_HINT}")
-            try:
-                with path.open("rb") as handle:
-                    text = handle.read(MAX_TASK_FILE_BYTES + 1)
-            except OSError as exc:
-                raise DataError(f"lm-eval task {path} cannot be read ({exc.strerror})") from None
-            if len(text) > MAX_TASK_FILE_BYTES:
-                raise DataError(f"lm-eval task {path} is over {MAX_TASK_FILE_BYTES >> 20} MiB")
+            text = read_capped(path, MAX_TASK_FILE_BYTES, "lm-eval task ")
             found = FUNCTION_TAG.search(text)
             if found:
                 line = text[: found.start()].count(b"\n") + 1

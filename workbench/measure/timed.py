@@ -154,17 +154,25 @@ def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: list[int], st
     return [timelines[uid] for uid in uids]
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How `measure_generation` sends its prompts: `trials` timed passes after `warmup` discarded ones,
+    `batch_size` requests at a time, EOS suppressed (`ignore_eos`), rows filed under round `round_index`."""
+
+    trials: int = 3
+    warmup: int = 1
+    batch_size: int = 1
+    ignore_eos: bool = True
+    round_index: int = 0
+
+
 def measure_generation(
     model,
     tokenizer,
     prompts: list[list[int]],
+    schedule: Schedule | None = None,
     *,
     gen_tokens: int | list[int],
-    trials: int = 3,
-    warmup: int = 1,
-    batch_size: int = 1,
-    ignore_eos: bool = True,
-    round_index: int = 0,
     **generate_kwargs,
 ) -> list[RequestRecord]:
     """One record per request per trial. Warm-up passes run first and are discarded.
@@ -175,6 +183,10 @@ def measure_generation(
     """
     import mlx.core as mx
     import psutil
+
+    schedule = schedule or Schedule()
+    trials, warmup, batch_size = schedule.trials, schedule.warmup, schedule.batch_size
+    ignore_eos, round_index = schedule.ignore_eos, schedule.round_index
 
     limits = [gen_tokens] * len(prompts) if isinstance(gen_tokens, int) else [int(n) for n in gen_tokens]
     if len(limits) != len(prompts) or min(limits, default=1) < 1 or trials < 1 or batch_size < 1 or warmup < 0:

@@ -30,29 +30,34 @@ def assign_priorities(count: int, urgent_fraction: float, seed: int) -> list[int
     return [0 if rng.random() < urgent_fraction else 1 for _ in range(count)]
 
 
-def run_continuous(
-    model,
-    tokenizer,
-    requests: list[Request],
-    *,
-    gen_tokens: int,
-    concurrency: int | None = None,
-    initial_batch: int = 4,
-    max_batch: int = 32,
-    adaptive: bool = True,
-    memory_limit_bytes: int | None = None,
-    grow_every_steps: int = 8,
-) -> tuple[list[dict], dict]:
-    """Serve `requests`; returns one row per request and scheduler facts (final limit, resizes)."""
+@dataclass(frozen=True)
+class Scheduler:
+    """How requests are served: `gen_tokens` each; a closed loop at `concurrency` (None: by arrival time); the batch
+    limit starts at `initial_batch` (at most `max_batch`) and, when `adaptive`, doubles after `grow_every_steps`
+    decode steps without memory pressure and halves when active memory passes `memory_limit_bytes`."""
+
+    gen_tokens: int
+    concurrency: int | None = None
+    initial_batch: int = 4
+    max_batch: int = 32
+    adaptive: bool = True
+    memory_limit_bytes: int | None = None
+    grow_every_steps: int = 8
+
+
+def run_continuous(model, tokenizer, requests: list[Request], scheduler: Scheduler) -> tuple[list[dict], dict]:
+    """Serve `requests` under `scheduler`; returns one row per request and scheduler facts (final limit, resizes)."""
     import mlx.core as mx
     from mlx_lm.generate import BatchGenerator
 
-    gen = BatchGenerator(model, stop_tokens=None, completion_batch_size=max_batch, prefill_batch_size=max_batch)
-    closed_loop = concurrency is not None
+    gen = BatchGenerator(
+        model, stop_tokens=None, completion_batch_size=scheduler.max_batch, prefill_batch_size=scheduler.max_batch
+    )
+    closed_loop = scheduler.concurrency is not None
     pending = sorted(requests, key=lambda r: r.arrival_s)
     queue: list[tuple[int, float, int, Request]] = []
     active, timelines = {}, {}
-    limit = min(initial_batch, max_batch)
+    limit = min(scheduler.initial_batch, scheduler.max_batch)
     resizes, steps_since_resize, max_active = [], 0, 0
     start = time.perf_counter()
     sent = {}
@@ -60,7 +65,7 @@ def run_continuous(
         while pending or queue or active:
             now = time.perf_counter() - start
             if closed_loop:
-                while pending and len(active) + len(queue) < concurrency:
+                while pending and len(active) + len(queue) < scheduler.concurrency:
                     r = pending.pop(0)
                     sent[r.index] = now
                     heapq.heappush(queue, (r.priority, now, r.index, r))
@@ -73,7 +78,7 @@ def run_continuous(
             while queue and len(active) + len(admit) < limit:
                 admit.append(heapq.heappop(queue)[3])
             if admit:
-                uids = gen.insert([r.prompt for r in admit], [gen_tokens] * len(admit))
+                uids = gen.insert([r.prompt for r in admit], [scheduler.gen_tokens] * len(admit))
                 for uid, r in zip(uids, admit):
                     active[uid] = r
                     timelines[r.index] = []
@@ -93,14 +98,21 @@ def run_continuous(
                 if resp.finish_reason is not None:
                     del active[resp.uid]
             steps_since_resize += 1
-            if adaptive:
-                over = memory_limit_bytes is not None and mx.get_active_memory() > memory_limit_bytes
+            if scheduler.adaptive:
+                over = (
+                    scheduler.memory_limit_bytes is not None and mx.get_active_memory() > scheduler.memory_limit_bytes
+                )
                 if over and limit > 1:
                     limit = max(1, limit // 2)
                     resizes.append((round(t, 4), limit))
                     steps_since_resize = 0
-                elif not over and steps_since_resize >= grow_every_steps and limit < max_batch and len(active) >= limit:
-                    limit = min(max_batch, limit * 2)
+                elif (
+                    not over
+                    and steps_since_resize >= scheduler.grow_every_steps
+                    and limit < scheduler.max_batch
+                    and len(active) >= limit
+                ):
+                    limit = min(scheduler.max_batch, limit * 2)
                     resizes.append((round(t, 4), limit))
                     steps_since_resize = 0
     finally:

@@ -120,7 +120,7 @@ def sweep_headline(sweep: str) -> str | None:
         from workbench.present import endpoint_section
 
         return endpoint_headline(endpoint_section.from_rows(rows, sweep))
-    return headline(decisions.analyse(rows, slo=gates.load_slo(None)))
+    return headline(decisions.analyse(rows, decisions.Criteria(slo=gates.load_slo(None))))
 
 
 def sweep_main(argv: list[str] | None = None) -> int:

@@ -30,15 +30,14 @@ import polars as pl
 
 from workbench import console, stats
 from workbench.analysis import decisions, gates, significance
-from workbench.errors import DataError, OutputsError, UsageError
+from workbench.errors import OutputsError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
 from workbench.present import machines
-from workbench.results import integrity
+from workbench.present.sweep_rows import failures, load, point_conditions, scan  # noqa: F401 (tests and the notebook)
 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "99_report.ipynb"
 GENERATOR = '<meta name="generator" content="workbench-report">'
 MARKER = ".workbench-report"
-SWEEP_NAME = re.compile(r"[A-Za-z0-9_-]+")
 INCLUDE_STALE = "WORKBENCH_INCLUDE_STALE"
 QUALITIES = ("task_accuracy", "perplexity", "kl_mean", "greedy_agreement")
 
@@ -126,18 +125,6 @@ def write_problem(exc: Exception) -> str | None:
             if os.strerror(code) in value:
                 return os.strerror(code)
     return None
-
-
-def scan(name: str, *, include_stale: bool = False) -> integrity.SweepScan:
-    """A sweep's folder sorted into verified points and what is left out; a bad or unknown name, or a sweep
-    without one verified point, is a `UsageError`."""
-    if not SWEEP_NAME.fullmatch(name):
-        raise UsageError(f"sweep name {name[:60]!r}: expected letters, digits, '-' and '_' only")
-    root = outputs_dir() / "sweeps" / name
-    found = integrity.scan_sweep(root, include_stale=include_stale)
-    if not found.finished:
-        raise UsageError(f"sweep {name!r} has no finished points under {root.parent}")
-    return found
 
 
 def _include_stale(include_stale: bool | None) -> bool:
@@ -236,21 +223,34 @@ class Report:
         return {**extra, **self.analysis.to_json()}
 
 
-def build(
-    sweep: str,
-    *,
-    baseline_sweep: str | None = None,
-    slo_file: str | None = None,
-    quality: str = "task_accuracy",
-    objective: str = "throughput_tps",
-    tolerance: float = 0.10,
-    include_stale: bool | None = None,
-    endpoint_sweep: str | None = None,
-    compare_imports: list[str] | None = None,
-) -> Report:
+@dataclass(frozen=True)
+class ReportOptions:
+    """What a report compares and judges by (the report notebook's parameters): an earlier `baseline_sweep` for
+    regressions, the `slo_file`, the quality metric and objective of the front, the regression `tolerance`, whether
+    stale points count (`include_stale`; None: `workbench report --include-stale`), a served-endpoint sweep, and
+    imported result files to compare."""
+
+    baseline_sweep: str | None = None
+    slo_file: str | None = None
+    quality: str = "task_accuracy"
+    objective: str = "throughput_tps"
+    tolerance: float = 0.10
+    include_stale: bool | None = None
+    endpoint_sweep: str | None = None
+    compare_imports: list[str] | None = None
+
+
+def build(sweep: str, options: ReportOptions | None = None) -> Report:
     """The analysed sweep. Points that fail verification, stray entries and (unless `include_stale`; default:
     `workbench report --include-stale`) stale points are left out with a warning."""
-    include_stale = _include_stale(include_stale)
+    o = options or ReportOptions()
+    baseline_sweep, slo_file, endpoint_sweep, compare_imports = (
+        o.baseline_sweep,
+        o.slo_file,
+        o.endpoint_sweep,
+        o.compare_imports,
+    )
+    include_stale = _include_stale(o.include_stale)
     rows, env = load(sweep, include_stale=include_stale)
     match = None
     if baseline_sweep:
@@ -259,17 +259,16 @@ def build(
         match = match_baseline(rows, load(baseline_sweep, include_stale=include_stale)[0])
     previous = match.previous if match is not None else None
     failed, points = failures(sweep, include_stale=include_stale)
-    result = decisions.analyse(
-        rows,
+    criteria = decisions.Criteria(
         slo=gates.load_slo(slo_file),
         min_effect=gates.load_min_effect(slo_file),
         quality_margins=gates.load_quality_margins(slo_file),
-        quality=quality,
-        objective=objective,
-        conditions=point_conditions(sweep, include_stale=include_stale),
-        previous=previous,
-        tolerance=tolerance,
+        quality=o.quality,
+        objective=o.objective,
+        tolerance=o.tolerance,
     )
+    conditions = point_conditions(sweep, include_stale=include_stale)
+    result = decisions.analyse(rows, criteria, conditions=conditions, previous=previous)
     from workbench.analysis import verdict_risks
 
     memory = env.get("memory_bytes")
@@ -299,47 +298,8 @@ def build(
     from workbench.present.header import report_extras
 
     extras = report_extras(rows, result.slo, slo_file, endpoint_rows, match)
-    report_args = (sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, tolerance, section, imported)
+    report_args = (sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, o.tolerance, section, imported)
     return Report(*report_args, found, **extras)
-
-
-def load(sweep: str, *, include_stale: bool = False) -> tuple[pl.DataFrame, dict]:
-    """Rows of a sweep's verified points and the environment of its first point."""
-    from workbench.results.store import load_sweep_results
-
-    found = scan(sweep, include_stale=include_stale)
-    try:
-        rows = load_sweep_results(sweep, include_stale=include_stale).collect()
-    except FileNotFoundError as exc:
-        raise DataError(str(exc)) from None
-    env_files = [p / "env.json" for p in found.finished if (p / "env.json").is_file()]
-    env = json.loads(env_files[0].read_text()) if env_files else {}
-    return rows, env
-
-
-def point_conditions(sweep: str, *, include_stale: bool = False) -> pl.DataFrame:
-    """Per verified point: how many timed points ran at once (`workers`), machine load before/after, cores."""
-    out = []
-    for directory in integrity.scan_sweep(outputs_dir() / "sweeps" / sweep, include_stale=include_stale).finished:
-        meta = integrity.read_point_meta(directory) or {}
-        env_file = directory / "env.json"
-        env = json.loads(env_file.read_text()) if env_file.is_file() else {}
-        out.append(
-            {
-                "point_id": str(meta.get("point_id", directory.name)),
-                "workers": meta.get("workers"),
-                **{k: env.get(k) for k in ("load_before", "load_after", "cores")},
-            }
-        )
-    schema = {"point_id": pl.String, "workers": pl.Int64, "load_before": pl.Float64}
-    return pl.DataFrame(out, schema=schema | {"load_after": pl.Float64, "cores": pl.Int64}, strict=False)
-
-
-def failures(sweep: str, *, include_stale: bool = False) -> tuple[int, int]:
-    """(failed or unverifiable points, all points) of a sweep folder; stray entries and stale points not counted."""
-    found = integrity.scan_sweep(outputs_dir() / "sweeps" / sweep, include_stale=include_stale)
-    failed = len(found.failed) + len(found.bad)
-    return failed, failed + len(found.finished) + len(found.unfinished)
 
 
 def figures(report: Report) -> dict:

@@ -39,6 +39,7 @@ import json
 from pathlib import Path
 
 from workbench.errors import DataError
+from workbench.paths import read_capped
 
 EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
 MAX_LINE_BYTES = 16 << 20
@@ -67,16 +68,12 @@ def read_bytes(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     path = check_path(path)
     try:
         size = path.stat().st_size
-        if size > max_bytes:
-            limit = f"the {max_bytes >> 20} MiB limit for a {path.suffix} file"
-            raise DataError(f"{path}: {size >> 20} MiB is over {limit} (convert it to JSONL)")
-        with path.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(data) > max_bytes:
-        raise DataError(f"{path}: over the {max_bytes >> 20} MiB limit for a {path.suffix} file")
-    return data
+    if size > max_bytes:
+        limit = f"the {max_bytes >> 20} MiB limit for a {path.suffix} file"
+        raise DataError(f"{path}: {size >> 20} MiB is over {limit} (convert it to JSONL)")
+    return read_capped(path, max_bytes)
 
 
 def jsonl_rows(path: Path) -> tuple[list[tuple[str, dict]], str]:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from workbench.errors import DataError
 from workbench.workloads import tasks
-from workbench.workloads.options import DATASET_ONLY, OPTIONS, SYNTHETIC_ONLY
+from workbench.workloads.options import DATASET_ONLY, OPTIONS, SYNTHETIC_ONLY, WorkloadOptions
 from workbench.workloads.options import add_arguments as add_option_arguments
 
 VERSION = 1
@@ -178,25 +178,22 @@ def dataset(
     path: str | Path,
     *,
     tokenizer,
-    chat: str = "auto",
-    turns: str = "first",
-    limit: int | None = None,
-    order: str = "file",
-    min_prompt_tokens: int | None = None,
-    max_prompt_tokens: int | None = None,
+    options: WorkloadOptions | None = None,
     seed: int = 0,
     context_tokens: int | None = None,
 ) -> Workload:
-    """The prompts of a user's file rendered for `tokenizer` (`chat.render`: auto/on/off), in file order or shuffled
-    with `seed` (`order="shuffle"`), kept when the rendered length is within [min, max]_prompt_tokens, at most
-    `limit` of them. A file problem, or nothing left after the filters, is a `DataError` (one line); so is a prompt
-    too long for `context_tokens` by its characters alone, before it is tokenized (`datasets.check_prompt_size`)."""
+    """The prompts of a user's file rendered for `tokenizer` (`chat.render`: `options.chat` auto/on/off), in file
+    order or shuffled with `seed` (`dataset_order="shuffle"`), kept when the rendered length is within
+    [min, max]_prompt_tokens, at most `dataset_limit` of them (the dataset fields of `options`). A file problem, or
+    nothing left after the filters, is a `DataError` (one line); so is a prompt too long for `context_tokens` by its
+    characters alone, before it is tokenized (`datasets.check_prompt_size`)."""
     from workbench.workloads import chat as chat_module
     from workbench.workloads import datasets
 
+    o = options or WorkloadOptions()
+    chat, turns, limit, order = o.chat, o.dataset_turns, o.dataset_limit, o.dataset_order
+    min_prompt_tokens, max_prompt_tokens = o.min_prompt_tokens, o.max_prompt_tokens
     chat_module.check_chat_mode(chat)
-    if order not in ("file", "shuffle"):
-        raise DataError(f"dataset order must be 'file' or 'shuffle', got {order!r}")
     items, sha256 = datasets.read_items(path, turns=turns)
     if order == "shuffle":
         random.Random(f"dataset-{seed}").shuffle(items)
@@ -303,17 +300,9 @@ def build(*, tokenizer, vocab_size: int, prompt_tokens: int, count: int, seed: i
     context_tokens = options.pop("context_tokens", None)
     options = {**OPTIONS, **options}
     if options["dataset"]:
+        chosen = WorkloadOptions.model_construct(**{name: options[name] for name in WorkloadOptions.model_fields})
         return dataset(
-            options["dataset"],
-            tokenizer=tokenizer,
-            chat=options["chat"],
-            turns=options["dataset_turns"],
-            limit=options["dataset_limit"],
-            order=options["dataset_order"],
-            min_prompt_tokens=options["min_prompt_tokens"],
-            max_prompt_tokens=options["max_prompt_tokens"],
-            seed=seed,
-            context_tokens=context_tokens,
+            options["dataset"], tokenizer=tokenizer, options=chosen, seed=seed, context_tokens=context_tokens
         )
     return synthetic(
         prompt_tokens=options["prompt_dist"] or prompt_tokens,
