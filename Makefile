@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# jsonschema (under nbformat, papermill, altair) imports rfc3987-syntax when present, which builds an Earley
+	@# parser at import: 2 s of CPU in every process that reads a notebook (each sweep point, each kernel). Only
+	@# the optional "iri" format check uses it, and no schema here has that format.
+	$(BIN)/python -m pip uninstall -y -q rfc3987-syntax 2>/dev/null || true
 	@$(MAKE) --no-print-directory blas
 	$(BIN)/workbench install-kernel
 	@$(MAKE) --no-print-directory git-config

@@ -15,6 +15,7 @@ from workbench import experiments
 from workbench.analysis import run_summary
 from workbench.errors import ConfigError
 from workbench.paths import REPO_ROOT
+from workbench.present import experiment_charts
 from workbench.results import store
 
 PARAMS = sorted((REPO_ROOT / "params").glob("*.yaml"))
@@ -66,6 +67,12 @@ def test_params_file_runs_on_nano(path, nano_path):
     summaries = run_summary.variant_summaries(name, frame)
     assert {s["variant"] for s in summaries} == set(frame["variant"])
     json.dumps(summaries)  # the --json line must serialise
+    # what notebooks/10_experiment.ipynb shows after the run (one experiment's notebook runs under papermill in
+    # test_notebooks; the cells are the same for every experiment, so the per-experiment part is checked here)
+    assert run_summary.summary_table(name, frame) is not None
+    spec = experiment_charts.chart(name, frame).to_dict()
+    assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/"), "an altair chart"
+    assert json.dumps(spec["datasets"]), "the chart carries its data"
 
 
 def test_lossless_optimisations_keep_greedy_outputs(nano_path):

@@ -303,3 +303,32 @@ def test_quality_margins_come_from_the_slo_file(tmp_path):
     path.write_text("quality_margins:\n  task_pts: 2\n")
     with pytest.raises(ConfigError, match=r"slo.yaml:quality_margins.task_pts"):
         gates.load_slo(path)
+
+
+def test_the_pareto_front_uses_quality_verdicts_not_point_estimates():
+    from workbench.analysis import decisions
+
+    configs = pl.DataFrame(
+        {
+            "point_id": ["p0", "p1", "p2"],
+            "variant": ["baseline", "fast", "noisy"],
+            "family": ["baseline", "quantise", "quantise"],
+            "is_reference": [True, False, False],
+            "ttft_s_p90": [1.0, 0.9, 0.95],
+            "throughput_tps": [100.0, 120.0, 110.0],
+            "task_accuracy": [0.80, 0.79, 0.81],  # "noisy" leads by a point that its interval cannot tell from zero
+        }
+    )
+    compared = pl.DataFrame(
+        {
+            "point_id": ["p1", "p2"],
+            "variant": ["fast", "noisy"],
+            "metric": ["task_accuracy", "task_accuracy"],
+            "verdict": ["equivalent", "inconclusive"],
+        }
+    )
+    by_estimate = decisions.with_pareto(configs)
+    assert by_estimate.filter("pareto")["variant"].to_list() == ["fast", "noisy"]
+    by_verdict = decisions.with_pareto(configs, quality_compared=compared)
+    assert by_verdict.filter("pareto")["variant"].to_list() == ["fast"]
+    assert by_verdict.columns == by_estimate.columns  # the rank is only the front's axis

@@ -44,8 +44,8 @@ AA_SWEEP = {
         "prompt_tokens": 16,
         "gen_tokens": 16,
         "requests": 4,
-        "trials": 2,
-        "rounds": 8,
+        "trials": 1,
+        "rounds": 5,
         "perplexity_chunks": 2,
         "task_count": 8,
         "fidelity_count": 2,
@@ -117,6 +117,9 @@ def test_dashboard_controls_change_chart_and_table(sweep_outputs):
     assert d.table.value.count('<td headers="Configuration"') == 4
     assert d.table.value.count("median of 3 runs") == 1 and ">baseline<" in d.table.value
     assert "Configurations of smoke with TTFT p90 ≤ 1,000 ms" in d.table.value
+    # quality against the baseline is each configuration's paired verdict on its items, with the interval
+    assert "Quality vs baseline (95% CI)" in d.table.value and ">reference<" in d.table.value
+    assert len(re.findall(r">(kept|worse|inconclusive) \([+−-]?[\d.]*[ a-z%]*±\d", d.table.value)) == 3, d.table.value
     assert d.chart.spec["layer"][0]["encoding"]["x"]["title"] == "TTFT p90 (ms)"
     d.x_axis.value = "e2e_s"
     assert d.chart.spec["layer"][0]["encoding"]["x"]["field"] == "e2e_s"
@@ -236,7 +239,7 @@ def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outp
     aa = [c for c in verdict["aa_checks"] if c["variant"] == "fp-b1-aa"]
     assert len({c["point_id"] for c in aa}) == 2 and not any(c["flagged"] for c in aa), aa
     entries = [c for c in verdict["comparisons"] if c["kind"] == "speed"]
-    assert len(entries) == 3 * 4 and all(c["rounds"] == 8 for c in entries)  # 3 points x 4 metrics, 8 rounds each
+    assert len(entries) == 3 * 4 and all(c["rounds"] == 5 for c in entries)  # 3 points x 4 metrics, 5 rounds each
     assert {c["verdict"] for c in entries} <= {"better", "worse", "equivalent", "inconclusive"}
     page = out.read_text()
     assert "vegaEmbed" in page and 'src="http' not in page and "Recommendations" in page

@@ -26,18 +26,37 @@ from workbench.analysis import verdicts
 from workbench.analysis.per_variant import configurations, with_identity
 from workbench.analysis.significance import BASELINE, HIGHER_IS_BETTER, noise_floors, sweep_noise_floor, trial_samples
 
+QUALITY_RANK = {"worse": 0, "inconclusive": 1, "equivalent": 2, "better": 3}
 
-def with_pareto(configs: pl.DataFrame, quality: str = "task_accuracy") -> pl.DataFrame:
-    """`pareto`: on the front of TTFT p90 (lower), throughput (higher) and `quality`. A/A copies of the
-    baseline are measurements of the baseline, not configurations: they never take a place on the front."""
-    objectives = {"ttft_s_p90": False, "throughput_tps": True, quality: HIGHER_IS_BETTER.get(quality, True)}
+
+def with_pareto(
+    configs: pl.DataFrame, quality: str = "task_accuracy", quality_compared: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """`pareto`: on the front of TTFT p90 (lower), throughput (higher) and `quality`. With the sweep's paired
+    quality comparisons (`quality_compared`, `analysis.quality_compare`), the quality axis is the configuration's
+    verdict on `quality` against its baseline (worse < inconclusive < equivalent < better; the baseline itself
+    is equivalent, a configuration without a comparison inconclusive), not its point estimate: a noisy 1-point
+    lead on 100 items does not push a faster configuration off the front. A/A copies of the baseline are
+    measurements of the baseline, not configurations: they never take a place on the front."""
+    axis = quality
+    if quality_compared is not None and not quality_compared.is_empty() and "point_id" in configs.columns:
+        from workbench.analysis.quality_compare import overall_verdicts
+
+        verdict = overall_verdicts(quality_compared, (quality,)).select("point_id", "variant", "quality_verdict")
+        if not verdict.is_empty():
+            configs = configs.join(verdict, on=["point_id", "variant"], how="left")
+            unknown = pl.when(pl.col("family") == BASELINE).then(pl.lit("equivalent")).otherwise(pl.lit("inconclusive"))
+            rank = pl.col("quality_verdict").fill_null(unknown).replace_strict(QUALITY_RANK, return_dtype=pl.Int64)
+            configs, axis = configs.with_columns(_quality_rank=rank).drop("quality_verdict"), "_quality_rank"
+    objectives = {"ttft_s_p90": False, "throughput_tps": True, axis: HIGHER_IS_BETTER.get(axis, True)}
     if configs.is_empty() or any(c not in configs.columns for c in objectives):
-        return configs.with_columns(pareto=pl.lit(False))
+        return configs.with_columns(pareto=pl.lit(False)).drop("_quality_rank", strict=False)
     copy = ~pl.col("is_reference") & (pl.col("family") == BASELINE)
     indexed = configs.with_row_index("_i")
     eligible = indexed.filter(~copy)
     front = eligible.filter(pl.Series(stats.pareto_mask(eligible, objectives), dtype=pl.Boolean))["_i"]
-    return indexed.with_columns(pareto=pl.col("_i").is_in(front.implode())).drop("_i")
+    marked = indexed.with_columns(pareto=pl.col("_i").is_in(front.implode())).drop("_i")
+    return marked.drop("_quality_rank", strict=False)
 
 
 def candidates(configs: pl.DataFrame, compared: pl.DataFrame, slo: dict, objective: str) -> pl.DataFrame:
@@ -246,12 +265,12 @@ def analyse(
     min_effect, quality_margins = c.min_effect, c.quality_margins
 
     rows = with_identity(rows)
-    configs = with_pareto(configurations(rows), quality=quality)
+    quality_compared = verdicts.quality_comparisons(rows, quality_margins)
+    configs = with_pareto(configurations(rows), quality=quality, quality_compared=quality_compared)
     samples = trial_samples(rows)
     floors = noise_floors(samples)
     floor = sweep_noise_floor(floors)
     compared = verdicts.speed_comparisons(rows, min_effect=min_effect)
-    quality_compared = verdicts.quality_comparisons(rows, quality_margins)
     chosen = with_quality_verdicts(candidates(configs, compared, slo, objective), quality_compared)
     aa = verdicts.aa_checks(compared, configs)
     shown = chosen.filter(pl.col("status") == "recommended").head(8)

@@ -296,3 +296,27 @@ def signed(value: float, digits: int) -> str:
     if float(text) == 0:
         return text
     return ("+" if value > 0 else "−") + text
+
+
+def kept_labels(configs: pl.DataFrame, comparisons: pl.DataFrame | None, metric: str) -> pl.DataFrame:
+    """`configs` with `quality_kept`: what its paired comparison on `metric` says against its baseline, in words
+    with the interval ("kept (+0.4 points ±1.1)", "worse (−10.0 points ±11.0)", "inconclusive (±3.2%)");
+    "reference" for the baseline, None where the metric was not compared."""
+    unit_words = {"points": " points", "pct": "%"}
+    labels = {}
+    for r in (comparisons if comparisons is not None else pl.DataFrame(schema=COLUMNS)).iter_rows(named=True):
+        if r["metric"] != metric:
+            continue
+        unit = unit_words.get(r["unit"], "")
+        word = "kept" if r["verdict"] in ("equivalent", "better") else r["verdict"]
+        shown = (
+            f"±{r['half_width']:.1f}{unit}"
+            if word == "inconclusive"
+            else f"{r['change']:+.1f}{unit} ±{r['half_width']:.1f}"
+        )
+        labels[(r["point_id"], r["variant"])] = f"{word} ({shown})"
+    kept = [
+        "reference" if r.get("is_reference") else labels.get((r.get("point_id"), r["variant"]))
+        for r in configs.iter_rows(named=True)
+    ]
+    return configs.with_columns(pl.Series("quality_kept", kept, dtype=pl.String))

@@ -118,6 +118,19 @@ def _eta_s(samples: pl.DataFrame, precision: float, done: int, round_s: float) -
     return max(0, needed - done) * round_s
 
 
+def _progress_line(bar, desc: str, done: int, limit: int, width: str | None) -> None:
+    """Without a terminal (a pipe, a papermill log) the bar is off: a step line instead, for the first round, the
+    last possible one and every tenth of the way (a 200-round precision run prints ~20 lines, not 200)."""
+    if not bar.disable:
+        return
+    if done == 1 or done == limit or done % max(1, limit // 10) == 0:
+        from workbench import terminal
+
+        name = desc.removesuffix(" rounds")
+        total = f"{limit}" if width is None else f"up to {limit}"
+        terminal.step(f"{name}: speed round {done}/{total}" + (f" ({width})" if width else ""))
+
+
 def run_rounds(
     config, measure_round: Callable[[int], dict[str, list[dict]]], *, desc: str = "rounds"
 ) -> tuple[dict[str, list[dict]], RoundLog]:
@@ -145,12 +158,14 @@ def run_rounds(
             elapsed = time.perf_counter() - start
             bar.update(1)
             if precision is None:
+                _progress_line(bar, desc, log.rounds, limit, None)
                 continue
             samples = current_samples(rows)
             log.half_width = round_stats.half_widths(samples)
             widest = max(log.half_width.values(), default=math.nan)
             eta = _eta_s(samples, precision, log.rounds, elapsed / log.rounds)
             bar.set_postfix_str(f"±{widest:.1%} (target ±{precision:.0%}), eta {eta:.0f}s")
+            _progress_line(bar, desc, log.rounds, limit, f"±{widest:.1%}, target ±{precision:.1%}")
             if log.rounds >= MIN_ROUNDS and log.half_width and all(w <= precision for w in log.half_width.values()):
                 log.stopped = STOP_PRECISION
                 break

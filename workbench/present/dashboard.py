@@ -52,8 +52,17 @@ def _endpoint(sweep: str):
     return endpoint_section.from_rows(rows, sweep)
 
 
+@functools.lru_cache(maxsize=16)
+def _quality(sweep: str) -> pl.DataFrame | None:
+    """The sweep's paired quality comparisons (`analysis.quality_compare`): the front's quality axis and the
+    table's "quality kept" column rest on these verdicts, not on point estimates."""
+    from workbench.analysis import verdicts
+
+    return verdicts.quality_comparisons(_rows(sweep))
+
+
 def clear_caches() -> None:
-    for cached in (_rows, _configs, _endpoint):
+    for cached in (_rows, _configs, _endpoint, _quality):
         cached.cache_clear()
 
 
@@ -152,7 +161,11 @@ class Dashboard:
         return slo
 
     def _configs(self) -> pl.DataFrame:
-        return decisions.with_pareto(_configs(self.sweep.value), quality=self.quality.value)
+        from workbench.analysis.quality_compare import kept_labels
+
+        quality, compared = self.quality.value, _quality(self.sweep.value)
+        configs = decisions.with_pareto(_configs(self.sweep.value), quality=quality, quality_compared=compared)
+        return kept_labels(configs, compared, quality)
 
     def meeting_slo(self) -> pl.DataFrame:
         """The configurations that meet the current targets, best throughput first."""

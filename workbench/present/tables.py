@@ -150,6 +150,11 @@ def configurations(frame: pl.DataFrame, *, quality: str, columns=("ttft_s_p90", 
             "id": _id(r),
             "Optimisation": r["family"],
             **{METRICS[m][0]: fmt_value(m, r.get(m)) for m in metrics},
+            **(
+                {"Quality vs baseline (95% CI)": r.get("quality_kept") or "—"}
+                if "quality_kept" in frame.columns
+                else {}
+            ),
             "Pareto-optimal": "yes" if r.get("pareto") else "",
         }
         for r in frame.iter_rows(named=True)
