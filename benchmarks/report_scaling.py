@@ -36,7 +36,7 @@ def source_points(name: str) -> list[Path]:
     if not points:
         if name != "smoke":
             raise SystemExit(f"sweep {name!r} has no finished points under {root.parent}")
-        runner.run_sweep(runner.load_sweep(ROOT / "params" / "smoke.yaml"), workers=1, progress=False)
+        runner.run_sweep(runner.load_sweep(ROOT / "params" / "smoke.yaml"), runner.ExecutionOptions(progress=False))
         points = sorted(p.parent for p in root.glob("*/results.parquet"))
     return points
 

@@ -106,8 +106,8 @@ def tiny_sweep_outputs(tmp_path_factory, nano_path, kernel) -> Path:
     saved = os.environ.get("WORKBENCH_OUTPUTS")
     os.environ["WORKBENCH_OUTPUTS"] = str(root)
     try:
-        outcomes = runner.run_sweep(runner.load_sweep(sweep_file), progress=False)
-        assert all(o["status"] == "done" for o in outcomes), outcomes
+        outcomes = runner.run_sweep(runner.load_sweep(sweep_file), runner.ExecutionOptions(progress=False))
+        assert all(o.status is runner.PointStatus.DONE for o in outcomes), outcomes
     finally:
         if saved is None:
             os.environ.pop("WORKBENCH_OUTPUTS", None)

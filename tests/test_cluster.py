@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from workbench.paths import REPO_ROOT
+from workbench.sweep.outcome import PointStatus
 
 DASK = str(Path(sys.executable).parent / "dask")
 TINY = {
@@ -312,7 +313,7 @@ def test_returned_files_that_do_not_match_their_manifest_are_refused():
 
     data = store.parquet_bytes(pl.DataFrame({"kind": ["speed", "speed"]}))
     files = {"results.parquet": data, "manifest.json": json.dumps(integrity.manifest(2, data)).encode()}
-    result = cluster.PointFiles("p", "done", files, {"name": "w"}, 0.0, 1.0)
+    result = cluster.PointFiles("p", PointStatus.DONE, files, {"name": "w"}, 0.0, 1.0)
     assert cluster.verify(result) is None
     result.files = {**files, "results.parquet": data[:-8] + b"tampered"}
     assert "does not match its manifest" in cluster.verify(result)
@@ -326,7 +327,7 @@ def test_overlap_is_counted_only_on_the_same_machine():
     from workbench.sweep import cluster, dask_executor
 
     def point(pid, host, start, end):
-        return cluster.PointFiles(pid, "done", {}, {"name": pid}, start, end, machine={"host_hash": host})
+        return cluster.PointFiles(pid, PointStatus.DONE, {}, {"name": pid}, start, end, machine={"host_hash": host})
 
     timings = {}
     assert dask_executor.overlaps(timings, point("a", "h1", 0, 10)) == []

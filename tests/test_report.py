@@ -93,8 +93,8 @@ def outputs(tmp_path_factory, nano_path, kernel):
     os.environ["WORKBENCH_OUTPUTS"] = str(root)
     try:
         for path in (REPO_ROOT / "params" / "smoke.yaml", sweep_file, served_file, other_file):
-            outcomes = runner.run_sweep(runner.load_sweep(path), progress=False)
-            assert all(o["status"] == "done" for o in outcomes), outcomes
+            outcomes = runner.run_sweep(runner.load_sweep(path), runner.ExecutionOptions(progress=False))
+            assert all(o.status is runner.PointStatus.DONE for o in outcomes), outcomes
     finally:
         if saved is not None:
             os.environ["WORKBENCH_OUTPUTS"] = saved

@@ -1,5 +1,7 @@
 """Sweeps through real papermill on the nano model: expansion, validation, resume, kill, Dask."""
 
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -11,9 +13,11 @@ import polars as pl
 import pytest
 import yaml
 
+from workbench.errors import UsageError
 from workbench.paths import REPO_ROOT
 from workbench.results import store
-from workbench.sweep import runner
+from workbench.sweep import outcome, runner
+from workbench.sweep.outcome import PointOutcome, PointStatus
 
 SMOKE = REPO_ROOT / "params" / "smoke.yaml"
 
@@ -151,12 +155,39 @@ def test_killed_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, nano_pat
     assert per_point["runs"].to_list() == [1, 1, 1]
 
 
-def test_dask_executor_with_a_local_cluster(tmp_path, nano_path, kernel, _outputs):
+def test_dask_executor_with_a_local_cluster_and_rerun(tmp_path, nano_path, kernel, _outputs):
     path = write_sweep(tmp_path, "dasky", grid={"variants": [[{"bits": 4}], [{"bits": 8}]]})
     plan = runner.load_sweep(path)
-    outcomes = runner.run_sweep(plan, workers=1, executor="dask", progress=False)
-    assert sorted(o["status"] for o in outcomes) == ["done", "done"]
+    options = runner.ExecutionOptions(executor="dask", progress=False)
+    outcomes = runner.run_sweep(plan, options)
+    assert sorted(o.status for o in outcomes) == ["done", "done"]
     assert store.load_sweep_results("dasky").collect()["point_id"].n_unique() == 2
+
+    first, second = (p.point_id for p in plan.points)
+    before = (plan.root / first / "results.parquet").read_bytes()
+    again = runner.run_sweep(plan, dataclasses.replace(options, rerun=frozenset({first})))
+    assert {o.point_id: o.status for o in again} == {first: PointStatus.DONE, second: PointStatus.SKIPPED}
+    (kept,) = (plan.root / first / ".replaced").iterdir()  # the earlier measurement, set aside, not overwritten
+    assert (kept / "results.parquet").read_bytes() == before and (kept / "manifest.json").is_file()
+    assert (plan.root / first / "results.parquet").read_bytes() != before
+    frame = store.load_sweep_results("dasky").collect()
+    assert frame.group_by("point_id").agg(pl.col("run_id").n_unique())["run_id"].to_list() == [1, 1]
+
+
+def test_outcomes_print_as_before():
+    failed = PointOutcome("p1", PointStatus.FAILED, error="E: x", executed_notebook="/nb")
+    on_worker = PointOutcome("p2", PointStatus.FAILED, error="E: y", on_cluster=True, rerun_because="bad sha")
+    assert json.dumps([failed.as_dict(), on_worker.as_dict()]) == (
+        '[{"point_id": "p1", "status": "failed", "error": "E: x", "executed_notebook": "/nb"}, '
+        '{"point_id": "p2", "worker": null, "status": "failed", "error": "E: y", "executed_notebook": null, '
+        '"rerun": "bad sha"}]'
+    )
+    assert PointStatus("done") is PointStatus.DONE and f"{PointStatus.REMAINING}" == "remaining"
+    assert json.dumps({"status": PointStatus.SKIPPED}) == '{"status": "skipped"}'
+    outcomes = [PointOutcome("a", PointStatus.DONE), PointOutcome("b", PointStatus.SKIPPED), failed]
+    assert outcome.count(outcomes) == {"ran": 1, "skipped": 1, "interrupted": 0, "remaining": 0, "failed": 1}
+    with pytest.raises(UsageError, match="executor: 'ray'"):
+        runner.ExecutionOptions(executor="ray")
 
 
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "params").glob("*.yaml")), ids=lambda p: p.name)

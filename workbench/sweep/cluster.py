@@ -26,6 +26,8 @@ from pathlib import Path
 from workbench.paths import atomic_dir, atomic_write_text
 from workbench.results import integrity
 from workbench.sweep.execute import NotebookPolicy, run_notebook
+from workbench.sweep.outcome import PointStatus
+from workbench.sweep.rerun import REPLACED
 
 RETURNED = ("params.yaml", "env.json", integrity.RESULTS, integrity.MANIFEST, "executed.ipynb")
 TIMED = "timed"  # the Dask resource a measuring machine offers once: `dask worker --resources timed=1`
@@ -49,7 +51,7 @@ class PointFiles:
     """What comes back: the point's files as bytes, who ran it, and when (the worker's clock, epoch seconds)."""
 
     point_id: str
-    status: str  # "done" | "failed"
+    status: PointStatus  # DONE or FAILED
     files: dict[str, bytes]
     worker: dict
     started_s: float
@@ -99,7 +101,7 @@ def run_point(task: PointTask) -> PointFiles:
         if error is None and problem is not None:
             error = f"the notebook finished but the point is not: {problem}"
         files = {name: (out / name).read_bytes() for name in RETURNED if (out / name).is_file()}
-        status = "done" if error is None else "failed"
+        status = PointStatus.DONE if error is None else PointStatus.FAILED
         return PointFiles(task.point_id, status, files, worker, started, ended, error, machine)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -168,7 +170,24 @@ def write_point(directory: Path, result: PointFiles, meta: dict) -> None:
         for name, data in result.files.items():
             (tmp / name).write_bytes(data)
         (tmp / "point.yaml").write_text(yaml.safe_dump(meta, sort_keys=True))
+        keep_replaced(directory, tmp)
         tmp.chmod(0o755)
+
+
+def keep_replaced(directory: Path, tmp: Path) -> None:
+    """Results `--rerun` set aside (`<point>/.replaced/`) go along into the folder that replaces the point's, so a
+    re-measurement on a worker never loses the earlier one. Hard links (a copy where links fail): until the rename,
+    the old folder still holds them."""
+    kept = directory / REPLACED
+    if kept.is_dir() and not kept.is_symlink():
+        shutil.copytree(kept, tmp / REPLACED, symlinks=True, copy_function=_link_or_copy)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def write_failure(directory: Path, meta: dict, error: str, *, executed: bytes | None = None) -> None:
@@ -182,6 +201,7 @@ def write_failure(directory: Path, meta: dict, error: str, *, executed: bytes | 
             (tmp / "executed.ipynb").write_bytes(executed)
         (tmp / "point.yaml").write_text(yaml.safe_dump(meta, sort_keys=True))
         (tmp / "error.json").write_text(json.dumps(record, indent=2, default=str))
+        keep_replaced(directory, tmp)
         tmp.chmod(0o755)
 
 

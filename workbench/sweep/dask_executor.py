@@ -6,6 +6,7 @@ the points name. Points are submitted one per free timed slot, so Ctrl-C stops q
 dies mid-point (or after finishing, before its files arrive) loses its result; the scheduler runs the point again
 elsewhere and the client, which writes each point once, records the lost worker. Each point's start and end on
 its worker give what actually overlapped on one machine, recorded in point.yaml (`workers`, `overlapped_with`).
+`--rerun` works as locally: a finished point's earlier results move to `<point>/.replaced/` before it is submitted.
 
     workbench sweep params/smoke.yaml --scheduler tcp://HOST:8786 [--share-machines]
 """
@@ -17,11 +18,16 @@ import sys
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from workbench.errors import SweepError
+from workbench.results.store import is_finished
 from workbench.sweep import cluster
-from workbench.sweep.execute import NOTEBOOK
+from workbench.sweep.execute import NOTEBOOK, NotebookPolicy
+from workbench.sweep.guard import Interrupts
+from workbench.sweep.outcome import PointOutcome, PointStatus
+from workbench.sweep.rerun import set_aside
 from workbench.sweep.spec import Point, Sweep
 
 CONNECT_TIMEOUT_S = 10
@@ -139,16 +145,26 @@ class Progress:
     """Where the loop reports: the tqdm bar (or nothing), one line per event on stderr."""
 
     bar: object
-    record: object  # outcome dict -> None
+    record: Callable[[PointOutcome], None]
 
     def say(self, line: str) -> None:
         self.bar.write(line, file=sys.stderr) if hasattr(self.bar, "write") else print(line, file=sys.stderr)
 
 
-def run_points(sweep: Sweep, todo: list[Point], session: Session, *, progress: Progress, options: dict) -> None:
-    """Feed `todo` to the cluster, one point per free slot, until done, Ctrl-C (`options["interrupts"]`) or abort."""
-    interrupts = options["interrupts"]
+def run_points(
+    sweep: Sweep,
+    todo: list[Point],
+    session: Session,
+    *,
+    progress: Progress,
+    policy: NotebookPolicy,
+    rerun: frozenset[str] = frozenset(),
+) -> None:
+    """Feed `todo` to the cluster, one point per free slot, with `policy`'s timeout and retries, until done, Ctrl-C
+    (`policy.interrupts`) or abort. A finished point that `rerun` names has its earlier results set aside
+    (`set_aside`) as it is submitted."""
     notebook = NOTEBOOK.read_text()
+    interrupts = policy.interrupts or Interrupts()
     pending, running = deque(todo), {}
     timings: dict[str, tuple] = {}
     resources = None if session.share_machines else {cluster.TIMED: 1}
@@ -157,14 +173,10 @@ def run_points(sweep: Sweep, todo: list[Point], session: Session, *, progress: P
         slots = session.slots()
         while pending and len(running) < max(slots, 1) and not interrupts.stopping:
             point = pending.popleft()
+            if point.point_id in rerun and is_finished(sweep.root / point.point_id):
+                set_aside(sweep.root / point.point_id)
             task = cluster.PointTask(
-                sweep.name,
-                sweep.experiment,
-                point.point_id,
-                point.params,
-                notebook,
-                options.get("timeout_s") or sweep.timeout_s,
-                sweep.retries if options.get("retries") is None else options["retries"],
+                sweep.name, sweep.experiment, point.point_id, point.params, notebook, policy.timeout_s, policy.retries
             )
             key = f"point-{sweep.name}-{point.point_id}-{uuid.uuid4().hex[:8]}"
             future = session.client.submit(cluster.run_point, task, key=key, pure=False, resources=resources)
@@ -184,7 +196,7 @@ def run_points(sweep: Sweep, todo: list[Point], session: Session, *, progress: P
             point = running.pop(future)
             progress.record(receive(sweep, point, future, session, timings=timings, progress=progress))
     for point in pending:
-        progress.record({"point_id": point.point_id, "status": "remaining"})
+        progress.record(PointOutcome(point.point_id, PointStatus.REMAINING))
 
 
 def wait_some(futures: list) -> set:
@@ -207,30 +219,30 @@ def abort(session: Session, running: dict, progress: Progress) -> None:
             session.client.run(kill_kernels, workers=sorted(held))
     session.client.cancel(list(running))
     for point in running.values():
-        progress.record({"point_id": point.point_id, "status": "interrupted"})
+        progress.record(PointOutcome(point.point_id, PointStatus.INTERRUPTED))
     progress.say(f"stopped {len(running)} running points on {len(held)} workers")
 
 
-def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: dict, progress: Progress) -> dict:
+def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: dict, progress: Progress) -> PointOutcome:
     """One finished future: verify and write the point into the client's outputs, or record why it failed."""
-    base = {"point_id": point.point_id, "worker": session.running_on.get(future.key)}
+    worker = session.running_on.get(future.key)
     if future.status == "error":
         exc = future.exception()
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        progress.say(f"failed {point.point_id} on {base['worker'] or 'an unknown worker'}: {error}")
+        progress.say(f"failed {point.point_id} on {worker or 'an unknown worker'}: {error}")
         meta = {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment}
-        meta |= {"params": point.params, "workers": 1, "worker": {"name": base["worker"]}}
+        meta |= {"params": point.params, "workers": 1, "worker": {"name": worker}}
         cluster.write_failure(sweep.root / point.point_id, meta, error)
-        return {**base, "status": "failed", "error": error, "executed_notebook": None}
+        return PointOutcome(point.point_id, PointStatus.FAILED, error=error, on_cluster=True, worker=worker)
     fetch_start = time.perf_counter()
     result = future.result()  # the files travel now (the future is done)
     verify_start = time.perf_counter()
-    base["worker"] = result.worker["name"]
+    worker = result.worker["name"]
     directory = sweep.root / point.point_id
     overlapped = overlaps(timings, result)
     meta = cluster.point_meta(sweep.name, sweep.experiment, point.params, result, overlapped=overlapped)
     error = result.error or cluster.verify(result)
-    if result.status == "done" and error is None:
+    if result.status == PointStatus.DONE and error is None:
         write_start = time.perf_counter()
         cluster.write_point(directory, result, meta)
         for other in overlapped:
@@ -242,14 +254,18 @@ def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: di
             "bytes": sum(len(data) for data in result.files.values()),
         }
         seconds = result.ended_s - result.started_s
-        progress.say(f"done {point.point_id} on {base['worker']} in {seconds:.1f} s")
-        return {**base, "status": "done", "seconds": round(seconds, 2), "client_cost": cost}
-    if result.status == "done":
-        error = f"the files from worker {base['worker']} fail verification: {error}"
+        progress.say(f"done {point.point_id} on {worker} in {seconds:.1f} s")
+        seconds = round(seconds, 2)
+        return PointOutcome(
+            point.point_id, PointStatus.DONE, on_cluster=True, worker=worker, seconds=seconds, client_cost=cost
+        )
+    if result.status == PointStatus.DONE:
+        error = f"the files from worker {worker} fail verification: {error}"
     cluster.write_failure(directory, meta, error, executed=result.files.get("executed.ipynb"))
-    progress.say(f"failed {point.point_id} on {base['worker']}: {error}")
+    progress.say(f"failed {point.point_id} on {worker}: {error}")
     notebook = str(directory / "executed.ipynb") if "executed.ipynb" in result.files else None
-    return {**base, "status": "failed", "error": error, "executed_notebook": notebook}
+    failed = PointStatus.FAILED
+    return PointOutcome(point.point_id, failed, error=error, executed_notebook=notebook, on_cluster=True, worker=worker)
 
 
 def overlaps(timings: dict, result: cluster.PointFiles) -> list[str]:
@@ -263,12 +279,12 @@ def overlaps(timings: dict, result: cluster.PointFiles) -> list[str]:
     ]
 
 
-def worker_summary(outcomes: list[dict], session: Session) -> dict:
+def worker_summary(outcomes: list[PointOutcome], session: Session) -> dict:
     """Points done and failed per worker, and the workers lost during the sweep."""
-    done = Counter(o.get("worker") for o in outcomes if o["status"] == "done")
-    failed = Counter(o.get("worker") for o in outcomes if o["status"] == "failed")
+    done = Counter(o.worker for o in outcomes if o.status is PointStatus.DONE)
+    failed = Counter(o.worker for o in outcomes if o.status is PointStatus.FAILED)
     names = sorted({*done, *failed} - {None})
-    costs = [o["client_cost"] for o in outcomes if "client_cost" in o]
+    costs = [o.client_cost for o in outcomes if o.client_cost is not None]
     total = {key: round(sum(c[key] for c in costs), 4) for key in ("fetch_s", "verify_s", "write_s", "bytes")}
     return {
         "per_worker": {name: {"done": done[name], "failed": failed[name]} for name in names},

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from workbench import console
@@ -31,14 +32,15 @@ from workbench.results import integrity
 from workbench.results.integrity import point_problem
 from workbench.results.store import is_finished
 from workbench.sweep import dask_executor
-from workbench.sweep.execute import NOTEBOOK, NotebookPolicy, run_notebook
+from workbench.sweep.execute import NOTEBOOK, run_notebook
 from workbench.sweep.guard import Interrupts, hold
+from workbench.sweep.options import ExecutionOptions
+from workbench.sweep.outcome import PointOutcome, PointStatus, count
 from workbench.sweep.rerun import REPLACED, rerun_ids, set_aside
 from workbench.sweep.spec import MAX_POINTS, Point, Sweep, expand, load_sweep, point_id  # noqa: F401 (the API)
 
 POINT_BYTES = 4 << 20  # rough disk use of one point: executed notebook, rows, metadata
 EXIT_INTERRUPTED = 130
-STATUSES = {"ran": "done", "skipped": "skipped", "interrupted": "interrupted", "remaining": "remaining"}
 
 
 def point_dir(sweep: Sweep, point: Point) -> Path:
@@ -85,41 +87,34 @@ def prepare_point(sweep: Sweep, point: Point, *, workers: int = 1) -> Path:
 
 
 def execute_point(
-    sweep: Sweep,
-    point: Point,
-    *,
-    timeout_s: int | None = None,
-    retries: int | None = None,
-    parallel: int = 1,
-    interrupts: Interrupts | None = None,
-    rerun: bool = False,
-) -> dict:
-    """Run one point with papermill (`run_notebook`). A point stopped by Ctrl-C (`interrupts`) is `interrupted`, not
-    failed, and not retried: a resume runs it again."""
+    sweep: Sweep, point: Point, *, options: ExecutionOptions | None = None, interrupts: Interrupts | None = None
+) -> PointOutcome:
+    """Run one point with papermill (`run_notebook`); a finished one is skipped unless `options.rerun` names it. A
+    point stopped by Ctrl-C (`interrupts`) is `interrupted`, not failed, and not retried: a resume runs it again."""
+    options = options or ExecutionOptions()
     directory = point_dir(sweep, point)
+    rerun = point.point_id in options.rerun
     if is_finished(directory) and not rerun:
-        return {"point_id": point.point_id, "status": "skipped"}
+        return PointOutcome(point.point_id, PointStatus.SKIPPED)
     if rerun and is_finished(directory):
         set_aside(directory)
     for stale in ("results.parquet", "error.json"):
         (directory / stale).unlink(missing_ok=True)
-    write_point_meta(sweep, point, workers=parallel)
+    write_point_meta(sweep, point, workers=options.workers)
     executed = directory / "executed.ipynb"
-    policy = NotebookPolicy(
-        timeout_s or sweep.timeout_s, sweep.retries if retries is None else retries, interrupts=interrupts
-    )
+    policy = options.policy(sweep, interrupts=interrupts)
     error = run_notebook(NOTEBOOK, executed, notebook_parameters(sweep, point, directory), policy=policy)
     if error is None and is_finished(directory):
-        return {"point_id": point.point_id, "status": "done"}
+        return PointOutcome(point.point_id, PointStatus.DONE)
     if interrupts and (interrupts.aborted or (interrupts.stopping and "KeyboardInterrupt" in (error or ""))):
-        return {"point_id": point.point_id, "status": "interrupted"}
+        return PointOutcome(point.point_id, PointStatus.INTERRUPTED)
     error = error or "notebook finished without writing results.parquet"
     record = {"error": error, "executed_notebook": str(executed), "params": point.params}
     try:
         atomic_write_text(directory / "error.json", json.dumps(record, indent=2, default=str))
     except OSError as exc:  # a full disk must not end the sweep with a traceback; the summary still names it
         error = f"{error} (error.json not written: {exc.strerror or exc})"
-    return {"point_id": point.point_id, "status": "failed", "error": error, "executed_notebook": str(executed)}
+    return PointOutcome(point.point_id, PointStatus.FAILED, error=error, executed_notebook=str(executed))
 
 
 def clean_unfinished(sweep: Sweep) -> list[Path]:
@@ -141,52 +136,44 @@ def clean_unfinished(sweep: Sweep) -> list[Path]:
     return skipped
 
 
-def run_sweep(
-    sweep: Sweep,
-    *,
-    workers: int = 1,
-    executor: str = "local",
-    session: dask_executor.Session | None = None,
-    timeout_s: int | None = None,
-    retries: int | None = None,
-    progress: bool = True,
-    rerun: set[str] | None = None,
-) -> list[dict]:
-    """Execute every unfinished point, `workers` at a time (1: timed points never overlap), or on the Dask cluster
-    of `session` (`executor="dask"` without one: a `LocalCluster` of `workers`), and the finished ones named in
-    `rerun` (their earlier results set aside, `set_aside`). Points whose results fail verification run again, named
-    on stderr. Ctrl-C: see `sweep_guard`; points not started are `remaining`, as are those not started once the
-    sweep's `time_budget_s` has passed (`budget` set on them)."""
+def run_sweep(sweep: Sweep, options: ExecutionOptions | None = None) -> list[PointOutcome]:
+    """Execute every unfinished point as `options` say (`ExecutionOptions`: local `workers` at a time, or on a Dask
+    cluster), and the finished ones `options.rerun` names (their earlier results set aside, `set_aside`). Points
+    whose results fail verification run again, named on stderr. Ctrl-C: see `guard`; points not started are
+    `remaining`, as are those not started once the sweep's `time_budget_s` has passed (`budget` set on them)."""
     from tqdm import tqdm
 
+    options = options or ExecutionOptions()
     bad = bad_points(sweep)
     if bad:
         named = "; ".join(f"{pid} ({why})" for pid, why in bad.items())
         print(f"re-running {len(bad)} points that fail verification: {named}", file=sys.stderr)
     links = set(clean_unfinished(sweep))
-    rerun = rerun or set()
-    todo = [
-        p
-        for p in sweep.points
-        if (p.point_id in rerun or not is_finished(point_dir(sweep, p))) and point_dir(sweep, p) not in links
-    ]
-    outcomes = [{"point_id": p.point_id, "status": "skipped"} for p in sweep.points if p not in todo]
-    for outcome in outcomes:
-        if point_dir(sweep, next(p for p in sweep.points if p.point_id == outcome["point_id"])) in links:
-            outcome.update(status="failed", error="its point folder is a symlink: not followed")
-    bar = tqdm(
-        total=len(sweep.points), initial=len(outcomes), desc=f"sweep {sweep.name}", disable=not progress, unit="point"
-    )
-    kwargs = {"timeout_s": timeout_s, "retries": retries, "parallel": workers, "rerun_ids": rerun}
-    with Interrupts() as interrupts:
-        if executor == "dask":
-            _run_on_cluster(sweep, todo, outcomes, bar, interrupts, session, kwargs)
+    todo, outcomes = [], []
+    for p in sweep.points:
+        if point_dir(sweep, p) in links:
+            linked = "its point folder is a symlink: not followed"
+            outcomes.append(PointOutcome(p.point_id, PointStatus.FAILED, error=linked))
+        elif p.point_id in options.rerun or not is_finished(point_dir(sweep, p)):
+            todo.append(p)
         else:
-            _run_points(sweep, todo, outcomes, bar, interrupts, workers, kwargs)
+            outcomes.append(PointOutcome(p.point_id, PointStatus.SKIPPED))
+    bar = tqdm(
+        total=len(sweep.points),
+        initial=len(outcomes),
+        desc=f"sweep {sweep.name}",
+        disable=not options.progress,
+        unit="point",
+    )
+    record = _recorder(sweep, outcomes, bar)
+    with Interrupts() as interrupts:
+        if options.executor == "dask":
+            _run_on_cluster(sweep, todo, options, dask_executor.Progress(bar, record), interrupts)
+        else:
+            _run_points(sweep, todo, options, record, interrupts)
     bar.close()
     for outcome in outcomes:
-        if outcome["point_id"] in bad:
-            outcome["rerun"] = bad[outcome["point_id"]]
+        outcome.rerun_because = bad.get(outcome.point_id)
     return outcomes
 
 
@@ -202,41 +189,47 @@ def bad_points(sweep: Sweep) -> dict[str, str]:
     return found
 
 
-def _recorder(sweep: Sweep, outcomes: list, bar):
-    def record(outcome):
+def _recorder(sweep: Sweep, outcomes: list[PointOutcome], bar) -> Callable[[PointOutcome], None]:
+    def record(outcome: PointOutcome) -> None:
         outcomes.append(outcome)
         bar.update(1)
-        done = sum(o["status"] in ("done", "skipped") for o in outcomes)
-        failed = sum(o["status"] == "failed" for o in outcomes)
+        done = sum(o.status.finished for o in outcomes)
+        failed = sum(o.status is PointStatus.FAILED for o in outcomes)
         bar.set_postfix(done=done, failed=failed, remaining=len(sweep.points) - done - failed)
 
     return record
 
 
-def _run_on_cluster(sweep, todo, outcomes, bar, interrupts, session, kwargs) -> None:
-    progress = dask_executor.Progress(bar, _recorder(sweep, outcomes, bar))
-    options = {"timeout_s": kwargs["timeout_s"], "retries": kwargs["retries"], "interrupts": interrupts}
-    if session is not None:
-        dask_executor.run_points(sweep, todo, session, progress=progress, options=options)
+def _run_on_cluster(
+    sweep: Sweep, todo: list[Point], options: ExecutionOptions, progress: dask_executor.Progress, interrupts: Interrupts
+) -> None:
+    policy, rerun = options.policy(sweep, interrupts=interrupts), options.rerun
+    if options.session is not None:
+        dask_executor.run_points(sweep, todo, options.session, progress=progress, policy=policy, rerun=rerun)
         return
-    with dask_executor.open_session(sweep, scheduler=None, workers=kwargs["parallel"]) as local:
-        dask_executor.run_points(sweep, todo, local, progress=progress, options=options)
+    with dask_executor.open_session(sweep, scheduler=None, workers=options.workers) as local:
+        dask_executor.run_points(sweep, todo, local, progress=progress, policy=policy, rerun=rerun)
 
 
-def _run_points(sweep, todo, outcomes, bar, interrupts, workers, kwargs) -> None:
+def _run_points(
+    sweep: Sweep,
+    todo: list[Point],
+    options: ExecutionOptions,
+    record: Callable[[PointOutcome], None],
+    interrupts: Interrupts,
+) -> None:
     import time
 
-    rerun_ids = kwargs.pop("rerun_ids", set())
     deadline = time.monotonic() + sweep.time_budget_s if sweep.time_budget_s else None
 
-    def run_one(point):
+    def run_one(point: Point) -> PointOutcome:
         if interrupts.stopping:
-            return {"point_id": point.point_id, "status": "remaining"}
+            return PointOutcome(point.point_id, PointStatus.REMAINING)
         if deadline is not None and time.monotonic() > deadline:
-            return {"point_id": point.point_id, "status": "remaining", "budget": True}
-        return execute_point(sweep, point, interrupts=interrupts, rerun=point.point_id in rerun_ids, **kwargs)
+            return PointOutcome(point.point_id, PointStatus.REMAINING, budget=True)
+        return execute_point(sweep, point, options=options, interrupts=interrupts)
 
-    record = _recorder(sweep, outcomes, bar)
+    workers = options.workers
     if workers == 1:
         for point in todo:
             record(run_one(point))
@@ -347,24 +340,25 @@ def _main(plan: Sweep, args, session: dask_executor.Session | None = None) -> in
             "their speed numbers are flagged in the report",
             file=sys.stderr,
         )
-    outcomes = run_sweep(
-        plan,
+    options = ExecutionOptions(
         workers=args.workers,
         executor=args.executor,
         session=session,
         timeout_s=args.timeout,
         retries=args.retries,
-        rerun=rerun_ids(plan, args.rerun),
+        rerun=frozenset(rerun_ids(plan, args.rerun)),
     )
-    failed = [o for o in outcomes if o["status"] == "failed"]
-    counts = {key: sum(o["status"] == status for o in outcomes) for key, status in STATUSES.items()}
-    summary.update(counts, failed=len(failed), rerun=len([o for o in outcomes if "rerun" in o]))
+    outcomes = run_sweep(plan, options)
+    failed = [o for o in outcomes if o.status is PointStatus.FAILED]
+    counts = count(outcomes)
+    rerun = {o.point_id: o.rerun_because for o in outcomes if o.rerun_because is not None}
+    summary.update(counts, rerun=len(rerun))
     cluster = dask_executor.worker_summary(outcomes, session) if session is not None else {}
     if args.rerun:
-        summary["remeasured"] = sum(o["status"] == "done" for o in outcomes)
+        summary["remeasured"] = counts[PointStatus.DONE.summary_key]
     if args.json:
-        rerun = {o["point_id"]: o["rerun"] for o in outcomes if "rerun" in o}
-        console.print_json({**summary, **cluster, "failures": failed, "rerun_points": rerun})
+        failures = [o.as_dict() for o in failed]
+        console.print_json({**summary, **cluster, "failures": failures, "rerun_points": rerun})
     else:
         console.print_table(summary)
         for name, counts_of in cluster.get("per_worker", {}).items():
@@ -372,10 +366,10 @@ def _main(plan: Sweep, args, session: dask_executor.Session | None = None) -> in
         for name in cluster.get("lost_workers", []):
             print(f"lost worker {name} during the sweep (its points ran again elsewhere)")
         for o in failed:
-            where = f" on worker {o['worker']}" if o.get("worker") else ""
-            see = f" (see {o['executed_notebook']})" if o.get("executed_notebook") else ""
-            print(f"failed {o['point_id']}{where}: {o['error']}{see}")
-    over_budget = sum(bool(o.get("budget")) for o in outcomes)
+            where = f" on worker {o.worker}" if o.worker else ""
+            see = f" (see {o.executed_notebook})" if o.executed_notebook else ""
+            print(f"failed {o.point_id}{where}: {o.error}{see}")
+    over_budget = sum(o.budget for o in outcomes)
     if over_budget and not counts["interrupted"] and over_budget == counts["remaining"]:
         print(
             f"note: the sweep's time_budget_s ({plan.time_budget_s} s) was spent: {over_budget} points not started; "
