@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict
@@ -36,11 +36,6 @@ from workbench.measure import evalsets, quality, runs
 from workbench.models import loader
 from workbench.results import store
 from workbench.workloads import corpus, prompt_sets
-
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
-    from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 
 def read_text(text: str | Path) -> tuple[str, str]:
@@ -60,9 +55,7 @@ def read_text(text: str | Path) -> tuple[str, str]:
         raise DataError(f"text file {path} cannot be read ({exc.strerror})") from None
 
 
-def load_pair(
-    model: str | loader.LoadedModel, baseline: str | loader.LoadedModel | None, *, dtype: str
-) -> tuple[loader.LoadedModel, loader.LoadedModel | None]:
+def load_pair(model, baseline, *, dtype: str) -> tuple[loader.LoadedModel, loader.LoadedModel | None]:
     """The model and its baseline (specs are loaded in `dtype`); refused when their tokenizers differ."""
     loaded = model if isinstance(model, loader.LoadedModel) else loader.load(model, dtype=dtype)
     if baseline is None:
@@ -101,14 +94,14 @@ class EvalSpec(BaseModel):
     run_id: str | None = None
     variant: str = "baseline"
     experiment: str = "eval"
-    params: dict[str, Any] | None = None
+    params: dict | None = None
     dtype: str = "auto"
     kv_bits: int | None = None
     kv_group_size: int = 64
-    identity: dict[str, Any] | None = None
+    identity: dict | None = None
 
 
-def run_eval(model: str | loader.LoadedModel, spec: EvalSpec) -> tuple[pl.DataFrame, dict[str, Any]]:
+def run_eval(model: str | loader.LoadedModel, spec: EvalSpec) -> tuple[pl.DataFrame, dict]:
     """Measure what `spec` asks of `model`. Writes nothing; `quality_measured` is set to what this call measured."""
     text = spec.text
     sequence_length = spec.sequence_length
@@ -191,20 +184,16 @@ class Measured(NamedTuple):
     """One quality metric's rows, the workload they were measured on and the parameters they carry."""
 
     kind: str
-    rows: list[dict[str, Any]]
+    rows: list[dict]
     workload: prompt_sets.Workload
-    params: dict[str, Any]
+    params: dict
 
 
-def row_identity(
-    loaded: loader.LoadedModel, workload: prompt_sets.Workload, params: dict[str, Any], shared: dict[str, Any]
-) -> dict[str, Any]:
+def row_identity(loaded: loader.LoadedModel, workload: prompt_sets.Workload, params: dict, shared: dict) -> dict:
     return {**store.model_identity(loaded, workload), "params_json": params, **shared}
 
 
-def text_chunks(
-    tokenizer: TokenizerWrapper, body: str, source: str | Path | None, sequence_length: int, max_chunks: int | None
-) -> tuple[npt.NDArray[np.int32], int]:
+def text_chunks(tokenizer, body: str, source, sequence_length: int, max_chunks: int | None):
     """(chunks, total tokens of the text); a text shorter than one chunk is a `DataError` naming it."""
     tokens = tokenizer.encode(body)
     if len(tokens) < sequence_length:
@@ -215,15 +204,7 @@ def text_chunks(
     return quality.chunk_tokens(tokens, sequence_length, max_chunks), len(tokens)
 
 
-def measure_perplexity(
-    loaded: loader.LoadedModel,
-    chunks: npt.NDArray[np.int32],
-    total_tokens: int,
-    name: str,
-    params: dict[str, Any],
-    summary: dict[str, Any],
-    **kv: Any,
-) -> Measured:
+def measure_perplexity(loaded, chunks, total_tokens: int, name: str, params: dict, summary: dict, **kv) -> Measured:
     workload = prompt_sets.Workload(f"text:{name}", (), params={"text": name, "chunks": chunks.tolist()})
     losses = quality.token_losses(loaded.model, chunks, **kv).reshape(len(chunks), -1)
     rows = [
@@ -241,9 +222,7 @@ def measure_perplexity(
     return Measured("perplexity", rows, workload, params)
 
 
-def read_items(
-    task: str | None, task_count: int, eval_set: Any, metric: str, eval_limit: int | None
-) -> evalsets.EvalSet | None:
+def read_items(task, task_count: int, eval_set, metric: str, eval_limit: int | None) -> evalsets.EvalSet | None:
     """The eval set to score: the built-in facts items for `task`, or a file's (read and checked) or a given set."""
     if task is not None and eval_set is not None:
         raise UsageError("give a task or an eval set, not both")
@@ -277,14 +256,7 @@ def check_renderable(items: evalsets.EvalSet | None, model: str, chat_mode: str)
     evalsets.check_fits(items, tokenizer, chat.local_context(model), chat_mode)
 
 
-def measure_items(
-    loaded: loader.LoadedModel,
-    items: evalsets.EvalSet,
-    params: dict[str, Any],
-    summary: dict[str, Any],
-    chat: str,
-    **kv: Any,
-) -> Measured:
+def measure_items(loaded, items: evalsets.EvalSet, params: dict, summary: dict, chat: str, **kv) -> Measured:
     """Every item of an eval set, greedy or by choice log-likelihood; the summary gets each metric's mean, and for
     generation items the mean exact match (`task_accuracy`), token F1 and the answers' diversity."""
     rows = evalsets.score_items(loaded, items, chat_mode=chat, **kv)
@@ -298,15 +270,7 @@ def measure_items(
     return Measured("task", rows, items.workload(), params)
 
 
-def measure_fidelity(
-    loaded: loader.LoadedModel,
-    base: loader.LoadedModel,
-    workload: prompt_sets.Workload,
-    fidelity_tokens: int,
-    params: dict[str, Any],
-    summary: dict[str, Any],
-    **kv: Any,
-) -> Measured:
+def measure_fidelity(loaded, base, workload, fidelity_tokens: int, params: dict, summary: dict, **kv) -> Measured:
     """Fidelity on the baseline's own greedy continuations of held-out task prompts."""
     prompts = workload.token_prompts(base.tokenizer)
     continuations = quality.greedy_continuations(base.model, base.tokenizer, prompts, fidelity_tokens)
@@ -412,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def display(summary: dict[str, Any]) -> dict[str, Any]:
+def display(summary: dict) -> dict:
     """The summary as a table: the text's token counts as one "N of M tokens" line, nested values left out."""
     shown = {}
     for key, value in summary.items():
