@@ -44,8 +44,8 @@ AA_SWEEP = {
         "prompt_tokens": 16,
         "gen_tokens": 16,
         "requests": 4,
-        "trials": 1,
-        "rounds": 5,
+        "trials": 2,
+        "rounds": 8,
         "perplexity_chunks": 2,
         "task_count": 8,
         "fidelity_count": 2,
@@ -239,7 +239,7 @@ def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outp
     aa = [c for c in verdict["aa_checks"] if c["variant"] == "fp-b1-aa"]
     assert len({c["point_id"] for c in aa}) == 2 and not any(c["flagged"] for c in aa), aa
     entries = [c for c in verdict["comparisons"] if c["kind"] == "speed"]
-    assert len(entries) == 3 * 4 and all(c["rounds"] == 5 for c in entries)  # 3 points x 4 metrics, 5 rounds each
+    assert len(entries) == 3 * 4 and all(c["rounds"] == 8 for c in entries)  # 3 points x 4 metrics, 8 rounds each
     assert {c["verdict"] for c in entries} <= {"better", "worse", "equivalent", "inconclusive"}
     page = out.read_text()
     assert "vegaEmbed" in page and 'src="http' not in page and "Recommendations" in page
