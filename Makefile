@@ -57,7 +57,7 @@ demo: setup
 	$(BIN)/workbench report default --endpoint endpoint_demo -o outputs/reports/default.html
 
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # Kernels start in the notebook's folder; the workbench reads relative params and data paths from the repository
 # root. 127.0.0.1 only, with Jupyter's generated token (in the URL it prints); --allow-root in containers.
