@@ -163,6 +163,7 @@ async def run_level_async(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         fault = runner.exception()
+        assert fault is not None  # checked above; the type checker cannot carry it over a second call
         finished = [o for o in outcomes if o.sent_s is not None and not math.isnan(o.end)]
         keep_rows(fault, [{**o.to_row(), "kind": "speed", "profile": level.profile, "trial": trial} for o in finished])
         raise fault
@@ -222,7 +223,8 @@ def run_levels(
 def keep_rows(exc: BaseException, rows: list[dict]) -> None:
     """Attach rows measured before a fault to it (`exc.rows_so_far`, earliest first), so that whoever holds the
     run's other rows can keep them all (`store.rescue_rows`) before the fault surfaces."""
-    exc.rows_so_far = [*rows, *getattr(exc, "rows_so_far", [])]
+    # an ad-hoc attribute on any exception (read back with getattr), so no exception class declares it
+    exc.rows_so_far = [*rows, *getattr(exc, "rows_so_far", [])]  # type: ignore[attr-defined]
 
 
 @dataclass

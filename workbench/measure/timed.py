@@ -19,6 +19,7 @@ import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from workbench import stats
 
@@ -207,15 +208,15 @@ def measure_generation(
         for trial in range(trials):
             mx.synchronize()
             mx.reset_peak_memory()
-            timed = []
+            timed: list[tuple[int, int, Timeline]] = []
             start = time.perf_counter()
             for b, batch in enumerate(batches):
                 timed.extend((b, len(batch[0]), timeline) for timeline in run_batch(batch))
             window = time.perf_counter() - start
-            trial_facts = {"round": round_index, "trial": trial, "window_s": window}
+            trial_facts: dict[str, Any] = {"round": round_index, "trial": trial, "window_s": window}
             trial_facts |= {"peak_mem_bytes": mx.get_peak_memory(), "rss_bytes": psutil.Process().memory_info().rss}
             for i, (b, size, timeline) in enumerate(timed):
-                mlx_figures = {
+                mlx_figures: dict[str, Any] = {
                     "mlx_prompt_tps": timeline.mlx_prompt_tps,
                     "mlx_generation_tps": timeline.mlx_generation_tps,
                 }
@@ -245,7 +246,7 @@ def run_summary(records: list[RequestRecord]) -> dict:
 
     rows = [{k: v for k, v in r.to_row().items() if k not in ("output_tokens", "from_draft")} for r in records]
     frame = pl.DataFrame(rows, strict=False)
-    summary = {}
+    summary: dict[str, Any] = {}
     for key in ("ttft_s", "tpot_s", "e2e_s", "prefill_tps", "decode_tps"):
         summary.update({f"{key}_{name}": value for name, value in stats.describe(frame[key]).items()})
     summary.update({f"itl_s_{name}": value for name, value in stats.describe(frame["itl_s"].explode()).items()})

@@ -56,7 +56,8 @@ def run_continuous(model, tokenizer, requests: list[Request], scheduler: Schedul
     closed_loop = scheduler.concurrency is not None
     pending = sorted(requests, key=lambda r: r.arrival_s)
     queue: list[tuple[int, float, int, Request]] = []
-    active, timelines = {}, {}
+    active: dict[int, Request] = {}
+    timelines: dict[int, list[float]] = {}
     limit = min(scheduler.initial_batch, scheduler.max_batch)
     resizes, steps_since_resize, max_active = [], 0, 0
     start = time.perf_counter()
@@ -64,7 +65,7 @@ def run_continuous(model, tokenizer, requests: list[Request], scheduler: Schedul
     try:
         while pending or queue or active:
             now = time.perf_counter() - start
-            if closed_loop:
+            if scheduler.concurrency is not None:
                 while pending and len(active) + len(queue) < scheduler.concurrency:
                     r = pending.pop(0)
                     sent[r.index] = now
@@ -74,7 +75,7 @@ def run_continuous(model, tokenizer, requests: list[Request], scheduler: Schedul
                     r = pending.pop(0)
                     sent[r.index] = r.arrival_s
                     heapq.heappush(queue, (r.priority, r.arrival_s, r.index, r))
-            admit = []
+            admit: list[Request] = []
             while queue and len(active) + len(admit) < limit:
                 admit.append(heapq.heappop(queue)[3])
             if admit:
@@ -90,11 +91,11 @@ def run_continuous(model, tokenizer, requests: list[Request], scheduler: Schedul
             responses = gen.next_generated()
             t = time.perf_counter() - start
             for resp in responses:
-                r = active.get(resp.uid)
-                if r is None:
+                served = active.get(resp.uid)
+                if served is None:
                     continue
                 if resp.finish_reason != "stop":
-                    timelines[r.index].append(t)
+                    timelines[served.index].append(t)
                 if resp.finish_reason is not None:
                     del active[resp.uid]
             steps_since_resize += 1

@@ -25,6 +25,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -34,6 +35,11 @@ from workbench.errors import OutputsError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
 from workbench.present import machines
 from workbench.present.sweep_rows import failures, load, point_conditions, scan  # noqa: F401 (tests and the notebook)
+
+if TYPE_CHECKING:
+    from workbench.present.endpoint_section import EndpointSection
+    from workbench.present.import_section import ImportSection
+    from workbench.present.machines import Machines
 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "99_report.ipynb"
 GENERATOR = '<meta name="generator" content="workbench-report">'
@@ -86,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:  # nothing comparable: one line; configurations left out: named on stderr
         from workbench.analysis.like_for_like import check
 
-        check(*(load(name, include_stale=args.include_stale)[0] for name in (args.sweep, args.baseline)), args.baseline)
+        current, previous = (load(name, include_stale=args.include_stale)[0] for name in (args.sweep, args.baseline))
+        check(current, previous, args.baseline)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
     options = {"baseline_sweep": args.baseline, "slo_file": args.slo, "endpoint_sweep": args.endpoint}
     if args.compare_import:
@@ -199,9 +206,9 @@ class Report:
     slo_rows: list
     baseline_sweep: str | None = None
     tolerance: float = 0.10
-    endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
-    imports: object = None  # import_section.ImportSection, with `--compare-import`
-    machines: object = None  # machines.Machines: which machines measured the points
+    endpoint: EndpointSection | None = None  # when an endpoint sweep is reported
+    imports: ImportSection | None = None  # with `--compare-import`
+    machines: Machines | None = None  # which machines measured the points
     rows: pl.DataFrame | None = None  # the sweep's verified rows (the header reads model and workload off them)
     slo_sources: dict | None = None  # target -> "report default" or "--slo FILE"
     endpoint_slo: str | None = None  # the endpoint sweep's own SLO, in words (its points' params)
@@ -293,13 +300,13 @@ def build(sweep: str, options: ReportOptions | None = None) -> Report:
         from workbench.present import import_section
 
         imported = import_section.from_rows(endpoint_rows if endpoint_sweep else rows, list(compare_imports))
-    found = machines.describe(sweep, include_stale=include_stale)
-    result.warnings.extend(found.warnings())
+    measured_on = machines.describe(sweep, include_stale=include_stale)
+    result.warnings.extend(measured_on.warnings())
     from workbench.present.header import report_extras
 
     extras = report_extras(rows, result.slo, slo_file, endpoint_rows, match)
     report_args = (sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, o.tolerance, section, imported)
-    return Report(*report_args, found, **extras)
+    return Report(*report_args, measured_on, **extras)
 
 
 def figures(report: Report) -> dict:

@@ -66,7 +66,7 @@ def worker_identity() -> dict:
 
     try:
         worker = get_worker()
-        known = {"name": str(worker.name), "id": worker.id, "address": worker.address}
+        known: dict[str, str | None] = {"name": str(worker.name), "id": worker.id, "address": worker.address}
     except ValueError:  # not inside a worker (called directly): still say where it ran
         known = {"name": "local", "id": None, "address": None}
     return {**known, "cwd": os.getcwd(), "pid": os.getpid()}

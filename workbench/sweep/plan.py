@@ -14,6 +14,7 @@ A pilot measures the baseline: a variant much noisier than its baseline takes lo
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import polars as pl
 
@@ -50,7 +51,8 @@ def noise_of(rows: pl.DataFrame, *, arms: int) -> dict:
     walls = samples["round_wall_s"].drop_nulls() if "round_wall_s" in samples.columns else pl.Series([])
     return {
         "sd_log": max(sds) if sds else math.nan,
-        "arm_s": float(walls.median()) / arms if len(walls) else math.nan,
+        "arm_s": float(cast(float, walls.median()))
+        / arms,  # polars types median() as any literal if len(walls) else math.nan,
     }
 
 

@@ -32,6 +32,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import DataError
 from workbench.workloads import tasks
@@ -158,10 +159,10 @@ def synthetic(
     rng = random.Random(f"synthetic-{seed}")
     sizes = lengths.sample(random.Random(f"synthetic-lengths-{seed}"), count)
     suffixes = [tuple(rng.randrange(vocab_size) for _ in range(size)) for size in sizes]
-    params = {"prompt_tokens": lengths.low, "count": count, "vocab_size": vocab_size, "seed": seed}
+    params: dict[str, Any] = {"prompt_tokens": lengths.low, "count": count, "vocab_size": vocab_size, "seed": seed}
     if lengths.kind != "fixed":
         params["prompt_tokens"] = lengths.spec
-    max_tokens = ()
+    max_tokens: tuple[int, ...] = ()
     if gen_tokens is not None:
         gen = Lengths.parse(gen_tokens)
         max_tokens = tuple(gen.sample(random.Random(f"synthetic-gen-{seed}"), count))
