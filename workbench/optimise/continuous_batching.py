@@ -13,14 +13,19 @@ import heapq
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from workbench.measure.timed import request_metrics
+
+if TYPE_CHECKING:
+    import mlx.nn as nn
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 
 @dataclass(frozen=True)
 class Request:
     index: int
-    prompt: list
+    prompt: list[int]
     arrival_s: float  # offset from the start of the run (open loop); ignored in closed loop
     priority: int = 1  # 0 = urgent
 
@@ -45,12 +50,14 @@ class Scheduler:
     grow_every_steps: int = 8
 
 
-def run_continuous(model, tokenizer, requests: list[Request], scheduler: Scheduler) -> tuple[list[dict], dict]:
+def run_continuous(
+    model: nn.Module, tokenizer: TokenizerWrapper, requests: list[Request], scheduler: Scheduler
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Serve `requests` under `scheduler`; returns one row per request and scheduler facts (final limit, resizes)."""
     import mlx.core as mx
     from mlx_lm.generate import BatchGenerator
 
-    gen = BatchGenerator(
+    gen: Any = BatchGenerator(  # Any: mlx-lm leaves BatchGenerator's methods unannotated
         model, stop_tokens=None, completion_batch_size=scheduler.max_batch, prefill_batch_size=scheduler.max_batch
     )
     closed_loop = scheduler.concurrency is not None
