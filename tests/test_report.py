@@ -252,6 +252,7 @@ def test_report_on_interleaved_rounds_opens_offline_with_drawn_charts(sweep_outp
     assert verdict["headline"] and "@" not in verdict["headline"]
     assert "workbench/nano" in verdict["header"]["Model"]
     assert "shape: (" not in page and "A/A check" in page and "All configurations" in page
+    assert "host_hash" not in page and "Machine" in page  # the fingerprint by its id, not a dict's repr
     assert "no significant difference" not in page
     served = verdict["endpoint"]
     assert {(r["profile"], r["level"]) for r in served["levels"]} == {("concurrency", 1), ("concurrency", 2)} | {

@@ -165,7 +165,8 @@ def run_rounds(
             widest = max(log.half_width.values(), default=math.nan)
             eta = _eta_s(samples, precision, log.rounds, elapsed / log.rounds)
             bar.set_postfix_str(f"±{widest:.1%} (target ±{precision:.0%}), eta {eta:.0f}s")
-            _progress_line(bar, desc, log.rounds, limit, f"±{widest:.1%}, target ±{precision:.1%}")
+            reached = f"±{widest:.1%}, " if math.isfinite(widest) else ""
+            _progress_line(bar, desc, log.rounds, limit, f"{reached}target ±{precision:.1%}")
             if log.rounds >= MIN_ROUNDS and log.half_width and all(w <= precision for w in log.half_width.values()):
                 log.stopped = STOP_PRECISION
                 break

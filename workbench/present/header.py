@@ -78,8 +78,10 @@ def header_lines(rows: pl.DataFrame, env: dict) -> list[tuple[str, str]]:
     memory = (env.get("memory_bytes") or 0) / 2**30
     machine = [f"backend {env.get('backend', '?')}", f"BLAS {env.get('blas', '?')}"]
     machine += [f"{env.get('cpu', '?')}, {env.get('cores', '?')} cores, {memory:.0f} GiB"]
-    if env.get("machine") or env.get("machine_id"):
-        machine.append(f"machine {env.get('machine') or env.get('machine_id')}")
+    found = env.get("machine")  # the fingerprint (a mapping; `present.machines`), or an older run's id
+    ident = (found.get("machine_id") or found.get("host_hash")) if isinstance(found, dict) else found
+    if ident or env.get("machine_id"):
+        machine.append(f"machine {ident or env.get('machine_id')}")
     if work["dataset"]:
         shape = f"dataset {_joined(work['dataset'])}, outputs up to {_joined(work['gen_tokens'])} tokens"
     else:
