@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -24,6 +25,7 @@ import polars as pl
 from workbench import stats
 from workbench.analysis import verdicts
 from workbench.analysis.per_variant import configurations, with_identity
+from workbench.analysis.quality_compare import QualityMargins
 from workbench.analysis.significance import BASELINE, HIGHER_IS_BETTER, noise_floors, sweep_noise_floor, trial_samples
 
 QUALITY_RANK = {"worse": 0, "inconclusive": 1, "equivalent": 2, "better": 3}
@@ -59,7 +61,7 @@ def with_pareto(
     return marked.drop("_quality_rank", strict=False)
 
 
-def candidates(configs: pl.DataFrame, compared: pl.DataFrame, slo: dict, objective: str) -> pl.DataFrame:
+def candidates(configs: pl.DataFrame, compared: pl.DataFrame, slo: dict[str, Any], objective: str) -> pl.DataFrame:
     """Pareto-optimal configurations that are not the baseline (nor an A/A copy of it), each with its
     measured change in `objective`, its `costs` (every comparison it is `worse` on, speed and quality) and a
     `status`: "recommended" only when it meets every SLO and its objective's verdict is `better`; otherwise the
@@ -91,7 +93,7 @@ def candidates(configs: pl.DataFrame, compared: pl.DataFrame, slo: dict, objecti
 COST = pl.Struct({"metric": pl.String, "baseline": pl.Float64, "value": pl.Float64, "change_pct": pl.Float64})
 
 
-def costs_of(compared: pl.DataFrame, run_id: str, variant: str) -> list[dict]:
+def costs_of(compared: pl.DataFrame, run_id: str, variant: str) -> list[dict[str, Any]]:
     """What a configuration pays: each comparison it is `worse` on (metric, baseline's value, its value, change);
     `present.tables` prints them as "TTFT p50 35 → 244 ms (×7.0)"."""
     mine = (pl.col("run_id") == run_id) & (pl.col("variant") == variant) & (pl.col("verdict") == "worse")
@@ -122,7 +124,9 @@ def with_quality_verdicts(pool: pl.DataFrame, quality: pl.DataFrame | None) -> p
     )
 
 
-def latency_quantiles(rows: pl.DataFrame, groups: pl.DataFrame, *, metric: str = "ttft_s", points: int = 101):
+def latency_quantiles(
+    rows: pl.DataFrame, groups: pl.DataFrame, *, metric: str = "ttft_s", points: int = 101
+) -> pl.DataFrame:
     """The empirical CDF of a per-request latency as `points` quantiles per group: `groups` maps
     (run_id, variant) to a `label`; a row with run_id null stands for that variant in every run."""
     speed = with_identity(rows).filter(pl.col("kind") == "speed").select("run_id", "variant", metric).drop_nulls()
@@ -151,11 +155,11 @@ class Analysis:
     configs: pl.DataFrame
     samples: pl.DataFrame
     floors: pl.DataFrame
-    noise_floor: dict
+    noise_floor: dict[str, Any]
     compared: pl.DataFrame
     candidates: pl.DataFrame
     aa_checks: pl.DataFrame
-    slo: dict
+    slo: dict[str, Any]
     objective: str
     quality: str
     latency: pl.DataFrame
@@ -172,11 +176,11 @@ class Analysis:
     def floor_known(self) -> bool:
         return self.noise_floor.get(self.objective, {}).get("median_pct") is not None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The machine-readable verdict (`workbench report --json`): NaN-free, for CI gates."""
         from workbench.analysis.gates import slo_rows
 
-        def entry(row):
+        def entry(row: dict[str, Any]) -> dict[str, Any]:
             return {
                 "variant": row["variant"],
                 "point_id": row["point_id"],
@@ -199,7 +203,7 @@ class Analysis:
         if self.regressions is not None:
             found = self.regressions.filter("regression")
             regressions = {"compared": self.regressions.height, "found": found.to_dicts()}
-        return stats.json_safe(
+        summary: dict[str, Any] = stats.json_safe(
             {
                 "objective": self.objective,
                 "comparisons": verdicts.comparisons_json(self.compared, self.configs, self.quality_compared),
@@ -225,9 +229,10 @@ class Analysis:
                 "warnings": self.warnings,
             }
         )
+        return summary
 
 
-def _display(row: dict) -> str:
+def _display(row: dict[str, Any]) -> str:
     """A chart label: the configuration's human name and the start of its point id (names may repeat)."""
     from workbench.analysis.gates import config_name
 
@@ -240,12 +245,12 @@ class Criteria:
     objective to maximise, the regression `tolerance` against an earlier sweep, `min_effect` (a fraction; the SLO
     file's, overriding the practical threshold the runs recorded) and the quality margins (`gates.QualityMargins`)."""
 
-    slo: dict = field(default_factory=dict)
+    slo: dict[str, Any] = field(default_factory=dict)
     quality: str = "task_accuracy"
     objective: str = "throughput_tps"
     tolerance: float = 0.10
     min_effect: float | None = None
-    quality_margins: object = None
+    quality_margins: QualityMargins | None = None
 
 
 def analyse(

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -81,7 +81,7 @@ class QualityMargins(BaseModel):
         return self.task_points
 
 
-def margins_from(values: Mapping | None, where: str = "quality_margins") -> QualityMargins:
+def margins_from(values: Mapping[str, Any] | None, where: str = "quality_margins") -> QualityMargins:
     """Margins from a mapping (a params or SLO file's `quality_margins:`); a bad key or value is one `ConfigError`
     naming `where.key`."""
     try:
@@ -133,7 +133,7 @@ def item_keys(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(item.alias("_item"))
 
 
-def task_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
+def task_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple[Any, ...]]:
     """Exact match (`task_accuracy`), token F1 (`task_f1`) and each other eval metric (`eval_<metric>`, from
     `score`): the paired difference in points over items."""
     df = item_keys(df)
@@ -155,7 +155,7 @@ def task_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
     return out
 
 
-def item_comparison(group: dict, metric: str, margins: QualityMargins) -> tuple:
+def item_comparison(group: dict[str, Any], metric: str, margins: QualityMargins) -> tuple[Any, ...]:
     v, b = np.asarray(group["v"], dtype=float), np.asarray(group["b"], dtype=float)
     change, low, high = (x * 100 for x in stats.paired_score_interval(b, v, margins.level))
     d = v - b
@@ -177,7 +177,7 @@ def paired_t_p(d: np.ndarray) -> float:
     return float(sps.ttest_1samp(d, 0.0).pvalue)
 
 
-def perplexity_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
+def perplexity_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple[Any, ...]]:
     """Per chunk (`workload_hash`, `request_index`) the NLL sums of both; the log ratio is sum(d) / sum(tokens)."""
     if not {"nll_mean", "eval_tokens"} <= set(df.columns):
         return []
@@ -193,7 +193,7 @@ def perplexity_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
     return out
 
 
-def fidelity_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple]:
+def fidelity_rows(df: pl.DataFrame, margins: QualityMargins) -> list[tuple[Any, ...]]:
     """KL (mean over prompts of each prompt's mean, as the summaries) and greedy agreement (over all positions),
     from the variant's own fidelity rows, with intervals clustered by prompt."""
     needed = {"kl_mean", "greedy_agreement", "positions"}
@@ -228,13 +228,13 @@ class Estimate(NamedTuple):
     """One paired change: (estimate, low, high) in `unit`, over `n` pairs, by `method`, with its p value."""
 
     unit: str
-    interval: tuple
+    interval: tuple[Any, ...]
     n: int
     method: str
     p: float | None
 
 
-def row(group: dict, metric: str, estimate: Estimate, margins) -> tuple:
+def row(group: dict[str, Any], metric: str, estimate: Estimate, margins: QualityMargins) -> tuple[Any, ...]:
     unit, interval, n, method, p = estimate
     change, low, high = (float(x) for x in interval)
     margin = margins.margin(metric)
@@ -268,7 +268,7 @@ def labelled(comparisons: pl.DataFrame, *, level: float = stats.LEVEL) -> pl.Dat
     return comparisons.with_columns(pl.Series("shown", shown, dtype=pl.String))
 
 
-def format_quality(row: Mapping, *, level: float = stats.LEVEL) -> str:
+def format_quality(row: Mapping[str, Any], *, level: float = stats.LEVEL) -> str:
     """A comparison row as one line: "−10.0 pts (95% CI −21.0…+1.0), inconclusive (±11.0 pts)"; a zero-width
     interval (every chunk or prompt the same as the baseline's) says so:
     "0.00% (no change on 16 chunks), equivalent"."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -153,15 +153,15 @@ def aa_checks(compared: pl.DataFrame, configs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def quality_comparisons(rows: pl.DataFrame, margins: object = None) -> pl.DataFrame | None:
+def quality_comparisons(rows: pl.DataFrame, margins: QualityMargins | None = None) -> pl.DataFrame | None:
     """The paired quality comparisons of `analysis.quality_compare` (issue 16, quality side), or None while that
-    module is not in this tree: quality then shows its point values and no interval is claimed. `margins`: a
-    `QualityMargins` or None (typed `object` as long as `decisions.Criteria.quality_margins` is)."""
+    module is not in this tree: quality then shows its point values and no interval is claimed. `margins`: None
+    for the defaults."""
     try:
         from workbench.analysis import quality_compare
     except ImportError:
         return None
-    return quality_compare.quality_comparisons(rows, margins=cast("QualityMargins | None", margins))
+    return quality_compare.quality_comparisons(rows, margins=margins)
 
 
 def precision_by_variant(compared: pl.DataFrame, metrics: Sequence[str] = round_stats.HEADLINE) -> pl.DataFrame:

@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from workbench.endpoint.client import EndpointClient, RequestOutcome, Target, run_async
 from workbench.endpoint.slo import SLO, OverSaturation, SaturationTracker, summarise
@@ -42,7 +44,7 @@ class Level:
     profile: str
     value: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"unknown load profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.profile in ("concurrency", "rate", "trace") and not self.value > 0:
@@ -57,12 +59,12 @@ class Level:
 @dataclass
 class LevelResult:
     level: Level
-    rows: list = field(default_factory=list)
-    outcomes: list = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[RequestOutcome] = field(default_factory=list)
     saturated: bool = False
     unsent: int = 0
 
-    def summary(self, slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict:
+    def summary(self, slo: SLO | None = None, *, gen_tokens: int | None = None) -> dict[str, Any]:
         return {**summarise(self.rows, slo, gen_tokens=gen_tokens), "unsent": self.unsent}
 
 
@@ -75,14 +77,14 @@ class LoadOptions:
     max_tokens: int | list[int]
     trials: int = 1
     warmup: int = 0
-    warmup_prompts: list | None = None
+    warmup_prompts: list[Any] | None = None
     seed: int = 0
     oversat: OverSaturation | None = None
     arrivals: list[float] | None = None
 
 
 async def run_level_async(
-    client: EndpointClient, prompts: list, level: Level, options: LoadOptions, *, trial: int = 0
+    client: EndpointClient, prompts: list[Any], level: Level, options: LoadOptions, *, trial: int = 0
 ) -> LevelResult:
     """Send every prompt once under `level` (a `trace` level at `options.arrivals`); one row per request sent.
     Trial `t` draws its Poisson arrivals with seed `options.seed + t`."""
@@ -90,7 +92,7 @@ async def run_level_async(
     tracker = SaturationTracker(options.oversat if level.profile == "rate" else None)
     outcomes = [RequestOutcome(index=i) for i in range(len(prompts))]
     stop = asyncio.Event()
-    tasks: list[asyncio.Future] = []  # workers or requests; cancelled one by one when the level is stopped
+    tasks: list[asyncio.Future[None]] = []  # workers or requests; cancelled one by one when the level is stopped
     state = {"in_flight": 0}
     start = time.perf_counter()
 
@@ -116,7 +118,7 @@ async def run_level_async(
     async def closed_loop(width: int) -> None:
         pending = iter(range(len(prompts)))
 
-        async def worker():
+        async def worker() -> None:
             free_s = 0.0
             for i in pending:
                 if stop.is_set():
@@ -163,6 +165,7 @@ async def run_level_async(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         fault = runner.exception()
+        assert fault is not None  # checked above; the type checker cannot carry it over a second call
         finished = [o for o in outcomes if o.sent_s is not None and not math.isnan(o.end)]
         keep_rows(fault, [{**o.to_row(), "kind": "speed", "profile": level.profile, "trial": trial} for o in finished])
         raise fault
@@ -178,14 +181,19 @@ async def run_level_async(
     return LevelResult(level, rows, sent, saturated=stop.is_set(), unsent=len(prompts) - len(sent))
 
 
-async def warm_up(client: EndpointClient, prompts: list, *, max_tokens: int | list[int], count: int) -> None:
+async def warm_up(client: EndpointClient, prompts: list[Any], *, max_tokens: int | list[int], count: int) -> None:
     for i in range(count):
         limit = max_tokens if isinstance(max_tokens, int) else max_tokens[i % len(max_tokens)]
         await client.send(prompts[i % len(prompts)], limit)
 
 
 def run_levels(
-    target: Target, prompts: list, levels: list[Level], options: LoadOptions, *, keep_going=None
+    target: Target,
+    prompts: list[Any],
+    levels: list[Level],
+    options: LoadOptions,
+    *,
+    keep_going: Callable[[LevelResult], bool] | None = None,
 ) -> list[LevelResult]:
     """Run `levels` in order, `options.trials` times each, on one connection pool; `options.warmup` unrecorded
     requests first, on `options.warmup_prompts` (default: the measured prompts; then a server with a prompt cache,
@@ -219,24 +227,25 @@ def run_levels(
         raise
 
 
-def keep_rows(exc: BaseException, rows: list[dict]) -> None:
+def keep_rows(exc: BaseException, rows: list[dict[str, Any]]) -> None:
     """Attach rows measured before a fault to it (`exc.rows_so_far`, earliest first), so that whoever holds the
     run's other rows can keep them all (`store.rescue_rows`) before the fault surfaces."""
-    exc.rows_so_far = [*rows, *getattr(exc, "rows_so_far", [])]
+    # an ad-hoc attribute on any exception (read back with getattr), so no exception class declares it
+    exc.rows_so_far = [*rows, *getattr(exc, "rows_so_far", [])]  # type: ignore[attr-defined]
 
 
 @dataclass
 class SaturationSearch:
     """The levels run, their summaries, the highest level that passed (None: none did) and the first that failed."""
 
-    results: list
-    summaries: list
+    results: list[LevelResult]
+    summaries: list[dict[str, Any]]
     best: float | None
     failed_at: float | None
 
 
 def search_saturation(
-    target: Target, prompts: list, options: LoadOptions, *, profile: str, values: list[float], slo: SLO
+    target: Target, prompts: list[Any], options: LoadOptions, *, profile: str, values: list[float], slo: SLO
 ) -> SaturationSearch:
     """The highest rate or concurrency in `values` whose goodput meets `slo`: levels run in increasing order and
     the search stops at the first that fails (over-saturated levels fail; without `options.oversat`, the default

@@ -15,10 +15,12 @@ cached prompt tokens (`usage.prompt_tokens_details.cached_tokens`) per turn inde
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
 from collections import defaultdict
+from typing import Any
 
 from workbench import console, paths, runtime, stats
 from workbench.endpoint import target_bench
@@ -31,7 +33,7 @@ from workbench.workloads import sessions as session_files
 from workbench.workloads.sessions import Session
 
 
-def history(session: Session, turn: int, replies: list[str]) -> list[dict]:
+def history(session: Session, turn: int, replies: list[str]) -> list[dict[str, Any]]:
     """The messages sent for `turn` (0-based): system messages, then each earlier user turn and its served reply."""
     messages = list(session.system)
     for index in range(turn):
@@ -124,7 +126,7 @@ def run_sessions(
     return run_async(run())
 
 
-def per_turn(rows: list[dict]) -> list[dict]:
+def per_turn(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per turn index: requests, share ok, TTFT p50/p90, TPOT p50, mean prompt tokens and mean cached prompt tokens
     (None where the server reported none)."""
     by_turn = defaultdict(list)
@@ -152,7 +154,7 @@ def per_turn(rows: list[dict]) -> list[dict]:
     return out
 
 
-def main(args) -> int:
+def main(args: argparse.Namespace) -> int:
     """`workbench bench --target URL --sessions FILE`: validate the file, run the sessions, save, print."""
     if not args.think_time >= 0:
         raise UsageError(f"--think-time must be >= 0 seconds, got {args.think_time}")
@@ -185,7 +187,7 @@ def main(args) -> int:
     return 0
 
 
-def turn_line(turn: dict) -> str:
+def turn_line(turn: dict[str, Any]) -> str:
     cached = "not reported" if turn["cached_tokens_mean"] is None else f"{turn['cached_tokens_mean']:.0f}"
     return (
         f"{turn['ok']}/{turn['requests']} ok, TTFT p50 {1000 * turn['ttft_s']:.1f} ms, "

@@ -272,10 +272,10 @@ def in_process(config: Config, loaded, prompts, limits, piece: int, round_index:
     from workbench.workloads import chat
 
     texts = piece_of(prompts, config, piece)
-    tokens = [
+    rendered = [
         chat.render(loaded.tokenizer, messages=p, chat="auto")[0] if not isinstance(p, str) else None for p in texts
     ]
-    tokens = [t if t is not None else loaded.tokenizer.encode(p) for t, p in zip(tokens, texts)]
+    tokens = [t if t is not None else loaded.tokenizer.encode(p) for t, p in zip(rendered, texts)]
     records = timed.measure_generation(
         loaded.model,
         loaded.tokenizer,
@@ -356,8 +356,8 @@ def saturation_rows(config: Config, target: Target, plan: list[Level], prompts, 
 
 def summary_extras(frame: pl.DataFrame) -> dict:
     """Per variant: goodput, SLO attainment and verdict, error rate, saturation, and the cold start."""
-    keys = ("goodput_rps", "slo_attainment", "slo_pass", "error_rate", "top_error", "saturated", "throughput_rps")
-    keys += ("identical_share", "first_divergence_p50", "probe_kl_mean")  # fidelity probes, where the run had them
+    keys = ["goodput_rps", "slo_attainment", "slo_pass", "error_rate", "top_error", "saturated", "throughput_rps"]
+    keys += ["identical_share", "first_divergence_p50", "probe_kl_mean"]  # fidelity probes, where the run had them
     out = {row["variant"]: {k: row[k] for k in keys if k in row} for row in level_summaries(frame).to_dicts()}
     for row in frame.filter(kind="startup").to_dicts():
         out.setdefault(row["variant"], {}).update(cold_ttft_s=row["ttft_s"], startup_s=row["load_s"])

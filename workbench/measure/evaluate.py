@@ -25,14 +25,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from workbench import console, runtime, stats
+from workbench import console, runtime
 from workbench.errors import DataError, UsageError
 from workbench.measure import evalsets, quality, runs
+from workbench.measure.eval_parts import (
+    Measured,
+    measure_fidelity,
+    measure_items,
+    measure_perplexity,
+    read_items,
+    row_identity,
+    text_chunks,
+)
 from workbench.models import loader
 from workbench.results import store
 from workbench.workloads import corpus, prompt_sets
@@ -55,7 +64,9 @@ def read_text(text: str | Path) -> tuple[str, str]:
         raise DataError(f"text file {path} cannot be read ({exc.strerror})") from None
 
 
-def load_pair(model, baseline, *, dtype: str) -> tuple[loader.LoadedModel, loader.LoadedModel | None]:
+def load_pair(
+    model: str | loader.LoadedModel, baseline: str | loader.LoadedModel | None, *, dtype: str
+) -> tuple[loader.LoadedModel, loader.LoadedModel | None]:
     """The model and its baseline (specs are loaded in `dtype`); refused when their tokenizers differ."""
     loaded = model if isinstance(model, loader.LoadedModel) else loader.load(model, dtype=dtype)
     if baseline is None:
@@ -94,14 +105,14 @@ class EvalSpec(BaseModel):
     run_id: str | None = None
     variant: str = "baseline"
     experiment: str = "eval"
-    params: dict | None = None
+    params: dict[str, Any] | None = None
     dtype: str = "auto"
     kv_bits: int | None = None
     kv_group_size: int = 64
-    identity: dict | None = None
+    identity: dict[str, Any] | None = None
 
 
-def run_eval(model: str | loader.LoadedModel, spec: EvalSpec) -> tuple[pl.DataFrame, dict]:
+def run_eval(model: str | loader.LoadedModel, spec: EvalSpec) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Measure what `spec` asks of `model`. Writes nothing; `quality_measured` is set to what this call measured."""
     text = spec.text
     sequence_length = spec.sequence_length
@@ -180,61 +191,6 @@ def run_eval(model: str | loader.LoadedModel, spec: EvalSpec) -> tuple[pl.DataFr
     return pl.concat(frames, how="vertical"), summary
 
 
-class Measured(NamedTuple):
-    """One quality metric's rows, the workload they were measured on and the parameters they carry."""
-
-    kind: str
-    rows: list[dict]
-    workload: prompt_sets.Workload
-    params: dict
-
-
-def row_identity(loaded: loader.LoadedModel, workload: prompt_sets.Workload, params: dict, shared: dict) -> dict:
-    return {**store.model_identity(loaded, workload), "params_json": params, **shared}
-
-
-def text_chunks(tokenizer, body: str, source, sequence_length: int, max_chunks: int | None):
-    """(chunks, total tokens of the text); a text shorter than one chunk is a `DataError` naming it."""
-    tokens = tokenizer.encode(body)
-    if len(tokens) < sequence_length:
-        raise DataError(
-            f"text {source} has {len(tokens)} tokens, fewer than one chunk of {sequence_length} "
-            "(lower --sequence-length)"
-        )
-    return quality.chunk_tokens(tokens, sequence_length, max_chunks), len(tokens)
-
-
-def measure_perplexity(loaded, chunks, total_tokens: int, name: str, params: dict, summary: dict, **kv) -> Measured:
-    workload = prompt_sets.Workload(f"text:{name}", (), params={"text": name, "chunks": chunks.tolist()})
-    losses = quality.token_losses(loaded.model, chunks, **kv).reshape(len(chunks), -1)
-    rows = [
-        {"kind": "perplexity", "request_index": i, "nll_mean": float(chunk.mean()), "eval_tokens": chunk.size}
-        for i, chunk in enumerate(losses)
-    ]
-    summary.update(
-        text=name,
-        **quality.summarise_losses(losses.reshape(-1)),
-        eval_tokens=int(chunks.size),
-        total_tokens=total_tokens,
-        chunks=len(chunks),
-        sequence_length=chunks.shape[1],
-    )
-    return Measured("perplexity", rows, workload, params)
-
-
-def read_items(task, task_count: int, eval_set, metric: str, eval_limit: int | None) -> evalsets.EvalSet | None:
-    """The eval set to score: the built-in facts items for `task`, or a file's (read and checked) or a given set."""
-    if task is not None and eval_set is not None:
-        raise UsageError("give a task or an eval set, not both")
-    if task is not None:
-        if task != "facts":
-            raise UsageError(f"unknown task {task!r}; the built-in task is 'facts'")
-        return evalsets.read_facts(task_count)
-    if eval_set is None or isinstance(eval_set, evalsets.EvalSet):
-        return eval_set
-    return evalsets.read_eval_set(eval_set, metric=metric, limit=eval_limit)
-
-
 def check_renderable(items: evalsets.EvalSet | None, model: str, chat_mode: str) -> None:
     """Chat items for a local model without a chat template (or with `--chat off`), and items too long for the
     model's context (`evalsets.check_fits`): one line before anything is written (a Hugging Face id's tokenizer is
@@ -254,45 +210,6 @@ def check_renderable(items: evalsets.EvalSet | None, model: str, chat_mode: str)
             f"{items.name}: the model's tokenizer has no chat template, so chat messages cannot be rendered"
         )
     evalsets.check_fits(items, tokenizer, chat.local_context(model), chat_mode)
-
-
-def measure_items(loaded, items: evalsets.EvalSet, params: dict, summary: dict, chat: str, **kv) -> Measured:
-    """Every item of an eval set, greedy or by choice log-likelihood; the summary gets each metric's mean, and for
-    generation items the mean exact match (`task_accuracy`), token F1 and the answers' diversity."""
-    rows = evalsets.score_items(loaded, items, chat_mode=chat, **kv)
-    generated = [r for r in rows if r.get("exact_match") is not None]
-    summary["eval_set"] = items.name
-    if generated:
-        summary["task_accuracy"] = sum(r["exact_match"] for r in generated) / len(generated)
-        summary["task_f1"] = sum(r["token_f1"] for r in generated) / len(generated)
-        summary["diversity"] = quality.diversity([r["prediction"] for r in generated])
-    summary.update(evalsets.summarise(rows))
-    return Measured("task", rows, items.workload(), params)
-
-
-def measure_fidelity(loaded, base, workload, fidelity_tokens: int, params: dict, summary: dict, **kv) -> Measured:
-    """Fidelity on the baseline's own greedy continuations of held-out task prompts."""
-    prompts = workload.token_prompts(base.tokenizer)
-    continuations = quality.greedy_continuations(base.model, base.tokenizer, prompts, fidelity_tokens)
-    sequences = [p + c for p, c in zip(prompts, continuations)]
-    rows = quality.fidelity(base.model, loaded.model, sequences, **kv)
-    for i, row in enumerate(rows):
-        row.update(kind="fidelity", request_index=i)
-    positions = sum(r["positions"] for r in rows)
-    divergences = sorted(r["first_divergence"] for r in rows if r["first_divergence"] >= 0)
-    summary.update(
-        baseline=base.model_id,
-        kl_mean=sum(r["kl_mean"] for r in rows) / len(rows),
-        greedy_agreement=sum(r["greedy_agreement"] * r["positions"] for r in rows) / positions,
-        first_divergence_median=stats.percentile(divergences, 50) if divergences else -1,
-    )
-    fid_params = {
-        "baseline": base.model_id,
-        "baseline_hash": base.model_hash,
-        "baseline_dtype": base.dtype,
-        "fidelity_tokens": fidelity_tokens,
-    }
-    return Measured("fidelity", rows, workload, {**fid_params, **params})
 
 
 def setup_arg_parser() -> console.Parser:
@@ -376,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def display(summary: dict) -> dict:
+def display(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary as a table: the text's token counts as one "N of M tokens" line, nested values left out."""
     shown = {}
     for key, value in summary.items():

@@ -18,12 +18,20 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from workbench import stats
 
+if TYPE_CHECKING:
+    import mlx.nn as nn
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-def request_metrics(t0: float, token_times: list[float], prompt_tokens: int, *, generated_tokens=None) -> dict:
+
+def request_metrics(
+    t0: float, token_times: list[float], prompt_tokens: int, *, generated_tokens: int | None = None
+) -> dict[str, Any]:
     """Metrics of one request from its send time and its tokens' arrival times.
 
     A served stream may carry several tokens in one chunk: then `token_times` are the chunks' arrival times and
@@ -52,14 +60,14 @@ class Timeline:
 
     t0: float
     prompt_tokens: int
-    token_times: list = field(default_factory=list)
-    tokens: list = field(default_factory=list)
+    token_times: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
     text: str = ""
-    from_draft: list | None = None
+    from_draft: list[bool] | None = None
     mlx_prompt_tps: float = math.nan
     mlx_generation_tps: float = math.nan
 
-    def metrics(self) -> dict:
+    def metrics(self) -> dict[str, Any]:
         return request_metrics(self.t0, self.token_times, self.prompt_tokens)
 
 
@@ -75,7 +83,7 @@ class RequestRecord:
     prompt_tokens: int
     generated_tokens: int
     ttft_s: float
-    itl_s: list
+    itl_s: list[float]
     tpot_s: float
     e2e_s: float
     prefill_tps: float
@@ -85,15 +93,15 @@ class RequestRecord:
     rss_bytes: int
     mlx_prompt_tps: float
     mlx_generation_tps: float
-    output_tokens: list
-    from_draft: list | None = None
+    output_tokens: list[int]
+    from_draft: list[bool] | None = None
 
-    def to_row(self) -> dict:
+    def to_row(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @contextlib.contextmanager
-def eos_disabled(tokenizer, enabled: bool = True):
+def eos_disabled(tokenizer: TokenizerWrapper, enabled: bool = True) -> Iterator[None]:
     """Generate exactly the requested number of tokens (as `mlx_lm.benchmark` does)."""
     if not enabled:
         yield
@@ -106,7 +114,9 @@ def eos_disabled(tokenizer, enabled: bool = True):
         tokenizer.eos_token_ids = saved
 
 
-def stream_timed(model, tokenizer, prompt: list[int], max_tokens: int, **kwargs) -> Timeline:
+def stream_timed(
+    model: nn.Module, tokenizer: TokenizerWrapper, prompt: list[int], max_tokens: int, **kwargs: Any
+) -> Timeline:
     """Generate one request with `mlx_lm.stream_generate`, reading the clock as each token arrives."""
     import mlx.core as mx
     from mlx_lm import stream_generate
@@ -125,11 +135,18 @@ def stream_timed(model, tokenizer, prompt: list[int], max_tokens: int, **kwargs)
     return timeline
 
 
-def _batch(model, tokenizer, prompts: list[list[int]], gen_tokens: list[int], stop: bool, **kwargs) -> list[Timeline]:
+def _batch(
+    model: nn.Module,
+    tokenizer: TokenizerWrapper,
+    prompts: list[list[int]],
+    gen_tokens: list[int],
+    stop: bool,
+    **kwargs: Any,
+) -> list[Timeline]:
     from mlx_lm.generate import BatchGenerator
 
     stop_tokens = [[t] for t in tokenizer.eos_token_ids] if stop else None
-    gen = BatchGenerator(
+    gen: Any = BatchGenerator(  # Any: mlx-lm leaves BatchGenerator's methods unannotated
         model,
         stop_tokens=stop_tokens,
         completion_batch_size=len(prompts),
@@ -167,13 +184,13 @@ class Schedule:
 
 
 def measure_generation(
-    model,
-    tokenizer,
+    model: nn.Module,
+    tokenizer: TokenizerWrapper,
     prompts: list[list[int]],
     schedule: Schedule | None = None,
     *,
     gen_tokens: int | list[int],
-    **generate_kwargs,
+    **generate_kwargs: Any,
 ) -> list[RequestRecord]:
     """One record per request per trial. Warm-up passes run first and are discarded.
 
@@ -194,7 +211,7 @@ def measure_generation(
     starts = range(0, len(prompts), batch_size)
     batches = [(prompts[i : i + batch_size], limits[i : i + batch_size]) for i in starts]
 
-    def run_batch(batch):
+    def run_batch(batch: tuple[list[list[int]], list[int]]) -> list[Timeline]:
         batch_prompts, batch_limits = batch
         if batch_size == 1:
             return [stream_timed(model, tokenizer, batch_prompts[0], batch_limits[0], **generate_kwargs)]
@@ -207,15 +224,15 @@ def measure_generation(
         for trial in range(trials):
             mx.synchronize()
             mx.reset_peak_memory()
-            timed = []
+            timed: list[tuple[int, int, Timeline]] = []
             start = time.perf_counter()
             for b, batch in enumerate(batches):
                 timed.extend((b, len(batch[0]), timeline) for timeline in run_batch(batch))
             window = time.perf_counter() - start
-            trial_facts = {"round": round_index, "trial": trial, "window_s": window}
+            trial_facts: dict[str, Any] = {"round": round_index, "trial": trial, "window_s": window}
             trial_facts |= {"peak_mem_bytes": mx.get_peak_memory(), "rss_bytes": psutil.Process().memory_info().rss}
             for i, (b, size, timeline) in enumerate(timed):
-                mlx_figures = {
+                mlx_figures: dict[str, Any] = {
                     "mlx_prompt_tps": timeline.mlx_prompt_tps,
                     "mlx_generation_tps": timeline.mlx_generation_tps,
                 }
@@ -234,7 +251,7 @@ def measure_generation(
     return records
 
 
-def run_summary(records: list[RequestRecord]) -> dict:
+def run_summary(records: list[RequestRecord]) -> dict[str, Any]:
     """`workbench bench`'s summary: the one speed summary (`measure.summary.speed_summary`) of the records, each
     per-request figure's distribution (`<metric>_mean`, `_p50`, ...), and the per-trial throughput interval."""
     if not records:
@@ -245,7 +262,7 @@ def run_summary(records: list[RequestRecord]) -> dict:
 
     rows = [{k: v for k, v in r.to_row().items() if k not in ("output_tokens", "from_draft")} for r in records]
     frame = pl.DataFrame(rows, strict=False)
-    summary = {}
+    summary: dict[str, Any] = {}
     for key in ("ttft_s", "tpot_s", "e2e_s", "prefill_tps", "decode_tps"):
         summary.update({f"{key}_{name}": value for name, value in stats.describe(frame[key]).items()})
     summary.update({f"itl_s_{name}": value for name, value in stats.describe(frame["itl_s"].explode()).items()})

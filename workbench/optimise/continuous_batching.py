@@ -13,14 +13,19 @@ import heapq
 import random
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from workbench.measure.timed import request_metrics
+
+if TYPE_CHECKING:
+    import mlx.nn as nn
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 
 @dataclass(frozen=True)
 class Request:
     index: int
-    prompt: list
+    prompt: list[int]
     arrival_s: float  # offset from the start of the run (open loop); ignored in closed loop
     priority: int = 1  # 0 = urgent
 
@@ -45,18 +50,21 @@ class Scheduler:
     grow_every_steps: int = 8
 
 
-def run_continuous(model, tokenizer, requests: list[Request], scheduler: Scheduler) -> tuple[list[dict], dict]:
+def run_continuous(
+    model: nn.Module, tokenizer: TokenizerWrapper, requests: list[Request], scheduler: Scheduler
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Serve `requests` under `scheduler`; returns one row per request and scheduler facts (final limit, resizes)."""
     import mlx.core as mx
     from mlx_lm.generate import BatchGenerator
 
-    gen = BatchGenerator(
+    gen: Any = BatchGenerator(  # Any: mlx-lm leaves BatchGenerator's methods unannotated
         model, stop_tokens=None, completion_batch_size=scheduler.max_batch, prefill_batch_size=scheduler.max_batch
     )
     closed_loop = scheduler.concurrency is not None
     pending = sorted(requests, key=lambda r: r.arrival_s)
     queue: list[tuple[int, float, int, Request]] = []
-    active, timelines = {}, {}
+    active: dict[int, Request] = {}
+    timelines: dict[int, list[float]] = {}
     limit = min(scheduler.initial_batch, scheduler.max_batch)
     resizes, steps_since_resize, max_active = [], 0, 0
     start = time.perf_counter()
@@ -64,7 +72,7 @@ def run_continuous(model, tokenizer, requests: list[Request], scheduler: Schedul
     try:
         while pending or queue or active:
             now = time.perf_counter() - start
-            if closed_loop:
+            if scheduler.concurrency is not None:
                 while pending and len(active) + len(queue) < scheduler.concurrency:
                     r = pending.pop(0)
                     sent[r.index] = now
@@ -74,7 +82,7 @@ def run_continuous(model, tokenizer, requests: list[Request], scheduler: Schedul
                     r = pending.pop(0)
                     sent[r.index] = r.arrival_s
                     heapq.heappush(queue, (r.priority, r.arrival_s, r.index, r))
-            admit = []
+            admit: list[Request] = []
             while queue and len(active) + len(admit) < limit:
                 admit.append(heapq.heappop(queue)[3])
             if admit:
@@ -90,11 +98,11 @@ def run_continuous(model, tokenizer, requests: list[Request], scheduler: Schedul
             responses = gen.next_generated()
             t = time.perf_counter() - start
             for resp in responses:
-                r = active.get(resp.uid)
-                if r is None:
+                served = active.get(resp.uid)
+                if served is None:
                     continue
                 if resp.finish_reason != "stop":
-                    timelines[r.index].append(t)
+                    timelines[served.index].append(t)
                 if resp.finish_reason is not None:
                     del active[resp.uid]
             steps_since_resize += 1

@@ -16,6 +16,10 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from IPython.display import HTML
 
 RENDERER = "workbench_offline"
 REPORT_RENDERER = "workbench_offline_report"
@@ -92,7 +96,7 @@ def enable() -> None:
     alt.renderers.enable(RENDERER)
 
 
-def enable_for_report():
+def enable_for_report() -> HTML:
     """The report's renderer, and the HTML that loads the bundle once for the whole page (display it first).
     Report charts hold one row per configuration or quantile, never request rows, so altair's row cap is lifted."""
     import altair as alt

@@ -25,6 +25,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -34,6 +35,13 @@ from workbench.errors import OutputsError, UsageError
 from workbench.paths import REPO_ROOT, atomic_dir, atomic_write_text, outputs_dir
 from workbench.present import machines
 from workbench.present.sweep_rows import failures, load, point_conditions, scan  # noqa: F401 (tests and the notebook)
+
+if TYPE_CHECKING:
+    from IPython.display import HTML
+
+    from workbench.present.endpoint_section import EndpointSection
+    from workbench.present.import_section import ImportSection
+    from workbench.present.machines import Machines
 
 REPORT_NOTEBOOK = REPO_ROOT / "notebooks" / "99_report.ipynb"
 GENERATOR = '<meta name="generator" content="workbench-report">'
@@ -86,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:  # nothing comparable: one line; configurations left out: named on stderr
         from workbench.analysis.like_for_like import check
 
-        check(*(load(name, include_stale=args.include_stale)[0] for name in (args.sweep, args.baseline)), args.baseline)
+        current, previous = (load(name, include_stale=args.include_stale)[0] for name in (args.sweep, args.baseline))
+        check(current, previous, args.baseline)
     output = Path(args.output) if args.output else outputs_dir() / "reports" / f"{args.sweep}.html"
     options = {"baseline_sweep": args.baseline, "slo_file": args.slo, "endpoint_sweep": args.endpoint}
     if args.compare_import:
@@ -157,7 +166,7 @@ def check_output(output: Path) -> None:
         raise UsageError(f"{files}: exists and is not a report's artefacts folder; refusing to replace it")
 
 
-def render(sweep: str, output: Path, **options) -> Path:
+def render(sweep: str, output: Path, **options: Any) -> Path:
     """Execute the report notebook into a fresh `X_files/` (its verdict in `X_files/summary.json`) and write
     `X.html`; returns the HTML's path. `options` are `build`'s keywords (the notebook's parameters)."""
     import papermill
@@ -178,7 +187,9 @@ def render(sweep: str, output: Path, **options) -> Path:
             progress_bar=False,
             parameters={"sweep": sweep, **options, "artefacts_dir": str(tmp)},
         )
-        exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        exporter = HTMLExporter(  # type: ignore[no-untyped-call]  # nbconvert leaves its __init__ unannotated
+            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+        )
         page, _ = exporter.from_filename(str(executed))
         page = re.sub(r"(<head[^>]*>)", lambda m: m.group(1) + GENERATOR, strip_remote_assets(page), count=1)
         tmp.chmod(0o755)
@@ -192,22 +203,22 @@ class Report:
 
     sweep: str
     analysis: decisions.Analysis
-    env: dict
+    env: dict[str, Any]
     points: int
     failed: int
     risks: pl.DataFrame
-    slo_rows: list
+    slo_rows: list[Any]
     baseline_sweep: str | None = None
     tolerance: float = 0.10
-    endpoint: object = None  # endpoint_section.EndpointSection, when an endpoint sweep is reported
-    imports: object = None  # import_section.ImportSection, with `--compare-import`
-    machines: object = None  # machines.Machines: which machines measured the points
+    endpoint: EndpointSection | None = None  # when an endpoint sweep is reported
+    imports: ImportSection | None = None  # with `--compare-import`
+    machines: Machines | None = None  # which machines measured the points
     rows: pl.DataFrame | None = None  # the sweep's verified rows (the header reads model and workload off them)
-    slo_sources: dict | None = None  # target -> "report default" or "--slo FILE"
+    slo_sources: dict[str, Any] | None = None  # target -> "report default" or "--slo FILE"
     endpoint_slo: str | None = None  # the endpoint sweep's own SLO, in words (its points' params)
-    baseline_left_out: list = field(default_factory=list)  # `--baseline` configurations not comparable, and why
+    baseline_left_out: list[Any] = field(default_factory=list)  # `--baseline` configurations not comparable, and why
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         from workbench.present.headline import summary_extras
 
         extra = {
@@ -293,16 +304,16 @@ def build(sweep: str, options: ReportOptions | None = None) -> Report:
         from workbench.present import import_section
 
         imported = import_section.from_rows(endpoint_rows if endpoint_sweep else rows, list(compare_imports))
-    found = machines.describe(sweep, include_stale=include_stale)
-    result.warnings.extend(found.warnings())
+    measured_on = machines.describe(sweep, include_stale=include_stale)
+    result.warnings.extend(measured_on.warnings())
     from workbench.present.header import report_extras
 
     extras = report_extras(rows, result.slo, slo_file, endpoint_rows, match)
     report_args = (sweep, result, env, points, failed, risks, slo_rows, baseline_sweep, o.tolerance, section, imported)
-    return Report(*report_args, found, **extras)
+    return Report(*report_args, measured_on, **extras)
 
 
-def figures(report: Report) -> dict:
+def figures(report: Report) -> dict[str, Any]:
     from workbench.present import charts, endpoint_section, import_section
 
     a = report.analysis
@@ -322,12 +333,12 @@ def figures(report: Report) -> dict:
     }
 
 
-def save_artefacts(report: Report, charts: dict, directory: str | Path | None):
+def save_artefacts(report: Report, charts: dict[str, Any], directory: str | Path | None) -> HTML:
     """The charts as PNGs under `directory/charts/` and the verdict as `directory/summary.json`."""
     from IPython.display import HTML
 
     if not directory:
-        return HTML("")
+        return HTML("")  # type: ignore[no-untyped-call]  # IPython leaves HTML.__init__ unannotated
     directory = Path(directory)
     (directory / "charts").mkdir(parents=True, exist_ok=True)
     for name, chart in charts.items():
@@ -335,10 +346,12 @@ def save_artefacts(report: Report, charts: dict, directory: str | Path | None):
     summary = json.dumps(stats.json_safe(report.summary()), indent=1, default=str, allow_nan=False)
     atomic_write_text(directory / "summary.json", summary)
     names = ", ".join(f"<code>{html.escape(name)}.png</code>" for name in charts)
-    return HTML(f"<p>Chart images for slides, in the report's <code>_files/charts</code> folder: {names}.</p>")
+    return HTML(  # type: ignore[no-untyped-call]
+        f"<p>Chart images for slides, in the report's <code>_files/charts</code> folder: {names}.</p>"
+    )
 
 
-def setup_offline_charts():
+def setup_offline_charts() -> HTML:
     """The report's offline chart renderer; returns the HTML that inlines Vega, Vega-Lite and Vega-Embed once."""
     from workbench.present import offline
 

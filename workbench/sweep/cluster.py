@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from workbench.paths import atomic_dir, atomic_write_text
 from workbench.results import integrity
@@ -40,7 +41,7 @@ class PointTask:
     sweep: str
     experiment: str
     point_id: str
-    params: dict
+    params: dict[str, Any]
     notebook: str
     timeout_s: int
     retries: int
@@ -53,20 +54,20 @@ class PointFiles:
     point_id: str
     status: PointStatus  # DONE or FAILED
     files: dict[str, bytes]
-    worker: dict
+    worker: dict[str, Any]
     started_s: float
     ended_s: float
     error: str | None = None
-    machine: dict = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
 
 
-def worker_identity() -> dict:
+def worker_identity() -> dict[str, Any]:
     """The Dask worker running this task (name, id, address), its working directory and process id."""
     from distributed import get_worker
 
     try:
         worker = get_worker()
-        known = {"name": str(worker.name), "id": worker.id, "address": worker.address}
+        known: dict[str, str | None] = {"name": str(worker.name), "id": worker.id, "address": worker.address}
     except ValueError:  # not inside a worker (called directly): still say where it ran
         known = {"name": "local", "id": None, "address": None}
     return {**known, "cwd": os.getcwd(), "pid": os.getpid()}
@@ -144,7 +145,9 @@ def verify(result: PointFiles) -> str | None:
     return None if rows == recorded["rows"] else f"{rows} rows, the manifest says {recorded['rows']}"
 
 
-def point_meta(sweep: str, experiment: str, task_params: dict, result: PointFiles, *, overlapped: list[str]) -> dict:
+def point_meta(
+    sweep: str, experiment: str, task_params: dict[str, Any], result: PointFiles, *, overlapped: list[str]
+) -> dict[str, Any]:
     """point.yaml of a point measured on a worker: who ran it, when, and which points overlapped it on its
     machine (`workers` counts them with it: 1 means it ran alone)."""
     return {
@@ -162,7 +165,7 @@ def point_meta(sweep: str, experiment: str, task_params: dict, result: PointFile
     }
 
 
-def write_point(directory: Path, result: PointFiles, meta: dict) -> None:
+def write_point(directory: Path, result: PointFiles, meta: dict[str, Any]) -> None:
     """Write a verified point's files into the client's folder in one rename, point.yaml with them."""
     import yaml
 
@@ -190,7 +193,7 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def write_failure(directory: Path, meta: dict, error: str, *, executed: bytes | None = None) -> None:
+def write_failure(directory: Path, meta: dict[str, Any], error: str, *, executed: bytes | None = None) -> None:
     """A failed point on the client: its point.yaml, error.json and the executed notebook, if one came back."""
     import yaml
 

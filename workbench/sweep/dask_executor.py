@@ -20,6 +20,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import SweepError
 from workbench.results.store import is_finished
@@ -30,6 +31,11 @@ from workbench.sweep.outcome import PointOutcome, PointStatus
 from workbench.sweep.rerun import set_aside
 from workbench.sweep.spec import Point, Sweep
 
+if TYPE_CHECKING:
+    from distributed import Client, Future, LocalCluster
+
+    from workbench.sweep.cluster import PointFiles
+
 CONNECT_TIMEOUT_S = 10
 POLL_S = 1.0
 
@@ -38,9 +44,9 @@ POLL_S = 1.0
 class Session:
     """A connected client, what it knows about the workers, and what it has seen happen to them."""
 
-    client: object
+    client: Client
     share_machines: bool = False
-    local: object = None  # the LocalCluster this session started, if any
+    local: LocalCluster | None = None  # the LocalCluster this session started, if any
     names: dict[str, str] = field(default_factory=dict)  # address -> worker name
     lost: list[str] = field(default_factory=list)
     running_on: dict[str, str] = field(default_factory=dict)  # task key -> worker name, as last seen
@@ -165,7 +171,8 @@ def run_points(
     (`set_aside`) as it is submitted."""
     notebook = NOTEBOOK.read_text()
     interrupts = policy.interrupts or Interrupts()
-    pending, running = deque(todo), {}
+    pending = deque(todo)
+    running: dict[Future[PointFiles], Point] = {}
     timings: dict[str, tuple] = {}
     resources = None if session.share_machines else {cluster.TIMED: 1}
     waiting_said = False
@@ -190,7 +197,7 @@ def run_points(
             progress.say(f"waiting: no worker offers '{cluster.TIMED}' now (start one, or Ctrl-C)")
         waiting_said = slots == 0
         done = wait_some(list(running))
-        for line in session.poll({f.key for f in running}):
+        for line in session.poll({str(f.key) for f in running}):
             progress.say(line)
         for future in done:
             point = running.pop(future)
@@ -228,12 +235,12 @@ def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: di
     worker = session.running_on.get(future.key)
     if future.status == "error":
         exc = future.exception()
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        progress.say(f"failed {point.point_id} on {worker or 'an unknown worker'}: {error}")
-        meta = {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment}
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        progress.say(f"failed {point.point_id} on {worker or 'an unknown worker'}: {reason}")
+        meta: dict[str, Any] = {"sweep": sweep.name, "point_id": point.point_id, "experiment": sweep.experiment}
         meta |= {"params": point.params, "workers": 1, "worker": {"name": worker}}
-        cluster.write_failure(sweep.root / point.point_id, meta, error)
-        return PointOutcome(point.point_id, PointStatus.FAILED, error=error, on_cluster=True, worker=worker)
+        cluster.write_failure(sweep.root / point.point_id, meta, reason)
+        return PointOutcome(point.point_id, PointStatus.FAILED, error=reason, on_cluster=True, worker=worker)
     fetch_start = time.perf_counter()
     result = future.result()  # the files travel now (the future is done)
     verify_start = time.perf_counter()
@@ -261,6 +268,8 @@ def receive(sweep: Sweep, point: Point, future, session: Session, *, timings: di
         )
     if result.status == PointStatus.DONE:
         error = f"the files from worker {worker} fail verification: {error}"
+    elif error is None:  # a worker marks a point FAILED only with its error (`cluster.run_point`)
+        error = f"worker {worker} marked the point failed without saying why"
     cluster.write_failure(directory, meta, error, executed=result.files.get("executed.ipynb"))
     progress.say(f"failed {point.point_id} on {worker}: {error}")
     notebook = str(directory / "executed.ipynb") if "executed.ipynb" in result.files else None
@@ -283,7 +292,7 @@ def worker_summary(outcomes: list[PointOutcome], session: Session) -> dict:
     """Points done and failed per worker, and the workers lost during the sweep."""
     done = Counter(o.worker for o in outcomes if o.status is PointStatus.DONE)
     failed = Counter(o.worker for o in outcomes if o.status is PointStatus.FAILED)
-    names = sorted({*done, *failed} - {None})
+    names = sorted(name for name in {*done, *failed} if name is not None)
     costs = [o.client_cost for o in outcomes if o.client_cost is not None]
     total = {key: round(sum(c[key] for c in costs), 4) for key in ("fetch_s", "verify_s", "write_s", "bytes")}
     return {

@@ -14,6 +14,7 @@ A pilot measures the baseline: a variant much noisier than its baseline takes lo
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import polars as pl
 
@@ -25,7 +26,7 @@ from workbench.sweep.spec import Sweep
 PILOT_ROUNDS = 6
 
 
-def pilot(sweep: Sweep, *, rounds: int = PILOT_ROUNDS) -> dict:
+def pilot(sweep: Sweep, *, rounds: int = PILOT_ROUNDS) -> dict[str, Any]:
     """The baseline of the sweep's first point against an A/A copy: per-round log-ratio SD (the largest over the
     headline metrics) and seconds per arm per round."""
     from workbench import experiments
@@ -42,7 +43,7 @@ def pilot(sweep: Sweep, *, rounds: int = PILOT_ROUNDS) -> dict:
     return noise_of(frame, arms=2) | {"basis": f"pilot ({rounds} A/A rounds of the first point's baseline)"}
 
 
-def noise_of(rows: pl.DataFrame, *, arms: int) -> dict:
+def noise_of(rows: pl.DataFrame, *, arms: int) -> dict[str, Any]:
     """The largest per-round log-ratio SD over the headline metrics, and seconds per arm per round."""
     samples = round_stats.round_samples(rows)
     sds = [c.sd_log for m in round_stats.HEADLINE for c in round_stats.paired(samples, m).values()]
@@ -50,11 +51,12 @@ def noise_of(rows: pl.DataFrame, *, arms: int) -> dict:
     walls = samples["round_wall_s"].drop_nulls() if "round_wall_s" in samples.columns else pl.Series([])
     return {
         "sd_log": max(sds) if sds else math.nan,
-        "arm_s": float(walls.median()) / arms if len(walls) else math.nan,
+        "arm_s": float(cast(float, walls.median()))
+        / arms,  # polars types median() as any literal if len(walls) else math.nan,
     }
 
 
-def earlier(sweep: Sweep) -> dict[str, dict]:
+def earlier(sweep: Sweep) -> dict[str, dict[str, Any]]:
     """point_id -> its own noise, from finished points of an earlier run of this sweep (empty when none)."""
     from workbench.results import integrity
 
@@ -72,7 +74,7 @@ def earlier(sweep: Sweep) -> dict[str, dict]:
     return out
 
 
-def plan(sweep: Sweep, *, pilot_rounds: int = PILOT_ROUNDS) -> list[dict]:
+def plan(sweep: Sweep, *, pilot_rounds: int = PILOT_ROUNDS) -> list[dict[str, Any]]:
     """Per point: precision (or exact rounds), the rounds it will take, the half-width expected and minutes."""
     from workbench import experiments
 
@@ -118,13 +120,13 @@ def _half_width(sd_log: float, rounds: int) -> float:
     return math.expm1(float(special.stdtrit(rounds - 1, 0.975)) * sd_log / math.sqrt(rounds)) * 100
 
 
-def short(row: dict) -> bool:
+def short(row: dict[str, Any]) -> bool:
     """The precision will not be reached within max_rounds or the time budget."""
     target, expected = row["precision_pct"], row["expected_half_width_pct"]
     return target is not None and math.isfinite(expected) and expected > target
 
 
-def print_plan(rows: list[dict]) -> None:
+def print_plan(rows: list[dict[str, Any]]) -> None:
     total = sum(r["minutes"] for r in rows if math.isfinite(r["minutes"]))
     print(f"{'point':<14}{'target':>8}{'rounds':>8}{'± reached':>11}{'minutes':>9}  changes")
     for r in rows:

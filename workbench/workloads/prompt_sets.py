@@ -26,17 +26,22 @@ file it covers the file's bytes (SHA-256), the options and the rendered token id
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import DataError
 from workbench.workloads import tasks
 from workbench.workloads.options import DATASET_ONLY, OPTIONS, SYNTHETIC_ONLY, WorkloadOptions
 from workbench.workloads.options import add_arguments as add_option_arguments
+
+if TYPE_CHECKING:
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 VERSION = 1
 
@@ -44,13 +49,13 @@ VERSION = 1
 @dataclass(frozen=True)
 class Workload:
     name: str
-    prompts: tuple  # token-id lists (synthetic) or strings
-    references: tuple = ()
-    params: dict = field(default_factory=dict)
+    prompts: tuple[Any, ...]  # token-id lists (synthetic) or strings
+    references: tuple[Any, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
     version: int = VERSION
-    items: tuple = ()
-    max_tokens: tuple = ()
-    chat_template: tuple = ()
+    items: tuple[Any, ...] = ()
+    max_tokens: tuple[Any, ...] = ()
+    chat_template: tuple[Any, ...] = ()
 
     @property
     def hash(self) -> str:
@@ -71,14 +76,14 @@ class Workload:
         limits = self.max_tokens or (None,) * len(self.prompts)
         return [gen_tokens if limit is None else int(limit) for limit in limits]
 
-    def request_facts(self, index: int) -> dict:
+    def request_facts(self, index: int) -> dict[str, Any]:
         """Row columns that describe request `index` of the workload (whether a chat template rendered it)."""
         return {"chat_template": bool(self.chat_template[index])} if self.chat_template else {}
 
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def token_prompts(self, tokenizer) -> list[list[int]]:
+    def token_prompts(self, tokenizer: TokenizerWrapper) -> list[list[int]]:
         return [list(p) if not isinstance(p, str) else tokenizer.encode(p) for p in self.prompts]
 
 
@@ -158,10 +163,10 @@ def synthetic(
     rng = random.Random(f"synthetic-{seed}")
     sizes = lengths.sample(random.Random(f"synthetic-lengths-{seed}"), count)
     suffixes = [tuple(rng.randrange(vocab_size) for _ in range(size)) for size in sizes]
-    params = {"prompt_tokens": lengths.low, "count": count, "vocab_size": vocab_size, "seed": seed}
+    params: dict[str, Any] = {"prompt_tokens": lengths.low, "count": count, "vocab_size": vocab_size, "seed": seed}
     if lengths.kind != "fixed":
         params["prompt_tokens"] = lengths.spec
-    max_tokens = ()
+    max_tokens: tuple[int, ...] = ()
     if gen_tokens is not None:
         gen = Lengths.parse(gen_tokens)
         max_tokens = tuple(gen.sample(random.Random(f"synthetic-gen-{seed}"), count))
@@ -177,7 +182,7 @@ def synthetic(
 def dataset(
     path: str | Path,
     *,
-    tokenizer,
+    tokenizer: TokenizerWrapper,
     options: WorkloadOptions | None = None,
     seed: int = 0,
     context_tokens: int | None = None,
@@ -258,13 +263,13 @@ def shared_prefix(*, num_facts: int = 40, count: int = 8, seed: int = 0) -> Work
     )
 
 
-def chosen_options(source) -> dict:
+def chosen_options(source: object) -> dict[str, Any]:
     """The workload options an argparse namespace or a config sets away from their defaults."""
     values = {key: getattr(source, key, default) for key, default in OPTIONS.items()}
     return {key: value for key, value in values.items() if value != OPTIONS[key]}
 
 
-def option_problem(options: dict) -> tuple[str, str] | None:
+def option_problem(options: dict[str, Any]) -> tuple[str, str] | None:
     """(option, problem) for an impossible combination of workload options, else None. Files are not read here."""
     options = {**OPTIONS, **options}
     for key in ("prompt_dist", "gen_dist"):
@@ -285,15 +290,17 @@ def option_problem(options: dict) -> tuple[str, str] | None:
     return None
 
 
-def longest_synthetic(prompt_tokens: int, gen_tokens: int, options: dict) -> int:
+def longest_synthetic(prompt_tokens: int, gen_tokens: int, options: dict[str, Any]) -> int:
     """The most tokens one synthetic request can hold (prefix, the longest prompt, the longest generation)."""
     options = {**OPTIONS, **options}
     prompt = Lengths.parse(options["prompt_dist"]).high if options["prompt_dist"] else prompt_tokens
     gen = Lengths.parse(options["gen_dist"]).high if options["gen_dist"] else gen_tokens
-    return options["shared_prefix_tokens"] + prompt + gen
+    return int(options["shared_prefix_tokens"]) + prompt + gen
 
 
-def build(*, tokenizer, vocab_size: int, prompt_tokens: int, count: int, seed: int = 0, **options) -> Workload:
+def build(
+    *, tokenizer: TokenizerWrapper, vocab_size: int, prompt_tokens: int, count: int, seed: int = 0, **options: Any
+) -> Workload:
     """The workload that `workbench bench` and experiments' speed phase time: a user's file (`dataset`) or
     synthetic prompts (`count` of `prompt_tokens`, or `prompt_dist`; `gen_dist`; shared prefixes). `context_tokens`
     (the model's context, when known) bounds a dataset's prompts before they are tokenized."""
@@ -327,7 +334,7 @@ def check_context(workload: Workload, gen_tokens: int, context: int | None) -> N
             )
 
 
-def add_arguments(parser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The workload flags of `workbench bench`: requests and seed, then one per `WorkloadOptions` field."""
     from workbench import console
 
