@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from conftest import chromium_executable
 
 from workbench import console
 from workbench.paths import REPO_ROOT
@@ -183,26 +184,13 @@ def test_dashboard_notebook_runs_under_papermill(sweep_outputs, tmp_path):
     assert "gt_table" in "".join(table) and "shape: (" not in "".join(table)
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        for step in (["apt-get", "install", "-y", "-qq", "chromium"], ["apt-get", "update", "-qq"]) * 2:
-            if shutil.which("chromium"):
-                break
-            subprocess.run(step, capture_output=True, timeout=900)
-        found = shutil.which("chromium")
-    if not found:
-        pytest.skip("headless Chromium is not installed and could not be installed (apt-get install chromium)")
-    return found
-
-
 def _browser(*args, tmp_path: Path, name: str) -> str:
     # the browser must not inherit the BLAS preload meant for MLX processes (its GPU process dies on it)
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     flags = [*CHROMIUM_FLAGS, "--virtual-time-budget=10000", f"--user-data-dir={tmp_path / name}"]
-    return subprocess.run([_chromium(), *flags, *args], capture_output=True, text=True, timeout=120, env=env).stdout
+    return subprocess.run(
+        [chromium_executable(), *flags, *args], capture_output=True, text=True, timeout=120, env=env
+    ).stdout
 
 
 def _png_is_blank(path: Path) -> bool:
