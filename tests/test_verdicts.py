@@ -61,6 +61,22 @@ def test_holm_and_outliers_on_hand_made_numbers():
     assert stats.rounds_for(0.05, 0.03) == 14  # t(0.975, 13) * 0.05 / sqrt(14) = 0.0289 <= log(1.03) = 0.0296
 
 
+def test_the_trimmed_interval_is_yuens_and_one_stalled_round_does_not_widen_it():
+    from scipy.stats import mstats
+
+    rng = np.random.default_rng(2)
+    ratios = rng.normal(0.0, 0.05, 40)
+    low, high = mstats.trimmed_mean_ci(ratios, limits=(stats.TRIM, stats.TRIM))  # scipy's Tukey-McLaughlin
+    change = stats.paired_from_log_ratios(ratios)
+    assert (math.log1p(change.ci_low), math.log1p(change.ci_high)) == pytest.approx((low, high), rel=1e-9)
+    stalled = np.append(ratios[:-1], 1.5)  # one round in which the variant stalled: 4.5x as slow
+    mean_only = stats.paired_from_log_ratios(stalled, trim=0.0)
+    robust = stats.paired_from_log_ratios(stalled)
+    assert robust.half_width < 0.03 < mean_only.half_width and abs(robust.change) < 0.03
+    few = rng.normal(0.0, 0.05, 9)  # below 10 rounds nothing is trimmed: the ordinary paired t interval
+    assert stats.paired_from_log_ratios(few).half_width == stats.paired_from_log_ratios(few, trim=0.0).half_width
+
+
 def test_paired_interval_covers_the_true_change_with_drift_and_correlated_trials():
     rng = np.random.default_rng(7)
     compared = verdicts.speed_comparisons(

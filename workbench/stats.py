@@ -5,7 +5,9 @@
 - Intervals are Student t intervals (scipy); the unit of a sample is a round (or a trial), never a
   request (requests in one trial share the machine's state and are correlated).
 - A speed change is paired: per interleaved round, the log ratio of the variant's value to the baseline's
-  in the same round (`paired_change`); the t interval over rounds of those log ratios, back-transformed.
+  in the same round (`paired_change`); the 10% trimmed mean of those log ratios with its Tukey-McLaughlin t
+  interval (Yuen's test: the t interval of the mean below 10 rounds, where nothing is trimmed),
+  back-transformed. One stalled round no longer widens the interval of a run (docs/metrics.md).
 - Every comparison ends in one of four verdicts (`verdict`): better, worse, equivalent (the whole interval
   within +-min_effect) or inconclusive; across a sweep, "significant" is Holm-corrected (`holm`).
 - `difference` (Welch, unpaired) stays for comparisons that have no pairing (a sweep against an earlier one).
@@ -201,19 +203,37 @@ class PairedChange:
         }
 
 
-def paired_change(baseline: ArrayLike, variant: ArrayLike, level: float = LEVEL) -> PairedChange:
-    """t interval over rounds of log(variant_r / baseline_r); the two arrays are aligned by round (a round with
-    a missing or non-positive value on either side is dropped). NaN interval below two rounds."""
+TRIM = 0.1  # the share of rounds cut from each end of the per-round log ratios (docs/metrics.md, "Estimator")
+
+
+def paired_change(baseline: ArrayLike, variant: ArrayLike, level: float = LEVEL, trim: float = TRIM) -> PairedChange:
+    """The trimmed-mean t interval over rounds of log(variant_r / baseline_r); the two arrays are aligned by round
+    (a round with a missing or non-positive value on either side is dropped). NaN interval below two rounds."""
     b, v = np.asarray(baseline, dtype=float), np.asarray(variant, dtype=float)
     keep = np.isfinite(b) & np.isfinite(v) & (b > 0) & (v > 0)
-    d = np.log(v[keep] / b[keep])
-    return paired_from_moments(
-        float(d.mean()) if d.size else math.nan, float(d.std(ddof=1)) if d.size > 1 else math.nan, int(d.size), level
-    )
+    return paired_from_log_ratios(np.log(v[keep] / b[keep]), level, trim)
 
 
-def paired_from_moments(mean: float, sd: float, n: int, level: float = LEVEL) -> PairedChange:
-    """`paired_change` from the mean, SD (ddof 1) and count of the per-round log ratios."""
+def paired_from_log_ratios(ratios: ArrayLike, level: float = LEVEL, trim: float = TRIM) -> PairedChange:
+    """Yuen's one-sample trimmed t: with g = floor(trim * n) rounds cut from each end, the centre is the mean of
+    the rest and its standard error the winsorised SD / ((1 - 2 g / n) sqrt(n)), on n - 2g - 1 degrees of
+    freedom (the ordinary t interval when g = 0). `sd_log` is the SD that behaves so, for planning rounds."""
+    d = np.sort(np.asarray(ratios, dtype=float))
+    n = int(d.size)
+    g = int(math.floor(trim * n))
+    if n < 2 or g == 0:
+        return paired_from_moments(
+            float(d.mean()) if n else math.nan, float(d.std(ddof=1)) if n > 1 else math.nan, n, level
+        )
+    kept = d[g : n - g]
+    winsorised = np.clip(d, kept[0], kept[-1])
+    effective_sd = float(winsorised.std(ddof=1)) / (1 - 2 * g / n)
+    return paired_from_moments(float(kept.mean()), effective_sd, n, level, dof=n - 2 * g - 1)
+
+
+def paired_from_moments(mean: float, sd: float, n: int, level: float = LEVEL, dof: int | None = None) -> PairedChange:
+    """The change from the centre, SD (ddof 1) and count of the per-round log ratios, with a t interval on `dof`
+    degrees of freedom (n - 1 unless given)."""
     from scipy import special
 
     nan = math.nan
@@ -224,10 +244,11 @@ def paired_from_moments(mean: float, sd: float, n: int, level: float = LEVEL) ->
     if sd == 0:
         p = 1.0 if mean == 0 else 0.0
         return PairedChange(math.expm1(mean), math.expm1(mean), math.expm1(mean), 0.0, n, p, 0.0)
+    dof = n - 1 if dof is None else dof
     se = sd / math.sqrt(n)
-    t = float(special.stdtrit(n - 1, 0.5 + level / 2))  # the t quantile (scipy.stats.t.ppf, as a fast ufunc)
+    t = float(special.stdtrit(dof, 0.5 + level / 2))  # the t quantile (scipy.stats.t.ppf, as a fast ufunc)
     low, high = math.expm1(mean - t * se), math.expm1(mean + t * se)
-    p = float(2 * special.stdtr(n - 1, -abs(mean) / se))
+    p = float(2 * special.stdtr(dof, -abs(mean) / se))
     return PairedChange(math.expm1(mean), low, high, (high - low) / 2, n, p, sd)
 
 

@@ -18,7 +18,6 @@ Used by the stop rule of `experiments/rounds.py` (while a run measures) and by `
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import polars as pl
@@ -90,16 +89,10 @@ def paired(samples: pl.DataFrame, metric: str) -> dict[tuple[str, str, str], sta
     value, base_value = pl.col(metric).cast(pl.Float64), pl.col("_b").cast(pl.Float64)  # all-null when all failed
     ratio = (value / base_value).log()
     valid = (value > 0) & (base_value > 0)
-    moments = joined.group_by(*ids, "variant").agg(
-        same.alias("_same"),
-        ratio.filter(valid).mean().alias("_mean"),
-        ratio.filter(valid).std(ddof=1).alias("_sd"),
-        valid.sum().alias("_n"),
-    )
+    groups = joined.group_by(*ids, "variant").agg(same.alias("_same"), ratio.filter(valid).alias("_ratios"))
     out = {}
-    for r in moments.filter("_same").iter_rows(named=True):
-        mean, sd = (math.nan if r[k] is None else r[k] for k in ("_mean", "_sd"))
-        out[(r["run_id"], r["point_id"], r["variant"])] = stats.paired_from_moments(mean, sd, int(r["_n"] or 0))
+    for r in groups.filter("_same").iter_rows(named=True):
+        out[(r["run_id"], r["point_id"], r["variant"])] = stats.paired_from_log_ratios(r["_ratios"] or [])
     return out
 
 
