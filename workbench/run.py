@@ -107,7 +107,7 @@ def variant_table(config, frame) -> str:
         cells = [terminal.value(c, s.get(c)) for c in columns]
         rows.append([name, *cells, terminal.change(compared), terminal.verdict(compared)])
     headers = ["configuration", *map(terminal.header, columns), "throughput\nvs baseline\n(95% CI)", "verdict"]
-    caption = "change: 95% CI over rounds against the baseline of the same run; verdict against the A/A noise floor"
+    caption = "change: paired 95% CI over rounds against the baseline of the same run; verdict against min_effect"
     return terminal.render(headers, rows, title=title, caption=caption)
 
 

@@ -64,13 +64,13 @@ SUMMARY_COLUMNS = (
 
 
 def throughput_changes(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per variant: its throughput change against the run's baseline, the 95% paired interval over rounds, the
-    half-width reached (the widest over the headline metrics), the rounds it took and the verdict, printed with
-    its resolution ("inconclusive (±18%)"; `workbench.analysis.verdicts`)."""
+    """Per variant: its throughput change against the run's baseline, the 95% paired interval over rounds and its
+    half-width, the precision reached (the widest relative half-width over the headline metrics), the rounds it
+    took and the verdict, printed with its resolution ("inconclusive (±18%)"; `workbench.analysis.verdicts`)."""
     from workbench.analysis import verdicts
 
     compared = verdicts.speed_comparisons(frame)
-    widths = verdicts.precision_by_variant(compared).select("variant", pl.col("half_width_pct").alias("_hw"))
+    widths = verdicts.precision_by_variant(compared).select("variant", pl.col("precision_pct").alias("_precision"))
     return (
         compared.filter(metric="throughput_tps")
         .join(widths, on="variant", how="left")
@@ -79,7 +79,8 @@ def throughput_changes(frame: pl.DataFrame) -> pl.DataFrame:
             pl.col("change_pct").alias("throughput_change_pct"),
             "ci_low_pct",
             "ci_high_pct",
-            pl.col("_hw").alias("half_width_pct"),
+            "half_width_pct",
+            pl.col("_precision").alias("precision_pct"),
             "rounds",
             pl.col("label").alias("verdict"),
         )

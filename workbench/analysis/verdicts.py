@@ -1,8 +1,8 @@
 """Paired speed comparisons with four verdicts, Holm-corrected across a sweep: what `report` and CI read.
 
 - The unit is a round (`results.rounds.round_samples`): per round, the variant's value against the same run's
-  baseline in the same round, as a log ratio; the 95% t interval over rounds, back-transformed to a relative
-  change (`stats.paired_change`). Trials in a round are averaged first.
+  baseline in the same round, as a log ratio; the 95% trimmed-mean (Yuen) t interval over rounds,
+  back-transformed to a relative change (`stats.paired_change`). Trials in a round are averaged first.
 - Each (point, variant, metric) gets `stats.verdict` against `min_effect` (the SLO file's `min_effect`, else
   the run's `min_effect` from its rows, else `stats.MIN_EFFECT`): better / worse / equivalent / inconclusive.
 - `significant` is decided by Holm's step-down correction over every speed comparison of the sweep
@@ -41,7 +41,9 @@ SCHEMA |= {"metric": pl.String, "unit": pl.String}
 SCHEMA |= dict.fromkeys(
     ["baseline_mean", "mean", "change", "ci_low", "ci_high", "change_pct", "ci_low_pct", "ci_high_pct"], pl.Float64
 )
-SCHEMA |= dict.fromkeys(["half_width_pct", "gain_pct", "p_value", "p_holm", "sd_log", "min_effect_pct"], pl.Float64)
+SCHEMA |= dict.fromkeys(
+    ["half_width_pct", "precision_pct", "gain_pct", "p_value", "p_holm", "sd_log", "min_effect_pct"], pl.Float64
+)
 SCHEMA |= {"rounds": pl.Int64, "outlier_rounds": pl.Int64, "rounds_stopped": pl.String}
 SCHEMA |= {"significant": pl.Boolean, "verdict": pl.String, "label": pl.String}
 
@@ -165,8 +167,9 @@ def quality_comparisons(rows: pl.DataFrame, margins: QualityMargins | None = Non
 
 
 def precision_by_variant(compared: pl.DataFrame, metrics: Sequence[str] = round_stats.HEADLINE) -> pl.DataFrame:
-    """Per (point, variant): the widest half-width over the headline metrics, the rounds it took and why the run
-    stopped (what the summary and the report say about resolution)."""
+    """Per (point, variant): the widest half-width and the widest relative half-width (`precision_pct`, what a
+    precision target is checked against) over the headline metrics, the rounds it took and why the run stopped
+    (what the summary and the report say about resolution)."""
     if compared.is_empty():
         return pl.DataFrame(schema={"run_id": pl.String, "point_id": pl.String, "variant": pl.String})
     return (
@@ -174,6 +177,7 @@ def precision_by_variant(compared: pl.DataFrame, metrics: Sequence[str] = round_
         .group_by("run_id", "point_id", "variant", maintain_order=True)
         .agg(
             pl.col("half_width_pct").max(),
+            pl.col("precision_pct").max(),
             pl.col("rounds").max(),
             pl.col("rounds_stopped").first(),
             pl.col("outlier_rounds").first(),
@@ -207,6 +211,7 @@ def comparisons_json(
         {
             **{k: r[k] for k in COMPARISON_FIELDS if k != "params"},
             "params": params.get((r["point_id"], r["variant"]), {}),
+            "precision_pct": r["precision_pct"],
             "kind": "speed",
             "unit": "pct",
         }

@@ -38,7 +38,7 @@ def _cell(row: dict | None) -> str:
 
 def all_configurations(analysis):
     """Every configuration (A/A copies included, marked) with each speed metric's paired change, interval and
-    verdict, the rounds it took and the widest half-width it reached on the headline metrics."""
+    verdict, the rounds it took and the widest relative half-width (precision) it reached on the headline metrics."""
     compared = analysis.compared
     precision = analysis.precision if analysis.precision is not None else pl.DataFrame()
     reached = {(r["run_id"], r["variant"]): r for r in precision.iter_rows(named=True)} if precision.height else {}
@@ -55,17 +55,18 @@ def all_configurations(analysis):
                 "Changed": fmt_changes(c["changes"]),
                 **{metrics.BY_NAME[m].label: _cell(cells.get((*key, m))) for m in SPEED_METRICS},
                 "Rounds": "—" if width.get("rounds") is None else f"{width['rounds']}" + (f" ({stop})" if stop else ""),
-                "Half-width reached": "—"
-                if width.get("half_width_pct") is None
-                else f"±{width['half_width_pct']:.1f}%",
+                "Precision reached": "—" if width.get("precision_pct") is None else f"±{width['precision_pct']:.1f}%",
             }
         )
     note = (
         "Each change is the variant against the baseline of its own run, paired round by round (interleaved "
-        "rounds; 95% t interval over rounds of the per-round log ratio). Verdicts: better/worse when the interval "
+        "rounds; 95% trimmed-mean t interval over rounds of the per-round log ratio). Verdicts: better/worse when "
+        "the interval "
         "excludes zero, the change is beyond the practical threshold and it stays significant after Holm's "
         "correction over the sweep; equivalent when the whole interval lies within ± the threshold; otherwise "
-        "inconclusive, printed with its half-width."
+        "inconclusive, printed with its half-width. Precision reached: the widest half-width over throughput and "
+        "TTFT relative to the measured ratio (what a `precision` target asks for; ±3% = the ratio is known to within "
+        "3% of itself), with the rounds it took and why the run stopped."
     )
     return table(pl.DataFrame(rows), note=note, empty="No configuration was compared with its baseline.")
 

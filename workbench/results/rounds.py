@@ -97,11 +97,12 @@ def paired(samples: pl.DataFrame, metric: str) -> dict[tuple[str, str, str], sta
 
 
 def half_widths(samples: pl.DataFrame, metrics: Iterable[str] = HEADLINE) -> dict[str, float]:
-    """variant -> the largest half-width (fraction) over `metrics` of its paired change; NaN while unknown."""
+    """variant -> the largest relative half-width (`PairedChange.precision`, a fraction) over `metrics` of its
+    paired change: what a `precision` target is checked against; NaN while unknown."""
     out: dict[str, float] = {}
     for metric in metrics:
         for (_, _, variant), change in paired(samples, metric).items():
-            out[variant] = max(out.get(variant, 0.0), change.half_width) if change.rounds >= 2 else float("nan")
+            out[variant] = max(out.get(variant, 0.0), change.precision) if change.rounds >= 2 else float("nan")
     return out
 
 
