@@ -35,10 +35,12 @@ def quickstart(
     gen_tokens: int,
     trials: int,
     task_count: int,
+    perplexity_chunks: int | None = 64,
     output_dir: str | Path | None = None,
 ):
-    """Speed on synthetic prompts, then held-out perplexity and task accuracy, in one run folder.
-    Returns (rows, summary, run folder)."""
+    """Speed on synthetic prompts, then held-out perplexity (the first `perplexity_chunks` chunks of 128 tokens,
+    as `build-model` checks it; None: all ~460) and task accuracy, in one run folder. Returns (rows, summary, run
+    folder)."""
     import polars as pl
 
     from workbench import runtime
@@ -52,7 +54,15 @@ def quickstart(
         loaded, bench.BenchSpec(prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, trials=trials)
     )
     quality, quality_summary = evaluate.run_eval(
-        loaded, evaluate.EvalSpec(text="stdlib", task="facts", task_count=task_count, run_id=speed["run_id"][0])
+        loaded,
+        evaluate.EvalSpec(
+            text="stdlib",
+            sequence_length=128,
+            max_chunks=perplexity_chunks,
+            task="facts",
+            task_count=task_count,
+            run_id=speed["run_id"][0],
+        ),
     )
     frame = pl.concat([speed, quality], how="vertical")
     params = {
@@ -62,6 +72,7 @@ def quickstart(
         "gen_tokens": gen_tokens,
         "trials": trials,
         "task_count": task_count,
+        "perplexity_chunks": perplexity_chunks,
     }
     env = {**runtime.fingerprint(), "load_before": load_before and load_before[0]}
     run_dir = store.write_run(frame, params=params, env=env, run_dir=output_dir)
