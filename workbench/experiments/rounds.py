@@ -2,11 +2,12 @@
 
 A round measures every arm once, adjacent in time, the order rotating from round to round. With `rounds: N`
 a run makes exactly N rounds. With `precision: p` it keeps adding rounds until the 95% interval of every
-variant's paired change on the headline metrics (`results.rounds.HEADLINE`) has a half-width <= p, or
-`max_rounds` or `time_budget_s` is reached. It stops on the interval's *width*, never on significance:
-stopping once a change looks significant would make every run a chance to stop on a lucky streak and
-inflate false positives; the width does not depend on where the change lies, so the interval keeps its
-coverage (docs/metrics.md).
+variant's paired change on the headline metrics (`results.rounds.HEADLINE`) has a half-width <= p relative to
+the measured ratio (`PairedChange.precision`), or `max_rounds` or `time_budget_s` is reached (the budget never
+stops a run before `MIN_ROUNDS`, the first round count with an interval worth printing). It stops on the
+interval's *width*, never on significance: stopping once a change looks significant would make every run a
+chance to stop on a lucky streak and inflate false positives; the width does not depend on where the change
+lies, so the interval keeps its coverage (docs/metrics.md).
 
 Hygiene, recorded rather than hidden: the garbage collector is collected then disabled while a round is
 timed (as pyperf does), each row carries its round's 1-minute load (`round_load`) and wall time
@@ -170,7 +171,8 @@ def run_rounds(
             if log.rounds >= MIN_ROUNDS and log.half_width and all(w <= precision for w in log.half_width.values()):
                 log.stopped = STOP_PRECISION
                 break
-            if config.time_budget_s is not None and elapsed + elapsed / log.rounds > config.time_budget_s:
+            over = config.time_budget_s is not None and elapsed + elapsed / log.rounds > config.time_budget_s
+            if over and log.rounds >= MIN_ROUNDS:  # the budget never stops a run before it has an interval
                 log.stopped = STOP_BUDGET
                 break
         else:
