@@ -38,14 +38,22 @@ def test_cli_re_executes_itself_with_the_blas_preloaded():
         [sys.executable, "-m", "workbench.cli", "doctor", "--json"], env=env, capture_output=True, text=True
     ).stdout
     assert '"blas": "optimised' in out.splitlines()[-1]
+    # and one BLAS thread fewer than the cores (MLX's scheduler and Python keep one), unless the user set it
+    assert f'"blas_threads": "{runtime.blas_threads()}"' in out.splitlines()[-1]
+    env[runtime.BLAS_THREADS] = "3"
+    out = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "doctor", "--json"], env=env, capture_output=True, text=True
+    ).stdout
+    assert '"blas_threads": "3"' in out.splitlines()[-1]
 
 
 def test_blas_env_adds_preload_only_when_available():
     env = runtime.blas_env({"PATH": "/bin"})
     if runtime.find_optimised_blas():
         assert runtime.find_optimised_blas() in env["LD_PRELOAD"]
+        assert env[runtime.BLAS_THREADS] == str(max(1, len(os.sched_getaffinity(0)) - 1))
     else:
-        assert "LD_PRELOAD" not in env
+        assert "LD_PRELOAD" not in env and runtime.BLAS_THREADS not in env
 
 
 def test_kernel_spec_carries_the_preload(kernel):
@@ -53,4 +61,5 @@ def test_kernel_spec_carries_the_preload(kernel):
     from pathlib import Path
 
     spec = json.loads((Path(kernel) / "kernel.json").read_text())
-    assert spec["env"] == ({"LD_PRELOAD": runtime.find_optimised_blas()} if runtime.find_optimised_blas() else {})
+    library, threads = runtime.find_optimised_blas(), str(runtime.blas_threads())
+    assert spec["env"] == ({"LD_PRELOAD": library, runtime.BLAS_THREADS: threads} if library else {})

@@ -69,10 +69,11 @@ def strip_before_save(model: dict[str, Any], **_: Any) -> None:
 
 
 def kernel_env() -> dict[str, Any]:
-    from workbench.runtime import find_optimised_blas
+    """The kernel spec's `env`: the optimised BLAS preloaded, and its thread count (`runtime.blas_env`)."""
+    from workbench.runtime import blas_env
 
-    library = find_optimised_blas()
-    return {"LD_PRELOAD": library} if library else {}
+    env = blas_env({})
+    return {k: env[k] for k in ("LD_PRELOAD", "OPENBLAS_NUM_THREADS") if k in env}
 
 
 def install_kernel(prefix: str | None = None) -> str:

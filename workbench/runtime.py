@@ -11,6 +11,12 @@ magnitude faster. `LD_PRELOAD` only acts when a process starts, so entry points 
 `ensure_optimised_blas()` first: it re-executes the process once with the library
 preloaded. Jupyter kernels get it through the kernel spec's `env`.
 
+The preloaded OpenBLAS runs on one thread fewer than the cores it may use (`OPENBLAS_NUM_THREADS`, unless set):
+MLX's own scheduler thread and Python's need a core too, and a BLAS thread that waits for a descheduled sibling
+stalls every matmul. On the 2-core build machine an A/A pair on `default` measured in a sweep's kernel went from
+a per-round log-ratio SD of 0.118-0.202 with 2 BLAS threads to 0.084-0.103 with 1 (and ran ~10% faster): the
+same precision in about half the rounds (docs/metrics.md, "Threads").
+
     workbench doctor
 """
 
@@ -55,12 +61,24 @@ def find_optimised_blas() -> str | None:
     return found if found and Path(found).is_absolute() else None
 
 
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+
+
+def blas_threads() -> int:
+    """Threads for the preloaded BLAS: one fewer than the cores this process may run on (at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
 def blas_env(env: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A copy of `env` (default: os.environ) with the optimised BLAS preloaded, if there is one."""
+    """A copy of `env` (default: os.environ) with the optimised BLAS preloaded, if there is one, and its thread
+    count (`BLAS_THREADS`) set to `blas_threads()` unless `env` already sets it."""
     env = dict(os.environ if env is None else env)
     library = find_optimised_blas()
     if library and library not in env.get("LD_PRELOAD", ""):
         env["LD_PRELOAD"] = ":".join(p for p in (library, env.get("LD_PRELOAD")) if p)
+    if library:
+        env.setdefault(BLAS_THREADS, str(blas_threads()))
     return env
 
 
@@ -225,7 +243,7 @@ def fingerprint() -> dict[str, Any]:
 
 def doctor() -> tuple[dict[str, Any], list[str]]:
     """The fingerprint plus the problems that stop this machine from measuring well."""
-    info = fingerprint()
+    info = {**fingerprint(), "blas_threads": os.environ.get(BLAS_THREADS)}
     problems = []
     if sys.platform == "linux" and info["backend"] == "cpu" and not info["blas"].startswith("optimised"):
         if find_optimised_blas() is None:
