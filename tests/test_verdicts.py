@@ -127,3 +127,15 @@ def test_comparisons_carry_rounds_half_width_and_labels():
     assert row["label"].startswith(row["verdict"])
     flat = compared.filter(metric="ttft_s").row(0, named=True)  # identical TTFT in every round: a zero-width point
     assert flat["verdict"] == "equivalent" and flat["half_width_pct"] == 0
+
+
+def test_a_clear_verdict_short_of_its_runs_precision_target_says_how_precise_it_is():
+    rows = simulated_rows(np.random.default_rng(9), runs=1, rounds=8, ratio=1.5)
+    plain = verdicts.speed_comparisons(rows, metrics=("throughput_tps",)).row(0, named=True)
+    assert plain["verdict"] == "better" and plain["label"] == "better"
+    asked = verdicts.speed_comparisons(rows.with_columns(precision_target=pl.lit(0.001)), metrics=("throughput_tps",))
+    row = asked.row(0, named=True)
+    assert row["precision_target_pct"] == pytest.approx(0.1) and row["precision_pct"] > 0.1
+    assert row["verdict"] == "better" and row["label"] == f"better (±{row['precision_pct']:.2g}% of the ratio)"
+    reached = verdicts.speed_comparisons(rows.with_columns(precision_target=pl.lit(0.5)), metrics=("throughput_tps",))
+    assert reached.row(0, named=True)["label"] == "better"

@@ -38,6 +38,7 @@ SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "family": pl.String,
 }
 SCHEMA |= {"metric": pl.String, "unit": pl.String}
+SCHEMA |= {"precision_target_pct": pl.Float64}
 SCHEMA |= dict.fromkeys(
     ["baseline_mean", "mean", "change", "ci_low", "ci_high", "change_pct", "ci_low_pct", "ci_high_pct"], pl.Float64
 )
@@ -50,17 +51,15 @@ SCHEMA |= {"significant": pl.Boolean, "verdict": pl.String, "label": pl.String}
 
 def run_min_effects(rows: pl.DataFrame) -> dict[str, float]:
     """run_id -> the `min_effect` its rows recorded (runs that did not record one are absent)."""
-    if "min_effect" not in rows.columns:
-        return {}
-    found = rows.filter(pl.col("min_effect").is_not_null()).group_by("run_id").agg(pl.col("min_effect").first())
-    return dict(zip(found["run_id"].to_list(), found["min_effect"].to_list()))
+    return _run_facts(rows, "min_effect")
 
 
-def _run_facts(rows: pl.DataFrame) -> dict[str, str]:
-    if "rounds_stopped" not in rows.columns:
+def _run_facts(rows: pl.DataFrame, column: str) -> dict[str, Any]:
+    """run_id -> the first non-null value of `column` in its rows (runs without one are absent)."""
+    if column not in rows.columns:
         return {}
-    found = rows.filter(pl.col("rounds_stopped").is_not_null()).group_by("run_id").agg(pl.col("rounds_stopped").first())
-    return dict(zip(found["run_id"].to_list(), found["rounds_stopped"].to_list()))
+    found = rows.filter(pl.col(column).is_not_null()).group_by("run_id").agg(pl.col(column).first())
+    return dict(zip(found["run_id"].to_list(), found[column].to_list()))
 
 
 def speed_comparisons(
@@ -72,7 +71,11 @@ def speed_comparisons(
     samples = round_stats.round_samples(rows)
     if samples.is_empty() or "throughput_tps" not in samples.columns:
         return pl.DataFrame(schema=SCHEMA)
-    effects, stopped = run_min_effects(rows), _run_facts(rows)
+    effects, stopped, targets = (
+        run_min_effects(rows),
+        _run_facts(rows, "rounds_stopped"),
+        _run_facts(rows, "precision_target"),
+    )
     outliers = round_stats.outlier_rounds(samples)
     family = dict(zip(zip(samples["run_id"], samples["variant"]), samples["family"]))
     out = []
@@ -98,6 +101,7 @@ def speed_comparisons(
                     "p_value": change.p_value,
                     "sd_log": change.sd_log,
                     "min_effect_pct": effect * 100,
+                    "precision_target_pct": targets[run_id] * 100 if run_id in targets else None,
                     **_absolute(change, base),
                     **change.to_pct(),
                     "gain_pct": (1 if round_stats.HIGHER_IS_BETTER[metric] else -1) * change.change * 100,
@@ -126,7 +130,12 @@ def with_verdicts(frame: pl.DataFrame, *, alpha: float = ALPHA) -> pl.DataFrame:
             verdict = "inconclusive"
         verdicts.append(verdict)
         significant.append(sig)
-        labels.append(verdict_label(verdict, row["half_width_pct"], row["min_effect_pct"]))
+        short_of = (
+            row.get("precision_pct")
+            if (row.get("precision_pct") or 0) > (row.get("precision_target_pct") or 1e9)
+            else None
+        )
+        labels.append(verdict_label(verdict, row["half_width_pct"], row["min_effect_pct"], short_of=short_of))
     return frame.with_columns(
         pl.Series("p_holm", adjusted, dtype=pl.Float64).fill_nan(None),
         pl.Series("significant", significant, dtype=pl.Boolean),
@@ -135,13 +144,19 @@ def with_verdicts(frame: pl.DataFrame, *, alpha: float = ALPHA) -> pl.DataFrame:
     ).select(list(SCHEMA))
 
 
-def verdict_label(verdict: str, half_width_pct: float | None, min_effect_pct: float | None) -> str:
-    """How a verdict is printed: "inconclusive (±18%)", "equivalent (within ±5%)", "better"."""
+def verdict_label(
+    verdict: str, half_width_pct: float | None, min_effect_pct: float | None, *, short_of: float | None = None
+) -> str:
+    """How a verdict is printed: "inconclusive (±18%)", "equivalent (within ±5%)", "better"; a better or worse
+    verdict whose precision (`short_of`, the relative half-width) is wider than its run's target says so:
+    "worse (±7.0% of the ratio)", so a clear but coarse verdict is never read as one measured to the target."""
     if verdict == "inconclusive":
         width = "no interval" if half_width_pct is None or not math.isfinite(half_width_pct) else None
         return f"inconclusive ({width or f'±{half_width_pct:.2g}%'})"
     if verdict == "equivalent" and min_effect_pct is not None:
         return f"equivalent (within ±{min_effect_pct:g}%)"
+    if short_of is not None and math.isfinite(short_of):
+        return f"{verdict} (±{short_of:.2g}% of the ratio)"
     return verdict
 
 

@@ -137,7 +137,7 @@ def run_rounds(
 ) -> tuple[dict[str, list[dict]], RoundLog]:
     """Call `measure_round(i)` for i = 0, 1, ... (each returns the rows per variant name, the baseline named
     "baseline") until the config's rule stops; every row gains `round_load`, `round_wall_s`, `round_outlier`,
-    `rounds_stopped` and `min_effect` (the practical threshold its verdicts use)."""
+    `rounds_stopped`, `min_effect` (the practical threshold its verdicts use) and `precision_target`."""
     from tqdm import tqdm
 
     precision, limit = config.precision, config.round_limit
@@ -188,4 +188,5 @@ def run_rounds(
     for arm_rows in rows.values():
         for r in arm_rows:
             r.update(round_outlier=r["round"] in flagged, rounds_stopped=log.stopped, min_effect=config.min_effect)
+            r["precision_target"] = precision
     return rows, log

@@ -59,6 +59,7 @@ MEASURES: dict[str, pl.DataType | type[pl.DataType]] = {
     "round_outlier": pl.Boolean,
     "rounds_stopped": pl.String,
     "min_effect": pl.Float64,
+    "precision_target": pl.Float64,
     "trial": pl.Int32,
     "request_index": pl.Int32,
     "batch_index": pl.Int32,
