@@ -139,3 +139,13 @@ def test_a_clear_verdict_short_of_its_runs_precision_target_says_how_precise_it_
     assert row["verdict"] == "better" and row["label"] == f"better (±{row['precision_pct']:.2g}% of the ratio)"
     reached = verdicts.speed_comparisons(rows.with_columns(precision_target=pl.lit(0.5)), metrics=("throughput_tps",))
     assert reached.row(0, named=True)["label"] == "better"
+
+
+def test_report_json_comparisons_come_in_the_same_order_whatever_the_row_order():
+    rows = simulated_rows(np.random.default_rng(4), runs=3, rounds=5, ratio=1.2)
+    first = verdicts.comparisons_json(verdicts.speed_comparisons(rows), pl.DataFrame(), None)
+    shuffled = rows.sample(fraction=1.0, shuffle=True, seed=1)
+    again = verdicts.comparisons_json(verdicts.speed_comparisons(shuffled), pl.DataFrame(), None)
+    keys = [(c["point_id"], c["metric"]) for c in first]
+    assert keys == [(c["point_id"], c["metric"]) for c in again] and keys == sorted(keys, key=lambda k: k[0])
+    assert [c["metric"] for c in first[: len(verdicts.SPEED_METRICS)]] == list(verdicts.SPEED_METRICS)

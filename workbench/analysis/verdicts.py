@@ -216,7 +216,8 @@ def comparisons_json(
     compared: pl.DataFrame, configs: pl.DataFrame, quality: pl.DataFrame | None
 ) -> list[dict[str, Any]]:
     """`report --json`'s `comparisons`: one entry per (point, variant, metric), speed and quality alike, with
-    `COMPARISON_FIELDS` (+ `kind` and `unit`: a quality change in "points" is percentage points, not percent)."""
+    `COMPARISON_FIELDS` (+ `kind` and `unit`: a quality change in "points" is percentage points, not percent),
+    speed first, then by point, variant and metric, so two reports of one sweep list them in the same order."""
     import json
 
     params = {}
@@ -255,7 +256,11 @@ def comparisons_json(
                     "unit": r.get("unit"),
                 }
             )
-    return out
+    order = {metric: i for i, metric in enumerate(SPEED_METRICS)}  # the same sweep gives the same list, in order
+    return sorted(
+        out,
+        key=lambda c: (c["kind"] != "speed", str(c["point_id"]), c["variant"], order.get(c["metric"], 99), c["metric"]),
+    )
 
 
 def method_warnings(compared: pl.DataFrame, aa: pl.DataFrame) -> list[str]:
