@@ -92,27 +92,46 @@ TINY_SWEEP = {
 }
 
 
-@pytest.fixture(scope="session")
-def tiny_sweep_outputs(tmp_path_factory, nano_path, kernel) -> Path:
-    """An outputs folder holding one finished two-point sweep `tiny` (tradeoff on nano, run for real with
-    papermill), for tests that open the dashboard."""
-    import yaml
-
+def run_sweep_into(root: Path, sweep_file: Path) -> None:
+    """Run `sweep_file` for real (papermill, one point after another) into the outputs folder `root`, recording
+    the file in sweep.json as `workbench sweep` does; every point must finish."""
     from workbench.sweep import runner
 
-    root = tmp_path_factory.mktemp("tiny-outputs")
-    sweep_file = root / "tiny.yaml"
-    sweep_file.write_text(yaml.safe_dump(TINY_SWEEP))
     saved = os.environ.get("WORKBENCH_OUTPUTS")
     os.environ["WORKBENCH_OUTPUTS"] = str(root)
     try:
-        outcomes = runner.run_sweep(runner.load_sweep(sweep_file), runner.ExecutionOptions(progress=False))
+        plan = runner.load_sweep(sweep_file)
+        plan.root.mkdir(parents=True, exist_ok=True)
+        runner.record_sweep_file(plan)
+        outcomes = runner.run_sweep(plan, runner.ExecutionOptions(progress=False))
         assert all(o.status is runner.PointStatus.DONE for o in outcomes), outcomes
     finally:
         if saved is None:
             os.environ.pop("WORKBENCH_OUTPUTS", None)
         else:
             os.environ["WORKBENCH_OUTPUTS"] = saved
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep_outputs(tmp_path_factory, nano_path, kernel) -> Path:
+    """An outputs folder holding one finished two-point sweep `tiny` (tradeoff on nano, run for real with
+    papermill), for tests that open the dashboard."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("tiny-outputs")
+    sweep_file = root / "tiny.yaml"
+    sweep_file.write_text(yaml.safe_dump(TINY_SWEEP))
+    run_sweep_into(root, sweep_file)
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep_outputs(tmp_path_factory, nano_path, kernel) -> Path:
+    """An outputs folder holding `params/smoke.yaml` run once for real (three quantise points on nano), shared by
+    the modules that read it (test_report, test_attacks). Read-only: a test that changes it works on a copy
+    (`shutil.copytree`)."""
+    root = tmp_path_factory.mktemp("smoke-outputs")
+    run_sweep_into(root, REPO_ROOT / "params" / "smoke.yaml")
     return root
 
 
