@@ -75,44 +75,33 @@ def other_tokenizer(nano_path, tmp_path_factory):
     return target
 
 
-TINY_SWEEP = {
-    "name": "tiny",
-    "experiment": "tradeoff",
-    "fixed": {
-        "model": "nano",
-        "prompt_tokens": 16,
-        "gen_tokens": 8,
-        "requests": 2,
-        "trials": 1,
-        "perplexity_chunks": 2,
-        "task_count": 4,
-        "fidelity_count": 1,
-    },
-    "points": [{"batch_size": 2}, {"bits": 4}],
-}
-
-
-@pytest.fixture(scope="session")
-def tiny_sweep_outputs(tmp_path_factory, nano_path, kernel) -> Path:
-    """An outputs folder holding one finished two-point sweep `tiny` (tradeoff on nano, run for real with
-    papermill), for tests that open the dashboard."""
-    import yaml
-
+def run_sweep_into(root: Path, sweep_file: Path) -> None:
+    """Run `sweep_file` for real (papermill, one point after another) into the outputs folder `root`, recording
+    the file in sweep.json as `workbench sweep` does; every point must finish."""
     from workbench.sweep import runner
 
-    root = tmp_path_factory.mktemp("tiny-outputs")
-    sweep_file = root / "tiny.yaml"
-    sweep_file.write_text(yaml.safe_dump(TINY_SWEEP))
     saved = os.environ.get("WORKBENCH_OUTPUTS")
     os.environ["WORKBENCH_OUTPUTS"] = str(root)
     try:
-        outcomes = runner.run_sweep(runner.load_sweep(sweep_file), runner.ExecutionOptions(progress=False))
+        plan = runner.load_sweep(sweep_file)
+        plan.root.mkdir(parents=True, exist_ok=True)
+        runner.record_sweep_file(plan)
+        outcomes = runner.run_sweep(plan, runner.ExecutionOptions(progress=False))
         assert all(o.status is runner.PointStatus.DONE for o in outcomes), outcomes
     finally:
         if saved is None:
             os.environ.pop("WORKBENCH_OUTPUTS", None)
         else:
             os.environ["WORKBENCH_OUTPUTS"] = saved
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep_outputs(tmp_path_factory, nano_path, kernel) -> Path:
+    """An outputs folder holding `params/smoke.yaml` run once for real with papermill (three quantise points on
+    nano), shared by the tests that read a finished sweep (the dashboard, the report, the docs' snippets, the
+    attacks on its files). Read-only: a test that changes it works on a copy (`shutil.copytree`)."""
+    root = tmp_path_factory.mktemp("smoke-outputs")
+    run_sweep_into(root, REPO_ROOT / "params" / "smoke.yaml")
     return root
 
 

@@ -25,6 +25,11 @@ from workbench.sweep import guard, runner
 
 SMOKE = yaml.safe_load((REPO_ROOT / "params" / "smoke.yaml").read_text())
 TWO = {"variants": [[{"bits": 8}], [{"bits": 4}]]}
+# smoke's experiment with the least work per point, for tests of control flow (no number of theirs is shown)
+QUICK = {
+    **SMOKE["fixed"],
+    **{"prompt_tokens": 8, "gen_tokens": 4, "perplexity_chunks": 0, "task_count": 0, "fidelity_count": 0},
+}
 
 
 def write_sweep(directory, name, **changes):
@@ -49,48 +54,42 @@ def strict_json(line: str):
     return json.loads(line, parse_constant=refuse)
 
 
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory, nano_path, kernel):
-    """A finished two-point sweep `pair`, run once by `workbench sweep`; tests work on copies."""
-    root = tmp_path_factory.mktemp("attacks")
-    proc = cli("sweep", str(write_sweep(root, "pair", grid=TWO)), outputs=root / "outputs")
-    assert proc.returncode == 0, proc.stderr
-    return root / "outputs"
-
-
 @pytest.fixture
-def pair(ran, _outputs):
-    shutil.copytree(ran, _outputs)
-    return _outputs / "sweeps" / "pair"
+def smoke(smoke_sweep_outputs, _outputs):
+    """A copy of the session's finished three-point smoke sweep (`params/smoke.yaml`, run once for real)."""
+    shutil.copytree(smoke_sweep_outputs, _outputs)
+    return _outputs / "sweeps" / "smoke"
 
 
-def test_corrupt_point_is_named_left_out_and_rerun(pair, capsys):
-    first, second = sorted(p for p in pair.iterdir() if p.is_dir())
+def test_corrupt_point_is_named_left_out_and_rerun(smoke, capsys):
+    first, *others = sorted(p for p in smoke.iterdir() if p.is_dir())
     parquet = first / "results.parquet"
     parquet.write_bytes(parquet.read_bytes()[: parquet.stat().st_size // 2])  # truncated, same name
-    (pair / "notes.txt").write_text("mine")
-    (pair / "empty").mkdir()
-    assert integrity.point_problem(first) and integrity.point_problem(second) is None
+    (smoke / "notes.txt").write_text("mine")
+    (smoke / "empty").mkdir()
+    assert integrity.point_problem(first) and len(others) == 2
+    assert all(integrity.point_problem(other) is None for other in others)
 
-    frame = store.load_sweep_results("pair").collect()
-    assert frame["point_id"].unique().to_list() == [second.name]
+    kept = sorted(other.name for other in others)
+    frame = store.load_sweep_results("smoke").collect()
+    assert sorted(frame["point_id"].unique().to_list()) == kept
     err = capsys.readouterr().err
     assert f"point {first.name} left out" in err and "stray file notes.txt" in err and "stray folder empty/" in err
-    assert report.load("pair")[0]["point_id"].unique().to_list() == [second.name]
-    assert report.failures("pair") == (1, 2)
-    listed = cli("sweeps", outputs=pair.parent.parent)
+    assert sorted(report.load("smoke")[0]["point_id"].unique().to_list()) == kept
+    assert report.failures("smoke") == (1, 3)
+    listed = cli("sweeps", outputs=smoke.parent.parent)
     assert listed.returncode == 0 and f"bad point {first.name}" in listed.stdout, listed.stdout + listed.stderr
 
-    proc = cli("sweep", integrity.read_sweep_record(pair)["file"], "--json", outputs=pair.parent.parent)
+    proc = cli("sweep", integrity.read_sweep_record(smoke)["file"], "--json", outputs=smoke.parent.parent)
     assert proc.returncode == 0, proc.stderr
     summary = strict_json(proc.stdout.splitlines()[-1])
-    assert (summary["ran"], summary["skipped"], list(summary["rerun_points"])) == (1, 1, [first.name])
+    assert (summary["ran"], summary["skipped"], list(summary["rerun_points"])) == (1, 2, [first.name])
     assert f"re-running 1 points that fail verification: {first.name}" in proc.stderr
     assert integrity.point_problem(first) is None
 
 
 def test_first_sigint_finishes_the_running_point_prints_the_summary_and_exits_130(tmp_path, nano_path, kernel):
-    path = write_sweep(tmp_path, "ctrlc", grid=TWO)
+    path = write_sweep(tmp_path, "ctrlc", fixed=QUICK, grid=TWO)
     outputs = tmp_path / "outputs"
     proc = cli("sweep", str(path), outputs=outputs, background=True)
     root = outputs / "sweeps" / "ctrlc"
@@ -156,20 +155,20 @@ def test_second_run_of_a_sweep_is_refused_and_a_dead_runs_lock_is_taken_over(tmp
     assert f"took over the lock of pid {holder.pid}" in proc.stderr
 
 
-def test_points_no_longer_in_the_sweep_file_are_stale_and_left_out(pair, tmp_path, capsys):
+def test_points_no_longer_in_the_sweep_file_are_stale_and_left_out(smoke, tmp_path, capsys):
     kept = runner.point_id({**SMOKE["fixed"], "variants": [{"bits": 8}]})
-    path = write_sweep(tmp_path, "pair", grid={"variants": [[{"bits": 8}]]})
-    proc = cli("sweep", str(path), "--json", outputs=pair.parent.parent)
-    assert proc.returncode == 0 and "1 points under" in proc.stderr and "stale" in proc.stderr, proc.stderr
+    path = write_sweep(tmp_path, "smoke", grid={"variants": [[{"bits": 8}]]})
+    proc = cli("sweep", str(path), "--json", outputs=smoke.parent.parent)
+    assert proc.returncode == 0 and "2 points under" in proc.stderr and "stale" in proc.stderr, proc.stderr
     assert strict_json(proc.stdout.splitlines()[-1])["skipped"] == 1
-    assert store.load_sweep_results("pair").collect()["point_id"].unique().to_list() == [kept]
-    assert "1 stale points, not in the current sweep file, left out" in capsys.readouterr().err
-    assert store.load_sweep_results("pair", include_stale=True).collect()["point_id"].n_unique() == 2
-    assert report.failures("pair") == (0, 1) and report.point_conditions("pair").height == 1
-    assert "stale    1" in cli("sweeps", outputs=pair.parent.parent).stdout
-    assert console.entry(report.main, ["pair", "-o", str(tmp_path / "all.html"), "--include-stale", "--json"]) == 0
+    assert store.load_sweep_results("smoke").collect()["point_id"].unique().to_list() == [kept]
+    assert "2 stale points, not in the current sweep file, left out" in capsys.readouterr().err
+    assert store.load_sweep_results("smoke", include_stale=True).collect()["point_id"].n_unique() == 3
+    assert report.failures("smoke") == (0, 1) and report.point_conditions("smoke").height == 1
+    assert "stale    2" in cli("sweeps", outputs=smoke.parent.parent).stdout
+    assert console.entry(report.main, ["smoke", "-o", str(tmp_path / "all.html"), "--include-stale", "--json"]) == 0
     out, err = capsys.readouterr()
-    assert strict_json(out.splitlines()[-1])["points"] == 2 and "1 stale points" in err and "included" in err
+    assert strict_json(out.splitlines()[-1])["points"] == 3 and "2 stale points" in err and "included" in err
 
 
 @pytest.mark.parametrize(
@@ -295,7 +294,7 @@ def test_a_write_failure_after_measuring_keeps_the_rows_and_names_them(tmp_path)
     shutil.rmtree(os.path.dirname(kept))
 
 
-def test_every_commands_json_is_strict_json(pair, tmp_path, nano_path, capsys):
+def test_every_commands_json_is_strict_json(smoke, tmp_path, nano_path, capsys):
     from workbench import doctor, run
     from workbench.measure import bench, evaluate
 
@@ -310,7 +309,7 @@ def test_every_commands_json_is_strict_json(pair, tmp_path, nano_path, capsys):
         (evaluate.main, ["--model", "nano", "--text", str(text), "--sequence-length", "32", "--max-chunks", "2"]),
         (run.main, ["quantise", "--params", str(params)]),
         (runner.main, [str(write_sweep(tmp_path, "prep", grid=TWO)), "--prepare-only"]),
-        (report.main, ["pair", "-o", str(tmp_path / "pair.html")]),
+        (report.main, ["smoke", "-o", str(tmp_path / "smoke.html")]),
     ]
     for main, args in commands:
         assert console.entry(main, [*args, "--json"]) == 0, capsys.readouterr().err

@@ -1,8 +1,9 @@
 """JupyterLab in a real browser with the network cut off: the charts of `00_quickstart` and `90_dashboard` draw.
 
-JupyterLab runs on 127.0.0.1 with a token over copies of the notebooks (nano, tiny parameters; the dashboard reads a
-finished two-point sweep made here). Playwright for Python drives the system Chromium (no browser download), every
-request that leaves 127.0.0.1 is aborted at the page, and the test runs all cells from the Run menu as a user would.
+JupyterLab runs on 127.0.0.1 with a token over copies of the notebooks (nano, tiny parameters; the dashboard reads the
+session's finished smoke sweep, conftest.smoke_sweep_outputs). Playwright for Python drives the system Chromium (no
+browser download), every request that leaves 127.0.0.1 is aborted at the page, and the test runs all cells from the
+Run menu as a user would.
 Then every chart must hold drawn SVG marks, and changing the dashboard's x axis must change them.
 Screenshots land in `$WORKBENCH_SCREENSHOTS` (default: the test's temp folder).
 
@@ -80,7 +81,7 @@ def _wait_for_lab(url: str, proc: subprocess.Popen, timeout_s: float = 180) -> N
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory, tiny_sweep_outputs, nano_path):
+def lab(tmp_path_factory, smoke_sweep_outputs, nano_path):
     """JupyterLab on 127.0.0.1 with a token, over copies of 00_quickstart (nano, tiny) and 90_dashboard; its
     configuration, settings and runtime files in a temp folder; kernels import this checkout."""
     home = tmp_path_factory.mktemp("lab")
@@ -102,7 +103,7 @@ def lab(tmp_path_factory, tiny_sweep_outputs, nano_path):
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-        "WORKBENCH_OUTPUTS": str(tiny_sweep_outputs),
+        "WORKBENCH_OUTPUTS": str(smoke_sweep_outputs),
         "JUPYTER_PATH": str(home / "kernel" / "share" / "jupyter"),
         "JUPYTER_CONFIG_DIR": str(home / "config"),
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),

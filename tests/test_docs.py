@@ -1,4 +1,4 @@
-"""Every ```python block in docs/ and the README runs as written (on nano, against a finished tiny sweep's run),
+"""Every ```python block in docs/ and the README runs as written (on nano, against a finished smoke sweep's run),
 so a snippet cannot drift from the code it shows."""
 
 import os
@@ -24,9 +24,9 @@ def test_docs_have_python_snippets():
 
 
 @pytest.mark.parametrize("page,line,code", SNIPPETS, ids=[f"{p.name}:{line}" for p, line, _ in SNIPPETS])
-def test_docs_snippet_runs(page, line, code, tmp_path, tiny_sweep_outputs):
-    """In a fresh folder with one finished run under outputs/runs (a point of the tiny sweep, copied)."""
-    point = next((tiny_sweep_outputs / "sweeps" / "tiny").glob("*/results.parquet")).parent
+def test_docs_snippet_runs(page, line, code, tmp_path, smoke_sweep_outputs):
+    """In a fresh folder with one finished run under outputs/runs (a point of the smoke sweep, copied)."""
+    point = next((smoke_sweep_outputs / "sweeps" / "smoke").glob("*/results.parquet")).parent
     shutil.copytree(point, tmp_path / "outputs" / "runs" / point.name)
     env = {
         **os.environ,

@@ -1,8 +1,7 @@
 """The endpoint experiment on nano behind a real `mlx_lm.server` started by `workbench serve`: every load profile
 gives rows of the asked output length with no errors; the saturation search stops at the first level that
-fails its SLO; a dead target is one line before anything runs. `small` is what the generic tests override."""
-
-from pathlib import Path
+fails its SLO; a dead target is one line before anything runs. `small` is what the generic tests override.
+notebooks/80_endpoint.ipynb runs under papermill in tests/test_notebooks.py."""
 
 import polars as pl
 import pytest
@@ -97,16 +96,3 @@ def test_an_unreachable_target_is_one_line_before_anything_is_written(nano_path,
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and str(port) in done.stderr
     assert not (_outputs / "runs").exists() or not any((_outputs / "runs").iterdir())
-
-
-def test_endpoint_notebook_runs_under_papermill(tmp_path, nano_path, kernel):
-    """notebooks/80_endpoint.ipynb on nano: both runs (concurrencies, rate search) and every table and chart."""
-    from workbench.demo import execute_notebook
-    from workbench.paths import REPO_ROOT
-
-    small_run = {"requests": 3, "gen_tokens": 6, "prompt_tokens": 16, "trials": 1, "timeout_s": 30}
-    parameters = {"model": str(nano_path), "concurrencies": [1, 2], "rates": [5, 10], "params": small_run}
-    executed = execute_notebook(REPO_ROOT / "notebooks" / "80_endpoint.ipynb", tmp_path / "nb", parameters)
-    text = Path(executed).read_text()
-    assert "vega" in text and "Highest level meeting the SLOs" in text and "Launch to ready" in text
-    assert "Traceback" not in text

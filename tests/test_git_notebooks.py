@@ -50,14 +50,14 @@ def clone(tmp_path) -> Path:
     return target
 
 
-def test_dashboard_run_in_place_leaves_status_clean_and_diff_works_without_venv(clone, tiny_sweep_outputs, kernel):
+def test_dashboard_run_in_place_leaves_status_clean_and_diff_works_without_venv(clone, smoke_sweep_outputs, kernel):
     import nbclient
     import nbformat
 
     path = clone / "notebooks" / "90_dashboard.ipynb"
     nb = nbformat.read(path, as_version=4)
     saved = os.environ.get("WORKBENCH_OUTPUTS")
-    os.environ["WORKBENCH_OUTPUTS"] = str(tiny_sweep_outputs)
+    os.environ["WORKBENCH_OUTPUTS"] = str(smoke_sweep_outputs)
     try:  # as JupyterLab runs it: the kernel in the notebook's folder, the outputs saved into the file
         resources = {"metadata": {"path": str(path.parent)}}
         nbclient.NotebookClient(nb, kernel_name="workbench", resources=resources, timeout=600).execute()

@@ -45,8 +45,9 @@ def test_experiment_notebook_is_the_one_for_every_experiment():
 
 
 # The notebook's cells are the same for every experiment (test_experiments checks each experiment's table and
-# chart in process); under papermill it runs for one in-process experiment and the served one (its own server).
-@pytest.mark.parametrize("experiment", ["tradeoff", "endpoint"])
+# chart in process); under papermill it runs for the served experiment (its own server) here, and for an
+# in-process one (tradeoff) from the notebooks folder below, with the same checks and more.
+@pytest.mark.parametrize("experiment", ["endpoint"])
 def test_experiment_notebook_runs_under_papermill(experiment, tmp_path, nano_path, kernel):
     from test_experiments import small_overrides
 
@@ -116,10 +117,13 @@ def test_experiment_notebook_finds_params_and_eval_set_from_the_notebooks_folder
 
 
 def test_endpoint_notebook_runs_from_the_notebooks_folder(tmp_path, nano_path, kernel):
-    """80_endpoint with its default `params/endpoint.yaml`, kernel in `notebooks/`: both runs and every figure."""
+    """80_endpoint on nano with its default `params/endpoint.yaml`, kernel in `notebooks/`: both runs
+    (concurrencies, rate search) and every table and chart."""
     small = {"requests": 2, "gen_tokens": 6, "prompt_tokens": 16, "timeout_s": 30}
-    parameters = {"model": str(nano_path), "concurrencies": [1, 2], "rates": [5], "params": small}
+    parameters = {"model": str(nano_path), "concurrencies": [1, 2], "rates": [5, 10], "params": small}
     executed = _execute_from_notebooks_folder("80_endpoint.ipynb", tmp_path / "endpoint", parameters)
-    outputs = json.dumps([c.get("outputs", []) for c in json.loads(executed.read_text())["cells"]])
+    text = executed.read_text()
+    outputs = json.dumps([c.get("outputs", []) for c in json.loads(text)["cells"]])
     assert outputs.count("vegaEmbed(") == 2, "both charts rendered offline"
     assert "cdn.jsdelivr" not in outputs and "esm.sh" not in outputs
+    assert "Highest level meeting the SLOs" in text and "Launch to ready" in text and "Traceback" not in text

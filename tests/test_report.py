@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from conftest import chromium_executable
+from conftest import chromium_executable, run_sweep_into
 
 from workbench import console
 from workbench.paths import REPO_ROOT
@@ -77,28 +77,16 @@ OTHER_MODEL_SWEEP = {  # the smoke sweep's experiment on another model, for `--b
 
 
 @pytest.fixture(scope="module")
-def outputs(tmp_path_factory, nano_path, kernel):
-    """This module's outputs folder: the smoke sweep, and the A/A sweep `rounds` (tradeoff on nano: two
-    points with the baseline's settings and one at batch 4), and the endpoint sweep `served` (nano behind
-    mlx_lm.server), all run for real with papermill."""
-    from workbench.sweep import runner
-
+def outputs(tmp_path_factory, nano_path, kernel, smoke_sweep_outputs):
+    """This module's outputs folder: a copy of the session's smoke sweep, and the A/A sweep `rounds` (tradeoff on
+    nano: two points with the baseline's settings and one at batch 4), the endpoint sweep `served` (nano behind
+    mlx_lm.server) and `other-model` (smoke's experiment on `default`), all run for real with papermill."""
     root = tmp_path_factory.mktemp("report-outputs")
-    sweep_file = root / "rounds.yaml"
-    sweep_file.write_text(yaml.safe_dump(AA_SWEEP))
-    served_file = root / "served.yaml"
-    served_file.write_text(yaml.safe_dump(ENDPOINT_SWEEP))
-    other_file = root / "other-model.yaml"
-    other_file.write_text(yaml.safe_dump(OTHER_MODEL_SWEEP))
-    saved = os.environ.get("WORKBENCH_OUTPUTS")
-    os.environ["WORKBENCH_OUTPUTS"] = str(root)
-    try:
-        for path in (REPO_ROOT / "params" / "smoke.yaml", sweep_file, served_file, other_file):
-            outcomes = runner.run_sweep(runner.load_sweep(path), runner.ExecutionOptions(progress=False))
-            assert all(o.status is runner.PointStatus.DONE for o in outcomes), outcomes
-    finally:
-        if saved is not None:
-            os.environ["WORKBENCH_OUTPUTS"] = saved
+    shutil.copytree(smoke_sweep_outputs, root, dirs_exist_ok=True)
+    for name, spec in (("rounds", AA_SWEEP), ("served", ENDPOINT_SWEEP), ("other-model", OTHER_MODEL_SWEEP)):
+        sweep_file = root / f"{name}.yaml"
+        sweep_file.write_text(yaml.safe_dump(spec))
+        run_sweep_into(root, sweep_file)
     return root
 
 

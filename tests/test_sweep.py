@@ -20,6 +20,11 @@ from workbench.sweep import outcome, runner
 from workbench.sweep.outcome import PointOutcome, PointStatus
 
 SMOKE = REPO_ROOT / "params" / "smoke.yaml"
+# smoke's experiment with the least work per point, for tests of control flow (no number of theirs is shown)
+QUICK = {
+    **yaml.safe_load(SMOKE.read_text())["fixed"],
+    **{"prompt_tokens": 8, "gen_tokens": 4, "perplexity_chunks": 0, "task_count": 0, "fidelity_count": 0},
+}
 
 
 def write_sweep(tmp_path, sweep_name, **changes):
@@ -109,7 +114,8 @@ def test_failed_point_is_recorded_the_sweep_goes_on_and_a_rerun_completes_it(tmp
     broken = tmp_path / "broken-model"
     shutil.copytree(nano_path, broken)
     weights = (broken / "model.safetensors").read_bytes()
-    path = write_sweep(tmp_path, "flaky", grid=None, points=[{"model": str(nano_path)}, {"model": str(broken)}])
+    points = [{"model": str(nano_path)}, {"model": str(broken)}]
+    path = write_sweep(tmp_path, "flaky", fixed=QUICK, grid=None, points=points)
     (broken / "model.safetensors").write_bytes(b"garbage")
     proc = cli("sweep", str(path), "--retries", "0", "--json", outputs=_outputs)
     assert proc.returncode == 1
@@ -126,7 +132,7 @@ def test_failed_point_is_recorded_the_sweep_goes_on_and_a_rerun_completes_it(tmp
 
 
 def test_killed_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, nano_path, kernel, _outputs):
-    path = write_sweep(tmp_path, "killed")
+    path = write_sweep(tmp_path, "killed", fixed=QUICK)
     env = {**os.environ, "WORKBENCH_OUTPUTS": str(_outputs)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "workbench.cli", "sweep", str(path), "--workers", "1"],
@@ -156,7 +162,7 @@ def test_killed_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, nano_pat
 
 
 def test_dask_executor_with_a_local_cluster_and_rerun(tmp_path, nano_path, kernel, _outputs):
-    path = write_sweep(tmp_path, "dasky", grid={"variants": [[{"bits": 4}], [{"bits": 8}]]})
+    path = write_sweep(tmp_path, "dasky", fixed=QUICK, grid={"variants": [[{"bits": 4}], [{"bits": 8}]]})
     plan = runner.load_sweep(path)
     options = runner.ExecutionOptions(executor="dask", progress=False)
     outcomes = runner.run_sweep(plan, options)

@@ -11,7 +11,10 @@ import polars as pl
 import pytest
 import yaml
 
-from workbench.sweep import spec
+from workbench import console
+from workbench.present import headline
+from workbench.results import export
+from workbench.sweep import listing, spec
 
 SWEEP = {
     "name": "habits",
@@ -40,6 +43,15 @@ def cli(*args, outputs):
     )
 
 
+def call(capsys, main, *args) -> subprocess.CompletedProcess:
+    """A command run in this process (`console.entry`, as the CLI runs it): the commands that measure nothing, so
+    the test does not start a Python for each; its exit code, stdout and stderr."""
+    capsys.readouterr()
+    code = console.entry(main, list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
 def write(tmp_path, **changes):
     path = tmp_path / f"{changes.get('name', SWEEP['name'])}.yaml"
     path.write_text(yaml.safe_dump({**SWEEP, **changes}))
@@ -57,24 +69,24 @@ def test_label_is_a_name_not_a_parameter(tmp_path):
         spec.load_sweep(bad)
 
 
-def test_sweeps_json_export_rerun_and_time_budget(tmp_path, nano_path, kernel, _outputs):
+def test_sweeps_json_export_rerun_and_time_budget(tmp_path, nano_path, kernel, _outputs, capsys):
     path = write(tmp_path)
     first = cli("sweep", str(path), "--json", outputs=_outputs)
     assert first.returncode == 0, first.stderr
 
-    resumed = cli("sweep", str(path), outputs=_outputs)  # nothing to run; the sweep still ends with its headline
+    resumed = call(capsys, headline.sweep_main, str(path))  # nothing to run; the sweep still ends with its headline
     assert resumed.returncode == 0 and resumed.stdout.strip().splitlines()[-1].startswith("headline: ")
     assert "@" not in resumed.stdout.strip().splitlines()[-1]
 
-    listed = cli("sweeps", "--json", outputs=_outputs)
+    listed = call(capsys, listing.list_main, "--json")
     assert listed.returncode == 0, listed.stderr
     (habits,) = [s for s in json.loads(listed.stdout) if s["sweep"] == "habits"]  # stdout: one JSON document
     assert habits["experiment"] == "quantise" and habits["done"] == 2 and habits["last_run"].startswith("20")
     assert {p["state"] for p in habits["points"]} == {"done"} and all(p["updated_at"] for p in habits["points"])
     assert sorted(p["label"] or "" for p in habits["points"]) == ["", "eight bits"]
-    assert "last 20" in cli("sweeps", outputs=_outputs).stdout
+    assert "last 20" in call(capsys, listing.list_main).stdout
 
-    csv = cli("export", "habits", "--csv", "-o", str(tmp_path / "habits.csv"), outputs=_outputs)
+    csv = call(capsys, export.main, "habits", "--csv", "-o", str(tmp_path / "habits.csv"))
     assert csv.returncode == 0, csv.stderr
     rows = pl.read_csv(tmp_path / "habits.csv", infer_schema_length=None)
     speed = rows.filter(pl.col("kind") == "speed")
@@ -82,9 +94,9 @@ def test_sweeps_json_export_rerun_and_time_budget(tmp_path, nano_path, kernel, _
     gaps = json.loads(speed["itl_s"][0])
     assert len(gaps) == 3 and all(gap > 0 for gap in gaps)  # 4 tokens: 3 gaps, back from the flattened text
     assert set(rows["point_label"].drop_nulls()) == {"eight bits"}
-    parquet = cli("export", "habits", "--parquet", outputs=_outputs)
+    parquet = call(capsys, export.main, "habits", "--parquet")
     assert parquet.returncode == 0 and pl.read_parquet(parquet.stdout.strip()).height == rows.height
-    assert cli("export", "nosuch", "--csv", outputs=_outputs).returncode == 2
+    assert call(capsys, export.main, "nosuch", "--csv").returncode == 2
 
     labelled = next(p["point_id"] for p in habits["points"] if p["label"])
     before = (_outputs / "sweeps" / "habits" / labelled / "results.parquet").read_bytes()
@@ -95,7 +107,7 @@ def test_sweeps_json_export_rerun_and_time_budget(tmp_path, nano_path, kernel, _
     (kept,) = (_outputs / "sweeps" / "habits" / labelled / ".replaced").iterdir()
     assert (kept / "results.parquet").read_bytes() == before and (kept / "manifest.json").is_file()
     assert (_outputs / "sweeps" / "habits" / labelled / "results.parquet").read_bytes() != before
-    assert cli("sweep", str(path), "--rerun", "nosuch", outputs=_outputs).returncode == 2
+    assert call(capsys, headline.sweep_main, str(path), "--rerun", "nosuch").returncode == 2
 
     budget = write(tmp_path, name="budget", time_budget_s=1)
     proc = cli("sweep", str(budget), "--json", outputs=_outputs)
