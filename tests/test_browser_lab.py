@@ -42,7 +42,8 @@ CHROMIUM_FLAGS = [
 RUN_TIMEOUT_S = 480
 DATA_MARKS = "svg g.role-mark path, svg g.role-mark line, svg g.role-mark text"
 QUICKSTART_PARAMETERS = (
-    'model = "{model}"\nprompt_tokens = 16\ngen_tokens = 8\ntrials = 1\ntask_count = 4\noutput_dir = None'
+    'model = "{model}"\nprompt_tokens = 16\ngen_tokens = 8\ntrials = 1\ntask_count = 4\nperplexity_chunks = 2\n'
+    "output_dir = None"
 )
 
 
