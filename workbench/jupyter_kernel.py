@@ -70,10 +70,10 @@ def strip_before_save(model: dict[str, Any], **_: Any) -> None:
 
 def kernel_env() -> dict[str, Any]:
     """The kernel spec's `env`: the optimised BLAS preloaded, and its thread count (`runtime.blas_env`)."""
-    from workbench.runtime import blas_env
+    from workbench.runtime import BLAS_THREADS, blas_env
 
     env = blas_env({})
-    return {k: env[k] for k in ("LD_PRELOAD", "OPENBLAS_NUM_THREADS") if k in env}
+    return {k: env[k] for k in ("LD_PRELOAD", BLAS_THREADS) if k in env}
 
 
 def install_kernel(prefix: str | None = None) -> str:

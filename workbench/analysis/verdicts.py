@@ -130,11 +130,8 @@ def with_verdicts(frame: pl.DataFrame, *, alpha: float = ALPHA) -> pl.DataFrame:
             verdict = "inconclusive"
         verdicts.append(verdict)
         significant.append(sig)
-        short_of = (
-            row.get("precision_pct")
-            if (row.get("precision_pct") or 0) > (row.get("precision_target_pct") or 1e9)
-            else None
-        )
+        precision, target = row.get("precision_pct"), row.get("precision_target_pct")
+        short_of = precision if precision is not None and target is not None and precision > target else None
         labels.append(verdict_label(verdict, row["half_width_pct"], row["min_effect_pct"], short_of=short_of))
     return frame.with_columns(
         pl.Series("p_holm", adjusted, dtype=pl.Float64).fill_nan(None),

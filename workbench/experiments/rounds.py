@@ -187,6 +187,10 @@ def run_rounds(
     log.outliers = sorted(flagged)
     for arm_rows in rows.values():
         for r in arm_rows:
-            r.update(round_outlier=r["round"] in flagged, rounds_stopped=log.stopped, min_effect=config.min_effect)
-            r["precision_target"] = precision
+            r.update(
+                round_outlier=r["round"] in flagged,
+                rounds_stopped=log.stopped,
+                min_effect=config.min_effect,
+                precision_target=precision,
+            )
     return rows, log
